@@ -1,0 +1,12 @@
+# make run   — the main job, with a simulated iPhone (no hardware needed)
+# make test  — install missing peers and tools, then run every check
+.PHONY: run test build
+
+build:
+	go build -o bin/iosmux ./cmd/iosmux
+
+run: build
+	./bin/iosmux demo
+
+test:
+	scripts/test.sh

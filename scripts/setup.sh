@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what the tests need and is missing: Debian packages, staticcheck,
+# Go modules (main and interop) and the npm peers pinned in
+# interop/package-lock.json. Safe to run again; it only adds what is absent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+STATICCHECK_VERSION=2026.2.2
+
+need_apt=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have openssl      || need_apt+=(openssl)
+have usbmuxd      || need_apt+=(usbmuxd)
+have idevice_id   || need_apt+=(libimobiledevice-utils)
+have iproxy       || need_apt+=(libusbmuxd-tools)
+have ip           || need_apt+=(iproute2)
+have unshare      || need_apt+=(util-linux)
+have make         || need_apt+=(make)
+have g++          || need_apt+=(g++ build-essential)
+have python3      || need_apt+=(python3)   # node-gyp runs python
+# Node from another source (e.g. NodeSource) must not be replaced by Debian's.
+have node         || need_apt+=(nodejs)
+have npm          || need_apt+=(npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need_apt[*]}"
+  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+export PATH="$(go env GOPATH)/bin:$PATH"
+if ! staticcheck -version 2>/dev/null | grep -q "$STATICCHECK_VERSION"; then
+  echo "setup: installing staticcheck $STATICCHECK_VERSION"
+  go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi
+
+go mod download
+(cd interop && go mod download)
+
+# npm ci is exact to the lock file; skip it when node_modules already matches.
+if [ ! -f interop/node_modules/.package-lock.json ] || ! cmp -s interop/package-lock.json interop/node_modules/.iosmux-lock; then
+  echo "setup: installing npm peers (interop/package-lock.json)"
+  (cd interop && npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.iosmux-lock)
+fi
