@@ -156,7 +156,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestSeparatorAndUnknown(t *testing.T) {
-	in := unhex(t, "0601ff" + "ff00" + "4002beef")
+	in := unhex(t, "0601ff"+"ff00"+"4002beef")
 	v, err := Parse(in)
 	if err != nil {
 		t.Fatal(err)
