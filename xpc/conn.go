@@ -165,9 +165,10 @@ type Conn struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 
-	mu     sync.Mutex
-	nextID uint64 // request ids for Request (client role)
-	st     *connState
+	mu       sync.Mutex
+	nextID   uint64     // request ids for Request (client role)
+	leftover []received // messages queued when the connection ended
+	st       *connState
 }
 
 type received struct {
@@ -340,14 +341,21 @@ func (c *Conn) Reply(ctx context.Context, req Message, body *Dict) error {
 // Receive returns the next message from the peer that is not a set-up
 // message and not a reply claimed by Request, with the channel it came on.
 // Unread messages are queued up to Config.MaxQueued bytes; beyond that the
-// connection stops reading from the peer until Receive is called.
+// connection stops reading from the peer until Receive is called. Messages
+// that arrived before the connection ended are returned before its error.
 func (c *Conn) Receive(ctx context.Context) (Message, Channel, error) {
 	select {
 	case r := <-c.deliverCh:
 		return r.msg, r.ch, nil
 	case <-c.done:
-		// Deliver what was queued before the end only if it is still
-		// offered; the owner has exited, so report the end.
+		// Messages that arrived before the end are still delivered.
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if len(c.leftover) > 0 {
+			r := c.leftover[0]
+			c.leftover = c.leftover[1:]
+			return r.msg, r.ch, nil
+		}
 		return Message{}, 0, c.err
 	case <-ctx.Done():
 		return Message{}, 0, &ConnError{Conn: c.cfg.Name, Op: "receive", Err: context.Cause(ctx)}

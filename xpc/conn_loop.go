@@ -132,6 +132,9 @@ func (c *Conn) run() {
 		st.flushGoAway(batches)
 	}
 	c.err = err
+	c.mu.Lock()
+	c.leftover = st.queued
+	c.mu.Unlock()
 	c.cfg.Logger.Debug("xpc: connection ended", "conn", c.cfg.Name, "err", err)
 	close(c.done)
 	_ = c.nc.Close()

@@ -1,0 +1,275 @@
+package rsd
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iosmux/iosmux/xpc"
+)
+
+func vectorBytes(t testing.TB, name string) []byte {
+	t.Helper()
+	s, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := hex.DecodeString(strings.TrimSpace(string(s)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func encode(t *testing.T, m *xpc.Message) []byte {
+	t.Helper()
+	b, err := m.AppendBinary(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestDeviceHandshakeVector(t *testing.T) {
+	in := vectorBytes(t, "10_rsd_handshake_device.hex")
+	m, err := xpc.Decode(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := ParseHandshake(m.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := h.Device()
+	if d.UDID != "222222222" || d.ProductType != "iPhone15,3" || d.OSVersion != "17.0" || d.BuildVersion != "21A5277j" ||
+		d.UniqueChipID != 111111 || d.BootSessionUUID != "a4ba4745-5925-4e45-93ab-46ec91880c91" || d.RemoteXPCVersionFlags != RemoteXPCVersionFlags {
+		t.Errorf("device: %+v", d)
+	}
+	if h.UUID.String() != ExampleUUID || h.MessagingProtocolVersion != 3 || len(h.Services) != 7 || len(h.Skipped) != 0 {
+		t.Errorf("handshake: uuid %v mpv %d services %d", h.UUID, h.MessagingProtocolVersion, len(h.Services))
+	}
+	s, ok := h.Service("com.apple.internal.dt.coredevice.untrusted.tunnelservice")
+	if !ok || s.Port != 52291 || !s.UsesRemoteXPC() || s.Properties.Int64("ServiceVersion") != 2 {
+		t.Errorf("tunnelservice: %+v", s)
+	}
+	if s, _ := h.Service("com.apple.mobile.insecure_notification_proxy.shim.remote"); !s.IsShim() || s.Properties != nil {
+		t.Errorf("shim entry: %+v", s)
+	}
+	// Building the body from the parsed form reproduces the vector.
+	out := encode(t, &xpc.Message{Flags: xpc.FlagsMsg, ID: DeviceMessageID, Body: h.Body()})
+	if !bytes.Equal(out, in) {
+		t.Error("Handshake.Body does not reproduce vector 10")
+	}
+	// So does the example in code, which the demo serves.
+	ex := Handshake{MessagingProtocolVersion: 3, UUID: mustUUID(ExampleUUID), Properties: ExampleProperties(), Services: ExampleServices()}
+	if got := encode(t, &xpc.Message{Flags: xpc.FlagsMsg, ID: DeviceMessageID, Body: ex.Body()}); !bytes.Equal(got, in) {
+		t.Error("ExampleProperties/ExampleServices do not reproduce vector 10")
+	}
+}
+
+func TestHostHandshakeVector(t *testing.T) {
+	want := vectorBytes(t, "11_rsd_handshake_host.hex")
+	got := encode(t, &xpc.Message{Flags: xpc.FlagsMsg, ID: HostMessageID, Body: HostHandshake(mustUUID("00112233-4455-6677-8899-aabbccddeeff"))})
+	if !bytes.Equal(got, want) {
+		t.Errorf("host handshake:\n got %x\nwant %x", got, want)
+	}
+}
+
+func TestParseHandshakeRejects(t *testing.T) {
+	if _, err := ParseHandshake(xpc.NewDict("MessageType", xpc.String("Other"))); !errors.Is(err, ErrNotHandshake) {
+		t.Errorf("got %v", err)
+	}
+	if _, err := ParseHandshake(xpc.NewDict("MessageType", xpc.String("Handshake"))); err == nil {
+		t.Error("accepted a Handshake without UniqueDeviceID")
+	}
+	h, err := ParseHandshake(xpc.NewDict("MessageType", xpc.String("Handshake"),
+		"Properties", xpc.NewDict("UniqueDeviceID", xpc.String("u")),
+		"Services", xpc.NewDict("bad", xpc.NewDict("Port", xpc.String("x")), "ok", xpc.NewDict("Port", xpc.String("1")))))
+	if err != nil || len(h.Services) != 1 || h.Skipped[0] != "bad" {
+		t.Errorf("got %+v %v", h, err)
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func exampleServer(t *testing.T) *Server {
+	s, err := NewServer(ServerConfig{Properties: ExampleProperties(), Services: ExampleServices()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestClientServer(t *testing.T) {
+	srv := exampleServer(t)
+	if srv.UUID().IsZero() || srv.UUID().String() == ExampleUUID {
+		t.Fatalf("server uuid %v: want a fresh random one", srv.UUID())
+	}
+	if other := exampleServer(t); other.UUID() == srv.UUID() {
+		t.Fatal("two boots share a uuid")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctxT(t))
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+	hostID := mustUUID("00112233-4455-6677-8899-aabbccddeeff")
+	for i, cfg := range []*ClientConfig{{HostUUID: hostID}, nil} {
+		nc, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := NewClient(ctx, nc, cfg)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		h := c.Handshake
+		if h.UUID != srv.UUID() || h.MessagingProtocolVersion != ProtocolVersion || h.Device().ProductType != "iPhone15,3" || len(h.Services) != 7 {
+			t.Errorf("client %d: got %+v", i, h)
+		}
+		c.Close()
+	}
+	cancel()
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServerRecordsHostUUID(t *testing.T) {
+	srv := exampleServer(t)
+	a, b := net.Pipe()
+	peer := make(chan Peer, 1)
+	go func() {
+		p, err := srv.ServeConn(ctxT(t), b)
+		if err != nil {
+			t.Error(err)
+		}
+		peer <- p
+	}()
+	hostID, _ := xpc.NewRandomUUID(nil)
+	c, err := NewClient(ctxT(t), a, &ClientConfig{HostUUID: hostID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The host Handshake was sent before the device's was read; closing
+	// ends ServeConn, which reports it.
+	time.Sleep(0)
+	c.Close()
+	if p := <-peer; p.UUID != hostID {
+		t.Errorf("server saw host uuid %v, want %v", p.UUID, hostID)
+	}
+}
+
+func TestHostUUIDPersisted(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	u1, err := LoadOrCreateHostUUID(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, HostUUIDFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("file mode: %v %v", fi.Mode(), err)
+	}
+	u2, err := LoadOrCreateHostUUID(dir)
+	if err != nil || u2 != u1 || u1.IsZero() {
+		t.Fatalf("second load: %v %v (first %v)", u2, err, u1)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("temporary files left: %v", entries)
+	}
+	os.WriteFile(filepath.Join(dir, HostUUIDFile), []byte("junk"), 0o600)
+	if _, err := LoadOrCreateHostUUID(dir); err == nil {
+		t.Error("corrupt file silently replaced")
+	}
+}
+
+func TestShimCheckin(t *testing.T) {
+	a, b := net.Pipe()
+	type res struct {
+		req *CheckinRequest
+		err error
+	}
+	srv := make(chan res, 1)
+	go func() {
+		c, req, err := ShimServer(ctxT(t), b, "com.apple.afc.shim.remote")
+		if err == nil {
+			var v map[string]any
+			err = c.Receive(ctxT(t), &v)
+			if err == nil && v["Request"] != "Ping" {
+				err = errors.New("wrong service message")
+			}
+		}
+		srv <- res{req, err}
+	}()
+	c, err := ShimClient(ctxT(t), a, "com.apple.afc.shim.remote", "iosmux", []byte{1, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Send(ctxT(t), map[string]string{"Request": "Ping"}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-srv
+	if r.err != nil || r.req.Label != "iosmux" || r.req.ProtocolVersion != "2" || !bytes.Equal(r.req.EscrowBag, []byte{1, 2}) {
+		t.Fatalf("server saw %+v, %v", r.req, r.err)
+	}
+}
+
+func TestShimRejected(t *testing.T) {
+	a, b := net.Pipe()
+	go RejectCheckin(ctxT(t), b, "x.shim.remote", "EscrowFailure", "locked")
+	_, err := ShimClient(ctxT(t), a, "x.shim.remote", "iosmux", nil)
+	var ce *CheckinError
+	if !errors.As(err, &ce) || ce.Err != "EscrowFailure" || ce.Description != "locked" {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestShimBadInput(t *testing.T) {
+	for name, script := range map[string]string{
+		"oversized": "7fffffff",
+		"zero":      "00000000",
+		"garbage":   "00000004" + "61626364",
+		"truncated": "00000010" + "3c3f",
+	} {
+		t.Run(name, func(t *testing.T) {
+			a, b := net.Pipe()
+			go func() {
+				var req map[string]any
+				(&ShimConn{nc: b}).Receive(context.Background(), &req)
+				raw, _ := hex.DecodeString(script)
+				b.Write(raw)
+				b.Close()
+			}()
+			_, err := ShimClient(ctxT(t), a, "x.shim.remote", "iosmux", nil)
+			if err == nil || !strings.Contains(err.Error(), "x.shim.remote") {
+				t.Fatalf("got %v", err)
+			}
+		})
+	}
+}
+
+func TestShimDeadline(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	go func() { var v map[string]any; (&ShimConn{nc: b}).Receive(context.Background(), &v) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := ShimClient(ctx, a, "x.shim.remote", "iosmux", nil)
+	if err == nil || !strings.Contains(err.Error(), "RSDCheckin reply") {
+		t.Fatalf("got %v", err)
+	}
+}

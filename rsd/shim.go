@@ -1,0 +1,183 @@
+package rsd
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"howett.net/plist"
+)
+
+// DefaultMaxPlist bounds one framed plist read by a ShimConn.
+const DefaultMaxPlist = 16 << 20
+
+// CheckinRequest is the host's RSDCheckin (spec §5.2).
+type CheckinRequest struct {
+	Label           string `plist:"Label"`
+	ProtocolVersion string `plist:"ProtocolVersion"`
+	Request         string `plist:"Request"`
+	EscrowBag       []byte `plist:"EscrowBag,omitempty"`
+}
+
+// CheckinError is a device's refusal in its StartService reply.
+type CheckinError struct {
+	Service     string
+	Err         string // Error, e.g. "EscrowFailure"
+	Description string // ErrorDescription, if any
+}
+
+func (e *CheckinError) Error() string {
+	s := fmt.Sprintf("rsd: %s: StartService failed: %s", e.Service, e.Err)
+	if e.Description != "" {
+		s += " (" + e.Description + ")"
+	}
+	return s
+}
+
+// ShimConn is a lockdown-over-RSD connection after RSDCheckin. Send and
+// Receive exchange u32be-length-framed plists (lockdown's framing); for
+// services with their own protocol (AFC, DTX) use Conn directly.
+type ShimConn struct {
+	nc      net.Conn
+	name    string
+	MaxSize int // bound for Receive; 0 means DefaultMaxPlist
+}
+
+// Conn returns the underlying connection, positioned after the checkin.
+func (c *ShimConn) Conn() net.Conn { return c.nc }
+
+// Close closes the connection.
+func (c *ShimConn) Close() error { return c.nc.Close() }
+
+// ShimClient performs the host side of RSDCheckin on nc for service (used in
+// errors): it sends the request with label (and escrowBag when not nil) and
+// consumes both device replies, so the next byte belongs to the service.
+func ShimClient(ctx context.Context, nc net.Conn, service, label string, escrowBag []byte) (*ShimConn, error) {
+	c := &ShimConn{nc: nc, name: service}
+	req := CheckinRequest{Label: label, ProtocolVersion: "2", Request: "RSDCheckin", EscrowBag: escrowBag}
+	if err := c.Send(ctx, req); err != nil {
+		return nil, c.fail("sending RSDCheckin", err)
+	}
+	var first, second map[string]any
+	if err := c.Receive(ctx, &first); err != nil {
+		return nil, c.fail("reading the RSDCheckin reply", err)
+	}
+	if first["Request"] != "RSDCheckin" {
+		return nil, c.fail("reading the RSDCheckin reply", fmt.Errorf("got Request %v, want RSDCheckin", first["Request"]))
+	}
+	if err := c.Receive(ctx, &second); err != nil {
+		return nil, c.fail("reading the StartService reply", err)
+	}
+	if e, ok := second["Error"].(string); ok {
+		d, _ := second["ErrorDescription"].(string)
+		return nil, &CheckinError{Service: service, Err: e, Description: d}
+	}
+	if second["Request"] != "StartService" {
+		return nil, c.fail("reading the StartService reply", fmt.Errorf("got Request %v, want StartService", second["Request"]))
+	}
+	return c, nil
+}
+
+// ShimServer performs the device side: it reads the RSDCheckin request and
+// answers with {"Request": "RSDCheckin"} then {"Request": "StartService"}
+// (spec §5.2). The caller then speaks the service's protocol on the conn.
+func ShimServer(ctx context.Context, nc net.Conn, service string) (*ShimConn, *CheckinRequest, error) {
+	c := &ShimConn{nc: nc, name: service}
+	var req CheckinRequest
+	if err := c.Receive(ctx, &req); err != nil {
+		return nil, nil, c.fail("reading RSDCheckin", err)
+	}
+	if req.Request != "RSDCheckin" {
+		return nil, nil, c.fail("reading RSDCheckin", fmt.Errorf("got Request %q", req.Request))
+	}
+	for _, reply := range []string{"RSDCheckin", "StartService"} {
+		if err := c.Send(ctx, map[string]string{"Request": reply}); err != nil {
+			return nil, nil, c.fail("sending "+reply+" reply", err)
+		}
+	}
+	return c, &req, nil
+}
+
+// RejectCheckin answers an RSDCheckin with a StartService error, as a device
+// refusing the service does.
+func RejectCheckin(ctx context.Context, nc net.Conn, service, errName, desc string) error {
+	c := &ShimConn{nc: nc, name: service}
+	var req CheckinRequest
+	if err := c.Receive(ctx, &req); err != nil {
+		return c.fail("reading RSDCheckin", err)
+	}
+	if err := c.Send(ctx, map[string]string{"Request": "RSDCheckin"}); err != nil {
+		return c.fail("sending RSDCheckin reply", err)
+	}
+	return c.Send(ctx, map[string]string{"Request": "StartService", "Error": errName, "ErrorDescription": desc})
+}
+
+func (c *ShimConn) fail(step string, err error) error {
+	c.nc.Close()
+	return fmt.Errorf("rsd: %s (%s): %s: %w", c.name, c.nc.RemoteAddr(), step, err)
+}
+
+// Send writes v as one XML plist (the references' format) with its u32be
+// length, in a single Write.
+func (c *ShimConn) Send(ctx context.Context, v any) error {
+	body, err := plist.Marshal(v, plist.XMLFormat)
+	if err != nil {
+		return fmt.Errorf("rsd: encoding plist: %w", err)
+	}
+	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(body)), uint32(len(body)))
+	b = append(b, body...)
+	return withDeadline(ctx, c.nc, func() error {
+		_, err := c.nc.Write(b)
+		return err
+	})
+}
+
+// Receive reads one framed plist (XML or binary) into v.
+func (c *ShimConn) Receive(ctx context.Context, v any) error {
+	max := c.MaxSize
+	if max <= 0 {
+		max = DefaultMaxPlist
+	}
+	var body []byte
+	err := withDeadline(ctx, c.nc, func() error {
+		var hdr [4]byte
+		if _, err := io.ReadFull(c.nc, hdr[:]); err != nil {
+			return err
+		}
+		n := binary.BigEndian.Uint32(hdr[:])
+		if n == 0 || uint64(n) > uint64(max) {
+			return fmt.Errorf("plist length %d outside 1..%d", n, max)
+		}
+		body = make([]byte, n)
+		_, err := io.ReadFull(c.nc, body)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := plist.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("decoding plist: %w", err)
+	}
+	return nil
+}
+
+// withDeadline runs f with ctx's deadline and cancellation applied to nc.
+func withDeadline(ctx context.Context, nc net.Conn, f func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dl, _ := ctx.Deadline()
+	_ = nc.SetDeadline(dl)
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	err := f()
+	if !stop() {
+		// ctx ended during f: report that rather than the i/o timeout.
+		err = errors.Join(context.Cause(ctx), err)
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return err
+}
