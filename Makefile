@@ -6,7 +6,7 @@ build:
 	go build -o bin/iosmux ./cmd/iosmux
 
 run: build
-	./bin/iosmux demo
+	./bin/iosmux rsd-info --demo
 
 test:
 	scripts/test.sh
