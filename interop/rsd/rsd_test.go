@@ -41,7 +41,7 @@ func startServer(t *testing.T) (*rsd.Server, int) {
 }
 
 // interopDir is the interop module root, where node_modules lives.
-func interopDir(t *testing.T) string {
+func interopDir(testing.TB) string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Dir(filepath.Dir(file))
 }
