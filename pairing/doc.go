@@ -1,0 +1,54 @@
+// Package pairing implements RemotePairing, the protocol a host uses to pair
+// with an iPhone (iOS 17+) and to open its encrypted control channel, in both
+// roles: Host (what pymobiledevice3, go-ios or macOS do) and Device (what the
+// simulator and the proxy play). The contract is
+// shared/spec/remotepairing.md; section numbers in comments refer to it.
+//
+// # Message sequence
+//
+// Every message is an envelope (§1.1) carried by a Transport: RPPairing
+// framing over TCP or the lockdown service (§1.3–§1.4), or the RemoteXPC
+// tunnel service (§1.2). On each connection:
+//
+//	host                                              device
+//	handshake request                          ->
+//	                                           <-     handshake response (peerDeviceInfo)
+//	pair-verify, when the host has a record (§3):
+//	V1 pairingData STATE=1 PUBLIC_KEY          ->
+//	                                           <-     V2 STATE=2 PUBLIC_KEY ENCRYPTED_DATA
+//	V3 STATE=3 ENCRYPTED_DATA (signature)      ->
+//	                                           <-     V4 STATE=4 [ERROR=2 unknown host]
+//	[pairVerifyFailed                          ->     after an ERROR]
+//	pair-setup, on a new device (§4):
+//	M1 pairingData METHOD=0 STATE=1            ->
+//	                                           <-     awaitingUserConsent (Trust dialog)
+//	                                           <-     M2 STATE=2 SALT PUBLIC_KEY=B
+//	                                                  or pairingRejectedWithError
+//	M3 STATE=3 PUBLIC_KEY=A PROOF=M1           ->
+//	                                           <-     M4 STATE=4 PROOF=M2 [ERROR=2 wrong PIN]
+//	M5 ENCRYPTED_DATA (host identity) STATE=5  ->
+//	                                           <-     M6 ENCRYPTED_DATA (device identity) STATE=6
+//	encrypted control channel (§6):
+//	streamEncrypted createRemoteUnlockKey      ->
+//	                                           <-     streamEncrypted hostKey
+//	streamEncrypted createListener             ->     (after a verify)
+//	                                           <-     streamEncrypted port
+//
+// After pair-setup the host saves a record, reconnects and runs pair-verify;
+// the verify shared secret is the TLS PSK of the tunnel (§7). Pair does all
+// of that; Host exposes the individual steps.
+//
+// # Key schedule
+//
+// keys.go defines every HKDF salt/info pair and nonce label once; both roles
+// use those definitions. Every pairing message has one create and one
+// consume function (verify.go, setup.go), pure apart from the random bytes
+// they read from the config's Rand, so transcripts replay byte for byte.
+//
+// # Records
+//
+// RecordStore reads and writes pymobiledevice3's pair records
+// (~/.pymobiledevice3/remote_<identifier>.plist, §8.1) atomically and with
+// mode 0600; ImportGoIOS converts go-ios's selfIdentity/peers layout.
+// Records, keys and secrets are never logged.
+package pairing

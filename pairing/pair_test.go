@@ -1,0 +1,330 @@
+package pairing
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testDevice serves a device role on in-memory connections: every dial
+// makes a net.Pipe, serves the device end on a goroutine the test waits for,
+// and hands the host end to the caller.
+type testDevice struct {
+	t     *testing.T
+	dev   *Device
+	hosts *MemoryHosts
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	errs  []error
+	// wrap, if set, wraps the host's transport (tampering tests).
+	wrap  func(Transport) Transport
+	dials int
+}
+
+func newTestDevice(t *testing.T, mutate func(*DeviceConfig)) *testDevice {
+	t.Helper()
+	td := &testDevice{t: t, hosts: &MemoryHosts{}}
+	cfg := &DeviceConfig{
+		Identity:  vecDevice,
+		Handshake: vecHandshake,
+		Mode:      ModeTrust,
+		Hosts:     td.hosts,
+		CreateListener: func(ctx context.Context, host string, req ListenerRequest) (*Listener, error) {
+			if req.Transport != TransportTCP {
+				return nil, errors.New("QUIC is not supported")
+			}
+			return &Listener{Port: vecPort}, nil
+		},
+	}
+	if mutate != nil {
+		mutate(cfg)
+	}
+	dev, err := NewDevice(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	td.dev = dev
+	t.Cleanup(td.wait)
+	return td
+}
+
+func (td *testDevice) dial(ctx context.Context) (Transport, error) {
+	hc, dc := net.Pipe()
+	dt := NewRPPairing(dc)
+	td.wg.Add(1)
+	go func() {
+		defer td.wg.Done()
+		err := td.dev.Serve(context.Background(), dt)
+		dt.Close()
+		if err != nil {
+			td.mu.Lock()
+			td.errs = append(td.errs, err)
+			td.mu.Unlock()
+		}
+	}()
+	td.mu.Lock()
+	td.dials++
+	td.mu.Unlock()
+	var ht Transport = NewRPPairing(hc)
+	if td.wrap != nil {
+		ht = td.wrap(ht)
+	}
+	return ht, nil
+}
+
+// wait returns once every served connection has ended; the host side must
+// have closed its ends.
+func (td *testDevice) wait() { td.wg.Wait() }
+
+func (td *testDevice) deviceErrors() []error {
+	td.wg.Wait()
+	td.mu.Lock()
+	defer td.mu.Unlock()
+	return append([]error(nil), td.errs...)
+}
+
+func testCtx(t *testing.T) context.Context {
+	// A safety net only: a hang shows up as context.DeadlineExceeded,
+	// which every test treats as a failure.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func hostConfig() HostConfig {
+	return HostConfig{HostName: vecHostName}
+}
+
+func TestPairThenVerify(t *testing.T) {
+	ctx := testCtx(t)
+	var consents int
+	td := newTestDevice(t, nil)
+	store := RecordStore{Dir: t.TempDir()}
+	hc := hostConfig()
+	hc.AwaitingConsent = func() { consents++ }
+	cfg := &PairConfig{Host: hc, Dial: td.dial, Store: store}
+
+	res, err := Pair(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Pair: %v", err)
+	}
+	if res.AlreadyPaired || res.ID != vecDeviceUDID || consents != 1 {
+		t.Errorf("result %+v, consents %d", res, consents)
+	}
+	if res.Peer == nil || res.Peer.UDID != vecDeviceUDID || !res.Peer.SignatureOK {
+		t.Errorf("peer %+v", res.Peer)
+	}
+	if td.dials != 2 {
+		t.Errorf("dialled %d times, want 2 (pair, then reconnect and verify)", td.dials)
+	}
+	rec, err := store.Load(vecDeviceUDID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.HostIdentifier != vecHostID || rec.RemoteUnlockHostKey == "" || rec.PeerUDID != vecDeviceUDID {
+		t.Errorf("record %+v", rec)
+	}
+	st, err := os.Stat(res.Path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("record mode %v, %v", st.Mode(), err)
+	}
+	if hs := td.hosts.Hosts(); len(hs) != 1 || hs[0].Identifier != vecHostID || hs[0].Info.Name != vecHostName {
+		t.Errorf("device stored %+v", hs)
+	}
+
+	// Second run: the record verifies; no consent, nothing rewritten.
+	before, _ := os.ReadFile(res.Path)
+	res2, err := Pair(ctx, cfg)
+	if err != nil || !res2.AlreadyPaired {
+		t.Fatalf("second Pair: %+v, %v", res2, err)
+	}
+	after, _ := os.ReadFile(res.Path)
+	if consents != 1 || string(before) != string(after) {
+		t.Errorf("second Pair asked consent (%d) or rewrote the record", consents)
+	}
+
+	// The verified session gives a listener and the PSK.
+	t3, _ := td.dial(ctx)
+	h := NewHost(t3, &hc)
+	defer h.Close()
+	if _, err := h.Handshake(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Verify(ctx, rec.Identity(vecHostID)); err != nil {
+		t.Fatal(err)
+	}
+	psk := h.SharedSecret()
+	l, err := h.CreateListener(ctx, ListenerRequest{Transport: TransportTCP, Key: psk,
+		PeerConnections: []PeerConnection{{OwningPID: vecPID, OwningProcessName: "CoreDeviceService"}}})
+	if err != nil || l.Port != vecPort || len(psk) != 32 {
+		t.Errorf("CreateListener: %+v, %v (psk %d bytes)", l, err, len(psk))
+	}
+	_, err = h.CreateListener(ctx, ListenerRequest{Transport: TransportQUIC, Key: []byte{1}})
+	var re *RequestError
+	if !errors.As(err, &re) || re.Description != "QUIC is not supported" {
+		t.Errorf("quic listener: got %v, want the device's refusal", err)
+	}
+	// The channel survives a refusal.
+	if k, err := h.CreateRemoteUnlockKey(ctx); err != nil || k == "" {
+		t.Errorf("CreateRemoteUnlockKey after a refusal: %q, %v", k, err)
+	}
+	h.Close()
+	if errs := td.deviceErrors(); len(errs) != 0 {
+		t.Errorf("device errors: %v", errs)
+	}
+}
+
+// TestUnknownHostFallsBack: a record the device does not know fails verify
+// with ERROR 2 at M4, and Pair falls back to setup on the same connection.
+func TestUnknownHostFallsBack(t *testing.T) {
+	ctx := testCtx(t)
+	td := newTestDevice(t, nil)
+	store := RecordStore{Dir: t.TempDir()}
+	stale := &Record{PrivateKey: vecHostSeed, PublicKey: ed25519.NewKeyFromSeed(vecHostSeed).Public().(ed25519.PublicKey)}
+	if _, err := store.Save(vecDeviceUDID, stale); err != nil {
+		t.Fatal(err)
+	}
+
+	// The bare verify first: exactly the spec's failure.
+	tr, _ := td.dial(ctx)
+	hc := hostConfig()
+	h := NewHost(tr, &hc)
+	if _, err := h.Handshake(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err := h.Verify(ctx, stale.Identity(vecHostID))
+	var pe *Error
+	var de *DeviceError
+	if !errors.As(err, &pe) || pe.Step != StepVerifyM4 || !errors.As(err, &de) || de.Code != CodeAuthentication {
+		t.Fatalf("verify of an unknown host: got %v, want ERROR 2 at %s", err, StepVerifyM4)
+	}
+	// The session is still usable for setup.
+	if _, err := h.Setup(ctx); err != nil {
+		t.Fatalf("setup after failed verify: %v", err)
+	}
+	h.Close()
+
+	td2 := newTestDevice(t, nil)
+	res, err := Pair(ctx, &PairConfig{Host: hc, Dial: td2.dial, Store: store})
+	if err != nil || res.AlreadyPaired {
+		t.Fatalf("Pair: %+v, %v", res, err)
+	}
+	rec, _ := store.Load(vecDeviceUDID)
+	if string(rec.PrivateKey) == string(vecHostSeed) {
+		t.Error("the stale record was not replaced")
+	}
+}
+
+func TestRefusedConsent(t *testing.T) {
+	ctx := testCtx(t)
+	td := newTestDevice(t, func(c *DeviceConfig) {
+		c.Consent = func(context.Context, string) (bool, error) { return false, nil }
+		c.RejectDescription = "The user tapped Don't Trust."
+	})
+	store := RecordStore{Dir: t.TempDir()}
+	_, err := Pair(ctx, &PairConfig{Host: hostConfig(), Dial: td.dial, Store: store})
+	var re *RejectedError
+	if !errors.Is(err, ErrRejected) || !errors.As(err, &re) || re.Description != "The user tapped Don't Trust." {
+		t.Fatalf("got %v, want the rejection", err)
+	}
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Step != StepSetupM2 {
+		t.Errorf("step: %v", err)
+	}
+	if l, _ := store.List(); len(l) != 0 {
+		t.Errorf("records written: %v", l)
+	}
+}
+
+func TestPINMode(t *testing.T) {
+	tests := []struct {
+		name    string
+		pin     string
+		wantErr error
+	}{
+		{"right PIN", "", nil},
+		{"wrong PIN", "000001", ErrAuthentication},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			shown := make(chan string, 1)
+			td := newTestDevice(t, func(c *DeviceConfig) {
+				c.Mode = ModePIN
+				c.ShowPIN = func(p string) { shown <- p }
+			})
+			hc := hostConfig()
+			hc.PIN = func(context.Context) (string, error) {
+				p := <-shown
+				if len(p) != 6 {
+					t.Errorf("PIN %q", p)
+				}
+				if tt.pin != "" {
+					return tt.pin, nil
+				}
+				return p, nil
+			}
+			hc.AwaitingConsent = func() { t.Error("consent event in PIN mode") }
+			_, err := Pair(ctx, &PairConfig{Host: hc, Dial: td.dial, Store: RecordStore{Dir: t.TempDir()}, Identifier: "appletv"})
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Fatalf("got %v, want %v", err, tt.wantErr)
+			}
+			var pe *Error
+			if tt.wantErr != nil && (!errors.As(err, &pe) || pe.Step != StepSetupM4) {
+				t.Errorf("wrong PIN reported at %v", err)
+			}
+		})
+	}
+}
+
+func TestPINWithoutPINFunc(t *testing.T) {
+	ctx := testCtx(t)
+	td := newTestDevice(t, func(c *DeviceConfig) { c.Mode = ModePIN })
+	_, err := Pair(ctx, &PairConfig{Host: hostConfig(), Dial: td.dial, Store: RecordStore{Dir: t.TempDir()}})
+	if !errors.Is(err, ErrNeedPIN) {
+		t.Fatalf("got %v, want ErrNeedPIN", err)
+	}
+}
+
+func TestLockdownMode(t *testing.T) {
+	ctx := testCtx(t)
+	td := newTestDevice(t, func(c *DeviceConfig) { c.Mode = ModeLockdown })
+	hc := hostConfig()
+	hc.Lockdown = true
+	store := RecordStore{Dir: t.TempDir()}
+	res, err := Pair(ctx, &PairConfig{Host: hc, Dial: td.dial, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Device.Options.AllowsIncomingTunnelConnections {
+		t.Error("lockdown handshake allows tunnels")
+	}
+	rec, _ := store.Load(res.ID)
+	tr, _ := td.dial(ctx)
+	h := NewHost(tr, &hc)
+	defer h.Close()
+	h.Handshake(ctx)
+	if err := h.Verify(ctx, rec.Identity(vecHostID)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.CreateListener(ctx, ListenerRequest{Transport: TransportTCP, Key: h.SharedSecret()})
+	var re *RequestError
+	if !errors.As(err, &re) || re.Description != errListenerUnsupported {
+		t.Errorf("got %v, want %q", err, errListenerUnsupported)
+	}
+}
+
+func TestConsentAfterDelay(t *testing.T) {
+	ctx := testCtx(t)
+	// The delay runs on a real clock here; synctest covers the timer in
+	// TestConsentAfterTimer.
+	td := newTestDevice(t, func(c *DeviceConfig) { c.Consent = ConsentAfter(time.Millisecond, true) })
+	if _, err := Pair(ctx, &PairConfig{Host: hostConfig(), Dial: td.dial, Store: RecordStore{Dir: t.TempDir()}}); err != nil {
+		t.Fatal(err)
+	}
+}
