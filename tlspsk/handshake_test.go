@@ -30,7 +30,7 @@ func TestHandshakeEverySuite(t *testing.T) {
 							t.Fatalf("state %+v, want suite %s, ems %v", st, CipherSuiteName(id), ems)
 						}
 					}
-					for _, n := range []int{1, maxPlaintext - 1, maxPlaintext, maxPlaintext + 1, 1 << 20} {
+					for _, n := range []int{1, maxPlaintext - 1, maxPlaintext, maxPlaintext + 1, 1 << 18} {
 						exchange(t, c, s, n)
 					}
 					closeAndExpectEOF(t, c, s)

@@ -1,0 +1,176 @@
+package tlspsk
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha512"
+	"errors"
+	"hash"
+	"testing"
+)
+
+// cipherPair returns the client write cipher and an independent copy of it
+// (as the server's read side would build it).
+func cipherPair(s *cipherSuite) (recordCipher, recordCipher) {
+	kb := make([]byte, s.keyBlockLen())
+	for i := range kb {
+		kb[i] = byte(i * 7)
+	}
+	w, _ := s.newCiphers(kb)
+	r, _ := s.newCiphers(kb)
+	return w, r
+}
+
+func TestSealOpenEverySuite(t *testing.T) {
+	for _, s := range cipherSuites {
+		t.Run(s.name, func(t *testing.T) {
+			w, r := cipherPair(s)
+			rnd := detRand(3)
+			for seq, n := range []int{0, 1, 15, 16, 17, 255, 256, 1000, maxPlaintext} {
+				payload := bytes.Repeat([]byte{byte(n)}, n)
+				rec, err := w.seal(make([]byte, 0, 64), uint64(seq), recordTypeApplicationData, payload, rnd)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(rec) > n+w.overhead() {
+					t.Errorf("n=%d: record %d bytes, overhead bound %d", n, len(rec), w.overhead())
+				}
+				if pl := r.plaintextLen(len(rec)); pl != -1 && pl != n {
+					t.Errorf("n=%d: plaintextLen %d", n, pl)
+				}
+				// Wrong sequence number or content type: the AAD/MAC differ.
+				if _, err := r.open(nil, uint64(seq+1), recordTypeApplicationData, bytes.Clone(rec)); !errors.Is(err, ErrBadRecordMAC) {
+					t.Errorf("n=%d: open with wrong seq: %v", n, err)
+				}
+				if _, err := r.open(nil, uint64(seq), recordTypeHandshake, bytes.Clone(rec)); !errors.Is(err, ErrBadRecordMAC) {
+					t.Errorf("n=%d: open with wrong type: %v", n, err)
+				}
+				got, err := r.open(nil, uint64(seq), recordTypeApplicationData, bytes.Clone(rec))
+				if err != nil || !bytes.Equal(got, payload) {
+					t.Fatalf("n=%d: open: %v, equal %v", n, err, bytes.Equal(got, payload))
+				}
+				if pl := r.plaintextLen(len(rec)); pl > 0 {
+					dst := make([]byte, pl)
+					got, err := r.open(dst, uint64(seq), recordTypeApplicationData, bytes.Clone(rec))
+					if err != nil || !bytes.Equal(got, payload) || &got[0] != &dst[0] {
+						t.Fatalf("n=%d: open into dst: %v", n, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestOpenRejectsEveryBitFlip flips each bit of a short record in turn.
+func TestOpenRejectsEveryBitFlip(t *testing.T) {
+	for _, s := range cipherSuites {
+		t.Run(s.name, func(t *testing.T) {
+			w, r := cipherPair(s)
+			rec, _ := w.seal(nil, 0, recordTypeApplicationData, []byte("hello, tunnel"), detRand(4))
+			for i := range len(rec) * 8 {
+				bad := bytes.Clone(rec)
+				bad[i/8] ^= 1 << (i % 8)
+				if _, err := r.open(nil, 0, recordTypeApplicationData, bad); !errors.Is(err, ErrBadRecordMAC) {
+					t.Fatalf("bit %d flipped: got %v", i, err)
+				}
+			}
+			for n := range len(rec) {
+				if _, err := r.open(nil, 0, recordTypeApplicationData, bytes.Clone(rec[:n])); !errors.Is(err, ErrBadRecordMAC) {
+					t.Fatalf("truncated to %d: got %v", n, err)
+				}
+			}
+		})
+	}
+}
+
+func TestCBCPadding(t *testing.T) {
+	tests := []struct {
+		name   string
+		body   []byte
+		remove int
+		good   int
+	}{
+		{"zero padding", []byte{9, 9, 0}, 1, 1},
+		{"three", []byte{9, 2, 2, 2}, 3, 1},
+		{"whole body", []byte{3, 3, 3, 3}, 4, 1},
+		{"too long", []byte{4, 4, 4, 4}, 5, 0},
+		{"wrong byte", []byte{9, 2, 1, 2}, 3, 0},
+		{"255", append([]byte{1}, bytes.Repeat([]byte{255}, 256)...), 256, 1},
+		{"255 with a bad byte", append([]byte{1, 254}, bytes.Repeat([]byte{255}, 255)...), 256, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			remove, good := cbcPadding(tt.body)
+			if remove != tt.remove || good != tt.good {
+				t.Errorf("got remove %d good %d, want %d %d", remove, good, tt.remove, tt.good)
+			}
+		})
+	}
+}
+
+// TestCBCOpenHandMade builds CBC records by hand (RFC 5246 §6.2.3.2) with a
+// valid MAC and chosen padding: every legal padding length is accepted and
+// a bad padding byte is rejected even under a correct MAC.
+func TestCBCOpenHandMade(t *testing.T) {
+	macs := map[uint16]func() hash.Hash{
+		TLS_PSK_WITH_AES_256_CBC_SHA384: sha512.New384,
+		TLS_PSK_WITH_AES_128_CBC_SHA:    sha1.New,
+	}
+	for id, newHash := range macs {
+		s := suiteByID(id)
+		kb := make([]byte, s.keyBlockLen())
+		for i := range kb {
+			kb[i] = byte(i * 7)
+		}
+		macKey, key := kb[:s.macLen], kb[2*s.macLen:2*s.macLen+s.keyLen]
+		_, r := cipherPair(s)
+		payload := []byte("sixteen bytes!!!x")
+		build := func(seq uint64, p int, corrupt bool) []byte {
+			mac := hmac.New(newHash, macKey)
+			var ad [13]byte
+			mac.Write(additionalData(&ad, seq, recordTypeApplicationData, len(payload)))
+			mac.Write(payload)
+			pt := mac.Sum(bytes.Clone(payload))
+			for range p + 1 {
+				pt = append(pt, byte(p))
+			}
+			if corrupt {
+				pt[len(pt)-2] ^= 0x80
+			}
+			if len(pt)%16 != 0 {
+				return nil
+			}
+			iv := bytes.Repeat([]byte{0xa5}, 16)
+			block, _ := aes.NewCipher(key)
+			out := append(bytes.Clone(iv), pt...)
+			cipher.NewCBCEncrypter(block, iv).CryptBlocks(out[16:], out[16:])
+			return out
+		}
+		t.Run(s.name, func(t *testing.T) {
+			legal := 0
+			for p := range 256 {
+				rec := build(uint64(p), p, false)
+				if rec == nil {
+					continue
+				}
+				legal++
+				got, err := r.open(nil, uint64(p), recordTypeApplicationData, rec)
+				if err != nil || !bytes.Equal(got, payload) {
+					t.Fatalf("padding %d: %v", p, err)
+				}
+				if p == 0 {
+					continue
+				}
+				if _, err := r.open(nil, uint64(p), recordTypeApplicationData, build(uint64(p), p, true)); !errors.Is(err, ErrBadRecordMAC) {
+					t.Fatalf("padding %d with a bad byte: got %v", p, err)
+				}
+			}
+			if legal < 15 {
+				t.Fatalf("only %d padding lengths tried", legal)
+			}
+		})
+	}
+}
