@@ -635,3 +635,98 @@ func TestCloseIdempotent(t *testing.T) {
 		s.Close()
 	})
 }
+
+// TestUnreadMessagesPauseReading: when nobody calls Receive, the server stops
+// reading once MaxQueued bytes wait, so a flooding peer blocks instead of
+// growing our memory; Receive resumes it.
+func TestUnreadMessagesPauseReading(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b := bufPipe(64 << 10)
+		p := newPeer(t, a)
+		srv := make(chan *Conn, 1)
+		go func() { s, _ := Server(context.Background(), b, &Config{MaxQueued: 32 << 10}); srv <- s }()
+		go func() {
+			for {
+				if _, err := p.fr.ReadFrame(); err != nil {
+					return
+				}
+			}
+		}()
+		scriptedClientSetup(t, p)
+		s := <-srv
+		msg := &Message{Flags: FlagsMsg, Body: NewDict("x", Data(make([]byte, 1000)))}
+		const total = 5000 // about 5 MB
+		sent := 0
+		flood := make(chan struct{})
+		go func() {
+			defer close(flood)
+			b, _ := msg.AppendBinary(nil)
+			for ; sent < total; sent++ {
+				if p.fr.WriteData(1, false, b) != nil {
+					return
+				}
+			}
+		}()
+		synctest.Wait()
+		if sent >= total {
+			t.Fatalf("server read all %d messages with nobody receiving", total)
+		}
+		stuck := sent
+		for range 100 {
+			if _, _, err := s.Receive(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		synctest.Wait()
+		if sent <= stuck {
+			t.Errorf("Receive did not resume reading: %d then %d", stuck, sent)
+		}
+		s.Close()
+		a.Close()
+		<-flood
+	})
+}
+
+// TestReassembly: messages split across DATA frames (down to one byte) and
+// several messages in one frame are cut correctly (spec §1.8).
+func TestReassembly(t *testing.T) {
+	a, b := bufPipe(1 << 20)
+	p := newPeer(t, a)
+	srv := make(chan *Conn, 1)
+	go func() { s, _ := Server(testCtx(t), b, nil); srv <- s }()
+	go func() {
+		for {
+			if _, err := p.fr.ReadFrame(); err != nil {
+				return
+			}
+		}
+	}()
+	p.raw("505249202a20485454502f322e300d0a0d0a534d0d0a0d0a" + "00000c040000000000000300000064000400100000")
+	p.headers(1)
+	// HEADER and PING set-up messages in one frame.
+	hdr, _ := hdrMsg.AppendBinary(nil)
+	ping, _ := pingMsg.AppendBinary(nil)
+	p.fr.WriteData(1, false, append(hdr, ping...))
+	p.headers(3)
+	p.data(3, initMsg)
+	s := <-srv
+	if s == nil {
+		t.Fatal("server set-up failed")
+	}
+	defer s.Close()
+	m1, _ := (&Message{Flags: FlagsMsg, ID: 7, Body: NewDict("a", String("one byte at a time"))}).AppendBinary(nil)
+	m2, _ := (&Message{Flags: FlagsMsg, ID: 8, Body: NewDict("b", Int64(2))}).AppendBinary(nil)
+	m3, _ := (&Message{Flags: FlagsMsg, ID: 9, Body: NewDict("c", Int64(3))}).AppendBinary(nil)
+	for i := range m1 {
+		p.fr.WriteData(1, false, m1[i:i+1])
+	}
+	both := append(append([]byte{}, m2...), m3[:10]...)
+	p.fr.WriteData(1, false, both)
+	p.fr.WriteData(1, false, m3[10:])
+	for _, want := range []uint64{7, 8, 9} {
+		m, _, err := s.Receive(testCtx(t))
+		if err != nil || m.ID != want {
+			t.Fatalf("got id %d %v, want %d", m.ID, err, want)
+		}
+	}
+}
