@@ -1,0 +1,38 @@
+// Package tunnel is the per-device tunnel session: the CDTunnel handshake,
+// the IPv6 packet pump between a TUN (or userspace stack) and the transport,
+// the liveness probe, and the device-side endpoint the simulator uses.
+//
+// Every path (tunnel.md §1) ends the same way once its transport is up:
+//
+//	host                                          device
+//	 | "CDTunnel" u16be N {"type":"clientHandshakeRequest","mtu":16000} |
+//	 |------------------------------------------------------------------>|
+//	 | "CDTunnel" u16be N {"clientParameters":{address,mtu,netmask},     |
+//	 |   "serverAddress","serverRSDPort","type":"serverHandshakeResponse"}|
+//	 |<------------------------------------------------------------------|
+//	 | bare IPv6 packets, back to back, each in its own write            |
+//	 |<=================================================================>|
+//
+// ClientHandshake and ServerHandshake are the two roles of the handshake
+// (cdtunnel.go). StreamConn frames packets on a byte stream (P1's lockdown
+// TLS, TLS-PSK on P2/P3); other transports (QUIC datagrams) implement
+// PacketConn. A Pump then moves packets between a tun.Device and the
+// PacketConn: one packet per transport write, host→device packets kept under
+// what the device forwards (MSS clamping, Packet Too Big), an ICMPv6 echo
+// probe that declares a silent device dead (probe.go), and a teardown that
+// closes both sides and waits for every goroutine.
+//
+// The host side, once a transport is up (establishment code):
+//
+//	params, err := tunnel.ClientHandshake(ctx, conn, tunnel.StreamMTU)
+//	dev, err := utun.CreateKernel(utun.Config{Address: params.ClientPrefix(),
+//		Peer: params.ServerAddress, MTU: params.MTU})
+//	pump, err := tunnel.NewPump(tunnel.Config{TUN: dev,
+//		Conn: tunnel.NewStreamConn(conn, params.MTU), MTU: params.MTU,
+//		Local: params.ClientAddress, Peer: params.ServerAddress})
+//	<-pump.Done() // pump.Err() says why
+//
+// Device (device.go) is the simulated iPhone's end: a gVisor stack holding
+// the device address, where services listen, serving one Session per
+// transport, with Faults that reproduce the real forwarder's limits.
+package tunnel
