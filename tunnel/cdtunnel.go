@@ -163,7 +163,7 @@ func readFrame(r io.Reader) ([]byte, error) {
 // idevice emit; the device must accept any order (tunnel.md §2.5).
 type wireRequest struct {
 	MTU  *jsonInt `json:"mtu,omitempty"`
-	Type string       `json:"type"`
+	Type string   `json:"type"`
 }
 
 type wireClientParams struct {
