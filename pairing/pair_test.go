@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -21,9 +22,12 @@ type testDevice struct {
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	errs  []error
-	// wrap, if set, wraps the host's transport (tampering tests).
-	wrap  func(Transport) Transport
-	dials int
+	// Tampering hooks, by dial number (0 first): wrap the host's
+	// transport, the host's conn or the device's conn.
+	wrap     func(dial int, t Transport) Transport
+	hostConn func(dial int, c net.Conn) net.Conn
+	devConn  func(dial int, c net.Conn) net.Conn
+	dials    int
 }
 
 func newTestDevice(t *testing.T, mutate func(*DeviceConfig)) *testDevice {
@@ -55,6 +59,16 @@ func newTestDevice(t *testing.T, mutate func(*DeviceConfig)) *testDevice {
 
 func (td *testDevice) dial(ctx context.Context) (Transport, error) {
 	hc, dc := net.Pipe()
+	td.mu.Lock()
+	n := td.dials
+	td.dials++
+	td.mu.Unlock()
+	if td.hostConn != nil {
+		hc = td.hostConn(n, hc)
+	}
+	if td.devConn != nil {
+		dc = td.devConn(n, dc)
+	}
 	dt := NewRPPairing(dc)
 	td.wg.Add(1)
 	go func() {
@@ -67,12 +81,9 @@ func (td *testDevice) dial(ctx context.Context) (Transport, error) {
 			td.mu.Unlock()
 		}
 	}()
-	td.mu.Lock()
-	td.dials++
-	td.mu.Unlock()
 	var ht Transport = NewRPPairing(hc)
 	if td.wrap != nil {
-		ht = td.wrap(ht)
+		ht = td.wrap(n, ht)
 	}
 	return ht, nil
 }
@@ -327,4 +338,21 @@ func TestConsentAfterDelay(t *testing.T) {
 	if _, err := Pair(ctx, &PairConfig{Host: hostConfig(), Dial: td.dial, Store: RecordStore{Dir: t.TempDir()}}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestConsentAfterTimer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		ok, err := ConsentAfter(time.Hour, false)(context.Background(), "host")
+		if ok || err != nil || time.Since(start) != time.Hour {
+			t.Errorf("refusal after %v: %v, %v", time.Since(start), ok, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		start = time.Now()
+		ok, err = ConsentAfter(time.Hour, true)(ctx, "host")
+		if ok || !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != time.Minute {
+			t.Errorf("cancelled wait after %v: %v, %v", time.Since(start), ok, err)
+		}
+	})
 }
