@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -272,4 +273,53 @@ func TestShimDeadline(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "RSDCheckin reply") {
 		t.Fatalf("got %v", err)
 	}
+}
+
+// TestClientBytesMatchPymobiledevice3: with the vector's host UUID, our RSD
+// client writes vector h2_client_init_pymobiledevice3_default byte for byte
+// (set-up, SETTINGS ACK, then the host Handshake of vector 11).
+//
+// The vector's description says 16 MiB windows, but its bytes carry 1 MiB
+// (SETTINGS 0x00100000, WINDOW_UPDATE 0x000f0001), our default; with
+// WindowSize 16 MiB we write the spec §1.3/§1.4 16 MiB frames instead.
+func TestClientBytesMatchPymobiledevice3(t *testing.T) {
+	want := vectorBytes(t, "h2_client_init_pymobiledevice3_default.hex")
+	if g := clientBytes(t, len(want), 0); !bytes.Equal(g, want) {
+		t.Errorf("client bytes:\n got %x\nwant %x", g, want)
+	}
+	g := clientBytes(t, len(want), 16<<20)
+	w16 := strings.Replace(strings.Replace(hex.EncodeToString(want), "000400100000", "000401000000", 1), "000f0001", "00ff0001", 1)
+	if hex.EncodeToString(g) != w16 {
+		t.Errorf("16 MiB client bytes:\n got %x\nwant %s", g, w16)
+	}
+}
+
+// clientBytes runs NewClient against a scripted device and returns the first
+// n bytes it writes.
+func clientBytes(t *testing.T, n int, window uint32) []byte {
+	a, b := net.Pipe()
+	defer b.Close()
+	// The device side, scripted: SETTINGS, then every mirror at once.
+	dev := "00000c040000000000000300000064000400100000" + "000004080000000000000f0001" +
+		"000000010400000001" + "00002c000000000001" + "920bb0290100000014000000000000000000000000000000423713420500000000f000000400000000000000" +
+		"000000010400000003" + "000018000000000001" + "920bb029010200000000000000000000000000000000000000" +
+		"000018000000000003" + "920bb029010040000000000000000000000000000000000000"
+	dev = strings.ReplaceAll(dev, "0000000000000000000000000000000000", "00000000000000000000000000000000")
+	raw, err := hex.DecodeString(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go b.Write(raw)
+	got := make(chan []byte, 1)
+	go func() {
+		buf := make([]byte, n)
+		n, _ := io.ReadFull(b, buf)
+		got <- buf[:n]
+		b.Close() // ends NewClient, which would wait for a device Handshake
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	// No device Handshake follows; the bytes written are what matter here.
+	NewClient(ctx, a, &ClientConfig{HostUUID: mustUUID("00112233-4455-6677-8899-aabbccddeeff"), XPC: &xpc.Config{WindowSize: window}})
+	return <-got
 }

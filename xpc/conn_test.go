@@ -116,7 +116,7 @@ func TestLargeMessages(t *testing.T) {
 	a, b := tcpPair(t)
 	c, s := pair(t, a, b, nil, nil)
 	ctx := testCtx(t)
-	big := bytes.Repeat([]byte("0123456789abcdef"), 6<<20/16) // 6 MiB > any window
+	big := bytes.Repeat([]byte("0123456789abcdef"), 3<<20/16) // 3 MiB > the 1 MiB windows
 	go func() {
 		req, _, err := s.Receive(ctx)
 		if err != nil {
