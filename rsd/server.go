@@ -88,7 +88,10 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) (Peer, error) {
 	if s.cfg.XPC != nil {
 		xcfg = *s.cfg.XPC
 	}
-	xcfg.Name = "rsd " + nc.RemoteAddr().String()
+	xcfg.Name = "rsd"
+	if a := nc.RemoteAddr(); a != nil {
+		xcfg.Name = "rsd " + a.String()
+	}
 	setupCtx, cancel := context.WithTimeout(ctx, s.cfg.SetupTimeout)
 	conn, err := xpc.Server(setupCtx, nc, &xcfg)
 	cancel()
