@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/xpc"
 )
 
@@ -113,6 +114,7 @@ func exampleServer(t *testing.T) *Server {
 }
 
 func TestClientServer(t *testing.T) {
+	testkit.CheckLeaks(t)
 	srv := exampleServer(t)
 	if srv.UUID().IsZero() || srv.UUID().String() == ExampleUUID {
 		t.Fatalf("server uuid %v: want a fresh random one", srv.UUID())

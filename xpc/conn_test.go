@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/iosmux/iosmux/internal/testkit"
 )
 
 func testCtx(t *testing.T) context.Context {
@@ -47,6 +49,7 @@ func pair(t *testing.T, a, b net.Conn, ccfg, scfg *Config) (*Conn, *Conn) {
 }
 
 func TestClientServerRequestReply(t *testing.T) {
+	testkit.CheckLeaks(t)
 	for _, tc := range []struct {
 		name string
 		mk   func() (net.Conn, net.Conn)
@@ -112,6 +115,7 @@ func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 // TestLargeMessages streams multi-MiB messages both ways: flow-control
 // windows must be replenished and DATA split at 16384.
 func TestLargeMessages(t *testing.T) {
+	testkit.CheckLeaks(t)
 	a, b := tcpPair(t)
 	c, s := pair(t, a, b, nil, nil)
 	ctx := testCtx(t)
