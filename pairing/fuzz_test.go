@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"os"
 	"testing"
+
+	"github.com/iosmux/iosmux/xpc"
 )
 
 // transcriptSeeds returns the recorded RPPairing frames.
@@ -198,5 +200,45 @@ func FuzzDeviceSession(f *testing.F) {
 			t.Fatal(err)
 		}
 		dev.Serve(context.Background(), &scripted{in: in})
+	})
+}
+
+// FuzzXPCEnvelope decodes RemoteXPC messages as the XPC transport does.
+func FuzzXPCEnvelope(f *testing.F) {
+	raw, err := os.ReadFile("testdata/xpc_envelope.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	var vf struct {
+		Vectors []struct {
+			Wrapper string `json:"xpc_wrapper"`
+		} `json:"vectors"`
+	}
+	if err := json.Unmarshal(raw, &vf); err != nil {
+		f.Fatal(err)
+	}
+	for _, v := range vf.Vectors {
+		f.Add(unhex(f, v.Wrapper))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := xpc.Decode(b)
+		if err != nil {
+			return
+		}
+		d := m.Body.Dict("value")
+		if d == nil {
+			return
+		}
+		tr, err := fromXPC(d, 0)
+		if err != nil {
+			return
+		}
+		msg, err := parseMessage(tr.(tree))
+		if err != nil {
+			return
+		}
+		if _, err := toXPC(msg.tree()); err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
 	})
 }

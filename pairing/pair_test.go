@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -355,4 +356,34 @@ func TestConsentAfterTimer(t *testing.T) {
 			t.Errorf("cancelled wait after %v: %v, %v", time.Since(start), ok, err)
 		}
 	})
+}
+
+// fakeLockdown starts the service by handing out one end of a pipe whose
+// other end runs the device role in lockdown mode.
+type fakeLockdown struct {
+	td      *testDevice
+	service string
+}
+
+func (f *fakeLockdown) StartService(ctx context.Context, service string) (io.ReadWriteCloser, error) {
+	f.service = service
+	tr, err := f.td.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return tr.(*RPPairing).rw.(io.ReadWriteCloser), nil
+}
+
+func TestDialLockdown(t *testing.T) {
+	ctx := testCtx(t)
+	td := newTestDevice(t, func(c *DeviceConfig) { c.Mode = ModeLockdown })
+	fl := &fakeLockdown{td: td}
+	hc := hostConfig()
+	hc.Lockdown = true
+	hc.AwaitingConsent = func() { t.Error("consent over lockdown") }
+	dial := func(ctx context.Context) (Transport, error) { return DialLockdown(ctx, fl) }
+	res, err := Pair(ctx, &PairConfig{Host: hc, Dial: dial, Store: RecordStore{Dir: t.TempDir()}})
+	if err != nil || fl.service != LockdownServiceName || res.ID != vecDeviceUDID {
+		t.Fatalf("Pair over lockdown: %+v, %v (service %q)", res, err, fl.service)
+	}
 }
