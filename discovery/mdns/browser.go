@@ -77,6 +77,10 @@ type BrowseConfig struct {
 	Service string
 	// Timeout bounds the browse; default DefaultBrowseTimeout.
 	Timeout time.Duration
+	// MaxInstances, when positive, ends the browse early once that many
+	// instances are complete (SRV and at least one address): a USB-NCM
+	// link carries exactly one device.
+	MaxInstances int
 	// Logger receives debug lines about dropped packets; nil discards.
 	Logger *slog.Logger
 }
@@ -159,8 +163,23 @@ func Browse(ctx context.Context, cfg BrowseConfig) ([]Instance, error) {
 					col.add(r)
 				}
 			}
+			if cfg.MaxInstances > 0 {
+				if got := col.instances(); complete(got) >= cfg.MaxInstances {
+					return got, nil
+				}
+			}
 		}
 	}
+}
+
+func complete(list []Instance) int {
+	n := 0
+	for _, in := range list {
+		if len(in.Addrs) > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // collector assembles instances from records of any packet order.
