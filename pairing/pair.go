@@ -44,7 +44,8 @@ type PairResult struct {
 //  3. save the record (atomically, mode 0600);
 //  4. reconnect and pair-verify with the new record.
 //
-// A valid record is reported as AlreadyPaired and left untouched.
+// A valid record is reported as AlreadyPaired and left untouched. After the
+// handshake, the result names the device even when an error is returned.
 func Pair(ctx context.Context, cfg *PairConfig) (*PairResult, error) {
 	hc := cfg.Host
 	if hc.Identifier == "" {
@@ -65,12 +66,12 @@ func Pair(ctx context.Context, cfg *PairConfig) (*PairResult, error) {
 		res.ID = info.Device.Identifier
 	}
 	if res.Path, err = cfg.Store.Path(res.ID); err != nil {
-		return nil, err
+		return res, err
 	}
 
 	rec, err := cfg.Store.Load(res.ID)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+		return res, err
 	}
 	id := Identity{Identifier: hc.Identifier, PrivateKey: ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))}
 	if rec != nil {
@@ -82,12 +83,12 @@ func Pair(ctx context.Context, cfg *PairConfig) (*PairResult, error) {
 		return res, nil
 	}
 	if err != nil && !errors.Is(err, ErrAuthentication) {
-		return nil, err
+		return res, err
 	}
 
 	setup, err := h.Setup(ctx)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	res.Peer = setup.Peer
 	key, err := h.CreateRemoteUnlockKey(ctx)
@@ -97,7 +98,7 @@ func Pair(ctx context.Context, cfg *PairConfig) (*PairResult, error) {
 	}
 	newRec := NewRecord(setup, key)
 	if _, err := cfg.Store.Save(res.ID, newRec); err != nil {
-		return nil, stepErr(StepSaveRecord, err)
+		return res, stepErr(StepSaveRecord, err)
 	}
 	h.Close()
 

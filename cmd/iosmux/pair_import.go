@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/iosmux/iosmux/pairing"
+)
+
+const pairImportHelp = `
+Converts go-ios's RemotePairing records (its --pair-record-path folder:
+selfIdentity.plist and peers/*.plist) into pymobiledevice3 records that
+present go-ios's identity, so devices paired by go-ios verify with iosmux.
+go-ios does not record which devices it paired; name them as UDID arguments
+when DIR has no peers/ entries.`
+
+func pairingStore(dir string) pairing.RecordStore { return pairing.RecordStore{Dir: dir} }
+
+func runPairImport(ctx context.Context, a *app, args []string) error {
+	fs := newFlags(a, "pair import", "--go-ios DIR [--pair-records DIR] [--json] [UDID...]", pairImportHelp)
+	goios := fs.String("go-ios", "", "go-ios pair record folder")
+	asJSON := fs.Bool("json", false, "print the imported records as JSON")
+	recordsDir := addRecordsFlag(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *goios == "" {
+		fs.Usage()
+		return errUsage
+	}
+	dir, err := pairRecordsDir(a, *recordsDir)
+	if err != nil {
+		return err
+	}
+	got, err := pairing.ImportGoIOS(*goios, pairingStore(dir), fs.Args())
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		type entry struct {
+			Identifier string `json:"identifier"`
+			Path       string `json:"path"`
+		}
+		out := make([]entry, len(got))
+		for i, g := range got {
+			out[i] = entry{g.ID, g.Path}
+		}
+		return writeJSON(a.stdout, out)
+	}
+	for _, g := range got {
+		fmt.Fprintf(a.stdout, "Imported %s -> %s\n", g.ID, g.Path)
+	}
+	return nil
+}
