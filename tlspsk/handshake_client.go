@@ -77,6 +77,13 @@ func (hs *clientHandshakeState) readServerHello() error {
 	hs.serverHello = sh
 	hs.transcript = append(hs.transcript, raw...)
 	if sh.vers != VersionTLS12 {
+		if sh.vers>>8 == 3 {
+			// Send the alert in the version the server picked, so it can
+			// read it (OpenSSL drops a record of another version unread).
+			c.out.Lock()
+			c.out.version = sh.vers
+			c.out.Unlock()
+		}
 		return c.fail(AlertProtocolVersion, fmt.Errorf("tlspsk: server chose version 0x%04x; only TLS 1.2 is supported", sh.vers))
 	}
 	c.in.version = VersionTLS12

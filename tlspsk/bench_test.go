@@ -1,0 +1,107 @@
+package tlspsk
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"math/big"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// BenchmarkThroughput moves bulk data one way over loopback TCP: tlspsk
+// with each suite, and crypto/tls TLS 1.2 ECDHE-RSA-AES256-GCM-SHA384 (the
+// same AEAD as 0x00A9) as the reference, in the same run. docs/perf.md
+// records the figures.
+func BenchmarkThroughput(b *testing.B) {
+	for _, id := range []uint16{TLS_PSK_WITH_AES_256_GCM_SHA384, TLS_PSK_WITH_AES_128_GCM_SHA256,
+		TLS_PSK_WITH_CHACHA20_POLY1305_SHA256, TLS_PSK_WITH_AES_256_CBC_SHA384, TLS_PSK_WITH_AES_128_CBC_SHA} {
+		b.Run("tlspsk/"+CipherSuiteName(id), func(b *testing.B) {
+			a, s := tcpPipe(b)
+			ccfg := &Config{PSK: testPSK, CipherSuites: []uint16{id}}
+			c, srv := Client(a, ccfg), Server(s, &Config{PSK: testPSK})
+			if cerr, serr := handshakePair(b, c, srv); cerr != nil || serr != nil {
+				b.Fatal(cerr, serr)
+			}
+			benchCopy(b, c, srv)
+		})
+	}
+	b.Run("crypto-tls/TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", func(b *testing.B) {
+		a, s := tcpPipe(b)
+		cert := benchCert(b)
+		c := tls.Client(a, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12,
+			CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384}})
+		srv := tls.Server(s, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12})
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Handshake() }()
+		if err := c.Handshake(); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			b.Fatal(err)
+		}
+		if got := c.ConnectionState().CipherSuite; got != tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 {
+			b.Fatalf("crypto/tls negotiated %s", tls.CipherSuiteName(got))
+		}
+		benchCopy(b, c, srv)
+	})
+}
+
+const benchChunk = 64 << 10
+
+// benchCopy writes b.N chunks on w while r drains them.
+func benchCopy(b *testing.B, w, r net.Conn) {
+	buf := make([]byte, benchChunk)
+	rand.Read(buf)
+	total := int64(b.N) * benchChunk
+	done := make(chan error, 1)
+	go func() {
+		rbuf := make([]byte, benchChunk)
+		_, err := io.CopyBuffer(io.Discard, io.LimitReader(r, total), rbuf)
+		done <- err
+	}()
+	b.SetBytes(benchChunk)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := w.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+}
+
+var benchCertOnce = sync.OnceValues(func() (tls.Certificate, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "bench"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+})
+
+func benchCert(b *testing.B) tls.Certificate {
+	cert, err := benchCertOnce()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cert
+}
