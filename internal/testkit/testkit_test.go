@@ -211,3 +211,51 @@ func TestCheckLeaksQuietWhenClean(t *testing.T) {
 		t.Fatalf("clean test reported leaks: %v", r.errs)
 	}
 }
+
+func TestBulk(t *testing.T) {
+	CheckLeaks(t)
+	a, b := Pipe()
+	errc := make(chan error, 1)
+	go func() { errc <- ServeBulk(b) }()
+	res, err := Bulk(a, 3<<20+7, 5<<20+3)
+	a.Close()
+	if err != nil || res.Up != 3<<20+7 || res.Down != 5<<20+3 {
+		t.Fatalf("Bulk = %+v, %v", res, err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// flipConn corrupts one byte of what it reads after skip bytes.
+type flipConn struct {
+	net.Conn
+	skip int
+}
+
+func (c *flipConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if c.skip >= 0 && c.skip < n {
+		b[c.skip] ^= 1
+	}
+	c.skip -= n
+	return n, err
+}
+
+func TestBulkDetectsCorruption(t *testing.T) {
+	for _, side := range []string{"upload", "download"} {
+		t.Run(side, func(t *testing.T) {
+			a, b := Pipe()
+			defer a.Close()
+			if side == "upload" {
+				b = &flipConn{Conn: b, skip: 1000}
+			} else {
+				a = &flipConn{Conn: a, skip: 1000}
+			}
+			go ServeBulk(b)
+			if _, err := Bulk(a, 1<<20, 1<<20); err == nil || !strings.Contains(err.Error(), side) {
+				t.Fatalf("err = %v, want %s corruption", err, side)
+			}
+		})
+	}
+}
