@@ -1,0 +1,143 @@
+package lockdown
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/iosmux/iosmux/usbmux"
+)
+
+// RSA key generation dominates test time under -race, so the keys a test
+// does not need fresh are made once.
+var (
+	keysOnce sync.Once
+	testKeys []*rsa.PrivateKey
+)
+
+func testKey(t testing.TB, i int) *rsa.PrivateKey {
+	t.Helper()
+	keysOnce.Do(func() {
+		for range 2 {
+			k, err := rsa.GenerateKey(rand.Reader, keyBits)
+			if err != nil {
+				panic(err)
+			}
+			testKeys = append(testKeys, k)
+		}
+	})
+	return testKeys[i]
+}
+
+const testUDID = "00008110-001A2B3C0E01401E"
+
+func testValues() map[string]any {
+	return map[string]any{
+		"UniqueDeviceID":          testUDID,
+		"ProductVersion":          "17.5",
+		"ProductType":             "iPhone15,2",
+		"BuildVersion":            "21F79",
+		"DeviceClass":             "iPhone",
+		"DeviceName":              "Test iPhone",
+		"UniqueChipID":            uint64(0x1A2B3C0E01401E),
+		"WiFiAddress":             "aa:bb:cc:dd:ee:ff",
+		"SerialNumber":            "F2LXXXXXXXXX",
+		"SupportedDeviceFamilies": []any{uint64(1)},
+	}
+}
+
+// rig is a simulated iPhone behind a usbmux server on a UNIX socket.
+type rig struct {
+	srv      *usbmux.Server
+	mux      *usbmux.Client
+	dev      *Device
+	ports    *usbmux.PortMux
+	deviceID uint32
+}
+
+func echo(conn net.Conn) { io.Copy(conn, conn) }
+
+func newRig(t *testing.T, cfg DeviceConfig) *rig {
+	t.Helper()
+	r := &rig{ports: usbmux.NewPortMux(0)}
+	if cfg.Values == nil {
+		cfg.Values = testValues()
+	}
+	if cfg.Key == nil {
+		cfg.Key = testKey(t, 0)
+	}
+	if cfg.Services == nil {
+		cfg.Services = map[string]Service{CoreDeviceProxy: {SSL: true, Serve: echo}}
+	}
+	cfg.Ports = r.ports
+	dev, err := NewDevice(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.dev = dev
+	r.ports.Handle(Port, dev.ServeConn)
+	r.srv = usbmux.NewServer(usbmux.ServerConfig{})
+	r.deviceID = r.srv.AddDevice(usbmux.Device{SerialNumber: testUDID, ConnectionType: usbmux.ConnectionUSB}, r.ports)
+
+	dir, err := os.MkdirTemp("", "ld")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "usbmuxd")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.srv.Serve(l) }()
+	t.Cleanup(func() {
+		dev.Close()
+		r.srv.Close()
+		<-done
+		os.RemoveAll(dir)
+	})
+	r.mux = usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: path}})
+	return r
+}
+
+func (r *rig) dial(t *testing.T) *Client {
+	t.Helper()
+	c, err := DialUsbmux(testCtx(t), r.mux, r.deviceID, ClientConfig{Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// pair runs the classic Pair flow and stores the record in usbmuxd.
+func (r *rig) pair(t *testing.T) *PairRecord {
+	t.Helper()
+	ctx := testCtx(t)
+	buid, err := r.mux.ReadBUID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.dial(t)
+	rec, err := c.Pair(ctx, PairConfig{SystemBUID: buid, HostName: "test host"})
+	if err != nil {
+		t.Fatalf("Pair: %v", err)
+	}
+	if err := SavePairRecord(ctx, r.mux, testUDID, r.deviceID, rec); err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,55 @@
+package lockdown
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/iosmux/iosmux/usbmux"
+)
+
+// DialUsbmux connects to lockdownd of an attached device through usbmuxd
+// (a Connect to Port).
+func DialUsbmux(ctx context.Context, mux *usbmux.Client, deviceID uint32, cfg ClientConfig) (*Client, error) {
+	conn, err := mux.Connect(ctx, deviceID, Port)
+	if err != nil {
+		return nil, fmt.Errorf("lockdown: reach lockdownd: %w", err)
+	}
+	return NewClient(conn, cfg), nil
+}
+
+// ReadPairRecord fetches and parses the record usbmuxd stores for udid;
+// usbmux.ErrNoPairRecord means the host never paired with the device.
+func ReadPairRecord(ctx context.Context, mux *usbmux.Client, udid string) (*PairRecord, error) {
+	b, err := mux.ReadPairRecord(ctx, udid)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := ParsePairRecord(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w (record of %s from usbmuxd)", err, udid)
+	}
+	return rec, nil
+}
+
+// SavePairRecord stores rec in usbmuxd for udid, as pmd3 and
+// libimobiledevice do after Pair; deviceID (may be 0) lets usbmuxd tell
+// listeners the device is Paired.
+func SavePairRecord(ctx context.Context, mux *usbmux.Client, udid string, deviceID uint32, rec *PairRecord) error {
+	b, err := rec.Marshal()
+	if err != nil {
+		return err
+	}
+	return mux.SavePairRecord(ctx, udid, deviceID, b)
+}
+
+// DialService connects to a started service through usbmuxd and runs
+// ServiceTLS on the new connection.
+func DialService(ctx context.Context, mux *usbmux.Client, deviceID uint32, info ServiceInfo, rec *PairRecord, timeout time.Duration) (net.Conn, error) {
+	conn, err := mux.Connect(ctx, deviceID, info.Port)
+	if err != nil {
+		return nil, fmt.Errorf("lockdown: reach %s: %w", info.Name, err)
+	}
+	return ServiceTLS(ctx, conn, info, rec, timeout)
+}
