@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iosmux/iosmux/lockdown"
+	"github.com/iosmux/iosmux/usbmux"
+)
+
+const muxTestUDID = "00008110-00AA11BB22CC33DD"
+
+// muxRig is a simulated iPhone behind our usbmux server on a UNIX socket;
+// env points the CLI at it.
+type muxRig struct {
+	srv *usbmux.Server
+	mux *usbmux.Client
+	dev *lockdown.Device
+	id  uint32
+	env map[string]string
+}
+
+func newMuxRig(t *testing.T) *muxRig {
+	t.Helper()
+	ports := usbmux.NewPortMux(0)
+	dev, err := lockdown.NewDevice(lockdown.DeviceConfig{Values: map[string]any{
+		"UniqueDeviceID": muxTestUDID,
+		"ProductVersion": "17.5",
+		"ProductType":    "iPhone15,2",
+		"DeviceName":     "Rig iPhone",
+		"SerialNumber":   "F2LRIGRIGRIG",
+		"UniqueChipID":   uint64(1 << 60),
+		"NonVolatileRAM": map[string]any{"boot-args": []byte{0, 1, 2}},
+		"BuildDate":      time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC),
+	}, Ports: ports})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports.Handle(lockdown.Port, dev.ServeConn)
+	srv := usbmux.NewServer(usbmux.ServerConfig{})
+	// Linux usbmuxd reports this UDID without its dash.
+	id := srv.AddDevice(usbmux.Device{SerialNumber: strings.ReplaceAll(muxTestUDID, "-", ""), ConnectionType: usbmux.ConnectionUSB}, ports)
+	dir, err := os.MkdirTemp("", "cli")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "usbmuxd")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		dev.Close()
+		srv.Close()
+		<-done
+		os.RemoveAll(dir)
+	})
+	return &muxRig{
+		srv: srv, dev: dev, id: id,
+		mux: usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: path}}),
+		env: map[string]string{"USBMUXD_SOCKET_ADDRESS": "UNIX:" + path},
+	}
+}
+
+func (r *muxRig) pair(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	buid, err := r.mux.ReadBUID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc, err := lockdown.DialUsbmux(ctx, r.mux, r.id, lockdown.ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Close()
+	rec, err := lc.Pair(ctx, lockdown.PairConfig{SystemBUID: buid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lockdown.SavePairRecord(ctx, r.mux, muxTestUDID, r.id, rec); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func runMux(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb, func(k string) string { return env[k] })
+	return code, out.String(), errb.String()
+}
+
+func TestListAndInfo(t *testing.T) {
+	r := newMuxRig(t)
+
+	code, out, errs := runMux(t, r.env, "list", "--json")
+	if code != 0 {
+		t.Fatalf("list: exit %d: %s", code, errs)
+	}
+	var entries []listEntry
+	if err := json.Unmarshal([]byte(out), &entries); err != nil {
+		t.Fatalf("list output %q: %v", out, err)
+	}
+	want := listEntry{UDID: muxTestUDID, DeviceID: r.id, ConnectionType: "USB", ProductType: "iPhone15,2", ProductVersion: "17.5", Name: "Rig iPhone"}
+	if len(entries) != 1 || entries[0] != want {
+		t.Errorf("list = %+v; want [%+v]", entries, want)
+	}
+	code, out, _ = runMux(t, r.env, "list")
+	if code != 0 || !strings.Contains(out, muxTestUDID) || !strings.Contains(out, "Rig iPhone") {
+		t.Errorf("list text: exit %d, %q", code, out)
+	}
+
+	// Unpaired: info needs --no-session, and says so.
+	code, _, errs = runMux(t, r.env, "info", "--udid", muxTestUDID)
+	if code != 1 || !strings.Contains(errs, "no pair record") || !strings.Contains(errs, muxTestUDID) {
+		t.Errorf("info unpaired: exit %d, %q", code, errs)
+	}
+	code, out, errs = runMux(t, r.env, "info", "--no-session", "--json")
+	if code != 0 {
+		t.Fatalf("info --no-session: exit %d: %s", code, errs)
+	}
+	var pre map[string]any
+	json.Unmarshal([]byte(out), &pre)
+	if pre["ProductVersion"] != "17.5" || pre["SerialNumber"] != nil {
+		t.Errorf("values without a session = %v", pre)
+	}
+
+	r.pair(t)
+	code, out, errs = runMux(t, r.env, "info", "--udid", strings.ToLower(strings.ReplaceAll(muxTestUDID, "-", "")), "--json")
+	if code != 0 {
+		t.Fatalf("info: exit %d: %s", code, errs)
+	}
+	var vals map[string]any
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.UseNumber()
+	if err := dec.Decode(&vals); err != nil {
+		t.Fatalf("info output %q: %v", out, err)
+	}
+	checks := map[string]any{
+		"SerialNumber":   "F2LRIGRIGRIG",
+		"UniqueChipID":   json.Number("1152921504606846976"), // exact, not rounded through float64
+		"BuildDate":      "2024-05-01T12:00:00Z",
+		"NonVolatileRAM": map[string]any{"boot-args": "AAEC"},
+	}
+	for k, w := range checks {
+		got, _ := json.Marshal(vals[k])
+		exp, _ := json.Marshal(w)
+		if !bytes.Equal(got, exp) {
+			t.Errorf("info %s = %s, want %s", k, got, exp)
+		}
+	}
+	if pk, _ := vals["DevicePublicKey"].(string); pk == "" {
+		t.Error("DevicePublicKey missing from info")
+	}
+
+	code, out, _ = runMux(t, r.env, "info", "--key", "ProductType")
+	if code != 0 || out != "iPhone15,2\n" {
+		t.Errorf("info --key ProductType: exit %d, %q", code, out)
+	}
+	code, out, _ = runMux(t, r.env, "info")
+	if code != 0 || !strings.Contains(out, "DevicePublicKey:\n  -----BEGIN RSA PUBLIC KEY-----") || !strings.Contains(out, "NonVolatileRAM:\n  boot-args: AAEC\n") {
+		t.Errorf("info text: exit %d:\n%s", code, out)
+	}
+	code, _, errs = runMux(t, r.env, "info", "--udid", "nope")
+	if code != 1 || !strings.Contains(errs, "nope is not attached") {
+		t.Errorf("info unknown device: exit %d, %q", code, errs)
+	}
+	code, _, errs = runMux(t, r.env, "info", "--key", "NoSuchKey")
+	if code != 1 || !strings.Contains(errs, "GetValue") || !strings.Contains(errs, "MissingValue") {
+		t.Errorf("info missing key: exit %d, %q", code, errs)
+	}
+}
+
+func TestListNoDaemon(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gone")
+	code, _, errs := runMux(t, nil, "list", "--usbmux-address", "unix://"+path)
+	if code != 1 || !strings.Contains(errs, path) {
+		t.Errorf("list without usbmuxd: exit %d, %q", code, errs)
+	}
+	code, _, errs = runMux(t, map[string]string{"USBMUXD_SOCKET_ADDRESS": "udp://x:1"}, "list")
+	if code != 1 || !strings.Contains(errs, "USBMUXD_SOCKET_ADDRESS") {
+		t.Errorf("list with a bad address: exit %d, %q", code, errs)
+	}
+	// The flag wins over the environment, PYMOBILEDEVICE3_USBMUX over USBMUXD_SOCKET_ADDRESS.
+	code, _, errs = runMux(t, map[string]string{"PYMOBILEDEVICE3_USBMUX": "unix:" + path + "-pmd3", "USBMUXD_SOCKET_ADDRESS": "udp://x:1"}, "list")
+	if code != 1 || !strings.Contains(errs, path+"-pmd3") {
+		t.Errorf("list with PYMOBILEDEVICE3_USBMUX: exit %d, %q", code, errs)
+	}
+}
