@@ -204,3 +204,34 @@ func reflectEqual(a, b []Instance) bool {
 	}
 	return true
 }
+
+// BenchmarkBrowseFirstAnswer measures one browse across the veth link that
+// ends at the first complete answer (MaxInstances 1, as the USB-NCM monitor
+// browses): query out, responder answer with additionals back, parse.
+func BenchmarkBrowseFirstAnswer(b *testing.B) {
+	phone, host := testkit.NewNetNS(b), testkit.NewNetNS(b)
+	for _, ns := range []*testkit.NetNS{phone, host} {
+		if err := vethtest.Prepare(ns); err != nil {
+			b.Fatal(err)
+		}
+	}
+	vethtest.Pair(b, phone, host, "phone0", "host0", "10.77.0.1", "10.77.0.2")
+	var r *Responder
+	if err := phone.Do(func() (err error) {
+		r, err = NewResponder(ResponderConfig{Interface: "phone0", Services: phoneServices[:1]})
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	b.ResetTimer()
+	for b.Loop() {
+		var got []Instance
+		if err := host.Do(func() (err error) {
+			got, err = Browse(context.Background(), BrowseConfig{Interface: "host0", Service: ServiceRemoted, Timeout: 5 * time.Second, MaxInstances: 1})
+			return err
+		}); err != nil || len(got) != 1 {
+			b.Fatalf("browse: %v %v", got, err)
+		}
+	}
+}
