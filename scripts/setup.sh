@@ -35,7 +35,11 @@ if ! staticcheck -version 2>/dev/null | grep -q "$STATICCHECK_VERSION"; then
 fi
 
 go mod download
-(cd interop && go mod download)
+# interop/ and the small nested modules under it (peers pinned to the
+# dependency versions they were built with) each have their own go.mod.
+for m in $(find interop -name go.mod -not -path '*/node_modules/*'); do
+  (cd "$(dirname "$m")" && go mod download)
+done
 
 # npm ci is exact to the lock file; skip it when node_modules already matches.
 if [ ! -f interop/node_modules/.package-lock.json ] || ! cmp -s interop/package-lock.json interop/node_modules/.iosmux-lock; then
