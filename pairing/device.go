@@ -123,11 +123,16 @@ type DeviceConfig struct {
 	// UnlockKey returns the escrow bytes sent base64 as hostKey; nil means
 	// 48 random bytes.
 	UnlockKey func(host string) ([]byte, error)
+	// OnVerified and OnPaired, if set, are told of each successful
+	// pair-verify and pair-setup (simulator logs, tests). They run on the
+	// serving goroutine and must not block.
+	OnVerified func(host string)
+	OnPaired   func(host PairedHost)
 	// Logger receives per-connection events; nil discards them.
 	Logger *slog.Logger
 }
 
-// ErrListenerUnsupported is the text a device without a listener creator
+// errListenerUnsupported is the text a device without a listener creator
 // sends (appium and pymobiledevice3 quote it, spec §6.3).
 const errListenerUnsupported = "Unsupported operation: Tunnel listener creator not set"
 

@@ -209,6 +209,9 @@ func (s *deviceSession) verifyM3(ctx context.Context, data []byte) error {
 	}
 	s.host, s.ch, s.phase, s.verify = host, newChannel(v.shared), phaseSession, nil
 	s.log.Debug("pairing: device: host verified", "host", host)
+	if s.d.cfg.OnVerified != nil {
+		s.d.cfg.OnVerified(host)
+	}
 	return s.sendData(ctx, kindVerifyManual, createVerifyM4(0))
 }
 
@@ -284,8 +287,12 @@ func (s *deviceSession) setupM5(ctx context.Context, data []byte) error {
 		// Whether a device rejects these is UNCONFIRMED (spec §9.4): log.
 		s.log.Debug("pairing: device: host INFO does not match", "host", p.identifier, "err", infoErr)
 	}
-	if err := s.d.cfg.Hosts.AddHost(PairedHost{Identifier: p.identifier, PublicKey: p.ltpk, Info: info, InfoRaw: p.info}); err != nil {
+	ph := PairedHost{Identifier: p.identifier, PublicKey: p.ltpk, Info: info, InfoRaw: p.info}
+	if err := s.d.cfg.Hosts.AddHost(ph); err != nil {
 		return fmt.Errorf("store host: %w", err)
+	}
+	if s.d.cfg.OnPaired != nil {
+		s.d.cfg.OnPaired(ph)
 	}
 	s.host, s.ch, s.phase, s.setup = p.identifier, newChannel(st.k), phaseSession, nil
 	s.log.Debug("pairing: device: host paired", "host", p.identifier)
