@@ -134,3 +134,24 @@ func samePublicKey(cert *x509.Certificate, k crypto.PublicKey) bool {
 	pk, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && pk.Equal(k)
 }
+
+// checkSignedBy verifies that parent signed cert. libimobiledevice 1.3.0
+// signs its pairing certificates with SHA-1, which crypto/x509 refuses to
+// verify; devices accept them, so the device role checks those signatures
+// itself (RSA PKCS #1 v1.5 over SHA-1 of the TBS certificate).
+func checkSignedBy(cert, parent *x509.Certificate) error {
+	err := cert.CheckSignatureFrom(parent)
+	var insecure x509.InsecureAlgorithmError
+	if err == nil || !errors.As(err, &insecure) || cert.SignatureAlgorithm != x509.SHA1WithRSA {
+		return err
+	}
+	if parent.BasicConstraintsValid && !parent.IsCA {
+		return errors.New("signer is not a CA")
+	}
+	pub, ok := parent.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return fmt.Errorf("SHA-1 RSA signature but a %T signer key", parent.PublicKey)
+	}
+	sum := sha1.Sum(cert.RawTBSCertificate)
+	return rsa.VerifyPKCS1v15(pub, crypto.SHA1, sum[:], cert.Signature)
+}

@@ -83,13 +83,13 @@ func (c *Client) guard(ctx context.Context, what string, io func() error) error 
 	if c.err != nil {
 		return c.err
 	}
-	if err := c.raw.SetDeadline(c.deadline(ctx)); err != nil {
-		return fmt.Errorf("lockdown: %s: %w", what, err)
-	}
-	stop := context.AfterFunc(ctx, func() { c.raw.SetDeadline(time.Unix(1, 0)) })
-	err := io()
-	if !stop() && err == nil {
-		err = context.Cause(ctx)
+	err := c.raw.SetDeadline(c.deadline(ctx)) // fails once the conn is closed
+	if err == nil {
+		stop := context.AfterFunc(ctx, func() { c.raw.SetDeadline(time.Unix(1, 0)) })
+		err = io()
+		if !stop() && err == nil {
+			err = context.Cause(ctx)
+		}
 	}
 	if err != nil {
 		c.err = fmt.Errorf("lockdown: %s: %w", what, contextError(ctx, err))

@@ -72,6 +72,9 @@ type DeviceConfig struct {
 	Rand io.Reader
 	// Logger receives per-request debug lines; nil discards.
 	Logger *slog.Logger
+	// OnSession, if set, is told of every session TLS handshake the device
+	// completes (for tests and the simulator's event log).
+	OnSession func(hostID string, state tls.ConnectionState)
 }
 
 // DefaultPublicKeys is what the device role answers before a session.
@@ -221,11 +224,10 @@ func (d *Device) checkPairRecord(m Message) (*hostPairing, error) {
 	if !samePublicKey(certs["DeviceCertificate"], &d.key.PublicKey) {
 		return nil, errors.New("pair record DeviceCertificate is not for this device's key")
 	}
-	if err := certs["HostCertificate"].CheckSignatureFrom(certs["RootCertificate"]); err != nil {
-		return nil, fmt.Errorf("pair record HostCertificate not signed by RootCertificate: %v", err)
-	}
-	if err := certs["DeviceCertificate"].CheckSignatureFrom(certs["RootCertificate"]); err != nil {
-		return nil, fmt.Errorf("pair record DeviceCertificate not signed by RootCertificate: %v", err)
+	for _, k := range []string{"HostCertificate", "DeviceCertificate"} {
+		if err := checkSignedBy(certs[k], certs["RootCertificate"]); err != nil {
+			return nil, fmt.Errorf("pair record %s not signed by RootCertificate: %v", k, err)
+		}
 	}
 	return &hostPairing{
 		hostID:     hostID,

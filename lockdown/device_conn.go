@@ -245,6 +245,11 @@ func (c *devConn) startSession(req Message) (Message, func() error) {
 		}
 		c.raw.SetDeadline(time.Time{})
 		c.tlsConn, c.cur = tc, tc
+		st := tc.ConnectionState()
+		c.d.log.Debug("lockdown device: session TLS", "host", h.hostID, "version", tls.VersionName(st.Version), "cipher", tls.CipherSuiteName(st.CipherSuite))
+		if f := c.d.cfg.OnSession; f != nil {
+			f(h.hostID, st)
+		}
 		return nil
 	}
 }

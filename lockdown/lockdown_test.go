@@ -2,6 +2,9 @@ package lockdown
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"errors"
 	"io"
 	"reflect"
@@ -262,4 +265,40 @@ func mustMarshal(t *testing.T, r *PairRecord) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestPairAcceptsSHA1Certificates: libimobiledevice 1.3.0 signs its pairing
+// certificates with SHA-1, which crypto/x509 will not verify; the device
+// role checks them itself, and still rejects a bad signature.
+func TestPairAcceptsSHA1Certificates(t *testing.T) {
+	dev, err := NewDevice(DeviceConfig{Key: testKey(t, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootKey, hostKey := testKey(t, 1), testKey(t, 1)
+	now := time.Now()
+	sign := func(tpl, parent *x509.Certificate, pub *rsa.PublicKey) []byte {
+		tpl.SignatureAlgorithm = x509.SHA1WithRSA
+		der, err := x509.CreateCertificate(rand.Reader, tpl, parent, pub, rootKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	root := template(now)
+	root.IsCA = true
+	rootDER := sign(root, root, &rootKey.PublicKey)
+	rootCert, _ := x509.ParseCertificate(rootDER)
+	hostDER := sign(leafTemplate(now), rootCert, &hostKey.PublicKey)
+	devDER := sign(leafTemplate(now), rootCert, &testKey(t, 0).PublicKey)
+	rec := &PairRecord{HostID: "SHA1HOST", SystemBUID: "B", RootCertificate: certPEM(rootDER), HostCertificate: certPEM(hostDER), DeviceCertificate: certPEM(devDER)}
+	if err := dev.AddPairing(rec); err != nil {
+		t.Fatalf("AddPairing with SHA-1 certificates: %v", err)
+	}
+	bad := bytes.Clone(hostDER)
+	bad[len(bad)-1] ^= 1 // last byte of the signature
+	rec.HostCertificate = certPEM(bad)
+	if err := dev.AddPairing(rec); err == nil {
+		t.Error("AddPairing accepted a corrupted SHA-1 signature")
+	}
 }

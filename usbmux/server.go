@@ -352,7 +352,7 @@ func (s *Server) answer(req *request) any {
 		if req.PairRecordID == "" {
 			return resultReply(ResultInvalid)
 		}
-		rec, ok := s.records[req.PairRecordID]
+		rec, ok := s.lookupRecordLocked(req.PairRecordID)
 		if !ok {
 			return resultReply(ResultBadDevice) // ENOENT, as usbmuxd
 		}
@@ -380,6 +380,23 @@ func (s *Server) answer(req *request) any {
 		return resultReply(ResultOK)
 	}
 	return resultReply(ResultBadCommand)
+}
+
+// lookupRecordLocked finds a pair record by exact ID, else by the same UDID
+// written differently. Real usbmuxd matches file names exactly, but clients
+// disagree on the dash (go-ios asks with the serial usbmuxd lists, which
+// Linux strips; libimobiledevice saves under the dashed UDID), and a
+// simulator should not reproduce that mismatch. s.mu is held.
+func (s *Server) lookupRecordLocked(id string) ([]byte, bool) {
+	if rec, ok := s.records[id]; ok {
+		return rec, true
+	}
+	for k, rec := range s.records {
+		if SameUDID(k, id) {
+			return rec, true
+		}
+	}
+	return nil, false
 }
 
 // connect answers a Connect and, on success, hands conn to the device; it
