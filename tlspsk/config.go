@@ -61,7 +61,8 @@ type Config struct {
 	MinVersion, MaxVersion uint16
 
 	// Rand supplies the hello random and the CBC record IVs. Nil means
-	// crypto/rand.Reader; tests set it to replay recorded transcripts.
+	// crypto/rand.Reader; tests set it to replay recorded transcripts. It
+	// must be safe for concurrent use when the Config is shared.
 	Rand io.Reader
 
 	// KeyLogWriter, if set, receives one NSS key-log line

@@ -187,3 +187,76 @@ func readFull(c net.Conn, b []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// budgetConn writes at most budget bytes, then fails with a timeout, like a
+// conn whose write deadline passes mid-write.
+type budgetConn struct {
+	net.Conn
+	budget int // < 0: unlimited
+}
+
+type fakeTimeout struct{}
+
+func (fakeTimeout) Error() string   { return "i/o timeout (fake)" }
+func (fakeTimeout) Timeout() bool   { return true }
+func (fakeTimeout) Temporary() bool { return true }
+
+func (b *budgetConn) Write(p []byte) (int, error) {
+	if b.budget < 0 || len(p) <= b.budget {
+		if b.budget >= 0 {
+			b.budget -= len(p)
+		}
+		return b.Conn.Write(p)
+	}
+	n, err := b.Conn.Write(p[:b.budget])
+	b.budget = 0
+	if err != nil {
+		return n, err
+	}
+	return n, fakeTimeout{}
+}
+
+// TestPartialWrites cuts a multi-record Write at chosen byte offsets: the
+// count reported, the sequence numbers and the bytes that arrive must
+// agree whatever the cut.
+func TestPartialWrites(t *testing.T) {
+	rec := recordHeaderLen + explicitNonceLen + maxPlaintext + 16 // one full GCM record
+	for _, cut := range []int{0, 1, rec - 1, rec, rec + 1, 2*rec + 100, 4*rec - 1, 4 * rec, 5*rec + 3} {
+		t.Run(fmt.Sprint(cut), func(t *testing.T) {
+			a, b := tcpPipe(t)
+			bc := &budgetConn{Conn: a, budget: -1}
+			ccfg := clientConfig()
+			ccfg.CipherSuites = []uint16{TLS_PSK_WITH_AES_256_GCM_SHA384}
+			c, s := Client(bc, ccfg), Server(b, serverConfig())
+			if cerr, serr := handshakePair(t, c, s); cerr != nil || serr != nil {
+				t.Fatal(cerr, serr)
+			}
+			big := make([]byte, 6*maxPlaintext+5)
+			detRand(7).Read(big)
+			bc.budget = cut
+			n, err := c.Write(big)
+			if !isTimeout(err) {
+				t.Fatalf("write: %d, %v", n, err)
+			}
+			// Every record of which a byte went out counts in full.
+			wantN := min(len(big), (cut+rec-1)/rec*maxPlaintext)
+			if n != wantN {
+				t.Fatalf("wrote %d, want %d", n, wantN)
+			}
+			bc.budget = -1
+			errc := make(chan error, 1)
+			go func() {
+				_, err := c.Write(big[n:])
+				errc <- err
+			}()
+			got := make([]byte, len(big))
+			s.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := readFull(s, got); err != nil || !bytes.Equal(got, big) {
+				t.Fatalf("read: %v, equal %v", err, bytes.Equal(got, big))
+			}
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -28,7 +28,7 @@ const (
 	maxHandshake = 1 << 16
 	// rawBufSize holds two full records, so one read often brings in the
 	// next record while the current one is consumed.
-	rawBufSize = 2 * (recordHeaderLen + maxCiphertext)
+	rawBufSize = 4 * (recordHeaderLen + maxCiphertext)
 	// maxEmptyRecords and maxWarnings stop a peer from keeping us busy with
 	// records that carry nothing (crypto/tls has the same guard).
 	maxEmptyRecords = 100
@@ -339,6 +339,9 @@ func (c *Conn) sendAlertLocked(a Alert) error {
 	if c.out.err != nil {
 		return c.out.err
 	}
+	if c.closeNotifySent && a != AlertCloseNotify {
+		return errShutdown // nothing may follow close_notify
+	}
 	if err := c.flushPendingLocked(); err != nil {
 		return err
 	}
@@ -403,42 +406,59 @@ func (c *Conn) flushPendingLocked() error {
 	return nil
 }
 
-// writeAppLocked sends b as application data records, one Write per
-// record. A write timeout is not permanent: when no byte of a record got
-// out, the record is dropped and its sequence number reused (safe: its
-// ciphertext was never seen); when part of it got out, the rest waits in
-// c.pending for the next write and the record counts as written. Caller
-// holds c.out.
+// maxRecordsPerWrite is how many full records one large Write seals before
+// handing them to the conn in one call: fewer syscalls for bulk data, while
+// a Write of one packet still produces one record and one call.
+const maxRecordsPerWrite = 4
+
+// writeAppLocked sends b as application data records of up to 16 KiB. A
+// write timeout is not permanent: records of which no byte got out are
+// dropped and their sequence numbers reused (safe: their ciphertext was
+// never seen), a record cut short waits in c.pending for the next write and
+// counts as written. Caller holds c.out.
 func (c *Conn) writeAppLocked(b []byte) (int, error) {
 	if err := c.flushPendingLocked(); err != nil {
 		return 0, err
 	}
 	if c.outBuf == nil {
-		c.outBuf = make([]byte, 0, recordHeaderLen+maxPlaintext+c.out.cipher.overhead())
+		c.outBuf = make([]byte, 0, maxRecordsPerWrite*(recordHeaderLen+maxPlaintext+c.out.cipher.overhead()))
 	}
 	n := 0
 	for len(b) > 0 {
-		m := min(len(b), maxPlaintext)
-		rec, err := c.sealRecord(c.outBuf[:0], recordTypeApplicationData, b[:m])
-		if err != nil {
+		buf := c.outBuf[:0]
+		var ends, sizes [maxRecordsPerWrite]int
+		k, firstSeq := 0, c.out.seq
+		for ; k < maxRecordsPerWrite && len(b) > 0; k++ {
+			m := min(len(b), maxPlaintext)
+			var err error
+			if buf, err = c.sealRecord(buf, recordTypeApplicationData, b[:m]); err != nil {
+				return n, c.out.setErr(err)
+			}
+			ends[k], sizes[k] = len(buf), m
+			b = b[m:]
+		}
+		w, err := c.conn.Write(buf)
+		if err == nil {
+			for i := range k {
+				n += sizes[i]
+			}
+			continue
+		}
+		if !isTimeout(err) {
 			return n, c.out.setErr(err)
 		}
-		w, err := c.conn.Write(rec)
-		if err != nil {
-			switch {
-			case !isTimeout(err):
-				return n, c.out.setErr(err)
-			case w == 0:
-				c.out.seq--
-				return n, err
-			default:
-				c.pending = append(c.pendingBuf[:0], rec[w:]...)
-				c.pendingBuf = c.pending[:0]
-				return n + m, err
-			}
+		// Records that started going out count; the rest never existed.
+		started := 0
+		for started < k && (started == 0 || ends[started-1] < w) && w > 0 {
+			n += sizes[started]
+			started++
 		}
-		n += m
-		b = b[m:]
+		c.out.seq = firstSeq + uint64(started)
+		if started > 0 && w < ends[started-1] {
+			c.pending = append(c.pendingBuf[:0], buf[w:ends[started-1]]...)
+			c.pendingBuf = c.pending[:0]
+		}
+		return n, err
 	}
 	return n, nil
 }
