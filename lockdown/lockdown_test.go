@@ -7,14 +7,18 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
+	"os"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/usbmux"
 )
 
 func TestPairSessionAndService(t *testing.T) {
+	testkit.CheckLeaks(t)
 	r := newRig(t, DeviceConfig{})
 	ctx := testCtx(t)
 
@@ -300,5 +304,43 @@ func TestPairAcceptsSHA1Certificates(t *testing.T) {
 	rec.HostCertificate = certPEM(bad)
 	if err := dev.AddPairing(rec); err == nil {
 		t.Error("AddPairing accepted a corrupted SHA-1 signature")
+	}
+}
+
+// TestDeviceDropsMidSession: the simulated device goes away while a host
+// holds a session and a service connection; both see a clear error, not a
+// hang, and nothing leaks.
+func TestDeviceDropsMidSession(t *testing.T) {
+	testkit.CheckLeaks(t)
+	r := newRig(t, DeviceConfig{})
+	ctx := testCtx(t)
+	rec := r.pair(t)
+	c := r.dial(t)
+	if _, err := c.StartSession(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.StartService(ctx, CoreDeviceProxy, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := DialService(ctx, r.mux, r.deviceID, info, rec, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+
+	r.srv.RemoveDevice(r.deviceID)
+	r.dev.Close() // the phone is unplugged: every connection to it ends
+
+	_, err = c.GetValue(ctx, "", "ProductVersion")
+	if err == nil || !strings.Contains(err.Error(), "GetValue") {
+		t.Errorf("GetValue after the device dropped: %v", err)
+	}
+	svc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := svc.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("service read after the device dropped: %v; want the connection closed", err)
+	}
+	if _, err := DialUsbmux(ctx, r.mux, r.deviceID, ClientConfig{}); !errors.Is(err, usbmux.ErrBadDevice) {
+		t.Errorf("reconnecting to the removed device: %v; want ErrBadDevice", err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/iosmux/iosmux/internal/testkit"
 )
 
 // startServer serves srv on a fresh UNIX socket and returns a client for it.
@@ -49,6 +51,7 @@ var (
 )
 
 func TestListDevicesAndBUID(t *testing.T) {
+	testkit.CheckLeaks(t)
 	srv := NewServer(ServerConfig{BUID: "30142955-444094379208051516"})
 	c, _ := startServer(t, srv)
 	ctx := testCtx(t)
@@ -113,6 +116,7 @@ func TestPairRecords(t *testing.T) {
 }
 
 func TestConnect(t *testing.T) {
+	testkit.CheckLeaks(t)
 	srv := NewServer(ServerConfig{})
 	c, _ := startServer(t, srv)
 	ctx := testCtx(t)
@@ -218,6 +222,7 @@ func TestConnectWire(t *testing.T) {
 }
 
 func TestListen(t *testing.T) {
+	testkit.CheckLeaks(t)
 	srv := NewServer(ServerConfig{})
 	c, _ := startServer(t, srv)
 	ctx := testCtx(t)

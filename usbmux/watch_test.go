@@ -8,6 +8,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/iosmux/iosmux/internal/testkit"
 )
 
 func nextEvent(t *testing.T, w *Watcher) Event {
@@ -27,6 +29,7 @@ func nextEvent(t *testing.T, w *Watcher) Event {
 // TestWatchReconnects: usbmuxd vanishes and a new one comes up on the same
 // socket; the stream says so and carries the new daemon's devices.
 func TestWatchReconnects(t *testing.T) {
+	testkit.CheckLeaks(t)
 	srv := NewServer(ServerConfig{})
 	srv.AddDevice(usbDev, NewPortMux(0))
 	c, path := startServer(t, srv)
