@@ -34,7 +34,7 @@ func TestAppiumNetworkPairing(t *testing.T) {
 		Identity:  simIdentity(),
 		Handshake: simHandshake(),
 		Mode:      pairing.ModePIN,
-		ShowPIN: func(pin string) { pins <- pin },
+		ShowPIN:   func(pin string) { pins <- pin },
 	}
 	ev.hook(cfg)
 	// A tunnel listener appium can connect to; it only checks the connect.
