@@ -64,7 +64,7 @@ type rig struct {
 
 func echo(conn net.Conn) { io.Copy(conn, conn) }
 
-func newRig(t *testing.T, cfg DeviceConfig) *rig {
+func newRig(t testing.TB, cfg DeviceConfig) *rig {
 	t.Helper()
 	r := &rig{ports: usbmux.NewPortMux(0)}
 	if cfg.Values == nil {
@@ -107,7 +107,7 @@ func newRig(t *testing.T, cfg DeviceConfig) *rig {
 	return r
 }
 
-func (r *rig) dial(t *testing.T) *Client {
+func (r *rig) dial(t testing.TB) *Client {
 	t.Helper()
 	c, err := DialUsbmux(testCtx(t), r.mux, r.deviceID, ClientConfig{Timeout: 10 * time.Second})
 	if err != nil {
@@ -118,7 +118,7 @@ func (r *rig) dial(t *testing.T) *Client {
 }
 
 // pair runs the classic Pair flow and stores the record in usbmuxd.
-func (r *rig) pair(t *testing.T) *PairRecord {
+func (r *rig) pair(t testing.TB) *PairRecord {
 	t.Helper()
 	ctx := testCtx(t)
 	buid, err := r.mux.ReadBUID(ctx)
@@ -136,7 +136,7 @@ func (r *rig) pair(t *testing.T) *PairRecord {
 	return rec
 }
 
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx

@@ -128,14 +128,17 @@ func FuzzDeviceRequest(f *testing.F) {
 		p, _ := plist.Marshal(m, plist.XMLFormat)
 		f.Add(p)
 	}
-	dev, err := NewDevice(DeviceConfig{Values: map[string]any{"ProductVersion": "17.5"}, Key: testKey(f, 0)})
-	if err != nil {
-		f.Fatal(err)
-	}
+	key := testKey(f, 0)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := ParseMessage(b)
 		if err != nil {
 			return
+		}
+		// A fresh device per input, so state from earlier inputs (values,
+		// pairings) neither accumulates nor hides a crash's cause.
+		dev, err := NewDevice(DeviceConfig{Values: map[string]any{"ProductVersion": "17.5"}, Key: key})
+		if err != nil {
+			t.Fatal(err)
 		}
 		name, _ := m.String("Request")
 		for _, session := range []string{"", "S"} {

@@ -16,7 +16,7 @@ import (
 )
 
 // startServer serves srv on a fresh UNIX socket and returns a client for it.
-func startServer(t *testing.T, srv *Server) (*Client, string) {
+func startServer(t testing.TB, srv *Server) (*Client, string) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "mux")
 	if err != nil {
