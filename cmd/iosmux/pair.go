@@ -31,6 +31,10 @@ trust this computer (tap Trust on the iPhone and enter its passcode), saves the
 new record, reconnects and checks it.
 
 Connections:
+  (none)                     USB through usbmuxd: the lockdown service
+                             com.apple.dt.remotepairingdeviced.lockdown, which
+                             pairs without a prompt; needs the classic lockdown
+                             pairing (usbmuxd's pair record) to exist already
   --rsd HOST PORT            the device's RemoteServiceDiscovery port (USB
                              link, port 58783); pairs through its tunnel service
   --remotepairing HOST PORT  a network pairing port (_remotepairing._tcp or
@@ -84,8 +88,9 @@ func runPair(ctx context.Context, a *app, args []string) error {
 			return runPairImport(ctx, a, args[1:])
 		}
 	}
-	fs := newFlags(a, "pair", "[--udid U] (--rsd HOST PORT | --remotepairing HOST PORT [--pin PIN]) [--timeout D] [--json]", pairHelp)
-	udid := fs.String("udid", "", "the device's UDID: checked against RSD; names the record of a network pairing")
+	fs := newFlags(a, "pair", "[--udid U] [--rsd HOST PORT | --remotepairing HOST PORT [--pin PIN]] [--timeout D] [--json]", pairHelp)
+	udid := fs.String("udid", "", "the device's UDID: picks the USB device, is checked against RSD, names the record of a network pairing")
+	muxAddr := fs.String("usbmux-address", "", usbmuxAddressHelp)
 	pin := fs.String("pin", "", "the PIN the device shows (network pairing)")
 	timeout := fs.Duration("timeout", 3*time.Minute, "time allowed for the whole pairing, including the user tapping Trust")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
@@ -103,9 +108,9 @@ func runPair(ctx context.Context, a *app, args []string) error {
 	}
 	rsdAddr, viaRSD := two["rsd"]
 	rpAddr, viaRP := two["remotepairing"]
-	if fs.NArg() != 0 || viaRSD == viaRP {
-		if viaRSD == viaRP && fs.NArg() == 0 {
-			fmt.Fprintln(a.stderr, "iosmux pair: give exactly one of --rsd HOST PORT or --remotepairing HOST PORT")
+	if fs.NArg() != 0 || viaRSD && viaRP {
+		if viaRSD && viaRP {
+			fmt.Fprintln(a.stderr, "iosmux pair: give at most one of --rsd HOST PORT and --remotepairing HOST PORT")
 		}
 		fs.Usage()
 		return errUsage
@@ -138,8 +143,24 @@ func runPair(ctx context.Context, a *app, args []string) error {
 	}
 	var target string
 	switch {
+	case !viaRSD && !viaRP:
+		mux, err := newUsbmuxClient(a, *muxAddr)
+		if err != nil {
+			return err
+		}
+		dev, err := findDevice(ctx, mux, *udid)
+		if err != nil {
+			return err
+		}
+		target = "USB " + dev.UDID()
+		st, err := newLockdownStarter(ctx, mux, dev)
+		if err != nil {
+			return fmt.Errorf("device %s: %w", dev.UDID(), err)
+		}
+		cfg.Host.Lockdown = true
+		cfg.Dial = func(ctx context.Context) (pairing.Transport, error) { return pairing.DialLockdown(ctx, st) }
 	case viaRSD:
-		target = net.JoinHostPort(rsdAddr[0], rsdAddr[1])
+		target = "RSD " + net.JoinHostPort(rsdAddr[0], rsdAddr[1])
 		closeRSD, err := rsdPairingDial(ctx, a, cfg, rsdAddr, *udid, *stateDir)
 		if err != nil {
 			return fmt.Errorf("device at %s: %w", target, err)
@@ -147,6 +168,8 @@ func runPair(ctx context.Context, a *app, args []string) error {
 		defer closeRSD()
 	case viaRP:
 		target = net.JoinHostPort(rpAddr[0], rpAddr[1])
+		addr := target
+		target = "RemotePairing " + target
 		if _, err := strconv.ParseUint(rpAddr[1], 10, 16); err != nil {
 			fmt.Fprintf(a.stderr, "iosmux pair: bad port %q\n", rpAddr[1])
 			return errUsage
@@ -154,7 +177,7 @@ func runPair(ctx context.Context, a *app, args []string) error {
 		cfg.Identifier = *udid
 		cfg.Dial = func(ctx context.Context) (pairing.Transport, error) {
 			var d net.Dialer
-			nc, err := d.DialContext(ctx, "tcp", target)
+			nc, err := d.DialContext(ctx, "tcp", addr)
 			if err != nil {
 				return nil, err
 			}

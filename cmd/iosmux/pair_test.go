@@ -12,9 +12,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
+	"github.com/iosmux/iosmux/usbmux"
 	"github.com/iosmux/iosmux/xpc"
 	"howett.net/plist"
 )
@@ -193,7 +196,7 @@ func TestPairDontTrust(t *testing.T) {
 
 func TestPairUsage(t *testing.T) {
 	for _, args := range [][]string{
-		{"pair"},
+		{"pair", "extra"},
 		{"pair", "--rsd", "h"},
 		{"pair", "--rsd", "h", "1", "--remotepairing", "h", "2"},
 		{"pair", "forget"},
@@ -245,5 +248,76 @@ func TestPairImportGoIOS(t *testing.T) {
 	rec, err := pairing.RecordStore{Dir: dir}.Load(testUDID)
 	if err != nil || rec.HostIdentifier != self.Identifier || !bytes.Equal(rec.PrivateKey, key.Seed()) {
 		t.Errorf("record %v, %v", rec, err)
+	}
+}
+
+// TestPairLockdownUSB pairs over USB: usbmuxd, a lockdown session with the
+// classic pair record, then the RemotePairing lockdown service, which needs
+// no Trust prompt.
+func TestPairLockdownUSB(t *testing.T) {
+	pdev, err := pairing.NewDevice(testDeviceConfig(pairing.ModeLockdown))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := usbmux.NewPortMux(0)
+	ld, err := lockdown.NewDevice(lockdown.DeviceConfig{
+		Values: map[string]any{"UniqueDeviceID": testUDID, "ProductVersion": "18.2", "ProductType": "iPhone14,2", "DeviceName": "Test iPhone"},
+		Ports:  ports,
+		Services: map[string]lockdown.Service{pairing.LockdownServiceName: {SSL: true, Serve: func(conn net.Conn) {
+			pdev.Serve(context.Background(), pairing.NewRPPairing(conn))
+		}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports.Handle(lockdown.Port, ld.ServeConn)
+	srv := usbmux.NewServer(usbmux.ServerConfig{})
+	id := srv.AddDevice(usbmux.Device{SerialNumber: testUDID, ConnectionType: usbmux.ConnectionUSB}, ports)
+	sockDir, err := os.MkdirTemp("", "pair")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(sockDir, "usbmuxd")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	defer func() { ld.Close(); srv.Close(); <-done; os.RemoveAll(sockDir) }()
+	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: sock}})
+	env := map[string]string{"USBMUXD_SOCKET_ADDRESS": "UNIX:" + sock, "IOSMUX_PAIR_RECORDS": t.TempDir()}
+
+	code, _, errs := runCLI(t, env, "pair")
+	if code != 1 || !strings.Contains(errs, "trust this computer over USB first") {
+		t.Errorf("without a lockdown pairing: exit %d, %q", code, errs)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	buid, err := mux.ReadBUID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc, err := lockdown.DialUsbmux(ctx, mux, id, lockdown.ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := lc.Pair(ctx, lockdown.PairConfig{SystemBUID: buid})
+	lc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lockdown.SavePairRecord(ctx, mux, testUDID, id, rec); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, errs := runCLI(t, env, "pair", "--udid", testUDID)
+	if code != 0 || !strings.Contains(out, "Paired with Test iPhone") || strings.Contains(out, "Tap Trust") {
+		t.Fatalf("exit %d, %q, %q", code, out, errs)
+	}
+	code, out, errs = runCLI(t, env, "pair")
+	if code != 0 || !strings.Contains(out, "Already paired") {
+		t.Errorf("second run: exit %d, %q, %q", code, out, errs)
 	}
 }
