@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"howett.net/plist"
 )
@@ -62,6 +63,9 @@ func FuzzParseFrame(f *testing.F) {
 		m.String("Request")
 		m.Uint("Port")
 		m.Dict("Value")
+		if !validUTF8(m) {
+			return // encoders replace invalid UTF-8; no round trip to check
+		}
 		// Binary: XML cannot carry every string a binary plist can.
 		enc, err := plist.Marshal(map[string]any(m), plist.BinaryFormat)
 		if err != nil {
@@ -159,4 +163,27 @@ func FuzzDeviceRequest(f *testing.F) {
 func isUnencodable(m Message) bool {
 	_, err := plist.Marshal(map[string]any(m), plist.BinaryFormat)
 	return err != nil
+}
+
+// validUTF8 reports whether every string and key inside v is valid UTF-8.
+func validUTF8(v any) bool {
+	switch x := v.(type) {
+	case string:
+		return utf8.ValidString(x)
+	case Message:
+		return validUTF8(map[string]any(x))
+	case map[string]any:
+		for k, e := range x {
+			if !utf8.ValidString(k) || !validUTF8(e) {
+				return false
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if !validUTF8(e) {
+				return false
+			}
+		}
+	}
+	return true
 }

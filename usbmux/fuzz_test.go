@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"reflect"
 	"testing"
+	"unicode/utf8"
 
 	"howett.net/plist"
 )
@@ -87,7 +88,7 @@ func checkReply(t *testing.T, payload []byte) {
 			return
 		}
 		r.result()
-		if devs, err := r.devices(); err == nil {
+		if devs, err := r.devices(); err == nil && validUTF8(devs) {
 			list := deviceListReply{DeviceList: make([]*reply, len(devs))}
 			for i := range devs {
 				list.DeviceList[i] = &reply{MessageType: "Attached", DeviceID: devs[i].DeviceID, Properties: &devs[i]}
@@ -132,4 +133,18 @@ func FuzzRequest(f *testing.F) {
 			t.Fatalf("re-encode accepted request: %v", err)
 		}
 	})
+}
+
+// validUTF8 reports whether every string of devs is valid UTF-8: plist
+// encoders replace invalid bytes, so other strings cannot round-trip and
+// are not a fault of ours.
+func validUTF8(devs []Device) bool {
+	for _, d := range devs {
+		for _, s := range []string{d.SerialNumber, d.ConnectionType, d.USBSerialNumber, d.EscapedFullServiceName} {
+			if !utf8.ValidString(s) {
+				return false
+			}
+		}
+	}
+	return true
 }
