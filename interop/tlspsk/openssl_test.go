@@ -398,3 +398,64 @@ func TestOldVersionsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestRenegotiationRefused: OpenSSL asks to renegotiate (s_server's "r"
+// command sends HelloRequest, s_client's "R" sends a new ClientHello); we
+// answer with a no_renegotiation warning, which OpenSSL turns into a fatal
+// handshake_failure (ssl3_read_bytes: "no renegotiation").
+func TestRenegotiationRefused(t *testing.T) {
+	t.Run("client", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		addr := freePort(t)
+		p := startOpenSSL(t, ctx, "s_server", "-nocert", "-psk", hex.EncodeToString(psk), "-psk_identity", "",
+			"-tls1_2", "-cipher", "PSK-AES256-GCM-SHA384", "-accept", addr, "-naccept", "1")
+		go io.Copy(io.Discard, p.stdout)
+		raw := dialServer(t, ctx, addr, p)
+		c := tlspsk.Client(raw, &tlspsk.Config{PSK: psk, ExtendedMasterSecret: true})
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := c.HandshakeContext(ctx); err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(p.stdin, "r\n")
+		_, err := c.Read(make([]byte, 100))
+		if !errors.Is(err, &tlspsk.AlertError{Alert: tlspsk.AlertHandshakeFailure, Remote: true}) {
+			t.Fatalf("got %v, want handshake_failure from openssl after our no_renegotiation", err)
+		}
+		c.Close()
+		p.wait()
+		if out := p.stderr.String(); !strings.Contains(out, "no renegotiation") {
+			t.Errorf("s_server did not report our refusal:\n%s", out)
+		}
+	})
+	t.Run("server", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		p := startOpenSSL(t, ctx, "s_client", "-connect", ln.Addr().String(), "-psk", hex.EncodeToString(psk),
+			"-psk_identity", "", "-tls1_2", "-cipher", "PSK-AES256-GCM-SHA384")
+		go io.Copy(io.Discard, p.stdout)
+		raw := accept(t, ctx, ln)
+		c := tlspsk.Server(raw, &tlspsk.Config{PSK: psk})
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := c.HandshakeContext(ctx); err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(p.stdin, "R\n")
+		_, err = c.Read(make([]byte, 100))
+		if !errors.Is(err, &tlspsk.AlertError{Alert: tlspsk.AlertHandshakeFailure, Remote: true}) {
+			t.Fatalf("got %v, want handshake_failure from openssl after our no_renegotiation", err)
+		}
+		c.Close()
+		p.wait()
+		if out := p.stderr.String(); !strings.Contains(out, "no renegotiation") {
+			t.Errorf("s_client did not report our refusal:\n%s", out)
+		}
+	})
+}
