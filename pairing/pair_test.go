@@ -1,6 +1,7 @@
 package pairing
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -9,8 +10,11 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"testing/synctest"
 	"time"
+
+	"github.com/iosmux/iosmux/internal/testkit"
 )
 
 // testDevice serves a device role on in-memory connections: every dial
@@ -385,5 +389,71 @@ func TestDialLockdown(t *testing.T) {
 	res, err := Pair(ctx, &PairConfig{Host: hc, Dial: dial, Store: RecordStore{Dir: t.TempDir()}})
 	if err != nil || fl.service != LockdownServiceName || res.ID != vecDeviceUDID {
 		t.Fatalf("Pair over lockdown: %+v, %v (service %q)", res, err, fl.service)
+	}
+}
+
+// TestNoLeaks: a full Pair over in-memory conns and over loopback RemoteXPC
+// leaves no goroutine and no descriptor behind once the device side ends.
+func TestNoLeaks(t *testing.T) {
+	testkit.CheckLeaks(t)
+	ctx := testCtx(t)
+	td := newTestDevice(t, nil)
+	if _, err := Pair(ctx, &PairConfig{Host: hostConfig(), Dial: td.dial, Store: RecordStore{Dir: t.TempDir()}}); err != nil {
+		t.Fatal(err)
+	}
+	td.wait()
+	dev, err := NewDevice(&DeviceConfig{Identity: vecDevice, Handshake: vecHandshake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	xd := startXPCDevice(t, dev)
+	if _, err := Pair(ctx, &PairConfig{Host: hostConfig(), Dial: xd.dial, Store: RecordStore{Dir: t.TempDir()}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRPPairingSplitReads reads frames through readers that return one
+// byte, half the buffer, or data together with EOF.
+func TestRPPairingSplitReads(t *testing.T) {
+	env := handshakeRequest(3).tree()
+	env["originatedBy"] = originHost
+	body, _ := encodeEnvelopeJSON(env)
+	frame, _ := AppendFrame(nil, body)
+	two := append(append([]byte{}, frame...), frame...)
+	readers := map[string]func(io.Reader) io.Reader{
+		"one byte": iotest.OneByteReader,
+		"half":     iotest.HalfReader,
+		"data+EOF": iotest.DataErrReader,
+	}
+	for name, wrap := range readers {
+		t.Run(name, func(t *testing.T) {
+			tr := NewRPPairing(struct {
+				io.Reader
+				io.Writer
+			}{wrap(bytes.NewReader(two)), io.Discard})
+			for i := range 2 {
+				got, err := tr.ReadEnvelope(context.Background())
+				if err != nil {
+					t.Fatalf("frame %d: %v", i, err)
+				}
+				m, err := parseMessage(got)
+				if err != nil || m.name != reqHandshake || m.seq != 3 {
+					t.Fatalf("frame %d: %v, %v", i, m, err)
+				}
+			}
+			if _, err := tr.ReadEnvelope(context.Background()); !errors.Is(err, io.EOF) {
+				t.Errorf("after the frames: %v, want EOF", err)
+			}
+			// A frame cut anywhere is an error, never a short envelope.
+			for n := 1; n < len(frame); n++ {
+				tr := NewRPPairing(struct {
+					io.Reader
+					io.Writer
+				}{wrap(bytes.NewReader(frame[:n])), io.Discard})
+				if _, err := tr.ReadEnvelope(context.Background()); err == nil {
+					t.Fatalf("frame cut at %d read", n)
+				}
+			}
+		})
 	}
 }
