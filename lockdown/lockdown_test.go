@@ -344,3 +344,30 @@ func TestDeviceDropsMidSession(t *testing.T) {
 		t.Errorf("reconnecting to the removed device: %v; want ErrBadDevice", err)
 	}
 }
+
+func TestOpenService(t *testing.T) {
+	r := newRig(t, DeviceConfig{})
+	ctx := testCtx(t)
+	dev := usbmux.Device{DeviceID: r.deviceID, SerialNumber: strings.ReplaceAll(testUDID, "-", "")}
+	if _, _, err := OpenService(ctx, r.mux, dev, CoreDeviceProxy, ClientConfig{}); !errors.Is(err, usbmux.ErrNoPairRecord) || !strings.Contains(err.Error(), testUDID) {
+		t.Errorf("OpenService unpaired: %v; want ErrNoPairRecord naming the device", err)
+	}
+	r.pair(t)
+	conn, info, err := OpenService(ctx, r.mux, dev, CoreDeviceProxy, ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if !info.SSL {
+		t.Errorf("info %+v; want SSL", info)
+	}
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn.Write([]byte("hi"))
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "hi" {
+		t.Errorf("echo = %q, %v", buf, err)
+	}
+	if _, _, err := OpenService(ctx, r.mux, dev, "com.apple.nope", ClientConfig{}); !errors.Is(err, ErrInvalidService) {
+		t.Errorf("OpenService of an unknown service: %v", err)
+	}
+}

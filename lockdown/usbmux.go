@@ -53,3 +53,37 @@ func DialService(ctx context.Context, mux *usbmux.Client, deviceID uint32, info 
 	}
 	return ServiceTLS(ctx, conn, info, rec, timeout)
 }
+
+// OpenService is the whole host dance for one service of a device attached
+// through usbmuxd (pmd3's start_lockdown_service, spec tunnel.md §4 steps
+// 1–4): connect to lockdownd, read the pair record usbmuxd holds for the
+// device, StartSession (TLS), StartService, close the lockdown connection,
+// connect to the service port and run its TLS handshake when asked. The
+// returned conn carries the service protocol (for CoreDeviceProxy, the
+// CDTunnel handshake comes next). Errors name the step; errors.Is works for
+// usbmux.ErrNoPairRecord, ErrInvalidHostID, ErrInvalidService and
+// ErrPasswordProtected.
+func OpenService(ctx context.Context, mux *usbmux.Client, dev usbmux.Device, name string, cfg ClientConfig) (net.Conn, ServiceInfo, error) {
+	udid := dev.UDID()
+	rec, err := ReadPairRecord(ctx, mux, udid)
+	if err != nil {
+		return nil, ServiceInfo{}, fmt.Errorf("lockdown: %s: read pair record: %w", udid, err)
+	}
+	c, err := DialUsbmux(ctx, mux, dev.DeviceID, cfg)
+	if err != nil {
+		return nil, ServiceInfo{}, fmt.Errorf("lockdown: %s: %w", udid, err)
+	}
+	defer c.Close()
+	if _, err := c.StartSession(ctx, rec); err != nil {
+		return nil, ServiceInfo{}, fmt.Errorf("lockdown: %s: %w", udid, err)
+	}
+	info, err := c.StartService(ctx, name, nil)
+	if err != nil {
+		return nil, ServiceInfo{}, fmt.Errorf("lockdown: %s: %w", udid, err)
+	}
+	conn, err := DialService(ctx, mux, dev.DeviceID, info, rec, cfg.Timeout)
+	if err != nil {
+		return nil, ServiceInfo{}, fmt.Errorf("lockdown: %s: %w", udid, err)
+	}
+	return conn, info, nil
+}

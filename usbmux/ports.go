@@ -19,6 +19,15 @@ type PortHandler interface {
 	OpenPort(port uint16) (serve func(conn net.Conn), ok bool)
 }
 
+// PortFunc adapts a function to PortHandler. Every port is open: Connect
+// never gets Result 3, whatever the port; use PortMux to refuse ports.
+type PortFunc func(port uint16, conn net.Conn)
+
+// OpenPort implements PortHandler.
+func (f PortFunc) OpenPort(port uint16) (func(net.Conn), bool) {
+	return func(conn net.Conn) { f(port, conn) }, true
+}
+
 // PortMux is a PortHandler built from fixed ports (lockdownd on 62078) and
 // one-shot ports handed out for started services, the way lockdownd's
 // StartService opens a fresh port for exactly one connection.

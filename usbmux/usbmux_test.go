@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -331,5 +332,22 @@ func TestParseHeaderBounds(t *testing.T) {
 	bin := Header{Length: 16, Version: 0, Message: MessageListen}.Append(nil)
 	if _, _, _, err := ParsePacket(bin, 0); !errors.Is(err, ErrMalformed) {
 		t.Errorf("ParsePacket(binary protocol) = %v", err)
+	}
+}
+
+func TestPortFunc(t *testing.T) {
+	srv := NewServer(ServerConfig{})
+	c, _ := startServer(t, srv)
+	id := srv.AddDevice(usbDev, PortFunc(func(port uint16, conn net.Conn) {
+		fmt.Fprintf(conn, "%d", port)
+	}))
+	conn, err := c.Connect(testCtx(t), id, 62078)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if b, _ := io.ReadAll(conn); string(b) != "62078" {
+		t.Errorf("handler saw port %q, want 62078", b)
 	}
 }
