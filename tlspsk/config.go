@@ -97,6 +97,7 @@ var (
 	errNilConfig     = errors.New("tlspsk: nil config")
 	errVersionConfig = errors.New("tlspsk: MinVersion and MaxVersion must be 0 or VersionTLS12")
 	errSuiteConfig   = errors.New("tlspsk: CipherSuites lists no suite tlspsk implements")
+	errLengthConfig  = errors.New("tlspsk: PSK, Identity and IdentityHint must each be shorter than 64 KiB")
 )
 
 // check reports a configuration that cannot work before any byte is sent.
@@ -111,6 +112,10 @@ func (c *Config) check(isClient bool) error {
 	}
 	if len(c.PSK) == 0 && (isClient || c.GetPSK == nil) {
 		return errNoPSK
+	}
+	// Each travels in (or is sized by) a 16-bit length (RFC 4279 §2).
+	if len(c.PSK) > 0xffff || len(c.Identity) > 0xffff || len(c.IdentityHint) > 0xffff {
+		return errLengthConfig
 	}
 	if !slices.ContainsFunc(c.suites(isClient), func(id uint16) bool { return suiteByID(id) != nil }) {
 		return errSuiteConfig

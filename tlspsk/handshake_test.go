@@ -293,6 +293,8 @@ func TestConfigErrors(t *testing.T) {
 		{"tls13", &Config{PSK: testPSK, MaxVersion: 0x0304}, errVersionConfig},
 		{"tls11", &Config{PSK: testPSK, MinVersion: 0x0302}, errVersionConfig},
 		{"no known suite", &Config{PSK: testPSK, CipherSuites: []uint16{0xC02C}}, errSuiteConfig},
+		{"identity too long", &Config{PSK: testPSK, Identity: strings.Repeat("x", 1<<16)}, errLengthConfig},
+		{"psk too long", &Config{PSK: make([]byte, 1<<16)}, errLengthConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

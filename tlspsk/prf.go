@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"hash"
 	"io"
+	"sync"
 )
 
 // Lengths and labels of the TLS 1.2 key schedule (RFC 5246 §6.3, §7.4.9,
@@ -90,12 +91,18 @@ func finishedData(s *cipherSuite, master []byte, label string, transcript []byte
 	return out
 }
 
+// keyLogMu serialises key-log lines of all connections, which may share
+// one writer through a shared Config (crypto/tls does the same).
+var keyLogMu sync.Mutex
+
 // writeKeyLog writes the NSS key-log line for a master secret
 // (https://firefox-source-docs.mozilla.org/security/nss/legacy/key_log_format/).
 func writeKeyLog(w io.Writer, clientRandom, master []byte) error {
 	if w == nil {
 		return nil
 	}
+	keyLogMu.Lock()
+	defer keyLogMu.Unlock()
 	line := make([]byte, 0, 14+2*len(clientRandom)+1+2*len(master)+1)
 	line = append(line, "CLIENT_RANDOM "...)
 	line = hex.AppendEncode(line, clientRandom)
