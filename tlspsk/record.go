@@ -26,8 +26,9 @@ const (
 	// maxHandshake bounds one handshake message; ours are tiny and a
 	// ClientHello with many extensions stays well below this.
 	maxHandshake = 1 << 16
-	// rawBufSize holds two full records, so one read often brings in the
-	// next record while the current one is consumed.
+	// rawBufSize holds four full records, so one read syscall can bring in
+	// several records of a bulk transfer (the peer's writes are batched
+	// the same way, maxRecordsPerWrite).
 	rawBufSize = 4 * (recordHeaderLen + maxCiphertext)
 	// maxEmptyRecords and maxWarnings stop a peer from keeping us busy with
 	// records that carry nothing (crypto/tls has the same guard).
