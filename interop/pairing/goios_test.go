@@ -53,8 +53,10 @@ func TestGoIOSRemotePairing(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("needs root to create a network namespace (CI runs as root)")
 	}
+	// Built out here, where a cold build may take its time.
+	bin := buildGoIOSPair(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestGoIOSRemotePairing$", "-test.v", "-test.count=1", "-test.timeout=4m")
-	cmd.Env = append(os.Environ(), netnsEnv+"=1")
+	cmd.Env = append(os.Environ(), netnsEnv+"="+bin)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	out, err := cmd.CombinedOutput()
 	t.Logf("in the namespace:\n%s", out)
@@ -176,7 +178,7 @@ func goiosInNetns(t *testing.T) {
 	defer mdns.Shutdown()
 
 	records := t.TempDir()
-	bin := buildGoIOSPair(t)
+	bin := os.Getenv(netnsEnv)
 
 	// First run: go-ios's verify fails (unknown host), it pairs (Trust),
 	// asks for a listener on the pair-setup channel and opens the tunnel.
