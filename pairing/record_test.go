@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"howett.net/plist"
@@ -272,4 +273,26 @@ func FuzzParseRecord(f *testing.F) {
 			t.Fatal("unstable")
 		}
 	})
+}
+
+func TestStoreOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("chown needs root (CI runs as root)")
+	}
+	s := RecordStore{Dir: filepath.Join(t.TempDir(), "new"), Owner: &FileOwner{UID: 4242, GID: 4343}}
+	r := &Record{PrivateKey: vecHostSeed, PublicKey: ed25519.NewKeyFromSeed(vecHostSeed).Public().(ed25519.PublicKey)}
+	p, err := s.Save("X", r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{s.Dir, p} {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sys := st.Sys().(*syscall.Stat_t)
+		if sys.Uid != 4242 || sys.Gid != 4343 {
+			t.Errorf("%s owned by %d:%d", path, sys.Uid, sys.Gid)
+		}
+	}
 }

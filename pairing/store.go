@@ -27,6 +27,15 @@ var ErrBadIdentifier = errors.New("pairing: bad record identifier")
 // device: remote_<identifier>.plist.
 type RecordStore struct {
 	Dir string
+	// Owner, if set, owns the records and a folder Save creates: the
+	// invoking user when running under sudo, as pymobiledevice3 chowns its
+	// folder, so the user's own tools can read what root wrote.
+	Owner *FileOwner
+}
+
+// FileOwner is a numeric owner for chown.
+type FileOwner struct {
+	UID, GID int
 }
 
 // checkIdentifier rejects identifiers pymobiledevice3 could not parse back
@@ -73,17 +82,23 @@ func (s RecordStore) Save(id string, r *Record) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	_, statErr := os.Stat(s.Dir)
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return "", err
 	}
-	return p, writeFileAtomic(p, r.Marshal())
+	if s.Owner != nil && errors.Is(statErr, fs.ErrNotExist) {
+		if err := os.Chown(s.Dir, s.Owner.UID, s.Owner.GID); err != nil {
+			return "", err
+		}
+	}
+	return p, writeFileAtomic(p, r.Marshal(), s.Owner)
 }
 
 // testHookMidWrite, when set (tests only), runs after the first half of a
 // record is in the temporary file.
 var testHookMidWrite func()
 
-func writeFileAtomic(path string, data []byte) (err error) {
+func writeFileAtomic(path string, data []byte, owner *FileOwner) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -114,6 +129,12 @@ func writeFileAtomic(path string, data []byte) (err error) {
 	if err = f.Chmod(recordMode); err != nil {
 		f.Close()
 		return err
+	}
+	if owner != nil {
+		if err = f.Chown(owner.UID, owner.GID); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err = f.Sync(); err != nil {
 		f.Close()

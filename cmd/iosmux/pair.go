@@ -139,7 +139,7 @@ func runPair(ctx context.Context, a *app, args []string) error {
 				fmt.Fprintln(msgs, "Tap Trust on the iPhone and enter its passcode")
 			},
 		},
-		Store: pairing.RecordStore{Dir: dir},
+		Store: pairingStore(a, dir),
 	}
 	var target string
 	switch {

@@ -22,7 +22,7 @@ func runPairForget(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	err = pairingStore(dir).Delete(id)
+	err = pairingStore(a, dir).Delete(id)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("device %s: no pair record in %s", id, dir)
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 
 	"github.com/iosmux/iosmux/pairing"
 )
@@ -14,7 +16,17 @@ present go-ios's identity, so devices paired by go-ios verify with iosmux.
 go-ios does not record which devices it paired; name them as UDID arguments
 when DIR has no peers/ entries.`
 
-func pairingStore(dir string) pairing.RecordStore { return pairing.RecordStore{Dir: dir} }
+// pairingStore opens the record folder; under sudo, records it writes
+// belong to the invoking user, as pymobiledevice3's do.
+func pairingStore(a *app, dir string) pairing.RecordStore {
+	s := pairing.RecordStore{Dir: dir}
+	uid, err1 := strconv.Atoi(a.getenv("SUDO_UID"))
+	gid, err2 := strconv.Atoi(a.getenv("SUDO_GID"))
+	if err1 == nil && err2 == nil && os.Geteuid() == 0 {
+		s.Owner = &pairing.FileOwner{UID: uid, GID: gid}
+	}
+	return s
+}
 
 func runPairImport(ctx context.Context, a *app, args []string) error {
 	fs := newFlags(a, "pair import", "--go-ios DIR [--pair-records DIR] [--json] [UDID...]", pairImportHelp)
@@ -32,7 +44,7 @@ func runPairImport(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	got, err := pairing.ImportGoIOS(*goios, pairingStore(dir), fs.Args())
+	got, err := pairing.ImportGoIOS(*goios, pairingStore(a, dir), fs.Args())
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ func runPairList(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	store := pairingStore(dir)
+	store := pairingStore(a, dir)
 	recs, err := store.List()
 	if err != nil {
 		return fmt.Errorf("pair records in %s: %w", dir, err)
