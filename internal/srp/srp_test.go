@@ -266,3 +266,29 @@ func BenchmarkExchange(b *testing.B) {
 		}
 	}
 }
+
+// FuzzVerify feeds arbitrary A and M1 to the server and arbitrary B to the
+// client: errors, never panics; nothing but the right proof verifies.
+func FuzzVerify(f *testing.F) {
+	c := loadVectors(f).Cases[0]
+	f.Add(unhex(f, c.PubA), unhex(f, c.M1))
+	f.Add([]byte{}, []byte{})
+	f.Add(N(), make([]byte, 64))
+	salt := unhex(f, c.Salt)
+	srv := NewServer([]byte(c.Username), []byte(c.Password), salt, unhex(f, c.Privb))
+	f.Fuzz(func(t *testing.T, a, m1 []byte) {
+		if m2, k, err := srv.Verify(a, m1); err == nil {
+			if len(m2) != 64 || len(k) != 64 {
+				t.Fatalf("M2 %d, K %d bytes", len(m2), len(k))
+			}
+			if !bytes.Equal(a, unhex(t, c.PubA)) && !bytes.Equal(new(big.Int).SetBytes(a).Bytes(), new(big.Int).SetBytes(unhex(t, c.PubA)).Bytes()) {
+				t.Fatalf("accepted a proof for a foreign A %x", a)
+			}
+		}
+		if cl, err := NewClient([]byte(c.Username), []byte(c.Password), salt, a, unhex(t, c.Priva)); err == nil {
+			if len(cl.PublicA()) != Size || len(cl.Proof()) != 64 || cl.VerifyServerProof(m1) && len(m1) != 64 {
+				t.Fatal("client values of the wrong size")
+			}
+		}
+	})
+}
