@@ -1,0 +1,170 @@
+package utun
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// DialFunc opens a connection through the tunnel; Netstack.DialContext and
+// net.Dialer.DialContext fit.
+type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
+
+// forwardDialTimeout bounds one dial through the tunnel (go-ios uses 15 s
+// for dials through its tunnel, tunnel.md §8).
+const forwardDialTimeout = 15 * time.Second
+
+// Forwarder relays every connection accepted on a listener (a 127.0.0.1
+// port in userspace mode) to one TCP address reached through dial (a device
+// port through the netstack). Each relay runs one copier per direction, half
+// closes when one direction ends, and closes both conns on the first error.
+type Forwarder struct {
+	ln     net.Listener
+	target string
+	dial   DialFunc
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// NewForwarder starts accepting on ln, which it owns. logger may be nil.
+func NewForwarder(ln net.Listener, target netip.AddrPort, dial DialFunc, logger *slog.Logger) *Forwarder {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	f := &Forwarder{
+		ln:     ln,
+		target: target.String(),
+		dial:   dial,
+		log:    logger,
+		conns:  map[net.Conn]struct{}{},
+	}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	f.wg.Add(1)
+	go f.acceptLoop()
+	return f
+}
+
+// Addr returns the listening address.
+func (f *Forwarder) Addr() net.Addr { return f.ln.Addr() }
+
+// Close stops accepting, closes every relayed connection and returns once
+// all relays have ended. It is idempotent.
+func (f *Forwarder) Close() error {
+	f.closeOnce.Do(func() {
+		f.cancel()
+		f.ln.Close()
+		f.mu.Lock()
+		for c := range f.conns {
+			c.Close()
+		}
+		f.mu.Unlock()
+	})
+	f.wg.Wait()
+	return nil
+}
+
+// track registers c for Close; it reports false (and closes c) when the
+// forwarder is already closing.
+func (f *Forwarder) track(c net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ctx.Err() != nil {
+		c.Close()
+		return false
+	}
+	f.conns[c] = struct{}{}
+	return true
+}
+
+func (f *Forwarder) untrack(c net.Conn) {
+	f.mu.Lock()
+	delete(f.conns, c)
+	f.mu.Unlock()
+	c.Close()
+}
+
+func (f *Forwarder) acceptLoop() {
+	defer f.wg.Done()
+	for {
+		c, err := f.ln.Accept()
+		if err != nil {
+			if f.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				f.log.Warn("utun: forwarder accept failed", "listen", f.ln.Addr().String(), "err", err)
+			}
+			return
+		}
+		if !f.track(c) {
+			return
+		}
+		f.wg.Add(1)
+		go f.relay(c)
+	}
+}
+
+func (f *Forwarder) relay(c net.Conn) {
+	defer f.wg.Done()
+	defer f.untrack(c)
+	ctx, cancel := context.WithTimeout(f.ctx, forwardDialTimeout)
+	d, err := f.dial(ctx, "tcp", f.target)
+	cancel()
+	if err != nil {
+		f.log.Debug("utun: forward dial failed", "target", f.target, "err", err)
+		return
+	}
+	if !f.track(d) {
+		return
+	}
+	defer f.untrack(d)
+	if err := Relay(c, d); err != nil {
+		f.log.Debug("utun: forward ended", "target", f.target, "err", err)
+	}
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+// Relay copies between a and b in both directions until both are done, then
+// closes both. When one direction reaches EOF the other conn is half-closed
+// (CloseWrite) and the opposite direction keeps flowing; the first error
+// closes both conns. It returns the first error, nil after two clean EOFs.
+func Relay(a, b net.Conn) error {
+	errc := make(chan error, 2)
+	go func() { errc <- copyHalf(a, b) }()
+	go func() { errc <- copyHalf(b, a) }()
+	var first error
+	for range 2 {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			a.Close()
+			b.Close()
+		}
+	}
+	a.Close()
+	b.Close()
+	return first
+}
+
+// copyHalf copies src to dst, then half-closes dst (or closes it, when it
+// cannot half-close).
+func copyHalf(dst, src net.Conn) error {
+	buf := make([]byte, 256<<10)
+	_, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, buf)
+	if err != nil {
+		return err
+	}
+	if cw, ok := dst.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return dst.Close()
+}

@@ -1,0 +1,304 @@
+package utun
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/iosmux/iosmux/internal/testkit"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+var (
+	hostPrefix = netip.MustParsePrefix("fd58:8c92:8961::2/64")
+	devPrefix  = netip.MustParsePrefix("fd58:8c92:8961::1/64")
+	devAddr    = devPrefix.Addr()
+)
+
+// link copies packets both ways between two devices until either fails;
+// the returned func closes both and waits.
+func link(a, b tun.Device) (stop func()) {
+	var wg sync.WaitGroup
+	cp := func(dst, src tun.Device) {
+		defer wg.Done()
+		n := max(src.BatchSize(), 1)
+		bufs := make([][]byte, n)
+		for i := range bufs {
+			bufs[i] = make([]byte, 16+65535)
+		}
+		sizes := make([]int, n)
+		out := make([][]byte, 0, n)
+		for {
+			k, err := src.Read(bufs, sizes, 16)
+			if err != nil {
+				return
+			}
+			out = out[:0]
+			for i := range k {
+				out = append(out, bufs[i][:16+sizes[i]])
+			}
+			if _, err := dst.Write(out, 16); err != nil && errors.Is(err, os.ErrClosed) {
+				return
+			}
+		}
+	}
+	wg.Add(2)
+	go cp(a, b)
+	go cp(b, a)
+	return func() {
+		a.Close()
+		b.Close()
+		wg.Wait()
+	}
+}
+
+func newPair(t *testing.T) (host, dev *Netstack, stop func()) {
+	t.Helper()
+	host, err := NewNetstack(NetstackConfig{Address: hostPrefix, MTU: 16000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err = NewNetstack(NetstackConfig{Address: devPrefix, MTU: 16000})
+	if err != nil {
+		host.Close()
+		t.Fatal(err)
+	}
+	return host, dev, link(host, dev)
+}
+
+func serveBulk(t *testing.T, ln net.Listener) (wait func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if err := testkit.ServeBulk(c); err != nil {
+				t.Errorf("bulk server: %v", err)
+			}
+		}
+	}()
+	return func() { ln.Close(); <-done }
+}
+
+func TestNetstackTCP(t *testing.T) {
+	testkit.CheckLeaks(t)
+	host, dev, stop := newPair(t)
+	defer stop()
+	ln, err := dev.ListenTCP(netip.AddrPortFrom(netip.IPv6Unspecified(), 58783))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := serveBulk(t, ln)
+	defer wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := host.DialContext(ctx, "tcp6", "[fd58:8c92:8961::1]:58783")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := testkit.Bulk(c, 4<<20, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.RemoteAddr().String(); got != "[fd58:8c92:8961::1]:58783" {
+		t.Fatalf("remote %s", got)
+	}
+}
+
+func TestNetstackUDP(t *testing.T) {
+	testkit.CheckLeaks(t)
+	host, dev, stop := newPair(t)
+	defer stop()
+	// A UDP echo on the device, reached with DialContext("udp").
+	srv, err := dev.DialContext(context.Background(), "udp", "[fd58:8c92:8961::2]:9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	c, err := host.DialContext(context.Background(), "udp6", "[fd58:8c92:8961::1]:9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
+
+func TestNetstackErrors(t *testing.T) {
+	ns, err := NewNetstack(NetstackConfig{Address: hostPrefix, MTU: 1500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, tt := range []struct{ network, addr string }{
+		{"tcp", "fd00::1"},
+		{"tcp", "[fd00::1]:x"},
+		{"tcp", "host.example:80"},
+		{"tcp", "10.0.0.1:80"},
+		{"sctp", "[fd00::1]:80"},
+	} {
+		if _, err := ns.DialContext(ctx, tt.network, tt.addr); err == nil {
+			t.Errorf("DialContext(%q, %q) succeeded", tt.network, tt.addr)
+		}
+	}
+	if _, err := NewNetstack(NetstackConfig{Address: netip.MustParsePrefix("10.0.0.1/24"), MTU: 1500}); err == nil {
+		t.Error("IPv4 address accepted")
+	}
+	if _, err := NewNetstack(NetstackConfig{Address: hostPrefix, MTU: 100}); err == nil {
+		t.Error("MTU 100 accepted")
+	}
+	if _, err := ns.Write([][]byte{{0x45, 0, 0, 0}}, 0); err == nil {
+		t.Error("IPv4 packet accepted")
+	}
+	ns.Close()
+	ns.Close()
+	bufs := [][]byte{make([]byte, 1500)}
+	if _, err := ns.Read(bufs, []int{0}, 0); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Read after Close: %v", err)
+	}
+	if _, err := ns.Write(bufs, 0); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Write after Close: %v", err)
+	}
+	if ev := <-ns.Events(); ev != tun.EventUp {
+		t.Errorf("first event %v, want EventUp", ev)
+	}
+	if _, ok := <-ns.Events(); ok {
+		t.Error("events not closed")
+	}
+}
+
+func TestNetstackCloseUnblocksRead(t *testing.T) {
+	testkit.CheckLeaks(t)
+	ns, err := NewNetstack(NetstackConfig{Address: hostPrefix, MTU: 1500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := ns.Read([][]byte{make([]byte, 1500)}, []int{0}, 0)
+		errc <- err
+	}()
+	ns.Close()
+	if err := <-errc; !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Read = %v, want os.ErrClosed", err)
+	}
+}
+
+func TestForwarder(t *testing.T) {
+	testkit.CheckLeaks(t)
+	host, dev, stop := newPair(t)
+	defer stop()
+	ln, err := dev.ListenTCP(netip.AddrPortFrom(devAddr, 62078))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := serveBulk(t, ln)
+	defer wait()
+	local, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw := NewForwarder(local, netip.AddrPortFrom(devAddr, 62078), host.DialContext, nil)
+	defer fw.Close()
+	for range 3 {
+		c, err := net.Dial("tcp", fw.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := testkit.Bulk(c, 2<<20, 3<<20); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+}
+
+func TestForwarderHalfClose(t *testing.T) {
+	testkit.CheckLeaks(t)
+	host, dev, stop := newPair(t)
+	defer stop()
+	ln, err := dev.ListenTCP(netip.AddrPortFrom(devAddr, 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// The device reads to EOF, then answers: it works only if our EOF is
+	// passed through as a half-close and the way back stays open.
+	srvDone := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			srvDone <- err
+			return
+		}
+		defer c.Close()
+		b, err := io.ReadAll(c)
+		if err == nil {
+			_, err = c.Write(append([]byte("got "), b...))
+		}
+		srvDone <- err
+	}()
+	local, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw := NewForwarder(local, netip.AddrPortFrom(devAddr, 7), host.DialContext, nil)
+	defer fw.Close()
+	c, err := net.Dial("tcp", fw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("ping"))
+	c.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "got ping" {
+		t.Fatalf("reply = %q, %v", got, err)
+	}
+	if err := <-srvDone; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestForwarderCloseEndsRelays(t *testing.T) {
+	testkit.CheckLeaks(t)
+	host, dev, stop := newPair(t)
+	defer stop()
+	ln, err := dev.ListenTCP(netip.AddrPortFrom(devAddr, 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	local, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw := NewForwarder(local, netip.AddrPortFrom(devAddr, 7), host.DialContext, nil)
+	c, err := net.Dial("tcp", fw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	d := <-accepted
+	defer d.Close()
+	fw.Close() // must not hang on the idle relay
+	fw.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("relayed conn still open after Close")
+	}
+}
