@@ -95,10 +95,26 @@ func (t *XPC) Close() error {
 
 var _ Transport = (*XPC)(nil)
 
+// TunnelServiceVersion is the ServiceVersion the device's tunnel service
+// announces: the value the sample RSD listing gives the service's
+// Properties (tunnel.md §5.1, Appendix A); pymobiledevice3 only requires the
+// key to exist.
+const TunnelServiceVersion = 2
+
 // ServeXPC runs the device role on an accepted connection to the tunnel
 // service port: RemoteXPC set-up as the device, then Serve. It closes nc.
+// Unless cfg sets its own HeaderReply, the set-up mirror carries
+// {"ServiceVersion": 2}, which pymobiledevice3 requires before it pairs
+// (tunnel.md Appendix A.2).
 func (d *Device) ServeXPC(ctx context.Context, nc net.Conn, cfg *xpc.Config) error {
-	c, err := xpc.Server(ctx, nc, cfg)
+	var c2 xpc.Config
+	if cfg != nil {
+		c2 = *cfg
+	}
+	if c2.HeaderReply == nil {
+		c2.HeaderReply = xpc.NewDict("ServiceVersion", xpc.Int64(TunnelServiceVersion))
+	}
+	c, err := xpc.Server(ctx, nc, &c2)
 	if err != nil {
 		return fmt.Errorf("pairing: device: RemoteXPC set-up: %w", err)
 	}

@@ -73,6 +73,13 @@ type Config struct {
 	// FrameTimeout bounds a stall inside one HTTP/2 frame; 0 means
 	// DefaultFrameTimeout. Waiting between frames is not bounded here.
 	FrameTimeout time.Duration
+	// HeaderReply is the body of the server's stream-1 mirror of the
+	// client's opening HEADER message; nil sends an empty dictionary. A
+	// service such as the untrusted tunnel service puts {"ServiceVersion": 2}
+	// there: pymobiledevice3 reads it from the first non-empty dictionary it
+	// receives, go-ios consumes the mirror and ignores its body (tunnel.md
+	// Appendix A.2). Ignored in the client role.
+	HeaderReply *Dict
 }
 
 func (c *Config) withDefaults(nc net.Conn) Config {

@@ -491,7 +491,11 @@ func (st *connState) onMessage(s *stream, m Message, n int) {
 		st.gotHeader = true
 		log.Debug("xpc: set-up HEADER", "conn", st.c.cfg.Name, "stream", 1)
 		if !st.client {
-			st.mirror(s, &Message{Flags: FlagsHeader, Body: NewDict()})
+			body := st.c.cfg.HeaderReply
+			if body == nil {
+				body = NewDict()
+			}
+			st.mirror(s, &Message{Flags: FlagsHeader, Body: body})
 		}
 	case s.id == 1 && !st.gotPing && m.Flags.Type() == TypePing:
 		st.gotPing = true

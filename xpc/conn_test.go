@@ -476,3 +476,39 @@ func TestServerRespectsPeerWindow(t *testing.T) {
 		a.Close()
 	})
 }
+
+// TestServerHeaderReply: the stream-1 mirror of the client's HEADER carries
+// Config.HeaderReply (the tunnel service's {"ServiceVersion": 2}).
+func TestServerHeaderReply(t *testing.T) {
+	a, b := bufPipe(1 << 20)
+	p := newPeer(t, a)
+	srv := make(chan *Conn, 1)
+	go func() {
+		s, err := Server(testCtx(t), b, &Config{HeaderReply: NewDict("ServiceVersion", Int64(2))})
+		if err != nil {
+			t.Error(err)
+		}
+		srv <- s
+	}()
+	scriptedClientSetup(t, p)
+	for {
+		f := p.read()
+		if f.typ != http2.FrameData || f.stream != 1 {
+			continue
+		}
+		m, err := Decode(f.data)
+		if err != nil {
+			t.Fatalf("decode mirror: %v", err)
+		}
+		if m.Flags != FlagsHeader {
+			t.Fatalf("got first stream-1 message flags %v, want %v", m.Flags, FlagsHeader)
+		}
+		if got := m.Body.Int64("ServiceVersion"); got != 2 {
+			t.Fatalf("got ServiceVersion %d in %v, want 2", got, m.Body)
+		}
+		break
+	}
+	if s := <-srv; s != nil {
+		s.Close()
+	}
+}
