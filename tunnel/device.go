@@ -1,0 +1,405 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+
+	"github.com/iosmux/iosmux/utun"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// The device role (tunnel.md §2.6, Appendix B): the simulated iPhone's end of
+// every tunnel. The device owns one userspace stack holding its address in a
+// ULA /64; its services (the trusted RSD and the rest) listen there. Each
+// transport handed to StartSession runs the CDTunnel server handshake, gets
+// the next host address in the prefix, and then moves packets between the
+// transport and the stack until the transport ends.
+
+// DeviceConfig configures a Device.
+type DeviceConfig struct {
+	// Prefix is the link prefix; the device is its ::1 and hosts get ::2,
+	// ::3, …. The zero value draws a random ULA /64 (RFC 4193), as the
+	// observed fdXX:XXXX:XXXX::/64 (tunnel.md §2.3).
+	Prefix netip.Prefix
+	// RSDPort is the serverRSDPort every response reports; required.
+	RSDPort uint16
+	// MTU is the largest MTU the device grants; 0 means StreamMTU. Each
+	// response gives the smaller of the request and MTU: the real rule is
+	// UNCONFIRMED (pmd3's sample answered 1280 to a QUIC request of 1420).
+	MTU int
+	// Rand draws the random prefix; nil means crypto/rand.
+	Rand io.Reader
+	// Faults make the device misbehave on purpose.
+	Faults Faults
+	// Logger receives session notes; nil discards.
+	Logger *slog.Logger
+}
+
+// Device is the device side of the tunnel.
+type Device struct {
+	prefix netip.Prefix
+	addr   netip.Addr
+	mtu    int
+	rsd    uint16
+	faults Faults
+	log    *slog.Logger
+	stack  *utun.Netstack
+
+	mu       sync.Mutex
+	sessions map[netip.Addr]*Session
+	next     uint64 // last host number handed out
+	closed   bool
+
+	wg        sync.WaitGroup
+	stop      chan struct{}
+	closeOnce sync.Once
+}
+
+// NewDevice creates the device's stack and starts routing its packets.
+func NewDevice(cfg DeviceConfig) (*Device, error) {
+	if cfg.RSDPort == 0 {
+		return nil, errors.New("tunnel: device needs an RSD port")
+	}
+	mtu := cfg.MTU
+	if mtu == 0 {
+		mtu = StreamMTU
+	}
+	if mtu < minIPv6MTU || mtu > maxMTU-40 {
+		return nil, fmt.Errorf("tunnel: device MTU %d outside [%d, %d]", mtu, minIPv6MTU, maxMTU-40)
+	}
+	prefix := cfg.Prefix
+	if !prefix.IsValid() {
+		r := cfg.Rand
+		if r == nil {
+			r = rand.Reader
+		}
+		var a [16]byte
+		a[0] = 0xfd
+		if _, err := io.ReadFull(r, a[1:6]); err != nil {
+			return nil, fmt.Errorf("tunnel: device prefix: %w", err)
+		}
+		prefix = netip.PrefixFrom(netip.AddrFrom16(a), 64)
+	}
+	if !prefix.Addr().Is6() || prefix.Addr().Is4In6() || prefix.Bits() > 120 {
+		return nil, fmt.Errorf("tunnel: device prefix %v must be IPv6 and at most /120", prefix)
+	}
+	prefix = prefix.Masked()
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	addr := prefix.Addr().Next()
+	stack, err := utun.NewNetstack(utun.NetstackConfig{Address: netip.PrefixFrom(addr, prefix.Bits()), MTU: mtu})
+	if err != nil {
+		return nil, err
+	}
+	d := &Device{
+		prefix:   prefix,
+		addr:     addr,
+		mtu:      mtu,
+		rsd:      cfg.RSDPort,
+		faults:   cfg.Faults,
+		log:      log,
+		stack:    stack,
+		sessions: map[netip.Addr]*Session{},
+		next:     1,
+		stop:     make(chan struct{}),
+	}
+	d.wg.Add(1)
+	go d.route()
+	return d, nil
+}
+
+// Address returns the device's tunnel address (serverAddress).
+func (d *Device) Address() netip.Addr { return d.addr }
+
+// Prefix returns the link prefix.
+func (d *Device) Prefix() netip.Prefix { return d.prefix }
+
+// RSDPort returns the reported serverRSDPort.
+func (d *Device) RSDPort() uint16 { return d.rsd }
+
+// Stack returns the device's userspace stack, for dialing out from the
+// device or listening on other addresses.
+func (d *Device) Stack() *utun.Netstack { return d.stack }
+
+// ListenTCP listens on the device address at port (the trusted RSD, a
+// service). Closing the device closes the listener.
+func (d *Device) ListenTCP(port uint16) (net.Listener, error) {
+	return d.stack.ListenTCP(netip.AddrPortFrom(d.addr, port))
+}
+
+// Close ends every session, closes the stack with its listeners and
+// connections, and waits for every goroutine. It is idempotent.
+func (d *Device) Close() error {
+	d.closeOnce.Do(func() {
+		d.mu.Lock()
+		d.closed = true
+		sessions := make([]*Session, 0, len(d.sessions))
+		for _, s := range d.sessions {
+			sessions = append(sessions, s)
+		}
+		d.mu.Unlock()
+		for _, s := range sessions {
+			s.Close()
+		}
+		close(d.stop)
+		d.stack.Close()
+	})
+	d.wg.Wait()
+	return nil
+}
+
+// allocate reserves the next host address.
+func (d *Device) allocate() (netip.Addr, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return netip.Addr{}, net.ErrClosed
+	}
+	for a := d.addr.Next(); d.prefix.Contains(a); a = a.Next() {
+		if _, used := d.sessions[a]; !used {
+			d.sessions[a] = nil // reserved until the session starts
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("tunnel: device prefix %v has no free address", d.prefix)
+}
+
+func (d *Device) release(a netip.Addr) {
+	d.mu.Lock()
+	delete(d.sessions, a)
+	d.mu.Unlock()
+}
+
+// StartSession runs the CDTunnel server handshake on rwc, which it owns, and
+// then serves the tunnel on it in the background until rwc ends, the session
+// is closed, or the device is closed. ctx bounds the handshake only.
+func (d *Device) StartSession(ctx context.Context, rwc io.ReadWriteCloser) (*Session, error) {
+	var client netip.Addr
+	_, params, err := ServerHandshake(ctx, rwc, func(req Request) (Params, error) {
+		a, err := d.allocate()
+		if err != nil {
+			return Params{}, err
+		}
+		client = a
+		mtu := d.mtu
+		if req.MTU != 0 {
+			mtu = max(min(mtu, req.MTU), minIPv6MTU)
+		}
+		return Params{
+			ClientAddress: a,
+			PrefixLen:     d.prefix.Bits(),
+			MTU:           mtu,
+			ServerAddress: d.addr,
+			ServerRSDPort: d.rsd,
+		}, nil
+	})
+	if err != nil {
+		if client.IsValid() {
+			d.release(client)
+		}
+		rwc.Close()
+		return nil, err
+	}
+	s := &Session{
+		dev:    d,
+		params: params,
+		in:     make(chan *[]byte, sessionQueue),
+		closed: make(chan struct{}),
+	}
+	s.tun = &sessionTUN{s: s}
+	var conn PacketConn
+	if d.faults.Boundary == BoundaryStream {
+		conn = NewStreamConn(rwc, params.MTU)
+	} else {
+		conn = newBoundaryConn(rwc, d.faults.Boundary, &s.fc)
+	}
+	if d.faults.DropAbove > 0 || d.faults.RateLimit > 0 {
+		conn = newFaultConn(conn, d.faults, &s.fc)
+	}
+	pump, err := NewPump(Config{
+		TUN:     s.tun,
+		Conn:    conn,
+		MTU:     params.MTU,
+		Local:   d.addr,
+		Peer:    client,
+		NoClamp: true,
+		Probe:   ProbeConfig{Disable: true},
+		Logger:  d.log,
+	})
+	if err != nil {
+		d.release(client)
+		return nil, err
+	}
+	s.pump = pump
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		pump.Close()
+		d.release(client)
+		return nil, net.ErrClosed
+	}
+	d.sessions[client] = s
+	d.wg.Add(1)
+	d.mu.Unlock()
+	go func() {
+		defer d.wg.Done()
+		<-pump.Done()
+		d.release(client)
+		d.log.Debug("tunnel: device session ended", "client", client, "err", pump.Err())
+	}()
+	return s, nil
+}
+
+// route is the device's one reader of its stack: it hands each outbound
+// packet to the session owning the destination address. Packets for nobody
+// are dropped, as a router would.
+func (d *Device) route() {
+	defer d.wg.Done()
+	bufs, sizes := makeBufs(d.stack.BatchSize(), d.mtu)
+	for {
+		n, err := d.stack.Read(bufs, sizes, 0)
+		if err != nil {
+			return
+		}
+		for i := range n {
+			pkt := bufs[i][:sizes[i]]
+			if len(pkt) < ipv6HeaderLen {
+				continue
+			}
+			dst, _ := netip.AddrFromSlice(pkt[24:40])
+			d.mu.Lock()
+			s := d.sessions[dst]
+			d.mu.Unlock()
+			if s == nil {
+				continue
+			}
+			select {
+			case s.in <- copyPacket(pkt):
+			case <-s.closed:
+			case <-d.stop:
+				return
+			}
+		}
+	}
+}
+
+// sessionQueue bounds the packets waiting between the router and one
+// session: the router blocks (back-pressure into the stack) when it is full.
+const sessionQueue = 256
+
+var packetPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// copyPacket copies pkt into a pooled buffer.
+func copyPacket(pkt []byte) *[]byte {
+	b := packetPool.Get().(*[]byte)
+	*b = append((*b)[:0], pkt...)
+	return b
+}
+
+func putPacketBuf(b *[]byte) { packetPool.Put(b) }
+
+// Session is one tunnel served by the device.
+type Session struct {
+	dev    *Device
+	params Params
+	pump   *Pump
+	tun    *sessionTUN
+	in     chan *[]byte
+	fc     faultCounters
+
+	closeOnce sync.Once
+	closed    chan struct{} // closed when the session's TUN closes
+}
+
+// Params returns what the handshake told the host.
+func (s *Session) Params() Params { return s.params }
+
+// Done is closed when the session has ended and its goroutines have exited.
+func (s *Session) Done() <-chan struct{} { return s.pump.Done() }
+
+// Err returns why the session ended; nil while it runs.
+func (s *Session) Err() error { return s.pump.Err() }
+
+// Close ends the session and closes its transport; it waits for the
+// session's goroutines and is idempotent.
+func (s *Session) Close() error { return s.pump.Close() }
+
+// SessionStats counts a session's traffic and the faults it applied.
+type SessionStats struct {
+	Stats
+	// DroppedAbove counts host→device packets dropped by Faults.DropAbove.
+	DroppedAbove uint64
+	// BoundaryViolations counts transport reads that were not exactly one
+	// packet (Faults.Boundary).
+	BoundaryViolations uint64
+}
+
+// Stats returns the session's counters. Sent is device→host.
+func (s *Session) Stats() SessionStats {
+	return SessionStats{
+		Stats:              s.pump.Stats(),
+		DroppedAbove:       s.fc.dropped.Load(),
+		BoundaryViolations: s.fc.boundaries.Load(),
+	}
+}
+
+// sessionTUN is the session's view of the device stack as a tun.Device: it
+// reads the packets the router hands it and writes straight into the stack.
+type sessionTUN struct {
+	s *Session
+}
+
+func (t *sessionTUN) File() *os.File           { return nil }
+func (t *sessionTUN) MTU() (int, error)        { return t.s.params.MTU, nil }
+func (t *sessionTUN) Name() (string, error)    { return "device-session", nil }
+func (t *sessionTUN) Events() <-chan tun.Event { return nil }
+func (t *sessionTUN) BatchSize() int           { return 32 }
+
+func (t *sessionTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	var pkt *[]byte
+	select {
+	case pkt = <-t.s.in:
+	case <-t.s.closed:
+		return 0, os.ErrClosed
+	}
+	n := 0
+	for {
+		if len(*pkt) <= len(bufs[n])-offset {
+			sizes[n] = copy(bufs[n][offset:], *pkt)
+			n++
+		}
+		putPacketBuf(pkt)
+		if n == len(bufs) {
+			return n, nil
+		}
+		select {
+		case pkt = <-t.s.in:
+		default:
+			return n, nil
+		}
+	}
+}
+
+func (t *sessionTUN) Write(bufs [][]byte, offset int) (int, error) {
+	select {
+	case <-t.s.closed:
+		return 0, os.ErrClosed
+	default:
+	}
+	return t.s.dev.stack.Write(bufs, offset)
+}
+
+func (t *sessionTUN) Close() error {
+	t.s.closeOnce.Do(func() { close(t.s.closed) })
+	return nil
+}
