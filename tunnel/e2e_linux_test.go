@@ -1,0 +1,128 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/iosmux/iosmux/internal/testkit"
+	"github.com/iosmux/iosmux/utun"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// kernelHost is the host side on a real kernel TUN inside a network
+// namespace the test creates; connections are dialed from inside it.
+func kernelHost(t testing.TB) (func(Params) tun.Device, func(e *e2e), *testkit.NetNS, *string) {
+	ns := testkit.NewNetNS(t)
+	var name string
+	mk := func(p Params) tun.Device {
+		var k *utun.Kernel
+		if err := ns.Do(func() (err error) {
+			k, err = utun.CreateKernel(utun.Config{Address: p.ClientPrefix(), Peer: p.ServerAddress, MTU: p.MTU})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		name = k.InterfaceName()
+		return k
+	}
+	attach := func(e *e2e) {
+		e.dial = func(t *testing.T) net.Conn {
+			var c net.Conn
+			if err := ns.Do(func() (err error) {
+				d := net.Dialer{Timeout: 10 * time.Second}
+				c, err = d.DialContext(context.Background(), "tcp6", net.JoinHostPort(e.params.ServerAddress.String(), "58783"))
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+	}
+	return mk, attach, ns, &name
+}
+
+func TestKernelBulk(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		f    Faults
+	}{
+		{"plain", Faults{}},
+		{"dropping device", Faults{DropAbove: 8192}},
+		{"merge-sensitive device", Faults{Boundary: BoundaryBreak}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			testkit.CheckLeaks(t)
+			mk, attach, _, _ := kernelHost(t)
+			e := startE2E(t, tt.f, mk)
+			attach(e)
+			e.bulk(t, int64(*bulkMiB)<<20)
+			e.checkFaultsUnused(t)
+		})
+	}
+}
+
+// TestKernelDeviceDies kills the device mid-transfer, abruptly (reset) or
+// silently (it stops reading and writing). Either way the tunnel must be
+// reported dead within 5 s, the TUN interface must be gone, and nothing may
+// leak. The 5 s bound is the acceptance criterion, not a speed measurement:
+// the probe's design bound is 3.5 s (TestProbeDeclaresSilentDeviceDead checks
+// it exactly under synctest).
+func TestKernelDeviceDies(t *testing.T) {
+	for _, how := range []string{"reset", "silent"} {
+		t.Run(how, func(t *testing.T) {
+			testkit.CheckLeaks(t)
+			mk, attach, ns, name := kernelHost(t)
+			e := startE2E(t, Faults{}, mk)
+			attach(e)
+			c := e.dial(t)
+			bulkDone := make(chan error, 1)
+			go func() {
+				_, err := testkit.Bulk(c, 1<<40, 1<<40)
+				bulkDone <- err
+			}()
+			// Let the transfer get going.
+			for e.pump.Stats().SentBytes < 16<<20 || e.pump.Stats().ReceivedBytes < 16<<20 {
+				select {
+				case err := <-bulkDone:
+					t.Fatalf("transfer ended early: %v", err)
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			killed := time.Now()
+			if how == "reset" {
+				e.devConn.Kill()
+			} else {
+				e.devConn.Freeze()
+			}
+			select {
+			case <-e.pump.Done():
+			case <-time.After(30 * time.Second):
+				t.Fatal("tunnel not reported dead after 30 s")
+			}
+			dead := time.Since(killed)
+			t.Logf("reported dead after %v: %v", dead.Round(time.Millisecond), e.pump.Err())
+			if dead > 5*time.Second {
+				t.Errorf("reported dead after %v, want within 5 s", dead)
+			}
+			if how == "silent" && !errors.Is(e.pump.Err(), ErrDead) {
+				t.Errorf("Err = %v, want ErrDead", e.pump.Err())
+			}
+			if how == "reset" && errors.Is(e.pump.Err(), ErrDead) {
+				t.Errorf("Err = %v, want the transport's error", e.pump.Err())
+			}
+			if err := ns.Do(func() error {
+				if _, err := net.InterfaceByName(*name); err == nil {
+					return errors.New("TUN interface still exists")
+				}
+				return nil
+			}); err != nil {
+				t.Error(err)
+			}
+			c.Close()
+			<-bulkDone
+		})
+	}
+}

@@ -1,0 +1,269 @@
+package tunnel
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/iosmux/iosmux/internal/testkit"
+	"github.com/iosmux/iosmux/utun"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// bulkMiB sizes the end-to-end transfers (each way). Run with
+// -bulk-mib=1024 for the 1 GiB acceptance transfer.
+var bulkMiB = flag.Int("bulk-mib", 256, "MiB moved each way by the end-to-end tunnel tests")
+
+// e2e is one host↔device tunnel over loopback TCP, the transport standing
+// in for TLS: testkit.RecordConn keeps write boundaries the way TLS records
+// do, so a read-boundary-sensitive device sees exactly what a real one would.
+type e2e struct {
+	dev     *Device
+	params  Params
+	pump    *Pump
+	devConn *freezeConn // the device's end of the transport
+	dial    func(t *testing.T) net.Conn
+}
+
+// tcpLoopback returns both ends of a loopback TCP connection.
+func tcpLoopback(t testing.TB) (*net.TCPConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.(*net.TCPConn), b.(*net.TCPConn)
+}
+
+// startE2E brings up a device with faults f and a bulk service, and the
+// host side with hostTUN (given the handshake's parameters) as its TUN.
+func startE2E(t testing.TB, f Faults, hostTUN func(Params) tun.Device) *e2e {
+	t.Helper()
+	dev, err := NewDevice(DeviceConfig{RSDPort: testRSDPort, Rand: testkit.Rand(3), Faults: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Close() })
+	ln, err := dev.ListenTCP(testRSDPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(serveBulkTB(t, ln))
+
+	hostRaw, devRaw := tcpLoopback(t)
+	devConn := &freezeConn{Conn: testkit.RecordConn(devRaw), raw: devRaw, thaw: make(chan struct{})}
+	hostConn := testkit.RecordConn(hostRaw)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sessc := make(chan error, 1)
+	go func() {
+		_, err := dev.StartSession(ctx, devConn)
+		sessc <- err
+	}()
+	params, err := ClientHandshake(ctx, hostConn, StreamMTU)
+	if err != nil {
+		t.Fatalf("client handshake: %v", err)
+	}
+	if err := <-sessc; err != nil {
+		t.Fatalf("device session: %v", err)
+	}
+	pump, err := NewPump(Config{
+		TUN:   hostTUN(params),
+		Conn:  NewStreamConn(hostConn, params.MTU),
+		MTU:   params.MTU,
+		Local: params.ClientAddress,
+		Peer:  params.ServerAddress,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pump.Close() })
+	return &e2e{dev: dev, params: params, pump: pump, devConn: devConn}
+}
+
+// serveBulkTB is serveBulk for a testing.TB.
+func serveBulkTB(t testing.TB, ln net.Listener) func() {
+	var (
+		mu    sync.Mutex
+		conns = map[net.Conn]bool{}
+		wg    sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				testkit.ServeBulk(c)
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+			}()
+		}
+	}()
+	return func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}
+}
+
+// freezeConn is the device's transport; Freeze makes the device go silent
+// without closing anything, Kill makes it vanish with a TCP reset.
+type freezeConn struct {
+	net.Conn
+	raw      *net.TCPConn
+	freezeMu sync.Mutex
+	frozen   bool
+	thaw     chan struct{}
+	once     sync.Once
+}
+
+func (c *freezeConn) isFrozen() bool {
+	c.freezeMu.Lock()
+	defer c.freezeMu.Unlock()
+	return c.frozen
+}
+
+func (c *freezeConn) Read(b []byte) (int, error) {
+	if c.isFrozen() {
+		<-c.thaw
+		return 0, net.ErrClosed
+	}
+	n, err := c.Conn.Read(b)
+	if c.isFrozen() {
+		<-c.thaw
+		return 0, net.ErrClosed
+	}
+	return n, err
+}
+
+func (c *freezeConn) Write(b []byte) (int, error) {
+	if c.isFrozen() {
+		<-c.thaw
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *freezeConn) Close() error {
+	c.once.Do(func() { close(c.thaw) })
+	return c.Conn.Close()
+}
+
+// Freeze stops the device's reads and writes; bytes already in flight are
+// lost to it.
+func (c *freezeConn) Freeze() {
+	c.freezeMu.Lock()
+	c.frozen = true
+	c.freezeMu.Unlock()
+}
+
+// Kill closes the device's socket with a reset, as a crashed process would.
+func (c *freezeConn) Kill() {
+	c.raw.SetLinger(0)
+	c.Close()
+}
+
+// bulk moves size bytes each way over a fresh connection and reports MB/s.
+func (e *e2e) bulk(t *testing.T, size int64) {
+	t.Helper()
+	c := e.dial(t)
+	defer c.Close()
+	start := time.Now()
+	if _, err := testkit.Bulk(c, size, size); err != nil {
+		t.Fatalf("bulk: %v (pump %+v)", err, e.pump.Stats())
+	}
+	d := time.Since(start)
+	t.Logf("%d MiB each way in %v: %.0f MB/s total", size>>20, d.Round(time.Millisecond), float64(2*size)/d.Seconds()/1e6)
+}
+
+// checkFaultsUnused asserts the device's faults never had to act: our host
+// side stayed within what the device forwards.
+func (e *e2e) checkFaultsUnused(t *testing.T) {
+	t.Helper()
+	s := deviceSession(t, e.dev, e.params.ClientAddress).Stats()
+	if s.DroppedAbove != 0 || s.BoundaryViolations != 0 {
+		t.Fatalf("device dropped %d oversize packets and saw %d merged reads", s.DroppedAbove, s.BoundaryViolations)
+	}
+	if st := e.pump.Stats(); st.TooBig != 0 {
+		t.Fatalf("host sent %d Packet Too Big", st.TooBig)
+	}
+}
+
+// userspaceHost is the host side without a kernel TUN: a netstack, and a
+// forwarder on 127.0.0.1 to the device's bulk port.
+func userspaceHost(t testing.TB) (func(Params) tun.Device, func(e *e2e)) {
+	var ns *utun.Netstack
+	mk := func(p Params) tun.Device {
+		var err error
+		ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ns
+	}
+	attach := func(e *e2e) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fw := utun.NewForwarder(ln, netip.AddrPortFrom(e.params.ServerAddress, testRSDPort), ns.DialContext, nil)
+		t.Cleanup(func() { fw.Close() })
+		e.dial = func(t *testing.T) net.Conn {
+			c, err := net.Dial("tcp", fw.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+	}
+	return mk, attach
+}
+
+func TestUserspaceBulk(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		f    Faults
+	}{
+		{"plain", Faults{}},
+		{"dropping and merge-sensitive device", Faults{DropAbove: 8192, Boundary: BoundaryBreak}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			testkit.CheckLeaks(t)
+			mk, attach := userspaceHost(t)
+			e := startE2E(t, tt.f, mk)
+			attach(e)
+			e.bulk(t, int64(*bulkMiB)<<20)
+			e.checkFaultsUnused(t)
+		})
+	}
+}
+
+func (e *e2e) String() string { return fmt.Sprintf("tunnel %v ↔ %v", e.params.ClientAddress, e.params.ServerAddress) }
