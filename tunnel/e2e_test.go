@@ -266,4 +266,6 @@ func TestUserspaceBulk(t *testing.T) {
 	}
 }
 
-func (e *e2e) String() string { return fmt.Sprintf("tunnel %v ↔ %v", e.params.ClientAddress, e.params.ServerAddress) }
+func (e *e2e) String() string {
+	return fmt.Sprintf("tunnel %v ↔ %v", e.params.ClientAddress, e.params.ServerAddress)
+}
