@@ -3,7 +3,6 @@ package tunnel
 import (
 	"context"
 	"flag"
-	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -264,8 +263,4 @@ func TestUserspaceBulk(t *testing.T) {
 			e.checkFaultsUnused(t)
 		})
 	}
-}
-
-func (e *e2e) String() string {
-	return fmt.Sprintf("tunnel %v ↔ %v", e.params.ClientAddress, e.params.ServerAddress)
 }
