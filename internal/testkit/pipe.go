@@ -147,6 +147,10 @@ func (c *pipeConn) Read(b []byte) (int, error) {
 			return 0, os.ErrDeadlineExceeded
 		}
 		p.mu.Lock()
+		if p.rclosed { // closed locally after the check above
+			p.mu.Unlock()
+			return 0, io.ErrClosedPipe
+		}
 		if len(p.chunks) > 0 {
 			if len(b) == 0 {
 				p.mu.Unlock()
