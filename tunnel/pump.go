@@ -30,6 +30,9 @@ const DefaultMaxSendPacket = 8000
 // Linux TUN with IFF_VNET_HDR needs 10 bytes for the virtio header.
 const tunOffset = 16
 
+// maxBadTUNReads is how many TUN read errors in a row end the pump.
+const maxBadTUNReads = 100
+
 // connBatch is how many packets are read from the transport per batch.
 const connBatch = 64
 
@@ -74,8 +77,9 @@ type Stats struct {
 	Oversize uint64
 	// Clamped counts SYNs whose MSS option was lowered.
 	Clamped uint64
-	// TUNWriteErrors counts packets the TUN refused.
-	TUNWriteErrors uint64
+	// TUNWriteErrors counts batches the TUN refused, TUNReadErrors reads
+	// that failed without ending the pump.
+	TUNWriteErrors, TUNReadErrors uint64
 	// Probes and ProbeReplies count liveness echo requests and replies.
 	Probes, ProbeReplies uint64
 }
@@ -85,6 +89,7 @@ type stats struct {
 	receivedPackets, receivedBytes atomic.Uint64
 	notIPv6, tooBig, oversize      atomic.Uint64
 	clamped, tunWriteErrors        atomic.Uint64
+	tunReadErrors                  atomic.Uint64
 	probes, probeReplies           atomic.Uint64
 }
 
@@ -224,6 +229,7 @@ func (p *Pump) Stats() Stats {
 		Oversize:        p.st.oversize.Load(),
 		Clamped:         p.st.clamped.Load(),
 		TUNWriteErrors:  p.st.tunWriteErrors.Load(),
+		TUNReadErrors:   p.st.tunReadErrors.Load(),
 		Probes:          p.st.probes.Load(),
 		ProbeReplies:    p.st.probeReplies.Load(),
 	}
@@ -251,12 +257,23 @@ func (p *Pump) sendLoop() {
 	defer p.wg.Done()
 	bufs, sizes := makeBufs(max(p.tun.BatchSize(), 1), p.mtu)
 	var ptb []byte
+	badReads := 0
 	for {
 		n, err := p.tun.Read(bufs, sizes, tunOffset)
 		if err != nil && !errors.Is(err, tun.ErrTooManySegments) {
-			p.fail(tunError("read", err))
-			return
+			// A closed TUN ends the pump; another error spoils one read
+			// (wireguard-go rejects a packet it cannot split, say), unless
+			// it keeps coming.
+			badReads++
+			if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) || p.stopping() || badReads > maxBadTUNReads {
+				p.fail(tunError("read", err))
+				return
+			}
+			p.st.tunReadErrors.Add(1)
+			p.log.Debug("tunnel: TUN read failed", "err", err)
+			continue
 		}
+		badReads = 0
 		for i := range n {
 			pkt := bufs[i][tunOffset : tunOffset+sizes[i]]
 			if len(pkt) == 0 || pkt[0]>>4 != 6 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/utun"
+	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 )
 
@@ -316,4 +317,105 @@ func TestProbeFiresWhileTransportStalls(t *testing.T) {
 			t.Fatalf("declared dead %v after the stall, want within 5s", d)
 		}
 	})
+}
+
+// flakyTUN fails its first reads with a transient error, then behaves.
+type flakyTUN struct {
+	tun.Device
+	mu    sync.Mutex
+	fails int
+}
+
+func (f *flakyTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	f.mu.Lock()
+	if f.fails > 0 {
+		f.fails--
+		f.mu.Unlock()
+		return 0, errors.New("unsupported virtio GSO type")
+	}
+	f.mu.Unlock()
+	return f.Device.Read(bufs, sizes, offset)
+}
+
+func TestPumpSurvivesTransientTUNReadErrors(t *testing.T) {
+	testkit.CheckLeaks(t)
+	ct := tuntest.NewChannelTUN()
+	a, b := testkit.Pipe()
+	devConn := NewStreamConn(b, StreamMTU)
+	defer devConn.Close()
+	p, err := NewPump(Config{TUN: &flakyTUN{Device: ct.TUN(), fails: 5}, Conn: NewStreamConn(a, StreamMTU), MTU: StreamMTU, Probe: ProbeConfig{Disable: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	pkt := makeTCP(hostAddr, devAddr, 0x10, nil, []byte("after the errors"))
+	ct.Outbound <- pkt
+	bufs, sizes := makeBufs(1, StreamMTU)
+	n, err := devConn.ReadPackets(bufs, sizes, 0)
+	if err != nil || n != 1 || string(bufs[0][:sizes[0]]) != string(pkt) {
+		t.Fatalf("device got %d packets, %v", n, err)
+	}
+	if got := p.Stats().TUNReadErrors; got != 5 {
+		t.Fatalf("TUNReadErrors = %d, want 5", got)
+	}
+}
+
+func TestPumpEndsOnPersistentTUNReadErrors(t *testing.T) {
+	testkit.CheckLeaks(t)
+	ct := tuntest.NewChannelTUN()
+	a, b := testkit.Pipe()
+	defer b.Close()
+	p, err := NewPump(Config{TUN: &flakyTUN{Device: ct.TUN(), fails: 1 << 30}, Conn: NewStreamConn(a, StreamMTU), MTU: StreamMTU, Probe: ProbeConfig{Disable: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	if p.Err() == nil || errors.Is(p.Err(), net.ErrClosed) {
+		t.Fatalf("Err = %v, want the TUN's error", p.Err())
+	}
+}
+
+func TestPumpFiltersAndTooBig(t *testing.T) {
+	testkit.CheckLeaks(t)
+	ct := tuntest.NewChannelTUN()
+	a, b := testkit.Pipe()
+	devConn := NewStreamConn(b, StreamMTU)
+	defer devConn.Close()
+	p, err := NewPump(Config{TUN: ct.TUN(), Conn: NewStreamConn(a, StreamMTU), MTU: StreamMTU, Probe: ProbeConfig{Disable: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	// IPv4 is dropped; a 9000-byte UDP-ish packet gets Packet Too Big back
+	// on the TUN; a SYN from the host is clamped to the MTU; the small one
+	// passes.
+	ct.Outbound <- append([]byte{0x45}, make([]byte, 39)...)
+	big := appendIPv6Header(nil, 9000-ipv6HeaderLen, 17, hostAddr, devAddr)
+	big = append(big, make([]byte, 9000-ipv6HeaderLen)...)
+	ct.Outbound <- big
+	ptb := <-ct.Inbound
+	if ptb[6] != protoICMPv6 || ptb[ipv6HeaderLen] != icmpv6PacketTooBig || !upperChecksumValid(ptb, protoICMPv6) {
+		t.Fatalf("TUN got %x, want Packet Too Big", ptb[:48])
+	}
+	syn := makeTCP(hostAddr, devAddr, tcpFlagSYN, mssOpt(65000), nil)
+	ct.Outbound <- syn
+	bufs, sizes := makeBufs(4, StreamMTU)
+	n, err := devConn.ReadPackets(bufs, sizes, 0)
+	if err != nil || n != 1 {
+		t.Fatalf("device got %d packets, %v", n, err)
+	}
+	if got := packetMSS(bufs[0][:sizes[0]]); got != StreamMTU-tcpOverhead {
+		t.Fatalf("host SYN MSS %d, want %d", got, StreamMTU-tcpOverhead)
+	}
+	// A SYN-ACK from the device is clamped to our send limit.
+	synack := makeTCP(devAddr, hostAddr, tcpFlagSYN|0x10, mssOpt(15940), nil)
+	devConn.WritePacket(synack)
+	got := <-ct.Inbound
+	if mss := packetMSS(got); mss != DefaultMaxSendPacket-tcpOverhead {
+		t.Fatalf("device SYN-ACK MSS %d, want %d", mss, DefaultMaxSendPacket-tcpOverhead)
+	}
+	st := p.Stats()
+	if st.NotIPv6 != 1 || st.TooBig != 1 || st.Clamped != 2 {
+		t.Fatalf("stats %+v", st)
+	}
 }
