@@ -18,15 +18,15 @@ func kernelHost(t testing.TB) (func(Params) tun.Device, func(e *e2e), *testkit.N
 	ns := testkit.NewNetNS(t)
 	var name string
 	mk := func(p Params) tun.Device {
-		var k *utun.Kernel
+		var dev tun.Device
 		if err := ns.Do(func() (err error) {
-			k, err = utun.CreateKernel(utun.Config{Address: p.ClientPrefix(), Peer: p.ServerAddress, MTU: p.MTU})
+			dev, err = KernelTUN("")(p)
 			return err
 		}); err != nil {
 			t.Fatal(err)
 		}
-		name = k.InterfaceName()
-		return k
+		name = dev.(*utun.Kernel).InterfaceName()
+		return dev
 	}
 	attach := func(e *e2e) {
 		e.dial = func(t *testing.T) net.Conn {

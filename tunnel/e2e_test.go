@@ -73,22 +73,12 @@ func startE2E(t testing.TB, f Faults, hostTUN func(Params) tun.Device) *e2e {
 		_, err := dev.StartSession(ctx, devConn)
 		sessc <- err
 	}()
-	params, err := ClientHandshake(ctx, hostConn, StreamMTU)
+	pump, params, err := StartHost(ctx, hostConn, HostConfig{NewTUN: func(p Params) (tun.Device, error) { return hostTUN(p), nil }})
 	if err != nil {
-		t.Fatalf("client handshake: %v", err)
+		t.Fatalf("host: %v", err)
 	}
 	if err := <-sessc; err != nil {
 		t.Fatalf("device session: %v", err)
-	}
-	pump, err := NewPump(Config{
-		TUN:   hostTUN(params),
-		Conn:  NewStreamConn(hostConn, params.MTU),
-		MTU:   params.MTU,
-		Local: params.ClientAddress,
-		Peer:  params.ServerAddress,
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	t.Cleanup(func() { pump.Close() })
 	return &e2e{dev: dev, params: params, pump: pump, devConn: devConn}
