@@ -22,15 +22,15 @@
 // probe that declares a silent device dead (probe.go), and a teardown that
 // closes both sides and waits for every goroutine.
 //
-// The host side, once a transport is up (establishment code):
+// The host side, once a byte-stream transport is up (establishment code):
 //
-//	params, err := tunnel.ClientHandshake(ctx, conn, tunnel.StreamMTU)
-//	dev, err := utun.CreateKernel(utun.Config{Address: params.ClientPrefix(),
-//		Peer: params.ServerAddress, MTU: params.MTU})
-//	pump, err := tunnel.NewPump(tunnel.Config{TUN: dev,
-//		Conn: tunnel.NewStreamConn(conn, params.MTU), MTU: params.MTU,
-//		Local: params.ClientAddress, Peer: params.ServerAddress})
-//	<-pump.Done() // pump.Err() says why
+//	pump, params, err := tunnel.StartHost(ctx, conn, tunnel.HostConfig{
+//		NewTUN: tunnel.KernelTUN(""), // or a closure around utun.NewNetstack
+//	})
+//	<-pump.Done() // pump.Err() says why: ErrDead, the transport's error, …
+//
+// which is ClientHandshake, then utun.CreateKernel with params.ClientPrefix(),
+// ServerAddress and MTU, then NewPump over NewStreamConn(conn, params.MTU).
 //
 // Device (device.go) is the simulated iPhone's end: a gVisor stack holding
 // the device address, where services listen, serving one Session per
