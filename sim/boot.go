@@ -1,0 +1,352 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+
+	"github.com/iosmux/iosmux/lockdown"
+	"github.com/iosmux/iosmux/pairing"
+	"github.com/iosmux/iosmux/tunnel"
+	"github.com/iosmux/iosmux/usbmux"
+	"github.com/iosmux/iosmux/xpc"
+)
+
+// boot is everything that lives from power-on to shutdown: the tunnel
+// endpoint with the trusted RSD and its services, network pairing, and
+// (while the cable is in) the plug with the USB surfaces. A reboot throws
+// the whole boot away, so ports, RSD identity and BootSessionUUID are new.
+type boot struct {
+	d      *Device
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	conns  *connSet
+
+	session xpc.UUID // BootSessionUUID
+	rsdUUID xpc.UUID // the device's RSD peer identity this boot
+	props   *xpc.Dict
+	tdev    *tunnel.Device
+	trusted *rsdEndpoint
+	netAddr string // network pairing host:port, "" if none
+	wifi    *ncmLink
+
+	mu   sync.Mutex
+	plug *plug
+}
+
+// plug is what exists while the cable is in.
+type plug struct {
+	ctx      context.Context
+	cancel   context.CancelFunc
+	ports    *usbmux.PortMux
+	deviceID uint32
+	rsdAddr  string // loopback untrusted RSD host:port
+	ncm      *ncmLink
+}
+
+func (d *Device) newBoot() (b *boot, err error) {
+	b = &boot{d: d, conns: newConnSet()}
+	b.ctx, b.cancel = context.WithCancel(d.life)
+	defer func() {
+		if err != nil {
+			b.shutdown()
+		}
+	}()
+	if b.session, err = xpc.NewRandomUUID(nil); err != nil {
+		return nil, err
+	}
+	if b.rsdUUID, err = xpc.NewRandomUUID(nil); err != nil {
+		return nil, err
+	}
+	b.props = rsdProperties(d.id, d.prof, b.session)
+	rsdPort := randomPort()
+	b.tdev, err = tunnel.NewDevice(tunnel.DeviceConfig{
+		RSDPort: rsdPort,
+		Faults: tunnel.Faults{DropAbove: d.cfg.Realism.DropAbove, DropAfter: d.cfg.Realism.DropAfter,
+			Boundary: d.cfg.Realism.Boundary},
+		Logger: d.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	listenTunnel := func(p uint16) (net.Listener, error) { return b.tdev.ListenTCP(p) }
+	services, err := newServiceSet(b, b.ctx, surfaceTunnel, trustedServices(d, d.cfg.Services), true, listenTunnel)
+	if err != nil {
+		return nil, err
+	}
+	b.trusted = &rsdEndpoint{d: d, name: "trusted rsd", uuid: b.rsdUUID, props: b.props, services: services,
+		reattach: d.prof.PeerReattach, peers: map[string]*rsdPeer{}}
+	ln, err := b.tdev.ListenTCP(rsdPort)
+	if err != nil {
+		return nil, fmt.Errorf("trusted RSD: %w", err)
+	}
+	b.accept(b.ctx, ln, surfaceTunnel, b.trusted.serve)
+
+	if addr := d.cfg.PairingAddr; addr != "" {
+		ln, err := listenSticky(addr, &d.stickyPairing)
+		if err != nil {
+			return nil, fmt.Errorf("network pairing: %w", err)
+		}
+		b.netAddr = ln.Addr().String()
+		host := hostOf(ln.Addr())
+		if err := b.servePairing(ln, surfaceNet, func() (net.Listener, error) {
+			return net.Listen("tcp", net.JoinHostPort(host, "0"))
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if d.ncm != nil && d.ncm.cfg.WiFi {
+		if b.wifi, err = d.ncm.upWiFi(b); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// listenSticky listens on addr; once a port has been chosen for it (addr
+// with port 0), later boots ask for the same one, as a device keeps its
+// well-known ports.
+func listenSticky(addr string, sticky *string) (net.Listener, error) {
+	if *sticky != "" {
+		if ln, err := net.Listen("tcp", *sticky); err == nil {
+			return ln, nil
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	*sticky = ln.Addr().String()
+	return ln, nil
+}
+
+// servePairing serves RPPairing (network RemotePairing, remotepairing.md
+// §1.3) on ln; tunnel listeners are opened with listen.
+func (b *boot) servePairing(ln net.Listener, surf surface, listen func() (net.Listener, error)) error {
+	pd, err := b.d.pairingDevice(b, surf, listen)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	b.accept(b.ctx, ln, surf, func(ctx context.Context, c net.Conn) {
+		t := pairing.NewRPPairing(c)
+		if err := pd.Serve(ctx, t); err != nil {
+			b.d.log.Debug("sim: network pairing", "udid", b.d.id.UDID, "err", err)
+		}
+	})
+	return nil
+}
+
+// untrustedRSD serves the untrusted RSD on ln and its services on fresh
+// ports from listen, all as surf. It returns the RSD endpoint.
+func (b *boot) untrustedRSD(ctx context.Context, ln net.Listener, surf surface, listen func(uint16) (net.Listener, error)) error {
+	pd, err := b.d.pairingDevice(b, surf, func() (net.Listener, error) { return listen(0) })
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	tunnelService := func(ctx context.Context, c net.Conn) {
+		if err := pd.ServeXPC(ctx, c, nil); err != nil {
+			b.d.log.Debug("sim: tunnel service", "udid", b.d.id.UDID, "err", err)
+		}
+	}
+	services, err := newServiceSet(b, ctx, surf, untrustedServices(b.d, tunnelService), false, listen)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	ep := &rsdEndpoint{d: b.d, name: "untrusted rsd", uuid: b.rsdUUID, props: b.props, services: services}
+	b.accept(ctx, ln, surf, ep.serve)
+	return nil
+}
+
+// plugIn attaches the USB surfaces. Caller holds the device's opMu.
+func (b *boot) plugIn() (err error) {
+	d := b.d
+	p := &plug{}
+	p.ctx, p.cancel = context.WithCancel(b.ctx)
+	b.mu.Lock()
+	b.plug = p
+	b.mu.Unlock()
+	defer func() {
+		if err != nil {
+			b.unplug()
+		}
+	}()
+	if addr := d.cfg.RSDAddr; addr != "" {
+		ln, err := listenSticky(addr, &d.stickyRSD)
+		if err != nil {
+			return fmt.Errorf("untrusted RSD: %w", err)
+		}
+		p.rsdAddr = ln.Addr().String()
+		host := hostOf(ln.Addr())
+		listen := func(port uint16) (net.Listener, error) {
+			return net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(int(port))))
+		}
+		if err := b.untrustedRSD(p.ctx, ln, surfaceUSB, listen); err != nil {
+			return err
+		}
+	}
+	if d.ncm != nil {
+		if p.ncm, err = d.ncm.upNCM(b, p); err != nil {
+			return err
+		}
+	}
+	if mux := d.cfg.Mux; mux != nil {
+		p.ports = usbmux.NewPortMux(0)
+		p.ports.Handle(lockdown.Port, d.ld.ServeConn)
+		serial := d.id.UDID
+		if d.cfg.UndashedSerial {
+			serial = undash(serial)
+		}
+		// Values as Linux usbmuxd reports an iPhone on a USB 2 port.
+		p.deviceID = mux.AddDevice(usbmux.Device{
+			SerialNumber: serial, USBSerialNumber: undash(d.id.UDID),
+			ConnectionType: usbmux.ConnectionUSB, ConnectionSpeed: 480000000,
+			ProductID: 0x12a8, LocationID: 0x14100000 + d.cfg.Index<<12,
+		}, plugPorts{b: b, p: p})
+	}
+	return nil
+}
+
+func undash(s string) string {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '-' {
+			out = append(out, s[i])
+		}
+	}
+	return string(out)
+}
+
+// unplug detaches the USB surfaces and drops every USB connection.
+func (b *boot) unplug() {
+	b.mu.Lock()
+	p := b.plug
+	b.plug = nil
+	b.mu.Unlock()
+	if p == nil {
+		return
+	}
+	if p.deviceID != 0 {
+		b.d.cfg.Mux.RemoveDevice(p.deviceID)
+	}
+	if p.ports != nil {
+		p.ports.Close()
+	}
+	p.cancel()
+	if p.ncm != nil {
+		p.ncm.down()
+	}
+	b.conns.each(surfaceUSB, func(c *simConn) { c.reset() })
+}
+
+// shutdown ends the boot: every surface, connection and goroutine.
+func (b *boot) shutdown() {
+	b.unplug()
+	b.cancel()
+	if b.wifi != nil {
+		b.wifi.down()
+	}
+	b.conns.closeAll()
+	if b.tdev != nil {
+		b.tdev.Close()
+	}
+	b.wg.Wait()
+}
+
+// accept serves every connection of ln with serve (each on its own
+// goroutine, wrapped and tracked as surf) until ctx ends or ln fails.
+func (b *boot) accept(ctx context.Context, ln net.Listener, surf surface, serve func(context.Context, net.Conn)) {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	b.wg.Go(func() {
+		defer stop()
+		defer ln.Close()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				if ctx.Err() == nil && !isClosed(err) {
+					b.d.log.Warn("sim: accept", "udid", b.d.id.UDID, "addr", ln.Addr(), "err", err)
+				}
+				return
+			}
+			c, ok := b.wrap(nc, surf)
+			if !ok {
+				return
+			}
+			b.wg.Go(func() {
+				defer c.Close()
+				serve(ctx, c)
+			})
+		}
+	})
+}
+
+func (b *boot) wrap(nc net.Conn, surf surface) (*simConn, bool) {
+	var l *link
+	if surf == surfaceUSB {
+		l = b.d.link
+	}
+	return b.conns.wrap(nc, surf, &b.d.gate, l)
+}
+
+// startTunnelListener runs a createListener port on the boot's goroutines.
+func (b *boot) startTunnelListener(l *pskListener, surf surface) {
+	l.wrap = func(nc net.Conn) (net.Conn, bool) {
+		c, ok := b.wrap(nc, surf)
+		return c, ok
+	}
+	l.serve = func(ctx context.Context, tc net.Conn) {
+		b.d.stats.sessions.Add(1)
+		if _, err := serveTunnelStream(ctx, b.tdev, tc); err != nil {
+			b.d.log.Debug("sim: tunnel", "udid", b.d.id.UDID, "surface", surf, "err", err)
+		}
+	}
+	b.wg.Go(func() {
+		if err := l.run(b.ctx); err != nil {
+			b.d.log.Debug("sim: tunnel listener", "udid", b.d.id.UDID, "surface", surf, "err", err)
+		}
+	})
+}
+
+// plugPorts is the device's usbmux PortHandler while plugged: it wraps each
+// connection before handing it to lockdownd or a started service.
+type plugPorts struct {
+	b *boot
+	p *plug
+}
+
+func (pp plugPorts) OpenPort(port uint16) (func(net.Conn), bool) {
+	serve, ok := pp.p.ports.OpenPort(port)
+	if !ok {
+		return nil, false
+	}
+	return func(nc net.Conn) {
+		c, ok := pp.b.wrap(nc, surfaceUSB)
+		if !ok {
+			return
+		}
+		defer c.Close()
+		serve(c)
+	}, true
+}
+
+// devicePorts opens lockdown service ports on the current plug's mux.
+type devicePorts struct{ d *Device }
+
+func (dp devicePorts) ListenOnce(serve func(net.Conn)) (uint16, error) {
+	b := dp.d.currentBoot()
+	if b == nil {
+		return 0, net.ErrClosed
+	}
+	b.mu.Lock()
+	p := b.plug
+	b.mu.Unlock()
+	if p == nil || p.ports == nil {
+		return 0, net.ErrClosed
+	}
+	return p.ports.ListenOnce(serve)
+}

@@ -1,0 +1,567 @@
+package sim
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/iosmux/iosmux/lockdown"
+	"github.com/iosmux/iosmux/pairing"
+	"github.com/iosmux/iosmux/tunnel"
+	"github.com/iosmux/iosmux/usbmux"
+)
+
+// Config describes one simulated iPhone.
+type Config struct {
+	// Index and Seed derive the identity (DeriveIdentity); Seed "" means
+	// DefaultSeed. Identity, if set, is used instead.
+	Index    int
+	Seed     string
+	Identity *Identity
+	// Profile is the iOS release; the zero value means DefaultProfile.
+	Profile Profile
+	// StateDir keeps identity, keys and pairings across restarts; "" keeps
+	// nothing (identity is still deterministic, pairings are not).
+	StateDir string
+	// LockdownKey is the lockdown device key; nil loads it from StateDir
+	// or generates one (slow: prefer sharing one key in tests).
+	LockdownKey *rsa.PrivateKey
+
+	// Mux is the simulated usbmuxd the device plugs into; nil leaves the
+	// device off usbmux (no lockdown, no CoreDeviceProxy).
+	Mux *usbmux.Server
+	// UndashedSerial reports the 24-digit UDID without its dash in
+	// usbmuxd's SerialNumber, as Linux usbmuxd does.
+	UndashedSerial bool
+	// RSDAddr is where the untrusted RSD and its services listen on
+	// loopback TCP, e.g. "127.0.0.1:0" (the port of RSD itself; services get
+	// their own); "" disables it. It stands in for USB-NCM, so unplugging
+	// closes it.
+	RSDAddr string
+	// PairingAddr is where network RemotePairing (RPPairing over TCP)
+	// listens, e.g. "127.0.0.1:0"; "" disables it. Unplugging leaves it.
+	PairingAddr string
+	// NCM emulates the USB-Ethernet link in a network namespace of the
+	// device's own (Linux, root); nil disables it.
+	NCM *NCMConfig
+
+	Realism Realism
+	// Trust is the initial answer to pairing requests (lockdown Pair and
+	// RemotePairing pair-setup); the zero value accepts.
+	Trust Trust
+	// Services are added to (or replace by name) the trusted RSD's table.
+	Services []Service
+	// Logger receives lifecycle and fault logs; nil discards.
+	Logger *slog.Logger
+}
+
+// Realism makes the device as awkward as a real one (tunnel.md §3.1).
+type Realism struct {
+	// DropAbove drops host→device tunnel packets longer than this many
+	// bytes once DropAfter bytes have passed (pmd3 saw USB
+	// CoreDeviceProxy drop packets over 8 KiB under sustained load).
+	DropAbove int
+	DropAfter int64
+	// Boundary makes the device read its tunnel transport one packet per
+	// read, as CoreDeviceProxy's forwarder does.
+	Boundary tunnel.BoundaryMode
+	// LinkRate caps every USB connection of the device together, in bytes
+	// per second per direction (USB 2 ≈ 40 MB/s); 0 means no cap.
+	LinkRate int64
+}
+
+// USB2 is the realism of a USB 2 iPhone under load.
+var USB2 = Realism{DropAbove: 8192, DropAfter: 4 << 20, Boundary: tunnel.BoundaryDrop, LinkRate: 40_000_000}
+
+// Trust is the simulated user's answer to a Trust dialog.
+type Trust int32
+
+const (
+	TrustAccept  Trust = iota // taps Trust
+	TrustDeny                 // taps Don't Trust
+	TrustPending              // never answers while pending
+)
+
+func (t Trust) String() string {
+	switch t {
+	case TrustAccept:
+		return "accept"
+	case TrustDeny:
+		return "deny"
+	case TrustPending:
+		return "pending"
+	}
+	return fmt.Sprintf("Trust(%d)", int32(t))
+}
+
+// ParseTrust reads "accept", "deny" or "pending".
+func ParseTrust(s string) (Trust, error) {
+	for _, t := range []Trust{TrustAccept, TrustDeny, TrustPending} {
+		if strings.EqualFold(s, t.String()) {
+			return t, nil
+		}
+	}
+	return 0, fmt.Errorf("sim: trust %q: want accept, deny or pending", s)
+}
+
+// State is where a device is in its life.
+type State int
+
+const (
+	StatePlugged   State = iota // booted and on the cable
+	StateUnplugged              // booted, cable out
+	StateDown                   // rebooting
+	StateClosed
+)
+
+func (s State) String() string {
+	return [...]string{"plugged", "unplugged", "down", "closed"}[s]
+}
+
+// Device is one simulated iPhone. It starts booted and plugged in; its
+// methods are safe for concurrent use. Lifecycle changes (Unplug, Replug,
+// Reboot, Close) are serialised.
+type Device struct {
+	cfg     Config
+	id      Identity
+	prof    Profile
+	log     *slog.Logger
+	state   stateDir
+	values  map[string]any
+	domains map[string]map[string]any
+
+	ld    *lockdown.Device
+	hosts *hostStore
+	gate  faultGate
+	link  *link
+	trust atomic.Int32
+	ncm   *ncmHost // nil without NCM
+	stats stats
+
+	life   context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // reboot timers
+
+	opMu    sync.Mutex // serialises lifecycle operations
+	mu      sync.Mutex
+	boot    *boot // nil while down
+	st      State
+	changed chan struct{} // closed and replaced on every state change
+	plugged bool          // whether the cable is in (kept across reboots)
+
+	// Ports chosen for RSDAddr and PairingAddr by the first boot, asked
+	// for again by later ones (under opMu).
+	stickyRSD, stickyPairing string
+}
+
+type stats struct {
+	boots, pairSetups, verifies, sessions, reattaches atomic.Int64
+}
+
+// Stats counts what a device has done since New.
+type Stats struct {
+	Boots       int64 `json:"boots"`
+	PairSetups  int64 `json:"pairSetups"`  // RemotePairing pair-setups completed
+	Verifies    int64 `json:"verifies"`    // RemotePairing pair-verifies completed
+	Sessions    int64 `json:"sessions"`    // tunnel sessions started
+	Reattaches  int64 `json:"reattaches"`  // iOS 27.2 service moves
+	Connections int   `json:"connections"` // live connections now
+}
+
+// New builds a device and boots it. It fails if its state directory is
+// unreadable or a surface cannot listen.
+func New(cfg Config) (*Device, error) {
+	if cfg.Profile.Name == "" {
+		cfg.Profile = MustProfile(DefaultProfile)
+	}
+	if cfg.Seed == "" {
+		cfg.Seed = DefaultSeed
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Device{cfg: cfg, prof: cfg.Profile, log: log, state: stateDir(cfg.StateDir), changed: make(chan struct{}), plugged: true}
+	id := DeriveIdentity(cfg.Seed, cfg.Index, cfg.Profile)
+	if cfg.Identity != nil {
+		id = *cfg.Identity
+	}
+	var err error
+	if d.id, err = d.state.loadIdentity(id); err != nil {
+		return nil, err
+	}
+	d.values = lockdownValues(d.id, d.prof)
+	d.domains = lockdownDomains()
+	if d.hosts, err = loadHosts(d.state); err != nil {
+		return nil, err
+	}
+	key := cfg.LockdownKey
+	if key == nil {
+		if key, err = d.state.lockdownKey(); err != nil {
+			return nil, err
+		}
+	}
+	d.trust.Store(int32(cfg.Trust))
+	d.link = newLink(cfg.Realism.LinkRate)
+	services := map[string]lockdown.Service{}
+	if d.prof.CoreDeviceProxy {
+		services[lockdown.CoreDeviceProxy] = lockdown.Service{SSL: true, Serve: d.serveCoreDeviceProxy}
+	}
+	d.ld, err = lockdown.NewDevice(lockdown.DeviceConfig{
+		Values:   d.values,
+		Domains:  d.domains,
+		Key:      key,
+		Services: services,
+		Ports:    devicePorts{d},
+		Trust: func(string) lockdown.TrustAnswer {
+			switch Trust(d.trust.Load()) {
+			case TrustDeny:
+				return lockdown.TrustDeny
+			case TrustPending:
+				return lockdown.TrustPending
+			}
+			return lockdown.TrustAccept
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sim: %s: lockdown: %w", d.id.UDID, err)
+	}
+	d.restoreLockdownPairing()
+	if cfg.NCM != nil {
+		if d.ncm, err = newNCMHost(d, *cfg.NCM); err != nil {
+			d.ld.Close()
+			return nil, fmt.Errorf("sim: %s: USB-NCM: %w", d.id.UDID, err)
+		}
+	}
+	d.life, d.cancel = context.WithCancel(context.Background())
+	d.opMu.Lock()
+	defer d.opMu.Unlock()
+	if err := d.startLocked(); err != nil {
+		d.cancel()
+		d.ld.Close()
+		if d.ncm != nil {
+			d.ncm.close()
+		}
+		return nil, err
+	}
+	return d, nil
+}
+
+// Identity returns the device's identity.
+func (d *Device) Identity() Identity { return d.id }
+
+// Profile returns the device's iOS profile.
+func (d *Device) Profile() Profile { return d.prof }
+
+// UDID returns the device's UDID.
+func (d *Device) UDID() string { return d.id.UDID }
+
+// State returns the current state.
+func (d *Device) State() State {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.st
+}
+
+// WaitState blocks until the device is in state s or ctx ends.
+func (d *Device) WaitState(ctx context.Context, s State) error {
+	for {
+		d.mu.Lock()
+		st, ch := d.st, d.changed
+		d.mu.Unlock()
+		if st == s {
+			return nil
+		}
+		if st == StateClosed {
+			return fmt.Errorf("sim: %s: closed while waiting for %s", d.id.UDID, s)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("sim: %s: waiting for %s (now %s): %w", d.id.UDID, s, st, ctx.Err())
+		}
+	}
+}
+
+func (d *Device) setStateLocked(s State) {
+	if d.st == s {
+		return
+	}
+	d.st = s
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+// Stats returns the device's counters.
+func (d *Device) Stats() Stats {
+	s := Stats{
+		Boots: d.stats.boots.Load(), PairSetups: d.stats.pairSetups.Load(), Verifies: d.stats.verifies.Load(),
+		Sessions: d.stats.sessions.Load(), Reattaches: d.stats.reattaches.Load(),
+	}
+	if b := d.currentBoot(); b != nil {
+		s.Connections = b.conns.len()
+	}
+	return s
+}
+
+func (d *Device) currentBoot() *boot {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.boot
+}
+
+// startLocked boots (and plugs in, if the cable is in). Caller holds opMu.
+func (d *Device) startLocked() error {
+	b, err := d.newBoot()
+	if err != nil {
+		return fmt.Errorf("sim: %s: boot: %w", d.id.UDID, err)
+	}
+	d.mu.Lock()
+	d.boot = b
+	d.setStateLocked(StateUnplugged)
+	d.mu.Unlock()
+	d.stats.boots.Add(1)
+	if d.plugged {
+		if err := b.plugIn(); err != nil {
+			d.shutdownLocked()
+			return fmt.Errorf("sim: %s: plug in: %w", d.id.UDID, err)
+		}
+		d.mu.Lock()
+		d.setStateLocked(StatePlugged)
+		d.mu.Unlock()
+	}
+	d.log.Info("sim: device up", "udid", d.id.UDID, "profile", d.prof.Name, "plugged", d.plugged)
+	return nil
+}
+
+// shutdownLocked ends the current boot. Caller holds opMu.
+func (d *Device) shutdownLocked() {
+	d.mu.Lock()
+	b := d.boot
+	d.boot = nil
+	d.mu.Unlock()
+	if b != nil {
+		b.shutdown()
+	}
+}
+
+var errClosed = errors.New("sim: device closed")
+
+// Unplug pulls the cable: the device leaves usbmuxd (Detached), its USB-NCM
+// link and loopback RSD go away and every USB connection drops (tunnels over
+// USB die with them). Network pairing stays up.
+func (d *Device) Unplug() error {
+	d.opMu.Lock()
+	defer d.opMu.Unlock()
+	if d.life.Err() != nil {
+		return errClosed
+	}
+	d.plugged = false
+	b := d.currentBoot()
+	if b == nil {
+		return nil // down: stays unplugged when it comes back
+	}
+	b.unplug()
+	d.mu.Lock()
+	d.setStateLocked(StateUnplugged)
+	d.mu.Unlock()
+	d.log.Info("sim: unplugged", "udid", d.id.UDID)
+	return nil
+}
+
+// Replug puts the cable back: a new usbmuxd Attached (with a new DeviceID)
+// and the USB-NCM link comes back, with the same boot.
+func (d *Device) Replug() error {
+	d.opMu.Lock()
+	defer d.opMu.Unlock()
+	if d.life.Err() != nil {
+		return errClosed
+	}
+	d.plugged = true
+	b := d.currentBoot()
+	if b == nil || b.plug != nil {
+		return nil
+	}
+	if err := b.plugIn(); err != nil {
+		return fmt.Errorf("sim: %s: replug: %w", d.id.UDID, err)
+	}
+	d.mu.Lock()
+	d.setStateLocked(StatePlugged)
+	d.mu.Unlock()
+	d.log.Info("sim: replugged", "udid", d.id.UDID)
+	return nil
+}
+
+// Reboot takes the device down at once and brings it back after down:
+// new BootSessionUUID, new RSD identity, new ports, every connection and
+// tunnel gone. It returns immediately; WaitState(StatePlugged) waits for the
+// return.
+func (d *Device) Reboot(down time.Duration) error {
+	d.opMu.Lock()
+	defer d.opMu.Unlock()
+	if d.life.Err() != nil {
+		return errClosed
+	}
+	d.shutdownLocked()
+	d.mu.Lock()
+	d.setStateLocked(StateDown)
+	d.mu.Unlock()
+	d.log.Info("sim: rebooting", "udid", d.id.UDID, "down", down)
+	d.wg.Go(func() {
+		t := time.NewTimer(down)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-d.life.Done():
+			return
+		}
+		d.opMu.Lock()
+		defer d.opMu.Unlock()
+		if d.life.Err() != nil || d.currentBoot() != nil {
+			return
+		}
+		if err := d.startLocked(); err != nil {
+			d.log.Error("sim: boot after reboot failed", "udid", d.id.UDID, "err", err)
+		}
+	})
+	return nil
+}
+
+// Stall freezes (on) or thaws (off) every connection of the device: bytes
+// in flight are held and nothing is answered, as a wedged device behaves.
+func (d *Device) Stall(on bool) {
+	d.gate.setStall(on)
+	d.log.Info("sim: stall", "udid", d.id.UDID, "on", on)
+}
+
+// Reset drops every open connection the hard way (TCP RST where there is
+// TCP) once it has carried afterBytes more bytes; 0 drops them now.
+func (d *Device) Reset(afterBytes int64) {
+	if b := d.currentBoot(); b != nil {
+		b.conns.each(^surface(0), func(c *simConn) { c.armReset(afterBytes) })
+	}
+	d.log.Info("sim: reset", "udid", d.id.UDID, "afterBytes", afterBytes)
+}
+
+// Garbage makes every byte the device sends random while on.
+func (d *Device) Garbage(on bool) {
+	d.gate.setGarbage(on)
+	d.log.Info("sim: garbage replies", "udid", d.id.UDID, "on", on)
+}
+
+// SetTrust sets the answer to future Trust dialogs (TrustDeny: "Trust
+// refused").
+func (d *Device) SetTrust(t Trust) {
+	d.trust.Store(int32(t))
+	d.log.Info("sim: trust", "udid", d.id.UDID, "answer", t)
+}
+
+// Faults reports the fault switches now in effect.
+func (d *Device) Faults() FaultState {
+	return FaultState{Stalled: d.gate.stalled(), Garbage: d.gate.garbling(), Trust: Trust(d.trust.Load()).String()}
+}
+
+// FaultState is the device's current fault switches.
+type FaultState struct {
+	Stalled bool   `json:"stalled"`
+	Garbage bool   `json:"garbage"`
+	Trust   string `json:"trust"`
+}
+
+// Close shuts the device down for good, saving the pair record usbmuxd
+// holds for it, and waits for every goroutine. It is idempotent.
+func (d *Device) Close() error {
+	d.cancel()
+	d.opMu.Lock()
+	var err error
+	if d.st != StateClosed {
+		d.gate.setStall(false)
+		err = d.saveLockdownPairing()
+		d.shutdownLocked()
+		d.ld.Close()
+		if d.ncm != nil {
+			d.ncm.close()
+		}
+		d.mu.Lock()
+		d.setStateLocked(StateClosed)
+		d.mu.Unlock()
+	}
+	d.opMu.Unlock()
+	d.wg.Wait()
+	return err
+}
+
+// serveCoreDeviceProxy is the P1 service (tunnel.md §4): lockdown has done
+// the service TLS; the tunnel runs on it.
+func (d *Device) serveCoreDeviceProxy(conn net.Conn) {
+	b := d.currentBoot()
+	if b == nil {
+		conn.Close()
+		return
+	}
+	d.stats.sessions.Add(1)
+	if _, err := serveTunnelStream(b.ctx, b.tdev, conn); err != nil {
+		d.log.Debug("sim: CoreDeviceProxy", "udid", d.id.UDID, "err", err)
+	}
+}
+
+// pairingDevice is the RemotePairing device role for one surface: listen
+// opens the tunnel listener where that surface's host reaches the device.
+func (d *Device) pairingDevice(b *boot, surf surface, listen func() (net.Listener, error)) (*pairing.Device, error) {
+	name := d.id.DeviceName
+	return pairing.NewDevice(&pairing.DeviceConfig{
+		Identity: pairing.DeviceIdentity{
+			Identifier:   d.id.PairingID,
+			Seed:         d.id.PairingSeed,
+			AltIRK:       d.id.AltIRK,
+			BTAddr:       strings.ToUpper(d.id.BluetoothMAC),
+			MAC:          macBytes(d.id.WiFiMAC),
+			Model:        d.id.ProductType,
+			Name:         name,
+			SerialNumber: d.id.SerialNumber,
+			UDID:         d.id.UDID,
+		},
+		// Simulator values of remotepairing.md §9.2.
+		Handshake: pairing.HandshakeInfo{
+			WireProtocolVersion: 26, MinimumSupportedWireProtocolVersion: 8,
+			Options: pairing.DeviceOptions{AllowsPairSetup: true, AllowsIncomingTunnelConnections: true,
+				AllowsSharingSensitiveInfo: true, AllowsPinlessPairing: false},
+			Device: pairing.PeerDeviceInfo{Identifier: d.id.UDID, UDID: d.id.UDID, Name: name, Model: d.id.ProductType},
+		},
+		Mode:    pairing.ModeTrust,
+		Consent: d.consent,
+		Hosts:   d.hosts,
+		CreateListener: func(_ context.Context, host string, req pairing.ListenerRequest) (*pairing.Listener, error) {
+			return createListener(req, d.prof.QUIC, listen, func(l *pskListener) { b.startTunnelListener(l, surf) })
+		},
+		OnVerified: func(string) { d.stats.verifies.Add(1) },
+		OnPaired:   func(pairing.PairedHost) { d.stats.pairSetups.Add(1) },
+		Logger:     d.log,
+	})
+}
+
+// consent is the simulated user at the Trust dialog.
+func (d *Device) consent(ctx context.Context, host string) (bool, error) {
+	for {
+		switch Trust(d.trust.Load()) {
+		case TrustAccept:
+			return true, nil
+		case TrustDeny:
+			return false, nil
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false, ctx.Err()
+		}
+	}
+}

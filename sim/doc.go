@@ -1,0 +1,49 @@
+// Package sim is the simulated iPhone: the device roles of every protocol
+// package composed into one device that third-party clients known to work
+// with real iPhones accept unchanged (shared/spec/tunnel.md Appendix B,
+// usbmux-lockdown.md §7–§8, remotepairing.md §9, remotexpc.md §4,
+// discovery.md §9).
+//
+// # A device
+//
+// Each Device has a stable Identity (UDID, ECID, ProductType, DeviceName,
+// serial, RemotePairing keys) derived from a seed and an index and kept in
+// a state directory, and a Profile (17.0, 17.4, 18.2, 27.2 or any later
+// version) that fixes OSVersion/BuildVersion and the tunnel paths it
+// offers. While it runs it exposes:
+//
+//	usbmuxd (Fleet's UNIX socket)      ListDevices/Listen/Connect, pair records
+//	└ lockdownd on 62078               values, Pair, StartSession (TLS), StartService
+//	  └ CoreDeviceProxy (iOS ≥ 17.4)   P1: service TLS → CDTunnel → tunnel
+//	untrusted RSD (loopback TCP, or    Handshake with the iOS 17 untrusted table
+//	  [fe80::…%ncm]:58783 + _remoted)
+//	└ …untrusted.tunnelservice         P2: RemotePairing (Trust dialog) →
+//	                                   createListener tcp → TLS-PSK → CDTunnel
+//	network pairing (RPPairing/TCP,    P3: the same over RPPairing
+//	  + _remotepairing on the Wi-Fi link)
+//	tunnel (gVisor stack, ULA /64)     trusted RSD on serverRSDPort:
+//	                                   lockdown shims (RSDCheckin, GetValue),
+//	                                   byte sink, byte source, echo, and
+//	                                   real service names as placeholders
+//
+// Ports other than lockdown's 62078 and NCM's 58783 are chosen per boot;
+// a reboot also draws a new BootSessionUUID and RSD UUID.
+//
+// # Lifecycle and faults
+//
+//	New ──▶ plugged ──Unplug──▶ unplugged ──Replug──▶ plugged
+//	           │                    │
+//	           └──Reboot(N)──▶ down ┘──(N later)──▶ plugged (or unplugged)
+//
+// Stall, Reset, Garbage and SetTrust act on every connection or pairing
+// of the device at once; they are implemented by wrapping every accepted
+// connection (conn.go), so protocol code is unaware of them. Realism
+// (tunnel packet drops above a size, read-boundary sensitivity, a USB link
+// rate) is set per device.
+//
+// Fleet runs N devices behind one usbmuxd socket with a control endpoint
+// (control.go); `iosmux sim` and `iosmux tunneld --simulate N` use it.
+//
+// The establishment glue of each tunnel path (glue.go) is kept thin and
+// apart so that it can move into package tunnel.
+package sim

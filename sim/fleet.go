@@ -1,0 +1,212 @@
+package sim
+
+import (
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/iosmux/iosmux/usbmux"
+)
+
+// FleetConfig describes a set of simulated iPhones behind one simulated
+// usbmuxd: what `iosmux sim` and `iosmux tunneld --simulate N` run.
+type FleetConfig struct {
+	// Count devices, numbered 0…Count-1, with identities from Seed.
+	Count   int
+	Seed    string
+	Profile Profile
+	// StateDir keeps each device's state in StateDir/device-NN and the
+	// usbmuxd socket, unless SocketPath says otherwise; "" keeps nothing.
+	StateDir string
+	// SocketPath is the usbmuxd UNIX socket; "" means StateDir/usbmuxd,
+	// or a fresh temporary directory without StateDir.
+	SocketPath string
+	// Loopback serves every device's untrusted RSD and network pairing on
+	// 127.0.0.1 (ports chosen at first boot and kept).
+	Loopback bool
+	// NCM, if set, gives every device the emulated USB-NCM link (interface
+	// names are numbered by device).
+	NCM *NCMConfig
+	// UndashedSerial: see Config.
+	UndashedSerial bool
+	Realism        Realism
+	// LockdownKey, if set, is every device's lockdown key (tests: skips
+	// RSA generation). Otherwise keys come from state or are generated.
+	LockdownKey *rsa.PrivateKey
+	// Services are added to every device's trusted RSD.
+	Services []Service
+	Logger   *slog.Logger
+}
+
+// Fleet is a running set of devices. Its methods are safe for concurrent
+// use.
+type Fleet struct {
+	cfg     FleetConfig
+	log     *slog.Logger
+	mux     *usbmux.Server
+	socket  string
+	tmpDir  string
+	devices []*Device
+	served  chan error
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// StartFleet starts the usbmuxd socket and boots every device (in
+// parallel: key generation dominates a cold start).
+func StartFleet(cfg FleetConfig) (*Fleet, error) {
+	if cfg.Count < 0 {
+		return nil, fmt.Errorf("sim: fleet of %d devices", cfg.Count)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f := &Fleet{cfg: cfg, log: log, served: make(chan error, 1)}
+	f.socket = cfg.SocketPath
+	if f.socket == "" {
+		dir := cfg.StateDir
+		if dir == "" {
+			tmp, err := os.MkdirTemp("", "iosmux-sim-")
+			if err != nil {
+				return nil, fmt.Errorf("sim: %w", err)
+			}
+			f.tmpDir, dir = tmp, tmp
+		}
+		f.socket = filepath.Join(dir, "usbmuxd")
+	}
+	if err := os.MkdirAll(filepath.Dir(f.socket), 0o755); err != nil {
+		f.cleanup()
+		return nil, fmt.Errorf("sim: usbmuxd socket directory: %w", err)
+	}
+	os.Remove(f.socket) // a stale socket from a previous run
+	ln, err := net.Listen("unix", f.socket)
+	if err != nil {
+		f.cleanup()
+		return nil, fmt.Errorf("sim: usbmuxd socket: %w", err)
+	}
+	f.mux = usbmux.NewServer(usbmux.ServerConfig{Logger: log})
+	go func() { f.served <- f.mux.Serve(ln) }()
+
+	f.devices = make([]*Device, cfg.Count)
+	errs := make([]error, cfg.Count)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i := range cfg.Count {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			f.devices[i], errs[i] = New(f.deviceConfig(i))
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *Fleet) deviceConfig(i int) Config {
+	c := Config{
+		Index: i, Seed: f.cfg.Seed, Profile: f.cfg.Profile, LockdownKey: f.cfg.LockdownKey,
+		Mux: f.mux, UndashedSerial: f.cfg.UndashedSerial, Realism: f.cfg.Realism,
+		Services: f.cfg.Services, Logger: f.log,
+	}
+	if f.cfg.StateDir != "" {
+		c.StateDir = filepath.Join(f.cfg.StateDir, fmt.Sprintf("device-%02d", i))
+	}
+	if f.cfg.Loopback {
+		c.RSDAddr = "127.0.0.1:0"
+		c.PairingAddr = "127.0.0.1:0"
+	}
+	if f.cfg.NCM != nil {
+		n := *f.cfg.NCM
+		n.HostInterface, n.WiFiInterface = "", "" // numbered per device
+		c.NCM = &n
+	}
+	return c
+}
+
+// UsbmuxSocket is the path of the simulated usbmuxd's UNIX socket (for
+// USBMUXD_SOCKET_ADDRESS).
+func (f *Fleet) UsbmuxSocket() string { return f.socket }
+
+// Mux is the simulated usbmuxd.
+func (f *Fleet) Mux() *usbmux.Server { return f.mux }
+
+// Devices returns the devices in index order.
+func (f *Fleet) Devices() []*Device { return f.devices }
+
+// Device finds a device by UDID (dashes and case ignored).
+func (f *Fleet) Device(udid string) (*Device, bool) {
+	for _, d := range f.devices {
+		if d != nil && usbmux.SameUDID(d.id.UDID, udid) {
+			return d, true
+		}
+	}
+	return nil, false
+}
+
+// FleetEndpoints is what `iosmux sim --json` prints.
+type FleetEndpoints struct {
+	UsbmuxSocket string      `json:"usbmuxSocket"`
+	Control      string      `json:"control,omitempty"`
+	Devices      []Endpoints `json:"devices"`
+}
+
+// Endpoints reports every device's surfaces.
+func (f *Fleet) Endpoints() FleetEndpoints {
+	e := FleetEndpoints{UsbmuxSocket: f.socket, Devices: make([]Endpoints, 0, len(f.devices))}
+	for _, d := range f.devices {
+		e.Devices = append(e.Devices, d.Endpoints())
+	}
+	return e
+}
+
+// Close closes every device (saving their pairings) and then usbmuxd.
+func (f *Fleet) Close() error {
+	f.closeOnce.Do(func() {
+		var errs []error
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for _, d := range f.devices {
+			if d == nil {
+				continue
+			}
+			wg.Go(func() {
+				if err := d.Close(); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if f.mux != nil {
+			f.mux.Close()
+			if err := <-f.served; err != nil && !strings.Contains(err.Error(), "closed") {
+				errs = append(errs, err)
+			}
+		}
+		f.cleanup()
+		f.closeErr = errors.Join(errs...)
+	})
+	return f.closeErr
+}
+
+func (f *Fleet) cleanup() {
+	if f.tmpDir != "" {
+		os.RemoveAll(f.tmpDir)
+	} else if f.socket != "" {
+		os.Remove(f.socket)
+	}
+}

@@ -1,0 +1,235 @@
+package sim
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"slices"
+
+	"github.com/iosmux/iosmux/lockdown"
+	"github.com/iosmux/iosmux/rsd"
+	"github.com/iosmux/iosmux/xpc"
+)
+
+// Service is one service a simulated device lists in an RSD Handshake and
+// serves on a port chosen per boot.
+type Service struct {
+	// Name, Entitlement and Properties are the RSD entry (remotexpc.md
+	// §4.3); Properties may be nil (shim entries on iOS 17).
+	Name        string
+	Entitlement string
+	Properties  *xpc.Dict
+	// Serve handles one accepted connection; the device closes conn when
+	// Serve returns and cancels ctx when the boot ends. Nil lists the
+	// service without implementing it: connections are accepted and
+	// closed at once (a placeholder for services later work adds).
+	Serve func(ctx context.Context, conn net.Conn)
+}
+
+// Names of the services the simulator implements inside the tunnel besides
+// real ones. They are not Apple services: tests use them to move bytes.
+//
+//   - SinkService reads until the host closes its sending side, then
+//     answers the byte count (u64 big-endian) and the SHA-256 of what it
+//     read, and closes.
+//   - SourceService reads a u64 big-endian byte count N and sends N bytes
+//     of SourceStream, then closes. N = 2^64-1 sends until the host closes.
+//   - EchoService sends back everything it reads.
+const (
+	SinkService   = "com.iosmux.sim.bytesink"
+	SourceService = "com.iosmux.sim.bytesource"
+	EchoService   = "com.iosmux.sim.echo"
+)
+
+// Real service names the simulator uses.
+const (
+	LockdownTrusted   = "com.apple.mobile.lockdown.remote.trusted"
+	LockdownUntrusted = "com.apple.mobile.lockdown.remote.untrusted"
+)
+
+func xpcProps(version int64, remoteXPC bool) *xpc.Dict {
+	if version == 0 {
+		return xpc.NewDict("UsesRemoteXPC", xpc.Bool(remoteXPC))
+	}
+	return xpc.NewDict("ServiceVersion", xpc.Int64(version), "UsesRemoteXPC", xpc.Bool(remoteXPC))
+}
+
+// trustedServices is the trusted RSD's table: the services every device
+// lists before a developer disk image is mounted (services.md §1.2, entries
+// and entitlements as in go-ios's iOS 17.0.3 listing), the simulator's
+// byte services, then extra (which may replace a built-in by name).
+func trustedServices(d *Device, extra []Service) []Service {
+	shim := func(name string) Service {
+		return Service{Name: name, Entitlement: LockdownTrusted}
+	}
+	raw := func(name string, serve func(context.Context, net.Conn)) Service {
+		return Service{Name: name, Entitlement: "com.iosmux.sim", Properties: xpcProps(1, false), Serve: serve}
+	}
+	list := []Service{
+		{Name: LockdownTrusted, Entitlement: LockdownTrusted, Properties: xpcProps(1, true),
+			Serve: func(ctx context.Context, c net.Conn) { d.serveLockdownShim(ctx, c, LockdownTrusted, true) }},
+		{Name: LockdownUntrusted, Entitlement: LockdownUntrusted, Properties: xpcProps(1, true),
+			Serve: func(ctx context.Context, c net.Conn) { d.serveLockdownShim(ctx, c, LockdownUntrusted, false) }},
+		shim("com.apple.mobile.mobile_image_mounter.shim.remote"),
+		shim("com.apple.amfi.lockdown.shim.remote"),
+		shim("com.apple.mobile.installation_proxy.shim.remote"),
+		shim("com.apple.afc.shim.remote"),
+		shim("com.apple.streaming_zip_conduit.shim.remote"),
+		shim("com.apple.syslog_relay.shim.remote"),
+		shim("com.apple.os_trace_relay.shim.remote"),
+		shim("com.apple.mobile.heartbeat.shim.remote"),
+		{Name: "com.apple.remote.installcoordination_proxy", Entitlement: "com.apple.private.InstallCoordinationRemote", Properties: xpcProps(1, true)},
+		{Name: "com.apple.mobile.storage_mounter_proxy.bridge", Entitlement: "com.apple.private.mobile_storage.remote.allowedSPI", Properties: xpcProps(1, true)},
+		raw(SinkService, serveSink),
+		raw(SourceService, serveSource),
+		raw(EchoService, serveEcho),
+	}
+	return mergeServices(list, extra)
+}
+
+// untrustedServices is the untrusted RSD's table, the seven entries of the
+// published iOS 17.0 example (remotexpc.md §4.5); the tunnel service and
+// the untrusted lockdown shim are implemented.
+func untrustedServices(d *Device, tunnelService func(context.Context, net.Conn)) []Service {
+	return []Service{
+		{Name: "com.apple.fusion.remote.service", Entitlement: "com.apple.fusion.remote.service", Properties: xpcProps(1, true)},
+		{Name: "com.apple.gputools.remote.agent", Entitlement: "com.apple.private.gputoolstransportd", Properties: xpcProps(1, true)},
+		{Name: "com.apple.internal.dt.coredevice.untrusted.tunnelservice", Entitlement: "com.apple.dt.coredevice.tunnelservice.client",
+			Properties: xpcProps(2, true), Serve: tunnelService},
+		{Name: "com.apple.mobile.insecure_notification_proxy.remote", Entitlement: "com.apple.mobile.insecure_notification_proxy.remote", Properties: xpcProps(1, true)},
+		{Name: "com.apple.mobile.insecure_notification_proxy.shim.remote", Entitlement: LockdownUntrusted},
+		{Name: LockdownUntrusted, Entitlement: LockdownUntrusted, Properties: xpcProps(1, true),
+			Serve: func(ctx context.Context, c net.Conn) { d.serveLockdownShim(ctx, c, LockdownUntrusted, false) }},
+		{Name: "com.apple.osanalytics.logTransfer", Entitlement: "com.apple.ReportCrash.antenna-access", Properties: xpcProps(0, true)},
+	}
+}
+
+func mergeServices(list, extra []Service) []Service {
+	for _, e := range extra {
+		if i := slices.IndexFunc(list, func(s Service) bool { return s.Name == e.Name }); i >= 0 {
+			list[i] = e
+		} else {
+			list = append(list, e)
+		}
+	}
+	return list
+}
+
+// serveLockdownShim is lockdown over RSD (remotexpc.md §5.2, services.md
+// §1.5): RSDCheckin, then lockdown requests in clear without a session.
+// The trusted shim answers every value; the untrusted one only the keys a
+// device shows before pairing. Unknown requests get an Error reply (the
+// real device's text for them is UNCONFIRMED; SIM).
+func (d *Device) serveLockdownShim(ctx context.Context, nc net.Conn, name string, trusted bool) {
+	sc, _, err := rsd.ShimServer(ctx, nc, name)
+	if err != nil {
+		d.log.Debug("sim: lockdown shim checkin", "udid", d.id.UDID, "service", name, "err", err)
+		return
+	}
+	for {
+		var req map[string]any
+		if err := sc.Receive(ctx, &req); err != nil {
+			return
+		}
+		reply := d.lockdownShimReply(req, trusted)
+		if err := sc.Send(ctx, reply); err != nil {
+			return
+		}
+	}
+}
+
+func (d *Device) lockdownShimReply(req map[string]any, trusted bool) map[string]any {
+	r, _ := req["Request"].(string)
+	reply := map[string]any{"Request": r}
+	switch r {
+	case "QueryType":
+		reply["Type"] = lockdown.TypeLockdown
+	case "GetValue":
+		domain, _ := req["Domain"].(string)
+		key, _ := req["Key"].(string)
+		if domain != "" {
+			reply["Domain"] = domain
+		}
+		if key != "" {
+			reply["Key"] = key
+		}
+		v, ok := d.shimValue(domain, key, trusted)
+		if !ok {
+			reply["Error"] = "MissingValue"
+			break
+		}
+		reply["Value"] = v
+	default:
+		reply["Error"] = "UnsupportedRequest"
+	}
+	return reply
+}
+
+// shimValue reads one value, or a whole domain when key is empty.
+func (d *Device) shimValue(domain, key string, trusted bool) (any, bool) {
+	var dom map[string]any
+	if domain == "" {
+		dom = d.values
+	} else {
+		dom = d.domains[domain]
+	}
+	if dom == nil || !trusted && domain != "" {
+		return nil, false
+	}
+	visible := func(k string) bool { return trusted || slices.Contains(lockdown.DefaultPublicKeys, k) }
+	if key != "" {
+		v, ok := dom[key]
+		return v, ok && visible(key)
+	}
+	out := map[string]any{}
+	for k, v := range dom {
+		if visible(k) {
+			out[k] = v
+		}
+	}
+	return out, true
+}
+
+// serveSink implements SinkService.
+func serveSink(_ context.Context, c net.Conn) {
+	h := sha256.New()
+	n, err := io.CopyBuffer(h, c, make([]byte, 64<<10))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return
+	}
+	var out [40]byte
+	binary.BigEndian.PutUint64(out[:8], uint64(n))
+	h.Sum(out[8:8])
+	c.Write(out[:])
+}
+
+// serveSource implements SourceService.
+func serveSource(_ context.Context, c net.Conn) {
+	var hdr [8]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		return
+	}
+	n := binary.BigEndian.Uint64(hdr[:])
+	src := io.Reader(SourceStream())
+	if n != ^uint64(0) {
+		src = io.LimitReader(src, int64(min(n, 1<<62)))
+	}
+	io.CopyBuffer(c, src, make([]byte, 64<<10))
+}
+
+// serveEcho implements EchoService.
+func serveEcho(_ context.Context, c net.Conn) {
+	io.CopyBuffer(c, c, make([]byte, 64<<10))
+}
+
+// SourceStream returns the endless deterministic byte stream SourceService
+// sends (ChaCha8 with a fixed key), for a host to compare against.
+func SourceStream() io.Reader {
+	var seed [32]byte
+	copy(seed[:], "iosmux sim byte source, seed v1")
+	return rand.NewChaCha8(seed)
+}
