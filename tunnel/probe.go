@@ -112,8 +112,9 @@ func (p *Pump) probeLoop() {
 		select {
 		case <-p.stop:
 			return
-		case now := <-ticker.C:
-			idle := now.Sub(time.Unix(0, p.lastRx.Load()))
+		case <-ticker.C:
+			// Monotonic: a wall-clock jump must not kill the tunnel.
+			idle := time.Since(p.start) - time.Duration(p.lastRx.Load())
 			armed := pr.armed.Load()
 			if armed && idle >= pr.timeout {
 				p.fail(fmt.Errorf("%w: nothing received for %v", ErrDead, idle.Round(time.Millisecond)))

@@ -112,8 +112,9 @@ type Pump struct {
 	peer    netip.Addr
 	log     *slog.Logger
 
-	tunWriteMu sync.Mutex // the receive loop and Packet Too Big share the TUN
-	lastRx     atomic.Int64
+	tunWriteMu sync.Mutex   // the receive loop and Packet Too Big share the TUN
+	start      time.Time    // monotonic base for lastRx
+	lastRx     atomic.Int64 // time.Since(start) of the last packet from the peer
 	probe      prober
 	st         stats
 
@@ -156,7 +157,7 @@ func NewPump(cfg Config) (*Pump, error) {
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	p.lastRx.Store(time.Now().UnixNano())
+	p.start = time.Now()
 	if err := p.probe.init(cfg.Probe, cfg.Local, cfg.Peer); err != nil {
 		closeAll(cfg.TUN, cfg.Conn)
 		return nil, err
@@ -311,7 +312,7 @@ func (p *Pump) receiveLoop() {
 	for {
 		n, err := p.conn.ReadPackets(bufs, sizes, tunOffset)
 		if n > 0 {
-			p.lastRx.Store(time.Now().UnixNano())
+			p.lastRx.Store(int64(time.Since(p.start)))
 		}
 		out = out[:0]
 		for i := range n {
