@@ -197,10 +197,17 @@ func joinHostPort(h string, p uint16) string {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-// remotePair pairs (if needed) and verifies a host with d over dial, then
-// opens a tunnel with createListener tcp and TLS-PSK; it returns the host
-// stack inside the tunnel.
+// remoteTunnel pairs (if needed) and verifies a host with the device over
+// dial, then opens a tunnel with createListener tcp and TLS-PSK on
+// listenerHost; it returns the host stack inside the tunnel.
 func remoteTunnel(t *testing.T, ctx context.Context, store pairing.RecordStore, dial func(ctx context.Context) (pairing.Transport, error), listenerHost string) (*utun.Netstack, tunnel.Params, error) {
+	return remoteTunnelVia(t, ctx, store, dial, func(ctx context.Context, port int) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", net.JoinHostPort(listenerHost, itoa(port)))
+	})
+}
+
+func remoteTunnelVia(t *testing.T, ctx context.Context, store pairing.RecordStore, dial func(ctx context.Context) (pairing.Transport, error), dialPort func(ctx context.Context, port int) (net.Conn, error)) (*utun.Netstack, tunnel.Params, error) {
 	t.Helper()
 	res, err := pairing.Pair(ctx, &pairing.PairConfig{Host: pairing.HostConfig{HostName: "sim-test"}, Dial: dial, Store: store})
 	if err != nil {
@@ -226,8 +233,7 @@ func remoteTunnel(t *testing.T, ctx context.Context, store pairing.RecordStore, 
 	if err != nil {
 		return nil, tunnel.Params{}, err
 	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(listenerHost, itoa(l.Port)))
+	nc, err := dialPort(ctx, l.Port)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,4 +271,8 @@ func rppDial(addr string) func(ctx context.Context) (pairing.Transport, error) {
 		}
 		return pairing.NewRPPairing(nc), nil
 	}
+}
+
+func usbmuxClient(path string) *usbmux.Client {
+	return usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: path}})
 }
