@@ -300,8 +300,7 @@ func (b *boot) startTunnelListener(l *pskListener, surf surface) {
 		return c, ok
 	}
 	l.serve = func(ctx context.Context, tc net.Conn) {
-		b.d.stats.sessions.Add(1)
-		if _, err := serveTunnelStream(ctx, b.tdev, tc); err != nil {
+		if err := serveTunnelStream(ctx, b.tdev, tc, b.d.watchSession); err != nil {
 			b.d.log.Debug("sim: tunnel", "udid", b.d.id.UDID, "surface", surf, "err", err)
 		}
 	}

@@ -163,6 +163,46 @@ type Device struct {
 
 type stats struct {
 	boots, pairSetups, verifies, sessions, reattaches atomic.Int64
+
+	mu    sync.Mutex
+	live  map[*tunnel.Session]struct{}
+	ended tunnel.SessionStats // totals of ended sessions
+}
+
+// watchSession counts a tunnel session while it runs and adds its
+// counters to the totals when it ends.
+func (d *Device) watchSession(s *tunnel.Session) func() {
+	d.stats.sessions.Add(1)
+	d.stats.mu.Lock()
+	if d.stats.live == nil {
+		d.stats.live = map[*tunnel.Session]struct{}{}
+	}
+	d.stats.live[s] = struct{}{}
+	d.stats.mu.Unlock()
+	return func() {
+		<-s.Done()
+		st := s.Stats()
+		d.stats.mu.Lock()
+		delete(d.stats.live, s)
+		addSessionStats(&d.stats.ended, st)
+		d.stats.mu.Unlock()
+	}
+}
+
+func addSessionStats(dst *tunnel.SessionStats, s tunnel.SessionStats) {
+	dst.DroppedAbove += s.DroppedAbove
+	dst.BoundaryViolations += s.BoundaryViolations
+}
+
+// tunnelStats sums the fault counters of every session so far.
+func (d *Device) tunnelStats() tunnel.SessionStats {
+	d.stats.mu.Lock()
+	defer d.stats.mu.Unlock()
+	total := d.stats.ended
+	for s := range d.stats.live {
+		addSessionStats(&total, s.Stats())
+	}
+	return total
 }
 
 // Stats counts what a device has done since New.
@@ -173,6 +213,10 @@ type Stats struct {
 	Sessions    int64 `json:"sessions"`    // tunnel sessions started
 	Reattaches  int64 `json:"reattaches"`  // iOS 27.2 service moves
 	Connections int   `json:"connections"` // live connections now
+	// Realism at work in tunnels: host→device packets dropped for their
+	// size, and transport reads that were not exactly one packet.
+	DroppedAbove       uint64 `json:"droppedAbove"`
+	BoundaryViolations uint64 `json:"boundaryViolations"`
 }
 
 // New builds a device and boots it. It fails if its state directory is
@@ -308,6 +352,8 @@ func (d *Device) Stats() Stats {
 	if b := d.currentBoot(); b != nil {
 		s.Connections = b.conns.len()
 	}
+	ts := d.tunnelStats()
+	s.DroppedAbove, s.BoundaryViolations = ts.DroppedAbove, ts.BoundaryViolations
 	return s
 }
 
@@ -506,8 +552,7 @@ func (d *Device) serveCoreDeviceProxy(conn net.Conn) {
 		conn.Close()
 		return
 	}
-	d.stats.sessions.Add(1)
-	if _, err := serveTunnelStream(b.ctx, b.tdev, conn); err != nil {
+	if err := serveTunnelStream(b.ctx, b.tdev, conn, d.watchSession); err != nil {
 		d.log.Debug("sim: CoreDeviceProxy", "udid", d.id.UDID, "err", err)
 	}
 }

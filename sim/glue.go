@@ -35,20 +35,25 @@ const listenerTimeout = 30 * time.Second
 // serveTunnelStream runs the device end of a tunnel on an established byte
 // stream (P1's service TLS, P2/P3's TLS-PSK): the CDTunnel server handshake,
 // then the packet relay into the device's stack. It returns when the
-// session ends or ctx does, having closed conn either way.
-func serveTunnelStream(ctx context.Context, dev *tunnel.Device, conn net.Conn) (*tunnel.Session, error) {
+// session ends or ctx does, having closed conn either way. watch, if not
+// nil, is told of the session when it starts and returns what to call when
+// it has ended.
+func serveTunnelStream(ctx context.Context, dev *tunnel.Device, conn net.Conn, watch func(*tunnel.Session) func()) error {
 	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	s, err := dev.StartSession(hctx, conn)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("sim: CDTunnel: %w", err)
+		return fmt.Errorf("sim: CDTunnel: %w", err)
+	}
+	if watch != nil {
+		defer watch(s)()
 	}
 	select {
 	case <-s.Done():
 	case <-ctx.Done():
 		s.Close()
 	}
-	return s, nil
+	return nil
 }
 
 // pskListener is the device side of createListener with transport tcp
