@@ -37,6 +37,7 @@ type FleetConfig struct {
 	// UndashedSerial: see Config.
 	UndashedSerial bool
 	Realism        Realism
+	Trust          Trust
 	// LockdownKey, if set, is every device's lockdown key (tests: skips
 	// RSA generation). Otherwise keys come from state or are generated.
 	LockdownKey *rsa.PrivateKey
@@ -118,7 +119,7 @@ func StartFleet(cfg FleetConfig) (*Fleet, error) {
 func (f *Fleet) deviceConfig(i int) Config {
 	c := Config{
 		Index: i, Seed: f.cfg.Seed, Profile: f.cfg.Profile, LockdownKey: f.cfg.LockdownKey,
-		Mux: f.mux, UndashedSerial: f.cfg.UndashedSerial, Realism: f.cfg.Realism,
+		Mux: f.mux, UndashedSerial: f.cfg.UndashedSerial, Realism: f.cfg.Realism, Trust: f.cfg.Trust,
 		Services: f.cfg.Services, Logger: f.log,
 	}
 	if f.cfg.StateDir != "" {

@@ -70,9 +70,11 @@ func DeriveIdentity(seed string, index int, profile Profile) Identity {
 		}
 	}
 	m := eligible[index%len(eligible)]
-	// The ECID is 52 bits wide on the published devices; the index sits
-	// in its low 16 bits so that UDIDs of one fleet never collide.
-	ecid := d.u64("ecid")&0x000F_FFFF_FFFF_0000 | uint64(index&0xFFFF)
+	// The ECID is 52 bits wide on the published devices. Its low 16 bits
+	// are the index masked with a per-seed constant, so that the UDIDs of
+	// one fleet never collide yet do not count upwards.
+	mask := deriver{seed: seed, index: -1}.u64("ecid-mask")
+	ecid := d.u64("ecid")&0x000F_FFFF_FFFF_0000 | (uint64(index)^mask)&0xFFFF
 	return Identity{
 		UDID:         fmt.Sprintf("%08X-%016X", m.chipID, ecid),
 		ECID:         ecid,
