@@ -1,9 +1,11 @@
 package tunnel
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -124,5 +126,63 @@ func TestKernelDeviceDies(t *testing.T) {
 			c.Close()
 			<-bulkDone
 		})
+	}
+}
+
+// TestKernelPacketTooBig sends a UDP datagram larger than the host→device
+// limit from a kernel socket: the pump answers with Packet Too Big, the
+// kernel learns the path MTU and fragments, and the device receives the
+// whole datagram.
+func TestKernelPacketTooBig(t *testing.T) {
+	testkit.CheckLeaks(t)
+	mk, attach, ns, _ := kernelHost(t)
+	e := startE2E(t, Faults{DropAbove: 8192}, mk)
+	attach(e)
+	srv, err := e.dev.Stack().ListenUDP(netip.AddrPortFrom(e.dev.Address(), 9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	var c net.Conn
+	if err := ns.Do(func() (err error) {
+		c, err = net.Dial("udp6", netip.AddrPortFrom(e.params.ServerAddress, 9).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := bytes.Repeat([]byte("u"), 12000)
+	got := make(chan int, 1)
+	go func() {
+		buf := make([]byte, 65536)
+		srv.SetReadDeadline(time.Now().Add(20 * time.Second))
+		n, _, err := srv.ReadFrom(buf)
+		if err != nil {
+			n = -1
+		}
+		got <- n
+	}()
+	// The first send is lost to Packet Too Big (or refused with EMSGSIZE
+	// once the kernel has the PMTU); resend until one arrives.
+	for n := 0; ; n++ {
+		c.Write(msg)
+		select {
+		case n := <-got:
+			if n != len(msg) {
+				t.Fatalf("device received %d bytes, want %d", n, len(msg))
+			}
+			st := e.pump.Stats()
+			if st.TooBig == 0 {
+				t.Fatal("no Packet Too Big was sent")
+			}
+			if s := deviceSession(t, e.dev, e.params.ClientAddress).Stats(); s.DroppedAbove != 0 {
+				t.Fatalf("device dropped %d oversize packets", s.DroppedAbove)
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if n > 100 {
+			t.Fatal("datagram never arrived")
+		}
 	}
 }

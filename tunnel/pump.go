@@ -257,7 +257,9 @@ func makeBufs(n, size int) ([][]byte, []int) {
 func (p *Pump) sendLoop() {
 	defer p.wg.Done()
 	bufs, sizes := makeBufs(max(p.tun.BatchSize(), 1), p.mtu)
-	var ptb []byte
+	// Packet Too Big replies keep the TUN's headroom too (the Linux TUN
+	// writes its virtio header there).
+	ptb := make([]byte, tunOffset, tunOffset+minIPv6MTUPTB)
 	badReads := 0
 	for {
 		n, err := p.tun.Read(bufs, sizes, tunOffset)
@@ -289,8 +291,8 @@ func (p *Pump) sendLoop() {
 				}
 				if len(pkt) > p.maxSend {
 					p.st.tooBig.Add(1)
-					ptb = appendPacketTooBig(ptb[:0], pkt, p.maxSend)
-					p.writeTUN([][]byte{ptb}, 0)
+					ptb = appendPacketTooBig(ptb[:tunOffset], pkt, p.maxSend)
+					p.writeTUN([][]byte{ptb}, tunOffset)
 					continue
 				}
 			}

@@ -276,6 +276,20 @@ func (ns *Netstack) DialContext(ctx context.Context, network, address string) (n
 	return nil, fmt.Errorf("utun: netstack dial: network %q not supported", network)
 }
 
+// ListenUDP opens an unconnected UDP socket bound to addr in the stack; an
+// unspecified address means the stack's own address.
+func (ns *Netstack) ListenUDP(addr netip.AddrPort) (net.PacketConn, error) {
+	if addr.Addr().IsValid() && !addr.Addr().IsUnspecified() && !addr.Addr().Is6() {
+		return nil, fmt.Errorf("utun: netstack listen %v: not an IPv6 address", addr)
+	}
+	laddr := fullAddr(addr)
+	c, err := gonet.DialUDP(ns.stack, &laddr, nil, ipv6.ProtocolNumber)
+	if err != nil {
+		return nil, fmt.Errorf("utun: netstack listen udp %v: %w", addr, err)
+	}
+	return c, nil
+}
+
 // ListenTCP listens on addr in the stack; an unspecified address means the
 // stack's own address.
 func (ns *Netstack) ListenTCP(addr netip.AddrPort) (net.Listener, error) {

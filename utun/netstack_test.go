@@ -119,17 +119,33 @@ func TestNetstackUDP(t *testing.T) {
 	testkit.CheckLeaks(t)
 	host, dev, stop := newPair(t)
 	defer stop()
-	// A UDP echo on the device, reached with DialContext("udp").
-	srv, err := dev.DialContext(context.Background(), "udp", "[fd58:8c92:8961::2]:9")
+	srv, err := dev.ListenUDP(netip.AddrPortFrom(netip.IPv6Unspecified(), 9))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Close()
+	defer srv.Close()
 	c, err := host.DialContext(context.Background(), "udp6", "[fd58:8c92:8961::1]:9")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Close()
+	defer c.Close()
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, from, err := srv.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "ping" {
+		t.Fatalf("ReadFrom = %q, %v", buf[:n], err)
+	}
+	if _, err := srv.WriteTo([]byte("pong"), from); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err = c.Read(buf)
+	if err != nil || string(buf[:n]) != "pong" {
+		t.Fatalf("Read = %q, %v", buf[:n], err)
+	}
 }
 
 func TestNetstackErrors(t *testing.T) {
