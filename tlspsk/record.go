@@ -412,36 +412,71 @@ func (c *Conn) flushPendingLocked() error {
 // a Write of one packet still produces one record and one call.
 const maxRecordsPerWrite = 4
 
-// writeAppLocked sends b as application data records of up to 16 KiB. A
-// write timeout is not permanent: records of which no byte got out are
-// dropped and their sequence numbers reused (safe: their ciphertext was
-// never seen), a record cut short waits in c.pending for the next write and
-// counts as written. Caller holds c.out.
+// maxBatchRecords caps the records of one write call on the conn when
+// WriteRecords seals many small ones (a batch of tunnel packets).
+const maxBatchRecords = 64
+
+// writeAppLocked sends b as application data records of up to 16 KiB.
+// Caller holds c.out.
 func (c *Conn) writeAppLocked(b []byte) (int, error) {
+	one := [1][]byte{b}
+	return c.writeChunksLocked(one[:])
+}
+
+// writeChunksLocked sends each of bufs as its own application data
+// records: a buffer starts a new record and never shares one with another
+// buffer; one longer than 16 KiB is split. Sealed records are gathered up to
+// maxRecordsPerWrite full records' worth of bytes (or maxBatchRecords
+// records) and handed to the conn in one call. A write timeout is not
+// permanent: records of which no byte got out are dropped and their sequence
+// numbers reused (safe: their ciphertext was never seen), a record cut short
+// waits in c.pending for the next write and counts as written. Caller holds
+// c.out.
+func (c *Conn) writeChunksLocked(bufs [][]byte) (int, error) {
 	if err := c.flushPendingLocked(); err != nil {
 		return 0, err
 	}
+	budget := maxRecordsPerWrite * (recordHeaderLen + maxPlaintext + c.out.cipher.overhead())
 	if c.outBuf == nil {
-		c.outBuf = make([]byte, 0, maxRecordsPerWrite*(recordHeaderLen+maxPlaintext+c.out.cipher.overhead()))
+		c.outBuf = make([]byte, 0, budget)
 	}
+	var ends, sizes [maxBatchRecords]int
 	n := 0
-	for len(b) > 0 {
+	i, cur := 0, []byte(nil) // cur is the unsent rest of bufs[i-1]
+	for len(cur) > 0 || i < len(bufs) {
 		buf := c.outBuf[:0]
-		var ends, sizes [maxRecordsPerWrite]int
 		k, firstSeq := 0, c.out.seq
-		for ; k < maxRecordsPerWrite && len(b) > 0; k++ {
-			m := min(len(b), maxPlaintext)
+		for k < maxBatchRecords {
+			if len(cur) == 0 {
+				if i == len(bufs) {
+					break
+				}
+				cur = bufs[i]
+				i++
+				continue
+			}
+			m := min(len(cur), maxPlaintext)
+			if k > 0 && len(buf)+recordHeaderLen+m+c.out.cipher.overhead() > budget {
+				break
+			}
 			var err error
-			if buf, err = c.sealRecord(buf, recordTypeApplicationData, b[:m]); err != nil {
+			if buf, err = c.sealRecord(buf, recordTypeApplicationData, cur[:m]); err != nil {
 				return n, c.out.setErr(err)
 			}
 			ends[k], sizes[k] = len(buf), m
-			b = b[m:]
+			cur = cur[m:]
+			k++
+		}
+		if cap(buf) > cap(c.outBuf) {
+			c.outBuf = buf[:0]
+		}
+		if k == 0 {
+			break
 		}
 		w, err := c.conn.Write(buf)
 		if err == nil {
-			for i := range k {
-				n += sizes[i]
+			for j := range k {
+				n += sizes[j]
 			}
 			continue
 		}
