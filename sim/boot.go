@@ -19,11 +19,10 @@ import (
 // (while the cable is in) the plug with the USB surfaces. A reboot throws
 // the whole boot away, so ports, RSD identity and BootSessionUUID are new.
 type boot struct {
-	d      *Device
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	conns  *connSet
+	*scope
+	d     *Device
+	wg    sync.WaitGroup
+	conns *connSet
 
 	session xpc.UUID // BootSessionUUID
 	rsdUUID xpc.UUID // the device's RSD peer identity this boot
@@ -37,19 +36,58 @@ type boot struct {
 	plug *plug
 }
 
+// scope is a lifetime (a boot, a plug): its context ends the handlers it
+// started, and close shuts its listeners before returning, so a port is
+// refused the moment Unplug or Reboot returns.
+type scope struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	lns    []net.Listener
+	closed bool
+}
+
+func newScope(parent context.Context) *scope {
+	sc := &scope{}
+	sc.ctx, sc.cancel = context.WithCancel(parent)
+	return sc
+}
+
+// add registers ln; false (and ln closed) when the scope has ended.
+func (sc *scope) add(ln net.Listener) bool {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.closed {
+		ln.Close()
+		return false
+	}
+	sc.lns = append(sc.lns, ln)
+	return true
+}
+
+func (sc *scope) close() {
+	sc.cancel()
+	sc.mu.Lock()
+	lns := sc.lns
+	sc.lns, sc.closed = nil, true
+	sc.mu.Unlock()
+	for _, ln := range lns {
+		ln.Close()
+	}
+}
+
 // plug is what exists while the cable is in.
 type plug struct {
-	ctx      context.Context
-	cancel   context.CancelFunc
+	*scope
 	ports    *usbmux.PortMux
 	deviceID uint32
 	rsdAddr  string // loopback untrusted RSD host:port
 	ncm      *ncmLink
 }
 
-func (d *Device) newBoot() (b *boot, err error) {
-	b = &boot{d: d, conns: newConnSet()}
-	b.ctx, b.cancel = context.WithCancel(d.life)
+func (d *Device) newBoot() (_ *boot, err error) {
+	b := &boot{d: d, conns: newConnSet(), scope: newScope(d.life)}
 	defer func() {
 		if err != nil {
 			b.shutdown()
@@ -72,18 +110,21 @@ func (d *Device) newBoot() (b *boot, err error) {
 	if err != nil {
 		return nil, err
 	}
+	ln, err := b.tdev.ListenTCP(rsdPort)
+	if err != nil {
+		return nil, fmt.Errorf("trusted RSD: %w", err)
+	}
+	if !b.add(ln) {
+		return nil, net.ErrClosed
+	}
 	listenTunnel := func(p uint16) (net.Listener, error) { return b.tdev.ListenTCP(p) }
-	services, err := newServiceSet(b, b.ctx, surfaceTunnel, trustedServices(d, d.cfg.Services), true, listenTunnel)
+	services, err := newServiceSet(b, b.scope, surfaceTunnel, trustedServices(d, d.cfg.Services), true, listenTunnel, rsdPort)
 	if err != nil {
 		return nil, err
 	}
 	b.trusted = &rsdEndpoint{d: d, name: "trusted rsd", uuid: b.rsdUUID, props: b.props, services: services,
 		reattach: d.prof.PeerReattach, peers: map[string]*rsdPeer{}}
-	ln, err := b.tdev.ListenTCP(rsdPort)
-	if err != nil {
-		return nil, fmt.Errorf("trusted RSD: %w", err)
-	}
-	b.accept(b.ctx, ln, surfaceTunnel, b.trusted.serve)
+	b.accept(b.scope, ln, surfaceTunnel, b.trusted.serve)
 
 	if addr := d.cfg.PairingAddr; addr != "" {
 		ln, err := listenSticky(addr, &d.stickyPairing)
@@ -131,7 +172,7 @@ func (b *boot) servePairing(ln net.Listener, surf surface, listen func() (net.Li
 		ln.Close()
 		return err
 	}
-	b.accept(b.ctx, ln, surf, func(ctx context.Context, c net.Conn) {
+	b.accept(b.scope, ln, surf, func(ctx context.Context, c net.Conn) {
 		t := pairing.NewRPPairing(c)
 		if err := pd.Serve(ctx, t); err != nil {
 			b.d.log.Debug("sim: network pairing", "udid", b.d.id.UDID, "err", err)
@@ -142,7 +183,7 @@ func (b *boot) servePairing(ln net.Listener, surf surface, listen func() (net.Li
 
 // untrustedRSD serves the untrusted RSD on ln and its services on fresh
 // ports from listen, all as surf. It returns the RSD endpoint.
-func (b *boot) untrustedRSD(ctx context.Context, ln net.Listener, surf surface, listen func(uint16) (net.Listener, error)) error {
+func (b *boot) untrustedRSD(sc *scope, ln net.Listener, surf surface, listen func(uint16) (net.Listener, error)) error {
 	pd, err := b.d.pairingDevice(b, surf, func() (net.Listener, error) { return listen(0) })
 	if err != nil {
 		ln.Close()
@@ -153,21 +194,26 @@ func (b *boot) untrustedRSD(ctx context.Context, ln net.Listener, surf surface, 
 			b.d.log.Debug("sim: tunnel service", "udid", b.d.id.UDID, "err", err)
 		}
 	}
-	services, err := newServiceSet(b, ctx, surf, untrustedServices(b.d, tunnelService), false, listen)
+	services, err := newServiceSet(b, sc, surf, untrustedServices(b.d, tunnelService), false, listen)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	ep := &rsdEndpoint{d: b.d, name: "untrusted rsd", uuid: b.rsdUUID, props: b.props, services: services}
-	b.accept(ctx, ln, surf, ep.serve)
+	b.accept(sc, ln, surf, ep.serve)
 	return nil
 }
 
-// plugIn attaches the USB surfaces. Caller holds the device's opMu.
+// plugIn attaches the USB surfaces. Caller holds the device's opMu. The
+// plug is published before usbmuxd learns of the device, so lockdownd's
+// StartService finds its port mux; its fields are set under b.mu.
 func (b *boot) plugIn() (err error) {
 	d := b.d
-	p := &plug{}
-	p.ctx, p.cancel = context.WithCancel(b.ctx)
+	p := &plug{scope: newScope(b.ctx)}
+	if d.cfg.Mux != nil {
+		p.ports = usbmux.NewPortMux(0)
+		p.ports.Handle(lockdown.Port, d.ld.ServeConn)
+	}
 	b.mu.Lock()
 	b.plug = p
 	b.mu.Unlock()
@@ -181,33 +227,40 @@ func (b *boot) plugIn() (err error) {
 		if err != nil {
 			return fmt.Errorf("untrusted RSD: %w", err)
 		}
+		b.mu.Lock()
 		p.rsdAddr = ln.Addr().String()
+		b.mu.Unlock()
 		host := hostOf(ln.Addr())
 		listen := func(port uint16) (net.Listener, error) {
 			return net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(int(port))))
 		}
-		if err := b.untrustedRSD(p.ctx, ln, surfaceUSB, listen); err != nil {
+		if err := b.untrustedRSD(p.scope, ln, surfaceUSB, listen); err != nil {
 			return err
 		}
 	}
 	if d.ncm != nil {
-		if p.ncm, err = d.ncm.upNCM(b, p); err != nil {
+		l, err := d.ncm.upNCM(b, p)
+		if err != nil {
 			return err
 		}
+		b.mu.Lock()
+		p.ncm = l
+		b.mu.Unlock()
 	}
 	if mux := d.cfg.Mux; mux != nil {
-		p.ports = usbmux.NewPortMux(0)
-		p.ports.Handle(lockdown.Port, d.ld.ServeConn)
 		serial := d.id.UDID
 		if d.cfg.UndashedSerial {
 			serial = undash(serial)
 		}
 		// Values as Linux usbmuxd reports an iPhone on a USB 2 port.
-		p.deviceID = mux.AddDevice(usbmux.Device{
+		id := mux.AddDevice(usbmux.Device{
 			SerialNumber: serial, USBSerialNumber: undash(d.id.UDID),
 			ConnectionType: usbmux.ConnectionUSB, ConnectionSpeed: 480000000,
 			ProductID: 0x12a8, LocationID: 0x14100000 + d.cfg.Index<<12,
 		}, plugPorts{b: b, p: p})
+		b.mu.Lock()
+		p.deviceID = id
+		b.mu.Unlock()
 	}
 	return nil
 }
@@ -237,7 +290,7 @@ func (b *boot) unplug() {
 	if p.ports != nil {
 		p.ports.Close()
 	}
-	p.cancel()
+	p.close()
 	if p.ncm != nil {
 		p.ncm.down()
 	}
@@ -247,7 +300,7 @@ func (b *boot) unplug() {
 // shutdown ends the boot: every surface, connection and goroutine.
 func (b *boot) shutdown() {
 	b.unplug()
-	b.cancel()
+	b.close()
 	if b.wifi != nil {
 		b.wifi.down()
 	}
@@ -259,11 +312,13 @@ func (b *boot) shutdown() {
 }
 
 // accept serves every connection of ln with serve (each on its own
-// goroutine, wrapped and tracked as surf) until ctx ends or ln fails.
-func (b *boot) accept(ctx context.Context, ln net.Listener, surf surface, serve func(context.Context, net.Conn)) {
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
+// goroutine, wrapped and tracked as surf) until the scope ends or ln fails.
+func (b *boot) accept(sc *scope, ln net.Listener, surf surface, serve func(context.Context, net.Conn)) {
+	if !sc.add(ln) {
+		return
+	}
+	ctx := sc.ctx
 	b.wg.Go(func() {
-		defer stop()
 		defer ln.Close()
 		for {
 			nc, err := ln.Accept()
@@ -304,8 +359,21 @@ func (b *boot) startTunnelListener(l *pskListener, surf surface) {
 			b.d.log.Debug("sim: tunnel", "udid", b.d.id.UDID, "surface", surf, "err", err)
 		}
 	}
+	// The listener belongs to the plug on USB (unplugging closes it) and to
+	// the boot on the network.
+	sc := b.scope
+	if surf == surfaceUSB {
+		b.mu.Lock()
+		if b.plug != nil {
+			sc = b.plug.scope
+		}
+		b.mu.Unlock()
+	}
+	if !sc.add(l.ln) {
+		return
+	}
 	b.wg.Go(func() {
-		if err := l.run(b.ctx); err != nil {
+		if err := l.run(sc.ctx); err != nil {
 			b.d.log.Debug("sim: tunnel listener", "udid", b.d.id.UDID, "surface", surf, "err", err)
 		}
 	})

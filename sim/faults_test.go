@@ -223,35 +223,49 @@ func TestResetMidStream(t *testing.T) {
 	r := newRig(t)
 	d := r.device(t, Config{})
 	ctx := testCtx(t)
-	ns, p := r.p1(t, d)
-	e := echoConn(t, ctx, ns, p, d)
-	if err := echoOnce(e, []byte("warm")); err != nil {
-		t.Fatal(err)
-	}
-	d.Reset(64 << 10)
-	msg := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
-	go e.Write(msg)
-	n, err := io.ReadFull(e, make([]byte, len(msg)))
-	if err == nil {
-		t.Fatal("a 1 MiB echo went through a reset armed at 64 KiB")
-	}
-	if n == 0 {
-		t.Errorf("reset before any byte: %v (want mid-stream)", err)
-	}
-	// New connections are not affected.
-	ns, p = r.p1(t, d)
-	if err := echoOnce(echoConn(t, ctx, ns, p, d), msg[:1000]); err != nil {
-		t.Errorf("after the reset: %v", err)
-	}
-	// Reset(0) drops everything at once.
-	lc, err := lockdown.DialUsbmux(ctx, r.client, mustUSB(t, r, d).DeviceID, lockdown.ClientConfig{})
+	id := mustUSB(t, r, d).DeviceID
+	lc, err := lockdown.DialUsbmux(ctx, r.client, id, lockdown.ClientConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer lc.Close()
+	if _, err := lc.QueryType(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Armed at 4 KiB: a few exchanges (a few hundred bytes each) pass, then
+	// the connection is cut inside one.
+	d.Reset(4 << 10)
+	ok := 0
+	for ; ok < 100; ok++ {
+		if _, err := lc.QueryType(ctx); err != nil {
+			break
+		}
+	}
+	if ok == 0 || ok == 100 {
+		t.Errorf("%d exchanges passed before the reset armed at 4 KiB (want some, then a cut)", ok)
+	}
+	// New connections are not affected.
+	if err := queryType(ctx, r, id); err != nil {
+		t.Errorf("after the reset: %v", err)
+	}
+	// Reset(0) drops everything at once, tunnels included.
+	ns, p := r.p1(t, d)
+	e := echoConn(t, ctx, ns, p, d)
+	if err := echoOnce(e, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	lc2, err := lockdown.DialUsbmux(ctx, r.client, id, lockdown.ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc2.Close()
 	d.Reset(0)
-	if _, err := lc.QueryType(ctx); err == nil {
+	if _, err := lc2.QueryType(ctx); err == nil {
 		t.Error("lockdown connection survived Reset(0)")
+	}
+	e.SetDeadline(time.Now().Add(2 * time.Second))
+	if err := echoOnce(e, []byte("after")); err == nil {
+		t.Error("tunnel survived Reset(0)")
 	}
 }
 

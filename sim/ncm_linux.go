@@ -114,11 +114,18 @@ func (l *ncmLink) down() {
 	}
 }
 
-// listen opens a TCP listener on the device's address of link l.
+// listen opens a TCP listener on the device's address of link l. The zone
+// is the interface index looked up inside the namespace: the net package
+// caches zone names process-wide, and every device has its own "ncm0".
 func (l *ncmLink) listen(port uint16) (net.Listener, error) {
 	var ln net.Listener
-	err := l.n.phone.do(func() (err error) {
-		ln, err = net.Listen("tcp6", net.JoinHostPort(l.deviceAddr.WithZone(l.devIf).String(), strconv.Itoa(int(port))))
+	err := l.n.phone.do(func() error {
+		ifi, err := net.InterfaceByName(l.devIf)
+		if err != nil {
+			return err
+		}
+		addr := l.deviceAddr.WithZone(strconv.Itoa(ifi.Index))
+		ln, err = net.Listen("tcp6", net.JoinHostPort(addr.String(), strconv.Itoa(int(port))))
 		return err
 	})
 	return ln, err
@@ -139,8 +146,8 @@ func (n *ncmHost) mdnsHost() string { return "iPhone-" + n.d.id.SerialNumber + "
 
 // upNCM brings up the USB-NCM link of a plug: untrusted RSD on port 58783
 // with its services, and the _remoted._tcp answer.
-func (n *ncmHost) upNCM(b *boot, p *plug) (l *ncmLink, err error) {
-	l, err = n.link("ncm0", n.cfg.HostInterface, eui64(macBytes(n.d.id.EthernetMAC)))
+func (n *ncmHost) upNCM(b *boot, p *plug) (_ *ncmLink, err error) {
+	l, err := n.link("ncm0", n.cfg.HostInterface, eui64(macBytes(n.d.id.EthernetMAC)))
 	if err != nil {
 		return nil, err
 	}
@@ -153,20 +160,22 @@ func (n *ncmHost) upNCM(b *boot, p *plug) (l *ncmLink, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("untrusted RSD on NCM: %w", err)
 	}
-	if err := b.untrustedRSD(p.ctx, ln, surfaceUSB, l.listen); err != nil {
+	if err := b.untrustedRSD(p.scope, ln, surfaceUSB, l.listen); err != nil {
 		return nil, err
 	}
 	l.service = l.hostService(RSDPort)
-	err = l.advertise(mdns.Service{Instance: n.d.id.DeviceName, Type: mdns.ServiceRemoted, Host: n.mdnsHost(),
-		Port: RSDPort, Addrs: []netip.Addr{l.deviceAddr}})
-	return l, err
+	if err := l.advertise(mdns.Service{Instance: n.d.id.DeviceName, Type: mdns.ServiceRemoted, Host: n.mdnsHost(),
+		Port: RSDPort, Addrs: []netip.Addr{l.deviceAddr}}); err != nil {
+		return nil, fmt.Errorf("_remoted._tcp: %w", err)
+	}
+	return l, nil
 }
 
 // upWiFi brings up the Wi-Fi link of a boot: RPPairing and the
 // _remotepairing._tcp answer (TXT identifier, authTag, model, ver as
 // appium and pmd3 read them, discovery.md §3.1).
-func (n *ncmHost) upWiFi(b *boot) (l *ncmLink, err error) {
-	l, err = n.link("wlan0", n.cfg.WiFiInterface, eui64(macBytes(n.d.id.WiFiMAC)))
+func (n *ncmHost) upWiFi(b *boot) (_ *ncmLink, err error) {
+	l, err := n.link("wlan0", n.cfg.WiFiInterface, eui64(macBytes(n.d.id.WiFiMAC)))
 	if err != nil {
 		return nil, err
 	}
@@ -191,5 +200,8 @@ func (n *ncmHost) upWiFi(b *boot) (l *ncmLink, err error) {
 	err = l.advertise(mdns.Service{Instance: n.d.id.PairingID[:8], Type: mdns.ServiceRemotePairing, Host: n.mdnsHost(),
 		Port: port, Addrs: []netip.Addr{l.deviceAddr},
 		Text: []string{"identifier=" + n.d.id.PairingID, "authTag=" + tag, "model=" + n.d.id.ProductType, "ver=24"}})
-	return l, err
+	if err != nil {
+		return nil, fmt.Errorf("_remotepairing._tcp: %w", err)
+	}
+	return l, nil
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -50,11 +52,24 @@ func TestNCM(t *testing.T) {
 		}
 		return got
 	}
+	// Dial inside the host namespace, with the zone as an index looked up
+	// there (the net package caches zone names process-wide).
 	dial := func(ctx context.Context, addr string) (net.Conn, error) {
 		var nc net.Conn
-		err := host.do(func() (err error) {
+		err := host.do(func() error {
+			ap, err := netip.ParseAddrPort(addr)
+			if err != nil {
+				return err
+			}
+			if z := ap.Addr().Zone(); z != "" {
+				ifi, err := net.InterfaceByName(z)
+				if err != nil {
+					return err
+				}
+				ap = netip.AddrPortFrom(ap.Addr().WithZone(strconv.Itoa(ifi.Index)), ap.Port())
+			}
 			var dl net.Dialer
-			nc, err = dl.DialContext(ctx, "tcp", addr)
+			nc, err = dl.DialContext(ctx, "tcp", ap.String())
 			return err
 		})
 		return nc, err

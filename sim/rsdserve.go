@@ -19,21 +19,22 @@ import (
 // which is what iOS 27.2 does when an RSD peer changes identity.
 type serviceSet struct {
 	b      *boot
-	ctx    context.Context
+	sc     *scope
 	surf   surface
 	listen func(port uint16) (net.Listener, error)
-	// random: pick ports here (netstack) instead of letting the OS do it.
-	random bool
+	// random: pick ports here (netstack) instead of letting the OS do it,
+	// never one of reserved (the RSD port).
+	random   bool
+	reserved []uint16
 
 	mu    sync.Mutex
 	defs  []Service
 	lns   []net.Listener
 	ports []uint16
-	gen   int // incremented by every reopen
 }
 
-func newServiceSet(b *boot, ctx context.Context, surf surface, defs []Service, random bool, listen func(uint16) (net.Listener, error)) (*serviceSet, error) {
-	s := &serviceSet{b: b, ctx: ctx, surf: surf, listen: listen, random: random, defs: defs}
+func newServiceSet(b *boot, sc *scope, surf surface, defs []Service, random bool, listen func(uint16) (net.Listener, error), reserved ...uint16) (*serviceSet, error) {
+	s := &serviceSet{b: b, sc: sc, surf: surf, listen: listen, random: random, defs: defs, reserved: reserved}
 	if err := s.open(); err != nil {
 		s.closeListeners()
 		return nil, err
@@ -41,13 +42,25 @@ func newServiceSet(b *boot, ctx context.Context, surf surface, defs []Service, r
 	return s, nil
 }
 
-// open starts a listener per service; caller holds no lock.
+// open starts a listener per service.
 func (s *serviceSet) open() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.openLocked(nil)
+}
+
+// openLocked listens for every service, avoiding the ports in avoid (the
+// ones just closed: a moved service must not land on its old port).
+func (s *serviceSet) openLocked(avoid map[uint16]bool) error {
 	s.lns = make([]net.Listener, 0, len(s.defs))
 	s.ports = make([]uint16, 0, len(s.defs))
 	used := map[uint16]bool{}
+	for p := range avoid {
+		used[p] = true
+	}
+	for _, p := range s.reserved {
+		used[p] = true
+	}
 	for _, def := range s.defs {
 		ln, port, err := s.listenOne(used)
 		if err != nil {
@@ -60,7 +73,7 @@ func (s *serviceSet) open() error {
 		if serve == nil {
 			serve = func(context.Context, net.Conn) {}
 		}
-		s.b.accept(s.ctx, ln, s.surf, serve)
+		s.b.accept(s.sc, ln, s.surf, serve)
 	}
 	return nil
 }
@@ -98,13 +111,19 @@ func (s *serviceSet) closeListeners() {
 }
 
 // reopen closes every service listener (the advertised ports now refuse
-// connections) and listens again on fresh ports.
+// connections) and listens again on fresh ports. A Handshake built meanwhile
+// waits, so it lists either all old or all new ports.
 func (s *serviceSet) reopen() error {
-	s.closeListeners()
 	s.mu.Lock()
-	s.gen++
-	s.mu.Unlock()
-	return s.open()
+	defer s.mu.Unlock()
+	for _, ln := range s.lns {
+		ln.Close()
+	}
+	old := map[uint16]bool{}
+	for _, p := range s.ports {
+		old[p] = true
+	}
+	return s.openLocked(old)
 }
 
 // entries is the Handshake's Services with the current ports.
@@ -242,10 +261,10 @@ func (e *rsdEndpoint) serve(ctx context.Context, nc net.Conn) {
 		if changed {
 			e.d.log.Info("sim: RSD peer UUID changed across reconnect; reattaching so clients re-discover it",
 				"udid", e.d.id.UDID, "uuid", u)
-			e.d.stats.reattaches.Add(1)
 			if err := e.services.reopen(); err != nil && !errors.Is(err, net.ErrClosed) {
 				e.d.log.Warn("sim: reattach", "udid", e.d.id.UDID, "err", err)
 			}
+			e.d.stats.reattaches.Add(1)
 		}
 	}
 }
