@@ -184,8 +184,23 @@ func (d *Device) release(a netip.Addr) {
 // then serves the tunnel on it in the background until rwc ends, the session
 // is closed, or the device is closed. ctx bounds the handshake only.
 func (d *Device) StartSession(ctx context.Context, rwc io.ReadWriteCloser) (*Session, error) {
+	return d.startSession(ctx, rwc, rwc, nil)
+}
+
+// StartPacketSession is StartSession for a transport whose packets do not
+// travel on the handshake's stream: QUIC, where the handshake uses the first
+// bidirectional stream and every packet is one DATAGRAM (tunnel.md §3.2).
+// It owns conn (closing it closes the transport) and hs; the device's
+// stream faults (Boundary) do not apply, DropAbove and RateLimit do.
+func (d *Device) StartPacketSession(ctx context.Context, hs io.ReadWriter, conn PacketConn) (*Session, error) {
+	return d.startSession(ctx, hs, conn, conn)
+}
+
+// startSession serves one tunnel: the handshake on hs, then packets on pc,
+// or, when pc is nil, on the stream hs (which is then stream).
+func (d *Device) startSession(ctx context.Context, hs io.ReadWriter, closer io.Closer, pc PacketConn) (*Session, error) {
 	var client netip.Addr
-	_, params, err := ServerHandshake(ctx, rwc, func(req Request) (Params, error) {
+	_, params, err := ServerHandshake(ctx, hs, func(req Request) (Params, error) {
 		a, err := d.allocate()
 		if err != nil {
 			return Params{}, err
@@ -207,7 +222,7 @@ func (d *Device) StartSession(ctx context.Context, rwc io.ReadWriteCloser) (*Ses
 		if client.IsValid() {
 			d.release(client)
 		}
-		rwc.Close()
+		closer.Close()
 		return nil, err
 	}
 	s := &Session{
@@ -217,11 +232,13 @@ func (d *Device) StartSession(ctx context.Context, rwc io.ReadWriteCloser) (*Ses
 		closed: make(chan struct{}),
 	}
 	s.tun = &sessionTUN{s: s}
-	var conn PacketConn
-	if d.faults.Boundary == BoundaryStream {
-		conn = NewStreamConn(rwc, params.MTU)
-	} else {
-		conn = newBoundaryConn(rwc, d.faults.Boundary, &s.fc)
+	conn := pc
+	switch {
+	case conn != nil:
+	case d.faults.Boundary == BoundaryStream:
+		conn = NewStreamConn(readWriteCloser{hs, closer}, params.MTU)
+	default:
+		conn = newBoundaryConn(readWriteCloser{hs, closer}, d.faults.Boundary, &s.fc)
 	}
 	if d.faults.DropAbove > 0 || d.faults.RateLimit > 0 {
 		conn = newFaultConn(conn, d.faults, &s.fc)
@@ -258,6 +275,28 @@ func (d *Device) StartSession(ctx context.Context, rwc io.ReadWriteCloser) (*Ses
 		d.log.Debug("tunnel: device session ended", "client", client, "err", pump.Err())
 	}()
 	return s, nil
+}
+
+// readWriteCloser joins a stream and its closer; WriteRecords passes
+// through so TLS-PSK batching survives the join.
+type readWriteCloser struct {
+	io.ReadWriter
+	io.Closer
+}
+
+func (c readWriteCloser) WriteRecords(bufs [][]byte) (int, error) {
+	if rw, ok := c.ReadWriter.(RecordWriter); ok {
+		return rw.WriteRecords(bufs)
+	}
+	n := 0
+	for _, b := range bufs {
+		m, err := c.Write(b)
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // route is the device's one reader of its stack: it hands each outbound

@@ -106,6 +106,23 @@ func (c *boundaryConn) WritePacket(pkt []byte) error {
 	return err
 }
 
+// WritePackets batches like StreamConn: the device's writes toward the
+// host are not what its faults are about.
+func (c *boundaryConn) WritePackets(pkts [][]byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if rw, ok := c.rwc.(RecordWriter); ok {
+		_, err := rw.WriteRecords(pkts)
+		return err
+	}
+	for _, pkt := range pkts {
+		if _, err := c.rwc.Write(pkt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (c *boundaryConn) Close() error {
 	var err error
 	c.closeOnce.Do(func() { err = c.rwc.Close() })

@@ -105,6 +105,7 @@ var ErrDead = errors.New("tunnel: device stopped answering")
 type Pump struct {
 	tun     tun.Device
 	conn    PacketConn
+	batch   BatchWriter // conn, when it batches
 	mtu     int
 	maxSend int
 	noClamp bool
@@ -157,6 +158,7 @@ func NewPump(cfg Config) (*Pump, error) {
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	p.batch, _ = cfg.Conn.(BatchWriter)
 	p.start = time.Now()
 	if err := p.probe.init(cfg.Probe, cfg.Local, cfg.Peer); err != nil {
 		closeAll(cfg.TUN, cfg.Conn)
@@ -261,6 +263,7 @@ func (p *Pump) sendLoop() {
 	// writes its virtio header there).
 	ptb := make([]byte, tunOffset, tunOffset+minIPv6MTUPTB)
 	badReads := 0
+	out := make([][]byte, 0, len(bufs))
 	for {
 		n, err := p.tun.Read(bufs, sizes, tunOffset)
 		if err != nil && !errors.Is(err, tun.ErrTooManySegments) {
@@ -277,6 +280,7 @@ func (p *Pump) sendLoop() {
 			continue
 		}
 		badReads = 0
+		out = out[:0]
 		for i := range n {
 			pkt := bufs[i][tunOffset : tunOffset+sizes[i]]
 			if len(pkt) == 0 || pkt[0]>>4 != 6 {
@@ -296,14 +300,34 @@ func (p *Pump) sendLoop() {
 					continue
 				}
 			}
-			if err := p.conn.WritePacket(pkt); err != nil {
-				p.fail(connError("write", err))
-				return
-			}
+			out = append(out, pkt)
+		}
+		if len(out) == 0 {
+			continue
+		}
+		if err := p.send(out); err != nil {
+			p.fail(connError("write", err))
+			return
+		}
+		for _, pkt := range out {
 			p.st.sentPackets.Add(1)
 			p.st.sentBytes.Add(uint64(len(pkt)))
 		}
 	}
+}
+
+// send writes a batch of packets to the conn, each one unit: in one call
+// when the conn batches (BatchWriter), else packet by packet.
+func (p *Pump) send(pkts [][]byte) error {
+	if p.batch != nil && len(pkts) > 1 {
+		return p.batch.WritePackets(pkts)
+	}
+	for _, pkt := range pkts {
+		if err := p.conn.WritePacket(pkt); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // receiveLoop reads batches from the conn and writes them to the TUN.

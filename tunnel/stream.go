@@ -27,6 +27,21 @@ type PacketConn interface {
 	Close() error
 }
 
+// BatchWriter is a PacketConn that can send several packets in one call,
+// each still its own unit on the wire (one TLS record, one datagram): the
+// pump hands it what one TUN read returned. Over TLS-PSK this keeps one
+// record per packet, which the device's forwarder needs, with one system
+// call per batch instead of per packet.
+type BatchWriter interface {
+	WritePackets(pkts [][]byte) error
+}
+
+// RecordWriter is the stream side of batching: a byte stream that writes
+// each buffer as its own record (tlspsk.Conn.WriteRecords).
+type RecordWriter interface {
+	WriteRecords(bufs [][]byte) (int, error)
+}
+
 // ErrDesync means the byte stream no longer starts with an IPv6 header where
 // a packet must begin; the tunnel cannot recover its framing (go-ios treats
 // this as fatal too, tunnel.md §3.1).
@@ -165,6 +180,30 @@ func (c *StreamConn) WritePacket(pkt []byte) error {
 	if _, err := c.rwc.Write(pkt); err != nil {
 		c.werr = err
 		return err
+	}
+	return nil
+}
+
+// WritePackets implements BatchWriter: one WriteRecords call when the
+// stream has it (TLS-PSK), else one Write per packet.
+func (c *StreamConn) WritePackets(pkts [][]byte) error {
+	c.wsem <- struct{}{}
+	defer func() { <-c.wsem }()
+	if c.werr != nil {
+		return c.werr
+	}
+	if rw, ok := c.rwc.(RecordWriter); ok {
+		if _, err := rw.WriteRecords(pkts); err != nil {
+			c.werr = err
+			return err
+		}
+		return nil
+	}
+	for _, pkt := range pkts {
+		if _, err := c.rwc.Write(pkt); err != nil {
+			c.werr = err
+			return err
+		}
 	}
 	return nil
 }
