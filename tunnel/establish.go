@@ -1,0 +1,290 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/iosmux/iosmux/pairing"
+	"github.com/iosmux/iosmux/xpc"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// Establishment: the host side of every path of tunnel.md §1, each ending in
+// a running Tunnel (establish_lockdown.go, establish_pairing.go, quic.go):
+//
+//	StartCoreDeviceProxy  P1: usbmuxd → lockdown StartService CoreDeviceProxy → TLS
+//	StartRSD              P2: untrusted RSD → tunnel service (RemoteXPC) → pair-verify
+//	                          → createListener → TCP+TLS-PSK or QUIC
+//	StartRemotePairing    P3: the same over RPPairing TCP (network)
+//
+// then the CDTunnel handshake, the TUN from the response and the pump. The
+// device side of each path is Endpoint (endpoint.go).
+
+// Protocol is the data transport of a RemotePairing tunnel (P2/P3).
+type Protocol string
+
+// Protocols. P1 is always TCP (a TLS stream).
+const (
+	TCP  Protocol = "tcp"
+	QUIC Protocol = "quic"
+)
+
+// Path names how a tunnel was established (tunnel.md §1).
+type Path string
+
+// Paths.
+const (
+	PathCoreDeviceProxy Path = "CoreDeviceProxy"       // P1
+	PathRSD             Path = "RemotePairing-RSD"     // P2 (USB-NCM)
+	PathRemotePairing   Path = "RemotePairing-network" // P3 (Wi-Fi)
+)
+
+// Options configures establishment. The zero value makes a kernel TUN and
+// a TCP tunnel; the RemotePairing paths also need Records and HostName.
+type Options struct {
+	// NewTUN builds the host's side from the handshake's parameters; nil
+	// means KernelTUN(""). For userspace mode pass a closure around
+	// utun.NewNetstack.
+	NewTUN func(Params) (tun.Device, error)
+	// Protocol is the P2/P3 transport; "" means TCP. QUIC works on iOS
+	// 17.0–18.1 only (SupportsQUIC).
+	Protocol Protocol
+	// UDID, when set, is the device expected: a device that says otherwise
+	// is refused, and it names the pair record. Empty accepts the device
+	// that answers and uses the identifier from its pairing handshake.
+	UDID string
+	// Records holds the RemotePairing pair records (iosmux pair).
+	Records pairing.RecordStore
+	// HostName is this host's name for pairing (sendingHost; the default
+	// host identifier is derived from it as pymobiledevice3 does).
+	HostName string
+	// HostIdentifier overrides the identifier when a record has none.
+	HostIdentifier string
+	// HostUUID, when set, makes the untrusted RSD client announce this
+	// host (rsd.ClientConfig.HostUUID).
+	HostUUID xpc.UUID
+	// PeerPID is sent in createListener's peerConnectionsInfo with the
+	// process name CoreDeviceService (remotepairing.md §6.4); 0 means
+	// this process.
+	PeerPID int
+	// Dial opens TCP connections (control channel, TLS-PSK listener); nil
+	// means a net.Dialer with the keepalive of tunnel.md §8 (idle 3 s,
+	// interval 3 s, 3 probes).
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
+	// ListenPacket opens the QUIC client's UDP socket; nil means
+	// net.ListenPacket.
+	ListenPacket func(network, address string) (net.PacketConn, error)
+	// KeyLog receives TLS secrets of the QUIC handshake (NSS key log, the
+	// --secrets of pymobiledevice3); debug only.
+	KeyLog io.Writer
+	// MaxIdleTimeout is the QUIC idle timeout; 0 means 30 s. PINGs go out
+	// every half of it (tunnel.md §3.2, §8).
+	MaxIdleTimeout time.Duration
+	// MaxSendPacket and Probe are passed to the pump (Config).
+	MaxSendPacket int
+	Probe         ProbeConfig
+	// Logger receives progress at debug level; nil discards.
+	Logger *slog.Logger
+}
+
+func (o *Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Logger
+}
+
+func (o *Options) protocol() Protocol {
+	if o.Protocol == "" {
+		return TCP
+	}
+	return o.Protocol
+}
+
+func (o *Options) newTUN() func(Params) (tun.Device, error) {
+	if o.NewTUN == nil {
+		return KernelTUN("")
+	}
+	return o.NewTUN
+}
+
+// Steps of establishment, named in errors.
+const (
+	StepUsbmux          = "usbmuxd"
+	StepLockdown        = "lockdown CoreDeviceProxy"
+	StepRSD             = "untrusted RSD"
+	StepControl         = "tunnel service connection"
+	StepPairing         = "pairing handshake"
+	StepVerify          = "pair-verify"
+	StepCreateListener  = "createListener"
+	StepConnectListener = "tunnel listener connection"
+	StepTLSPSK          = "TLS-PSK handshake"
+	StepQUIC            = "QUIC handshake"
+	StepCDTunnel        = "CDTunnel handshake"
+	StepTUN             = "TUN"
+)
+
+// Error is an establishment failure: which device, at which step.
+type Error struct {
+	// Device is the UDID, or the address when the device is not known yet.
+	Device string
+	Step   string
+	Err    error
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("tunnel: device %s: %s: %v", e.Device, e.Step, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrNotPaired means no RemotePairing record verifies with the device; the
+// error text tells the user to run iosmux pair.
+var ErrNotPaired = errors.New("not paired")
+
+// ErrNoCoreDeviceProxy means lockdown does not offer CoreDeviceProxy: iOS
+// before 17.4 (tunnel.md §1).
+var ErrNoCoreDeviceProxy = errors.New("the device has no CoreDeviceProxy (iOS 17.4 or later is needed; use the RemotePairing paths)")
+
+// ErrQUICUnsupported means the QUIC listener could not be reached: iOS 18.2
+// removed it (tunnel.md §1, pymobiledevice3's wording).
+var ErrQUICUnsupported = errors.New("iOS 18.2+ removed QUIC protocol support; use TCP")
+
+// Tunnel is an established host-side tunnel: the pump, the TUN and the
+// connections that must stay open with it (tunnel.md §7).
+type Tunnel struct {
+	// Identifier is the device's UDID.
+	Identifier string
+	Path       Path
+	Protocol   Protocol
+	// Params is the CDTunnel response (addresses, MTU, RSD port); MTU is
+	// the one the TUN uses.
+	Params Params
+	// Interface is the TUN's name ("netstack" in userspace mode).
+	Interface string
+
+	pump    *Pump
+	closers []io.Closer // closed after the pump, last first
+	log     *slog.Logger
+
+	once sync.Once
+	done chan struct{}
+}
+
+// newTunnel wraps a running pump; closers stay open until it ends.
+func newTunnel(id string, path Path, proto Protocol, params Params, dev tun.Device, pump *Pump, closers []io.Closer, log *slog.Logger) *Tunnel {
+	name, _ := dev.Name()
+	t := &Tunnel{Identifier: id, Path: path, Protocol: proto, Params: params, Interface: name,
+		pump: pump, closers: closers, log: log, done: make(chan struct{})}
+	go t.watch()
+	return t
+}
+
+// watch tears the rest down once the pump has stopped (tunnel.md §8: TUN
+// and transport first, then the control connection).
+func (t *Tunnel) watch() {
+	<-t.pump.Done()
+	closeAllOf(t.closers)
+	t.log.Debug("tunnel: ended", "udid", t.Identifier, "err", t.pump.Err())
+	close(t.done)
+}
+
+func closeAllOf(cs []io.Closer) {
+	for i := len(cs) - 1; i >= 0; i-- {
+		cs[i].Close()
+	}
+}
+
+// RSD returns the trusted RSD endpoint inside the tunnel.
+func (t *Tunnel) RSD() netip.AddrPort {
+	return netip.AddrPortFrom(t.Params.ServerAddress, t.Params.ServerRSDPort)
+}
+
+// Done is closed once the tunnel has ended and everything it held is
+// closed: TUN, transport, control connection.
+func (t *Tunnel) Done() <-chan struct{} { return t.done }
+
+// Err says why the tunnel ended (the pump's error: ErrDead, the transport's
+// error, net.ErrClosed after Close); nil while it runs.
+func (t *Tunnel) Err() error {
+	select {
+	case <-t.done:
+		return t.pump.Err()
+	default:
+		return nil
+	}
+}
+
+// Stats returns the pump's counters.
+func (t *Tunnel) Stats() Stats { return t.pump.Stats() }
+
+// Close ends the tunnel and returns once everything is closed. It is
+// idempotent.
+func (t *Tunnel) Close() error {
+	t.pump.Close()
+	<-t.done
+	return nil
+}
+
+// SupportsCoreDeviceProxy reports whether an iOS version has P1: 17.4 and
+// later (tunnel.md §1; go-ios's "> 17.4" is a quirk we do not copy).
+func SupportsCoreDeviceProxy(version string) bool {
+	return versionAtLeast(version, 17, 4)
+}
+
+// SupportsQUIC reports whether an iOS version still has the QUIC tunnel
+// listener: 17.0 up to 18.1 (tunnel.md §1).
+func SupportsQUIC(version string) bool {
+	return versionAtLeast(version, 17, 0) && !versionAtLeast(version, 18, 2)
+}
+
+func versionAtLeast(v string, major, minor int) bool {
+	parts := strings.SplitN(v, ".", 3)
+	maj, err := strconv.Atoi(parts[0])
+	if err != nil {
+		return false
+	}
+	mnr := 0
+	if len(parts) > 1 {
+		if mnr, err = strconv.Atoi(parts[1]); err != nil {
+			return false
+		}
+	}
+	return maj > major || maj == major && mnr >= minor
+}
+
+// startStream is the common end of the byte-stream paths (P1, TLS-PSK):
+// CDTunnel on conn, the TUN, the pump. conn and closers are owned from the
+// call on and closed on failure.
+func startStream(ctx context.Context, conn io.ReadWriteCloser, id string, path Path, closers []io.Closer, opt *Options) (*Tunnel, error) {
+	var dev tun.Device
+	newTUN := opt.newTUN()
+	pump, params, err := StartHost(ctx, conn, HostConfig{
+		NewTUN: func(p Params) (tun.Device, error) {
+			d, err := newTUN(p)
+			dev = d
+			return d, err
+		},
+		MaxSendPacket: opt.MaxSendPacket,
+		Probe:         opt.Probe,
+		Logger:        opt.Logger,
+	})
+	if err != nil {
+		closeAllOf(closers)
+		step := StepCDTunnel
+		if params.ClientAddress.IsValid() {
+			step = StepTUN
+		}
+		return nil, &Error{Device: id, Step: step, Err: err}
+	}
+	return newTunnel(id, path, TCP, params, dev, pump, closers, opt.logger()), nil
+}

@@ -1,0 +1,201 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/iosmux/iosmux/internal/testkit"
+	"github.com/iosmux/iosmux/utun"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// Acceptance over every path with a real kernel TUN in a network namespace
+// the test creates: the control connections and transports run on loopback
+// in the test's namespace, the TUN lives in the new one, and a TCP
+// connection from inside it to [device address]:port reaches the bulk
+// service in the device's netstack. Sizes: -bulk-mib (1024 for the 1 GiB
+// acceptance run).
+
+// hostSide is where the host's tunnel end lives and how a test reaches a
+// device port through it.
+type hostSide struct {
+	newTUN func(Params) tun.Device
+	dial   func(t testing.TB, tn *Tunnel, port uint16) net.Conn
+	// gone reports whether the TUN interface has disappeared.
+	gone func(t testing.TB, tn *Tunnel) bool
+}
+
+func kernelSide(t testing.TB) hostSide {
+	ns := testkit.NewNetNS(t)
+	return hostSide{
+		newTUN: func(p Params) tun.Device {
+			var dev tun.Device
+			if err := ns.Do(func() (err error) {
+				dev, err = utun.CreateKernel(utun.Config{Address: p.ClientPrefix(), Peer: p.ServerAddress, MTU: p.MTU})
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return dev
+		},
+		dial: func(t testing.TB, tn *Tunnel, port uint16) net.Conn {
+			var c net.Conn
+			if err := ns.Do(func() (err error) {
+				d := net.Dialer{Timeout: 10 * time.Second}
+				c, err = d.DialContext(context.Background(), "tcp6", netip.AddrPortFrom(tn.Params.ServerAddress, port).String())
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return c
+		},
+		gone: func(t testing.TB, tn *Tunnel) bool {
+			var exists bool
+			ns.Do(func() error {
+				_, err := net.InterfaceByName(tn.Interface)
+				exists = err == nil
+				return nil
+			})
+			return !exists
+		},
+	}
+}
+
+var establishPaths = []struct {
+	name  string
+	path  Path
+	proto Protocol
+}{
+	{"P1-CoreDeviceProxy", PathCoreDeviceProxy, TCP},
+	{"P2-RSD-tcp", PathRSD, TCP},
+	{"P3-network-tcp", PathRemotePairing, TCP},
+	{"P2-RSD-quic", PathRSD, QUIC},
+	{"P3-network-quic", PathRemotePairing, QUIC},
+}
+
+func TestEstablishKernel(t *testing.T) {
+	for _, p := range establishPaths {
+		t.Run(p.name, func(t *testing.T) {
+			testkit.CheckLeaks(t)
+			f := newFixture(t, fixtureConfig{})
+			hs := kernelSide(t)
+			runEstablished(t, f, hs, p.path, p.proto)
+		})
+	}
+}
+
+// runEstablished establishes path, checks what the Tunnel reports, moves
+// the bulk transfer both ways, closes it and checks the TUN is gone.
+func runEstablished(t *testing.T, f *fixture, hs hostSide, path Path, proto Protocol) *Tunnel {
+	tn, err := f.start(t, path, f.options(hs.newTUN, proto))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tn.Close()
+	if tn.Identifier != fixtureUDID || tn.Path != path || tn.Protocol != proto || tn.Interface == "" {
+		t.Fatalf("tunnel reports %s %s %s %q", tn.Identifier, tn.Path, tn.Protocol, tn.Interface)
+	}
+	if tn.Params.ServerAddress != f.dev.Address() || tn.Params.ServerRSDPort != testRSDPort {
+		t.Fatalf("params %+v, device %v", tn.Params, f.dev.Address())
+	}
+	size := int64(*bulkMiB) << 20
+	if proto == QUIC {
+		size = min(size, int64(*quicMiB)<<20)
+	}
+	c := hs.dial(t, tn, testRSDPort)
+	start := time.Now()
+	if _, err := testkit.Bulk(c, size, size); err != nil {
+		t.Fatalf("bulk: %v (stats %+v)", err, tn.Stats())
+	}
+	d := time.Since(start)
+	c.Close()
+	t.Logf("%s/%s: %d MiB each way in %v (%.0f MB/s total), MTU %d", path, proto, size>>20, d.Round(time.Millisecond),
+		float64(2*size)/d.Seconds()/1e6, tn.Params.MTU)
+	s := deviceSession(t, f.dev, tn.Params.ClientAddress).Stats()
+	if s.DroppedAbove != 0 || s.BoundaryViolations != 0 {
+		t.Fatalf("device dropped %d oversize packets and saw %d merged reads", s.DroppedAbove, s.BoundaryViolations)
+	}
+	tn.Close()
+	if !errors.Is(tn.Err(), net.ErrClosed) {
+		t.Fatalf("Err after Close = %v", tn.Err())
+	}
+	if !hs.gone(t, tn) {
+		t.Fatalf("TUN %s still exists after Close", tn.Interface)
+	}
+	return tn
+}
+
+// TestEstablishFaultyDevice: a device that drops host→device packets above
+// 8192 bytes under load and breaks on merged reads still gets the whole
+// transfer over TLS-PSK, whose batched writes keep one record per packet.
+func TestEstablishFaultyDevice(t *testing.T) {
+	testkit.CheckLeaks(t)
+	f := newFixture(t, fixtureConfig{faults: Faults{DropAbove: 8192, Boundary: BoundaryBreak}})
+	runEstablished(t, f, kernelSide(t), PathRemotePairing, TCP)
+}
+
+// TestEstablishDeviceDies kills the device side of a TLS-PSK tunnel
+// mid-transfer, with a reset or by going silent: the tunnel is reported
+// dead within 5 s (the acceptance bound; the probe's own bound is checked
+// exactly under synctest in probe tests), its TUN is gone, the control
+// connection is closed and nothing leaks.
+func TestEstablishDeviceDies(t *testing.T) {
+	for _, how := range []string{"reset", "silent"} {
+		t.Run(how, func(t *testing.T) {
+			testkit.CheckLeaks(t)
+			f := newFixture(t, fixtureConfig{})
+			hs := kernelSide(t)
+			tn, err := f.start(t, PathRSD, f.options(hs.newTUN, TCP))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tn.Close()
+			c := hs.dial(t, tn, testRSDPort)
+			defer c.Close()
+			bulkDone := make(chan error, 1)
+			go func() {
+				_, err := testkit.Bulk(c, 1<<40, 1<<40)
+				bulkDone <- err
+			}()
+			for tn.Stats().SentBytes < 4<<20 || tn.Stats().ReceivedBytes < 4<<20 {
+				select {
+				case err := <-bulkDone:
+					t.Fatalf("transfer ended early: %v", err)
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			f.mu.Lock()
+			dc := f.tunnelConns[len(f.tunnelConns)-1]
+			f.mu.Unlock()
+			killed := time.Now()
+			if how == "reset" {
+				dc.Kill()
+			} else {
+				dc.Freeze()
+			}
+			select {
+			case <-tn.Done():
+			case <-time.After(30 * time.Second):
+				t.Fatal("tunnel not reported dead after 30 s")
+			}
+			dead := time.Since(killed)
+			t.Logf("reported dead after %v: %v", dead.Round(time.Millisecond), tn.Err())
+			if dead > 5*time.Second {
+				t.Errorf("reported dead after %v, want within 5 s", dead)
+			}
+			if how == "silent" && !errors.Is(tn.Err(), ErrDead) {
+				t.Errorf("Err = %v, want ErrDead", tn.Err())
+			}
+			if !hs.gone(t, tn) {
+				t.Errorf("TUN %s still exists", tn.Interface)
+			}
+			c.Close()
+			<-bulkDone
+			dc.Close()
+		})
+	}
+}

@@ -1,0 +1,261 @@
+package tunnel
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/iosmux/iosmux/pairing"
+	"github.com/quic-go/quic-go"
+)
+
+// QUIC tunnels (tunnel.md §3.2, remotepairing.md §7.2), iOS 17.0–18.1:
+//
+//	host                                               device
+//	createListener quic, key = DER SPKI of a fresh RSA-2048 key  (control)
+//	QUIC v1 + TLS 1.3, ALPN RemotePairingTunnelProtocol,
+//	  client certificate self-signed over that key, DATAGRAM on ──▶
+//	one 1024-byte DATAGRAM of padding ──────────────────────────▶
+//	stream 0: CDTunnel request (mtu 1420) ──────────────────────▶
+//	          ◀──────────────────────────────── CDTunnel response
+//	one IPv6 packet per DATAGRAM, both ways ◀═══════════════════▶
+//
+// Neither side verifies the other's certificate chain; the device checks
+// that the client certificate carries the key from createListener.
+
+// ALPN is the QUIC tunnel's application protocol.
+const ALPN = "RemotePairingTunnelProtocol"
+
+// quicPadding is the size of the DATAGRAM both references send before the
+// handshake (to settle the path MTU; whether the device needs it is
+// UNCONFIRMED, so we send it).
+const quicPadding = 1024
+
+// quicMaxPacket is the largest UDP payload: pmd3 forces 1452 (1500 − 40 −
+// 8), which is also quic-go's ceiling.
+const quicMaxPacket = 1452
+
+// quicConfig returns quic-go's configuration for either role: datagrams
+// on, idle timeout (default 30 s) with PINGs at half of it (§8), packets
+// of 1452 bytes from the start so that a 1420-byte tunnel packet fits one
+// datagram without waiting for path MTU discovery.
+func quicConfig(idle time.Duration) *quic.Config {
+	if idle <= 0 {
+		idle = 30 * time.Second
+	}
+	return &quic.Config{
+		EnableDatagrams:   true,
+		MaxIdleTimeout:    idle,
+		KeepAlivePeriod:   idle / 2,
+		InitialPacketSize: quicMaxPacket,
+		// The handshake must not outwait the caller's context by much.
+		HandshakeIdleTimeout: 10 * time.Second,
+	}
+}
+
+// NewQUICClientKey returns the RSA-2048 key whose public half goes in
+// createListener and whose self-signed certificate the QUIC client
+// presents.
+func NewQUICClientKey() (*rsa.PrivateKey, error) {
+	return rsa.GenerateKey(rand.Reader, 2048)
+}
+
+// selfSigned makes pmd3's client certificate (ca.py make_cert): empty
+// subject and issuer, serial 1, valid from a minute ago for ten years,
+// SHA-256 with RSA; go-ios's key usage and basic constraints are added,
+// which pmd3's certificate lacks and no device is known to mind.
+func selfSigned(key crypto.Signer) (tls.Certificate, error) {
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		NotBefore:             now.Add(-time.Minute),
+		NotAfter:              now.AddDate(10, 0, 0),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		BasicConstraintsValid: true,
+		SignatureAlgorithm:    x509.SHA256WithRSA,
+	}
+	if _, ok := key.Public().(*rsa.PublicKey); !ok {
+		tmpl.SignatureAlgorithm = x509.UnknownSignatureAlgorithm
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// startQUIC is the QUIC half of P2/P3 on a verified control channel.
+func startQUIC(ctx context.Context, v *verified, path Path, host string, peers []pairing.PeerConnection, closers []io.Closer, opt *Options) (*Tunnel, error) {
+	who := v.udid
+	fail := func(step string, err error) (*Tunnel, error) {
+		closeAllOf(closers)
+		return nil, &Error{Device: who, Step: step, Err: err}
+	}
+	key, err := NewQUICClientKey()
+	if err != nil {
+		return fail(StepCreateListener, err)
+	}
+	spki, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return fail(StepCreateListener, err)
+	}
+	l, err := v.h.CreateListener(ctx, pairing.ListenerRequest{Transport: pairing.TransportQUIC, Key: spki, PeerConnections: peers})
+	if err != nil {
+		return fail(StepCreateListener, err)
+	}
+	cert, err := selfSigned(key)
+	if err != nil {
+		return fail(StepQUIC, err)
+	}
+	raddr, err := net.ResolveUDPAddr("udp", net.JoinHostPort(host, strconv.Itoa(l.Port)))
+	if err != nil {
+		return fail(StepConnectListener, err)
+	}
+	listen := opt.ListenPacket
+	if listen == nil {
+		listen = net.ListenPacket
+	}
+	network := "udp4"
+	if raddr.IP.To4() == nil {
+		network = "udp6"
+	}
+	udp, err := listen(network, ":0")
+	if err != nil {
+		return fail(StepConnectListener, err)
+	}
+	tr := &quic.Transport{Conn: udp}
+	closers = append(closers, udp, tr)
+	tlsConf := &tls.Config{
+		Certificates:       []tls.Certificate{cert},
+		InsecureSkipVerify: true, // tunnel.md §3.2: no reference verifies the device
+		NextProtos:         []string{ALPN},
+		MinVersion:         tls.VersionTLS13,
+		// go-ios prefers P-256; X25519 stays available.
+		CurvePreferences: []tls.CurveID{tls.CurveP256, tls.X25519},
+		KeyLogWriter:     opt.KeyLog,
+	}
+	qc, err := tr.Dial(ctx, raddr, tlsConf, quicConfig(opt.MaxIdleTimeout))
+	if err != nil {
+		return fail(StepQUIC, errors.Join(ErrQUICUnsupported, err))
+	}
+	pc, params, err := quicClientHandshake(ctx, qc)
+	if err != nil {
+		return fail(StepCDTunnel, err)
+	}
+	dev, err := opt.newTUN()(params)
+	if err != nil {
+		pc.Close()
+		return fail(StepTUN, err)
+	}
+	pump, err := NewPump(Config{
+		TUN: dev, Conn: pc, MTU: params.MTU,
+		Local: params.ClientAddress, Peer: params.ServerAddress,
+		MaxSendPacket: opt.MaxSendPacket, Probe: opt.Probe, Logger: opt.Logger,
+	})
+	if err != nil {
+		return fail(StepTUN, err)
+	}
+	return newTunnel(who, path, QUIC, params, dev, pump, closers, opt.logger()), nil
+}
+
+// quicClientHandshake sends the padding datagram, runs CDTunnel on the
+// first stream and returns the datagram PacketConn. The MTU is lowered to
+// what one datagram carries, so that the TUN never hands the pump a packet
+// QUIC cannot send. On error qc is closed.
+func quicClientHandshake(ctx context.Context, qc *quic.Conn) (*quicPacketConn, Params, error) {
+	pc := newQUICPacketConn(qc, nil)
+	if err := qc.SendDatagram(make([]byte, quicPadding)); err != nil {
+		pc.Close()
+		return nil, Params{}, fmt.Errorf("padding datagram: %w", err)
+	}
+	st, err := qc.OpenStreamSync(ctx)
+	if err != nil {
+		pc.Close()
+		return nil, Params{}, err
+	}
+	pc.stream = st
+	params, err := ClientHandshake(ctx, st, QUICMTU)
+	if err != nil {
+		pc.Close()
+		return nil, Params{}, err
+	}
+	if m := pc.maxPacket(); m < params.MTU {
+		params.MTU = max(m, minIPv6MTU)
+	}
+	return pc, params, nil
+}
+
+// quicPacketConn is a PacketConn over QUIC DATAGRAM frames: one packet per
+// datagram. Datagrams that are not a well-formed IPv6 packet (the padding)
+// are dropped on receipt.
+type quicPacketConn struct {
+	qc     *quic.Conn
+	stream *quic.Stream // the handshake stream, kept open (pmd3 never closes it)
+
+	tooLarge atomic.Uint64
+	once     sync.Once
+}
+
+var _ PacketConn = (*quicPacketConn)(nil)
+
+func newQUICPacketConn(qc *quic.Conn, st *quic.Stream) *quicPacketConn {
+	return &quicPacketConn{qc: qc, stream: st}
+}
+
+// maxPacket asks quic-go how large a datagram may be: a send of an
+// impossible size fails at once with the limit and sends nothing.
+func (c *quicPacketConn) maxPacket() int {
+	var tl *quic.DatagramTooLargeError
+	if err := c.qc.SendDatagram(make([]byte, maxMTU)); errors.As(err, &tl) {
+		return int(tl.MaxDatagramPayloadSize)
+	}
+	return maxMTU
+}
+
+func (c *quicPacketConn) ReadPackets(bufs [][]byte, sizes []int, offset int) (int, error) {
+	for {
+		b, err := c.qc.ReceiveDatagram(context.Background())
+		if err != nil {
+			return 0, err
+		}
+		if !wellFormed(b) || len(b) > len(bufs[0])-offset {
+			continue
+		}
+		sizes[0] = copy(bufs[0][offset:], b)
+		return 1, nil
+	}
+}
+
+// WritePacket sends pkt as one datagram. A packet too large for a datagram
+// is dropped, as a link drops what exceeds its MTU; the pump keeps packets
+// under the MTU, which quicClientHandshake fitted to the datagram size.
+func (c *quicPacketConn) WritePacket(pkt []byte) error {
+	err := c.qc.SendDatagram(pkt)
+	var tl *quic.DatagramTooLargeError
+	if errors.As(err, &tl) {
+		c.tooLarge.Add(1)
+		return nil
+	}
+	return err
+}
+
+// Close closes the connection with application error 0 and no reason, as
+// go-ios does (tunnel.md §8).
+func (c *quicPacketConn) Close() error {
+	c.once.Do(func() {
+		c.qc.CloseWithError(0, "")
+	})
+	return nil
+}
