@@ -16,7 +16,7 @@ import (
 
 // bulkMiB sizes the end-to-end transfers (each way). Run with
 // -bulk-mib=1024 for the 1 GiB acceptance transfer.
-var bulkMiB = flag.Int("bulk-mib", 256, "MiB moved each way by the end-to-end tunnel tests")
+var bulkMiB = flag.Int("bulk-mib", 16, "MiB moved each way by the end-to-end tunnel tests (1024 for the 1 GiB acceptance run)")
 
 // e2e is one host↔device tunnel over loopback TCP, the transport standing
 // in for TLS: testkit.RecordConn keeps write boundaries the way TLS records

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/iosmux/iosmux/pairing"
@@ -176,7 +175,6 @@ type Tunnel struct {
 	closers []io.Closer // closed after the pump, last first
 	log     *slog.Logger
 
-	once sync.Once
 	done chan struct{}
 }
 

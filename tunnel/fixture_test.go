@@ -50,7 +50,6 @@ type fixture struct {
 	rpAddr  string // P3: RPPairing
 
 	records pairing.RecordStore
-	pdev    *pairing.Device
 
 	// tunnelConns are the device's ends of TLS-PSK tunnel connections, for
 	// killing the device mid-transfer.
