@@ -36,6 +36,7 @@ var layer = map[string]int{
 	"rsdapi":  4,
 	"backend": 4,
 	"sim":     4,
+	"tunneld": 4,
 	// L5 command
 	"cmd/iosmux": 5,
 	// Outside the layers: test-only helpers.
@@ -48,6 +49,7 @@ var forbidden = map[string][]string{
 	"backend": {"sim"},
 	"sim":     {"backend"},
 	"rsdapi":  {"sim", "backend"},
+	"tunneld": {"sim", "backend"},
 }
 
 // onlyFrom lists packages that may be imported by the named importers alone

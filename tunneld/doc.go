@@ -1,0 +1,27 @@
+// Package tunneld is iosmux's drop-in replacement for `pymobiledevice3
+// remote tunneld`: it finds every iPhone, keeps exactly one healthy tunnel
+// per device and tells clients where each device's RSD is, over
+// pymobiledevice3's HTTP API (and, on request, go-ios's agent API and
+// appium's tunnel registry) — shared/spec/tunneld-api.md, discovery.md.
+//
+//	usbmuxd Listen ─┐                     ┌─ P1 CoreDeviceProxy (autopair)
+//	USB-NCM + mDNS ─┤                     ├─ P2 RSD → RemotePairing → TLS-PSK/QUIC
+//	_remotepairing ─┼─▶ discovery.Run ─▶ tunnel.Manager ─▶ establisher ─┤
+//	_apple-mobdev2 ─┘     (events)        (one per UDID,  └─ P1 over Wi-Fi lockdown
+//	                                        back-off, healing)
+//	                                            │ table
+//	                                            ▼
+//	              rsdapi: GET / (49151), /tunnels (60105), /remotexpc/tunnels (42314)
+//
+// Each tunnel is listed only once it is up and its trusted RSD has
+// answered (the catalog appium needs is read then); it leaves the listing
+// the moment its device is detached or its transport or liveness probe
+// fails, and is rebuilt as soon as the device answers again. In userspace
+// mode every tunnel also gets go-ios's userspace proxy port, the only way
+// other processes can reach a device whose tunnel lives in our own network
+// stack.
+//
+// Keys, PSKs and pair records are never logged. Package sim is not
+// imported here: cmd/iosmux wires the simulated fleet in as a usbmuxd
+// address.
+package tunneld

@@ -1,0 +1,314 @@
+package tunneld
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/lockdown"
+	"github.com/iosmux/iosmux/pairing"
+	"github.com/iosmux/iosmux/rsd"
+	"github.com/iosmux/iosmux/rsdapi"
+	"github.com/iosmux/iosmux/tunnel"
+	"github.com/iosmux/iosmux/usbmux"
+	"github.com/iosmux/iosmux/utun"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// establisher turns a discovered path into a running tunnel (tunnel.md
+// §10): P1 through usbmuxd with pymobiledevice3's autopair, P2 over
+// USB-NCM, P3 over Wi-Fi, and P1 over Wi-Fi lockdown (mobdev2). Every
+// tunnel's RSD catalog is read once it is up (tunneld-api.md §4: appium
+// lists an entry as ready only with services), which also proves the
+// RSD reachable before the tunnel is listed.
+type establisher struct {
+	mux       *usbmux.Client // nil: no usbmuxd
+	records   classicRecords
+	store     pairing.RecordStore
+	hostName  string
+	protocol  tunnel.Protocol
+	userspace bool
+	// newKernelTUN builds a kernel TUN; tests replace it.
+	newKernelTUN func(tunnel.Params) (tun.Device, error)
+	// kernelDial reaches addresses behind kernel TUNs.
+	kernelDial  func(ctx context.Context, network, address string) (net.Conn, error)
+	catalogWait time.Duration
+	log         *slog.Logger
+}
+
+// tunnelMeta is what the daemon keeps with each tunnel (Entry.Meta).
+type tunnelMeta struct {
+	services      []rsdapi.Service
+	catalogAt     time.Time
+	userspacePort uint16
+	// dial reaches the device through the tunnel (refresh-services).
+	dial func(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// link is the manager's view of a tunnel plus what the daemon added to
+// it (the userspace proxy), closed with it.
+type link struct {
+	tunnel.Link
+	proxy *userspaceProxy
+}
+
+func (l *link) Close() error {
+	if l.proxy != nil {
+		l.proxy.Close()
+	}
+	return l.Link.Close()
+}
+
+// hostTUN builds the host side for one tunnel and remembers how to dial
+// through it: the kernel's routing, or the userspace stack.
+type hostTUN struct {
+	e  *establisher
+	ns *utun.Netstack
+}
+
+func (h *hostTUN) newTUN(p tunnel.Params) (tun.Device, error) {
+	if !h.e.userspace {
+		return h.e.newKernelTUN(p)
+	}
+	ns, err := utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
+	if err != nil {
+		return nil, err
+	}
+	h.ns = ns
+	return ns, nil
+}
+
+func (h *hostTUN) dial(ctx context.Context, network, address string) (net.Conn, error) {
+	if h.ns != nil {
+		return h.ns.DialContext(ctx, network, address)
+	}
+	return h.e.kernelDial(ctx, network, address)
+}
+
+func (e *establisher) options(h *hostTUN, udid string) tunnel.Options {
+	return tunnel.Options{
+		NewTUN:   h.newTUN,
+		Protocol: e.protocol,
+		UDID:     udid,
+		Records:  e.store,
+		HostName: e.hostName,
+		Logger:   e.log,
+	}
+}
+
+// Establish implements tunnel.Establisher.
+func (e *establisher) Establish(ctx context.Context, path discovery.Event) (*tunnel.Established, error) {
+	h := &hostTUN{e: e}
+	var (
+		l      tunnel.Link
+		udid   string
+		ifName string
+		params tunnel.Params
+		proto  = tunnel.TCP
+		err    error
+	)
+	switch path.Source {
+	case discovery.SourceUsbmux:
+		var t *tunnel.Tunnel
+		t, err = e.coreDeviceProxy(ctx, path, h)
+		if err == nil {
+			l, udid, ifName, params, proto = t, t.Identifier, t.Interface, t.Params, t.Protocol
+		}
+	case discovery.SourceNCM, discovery.SourceRemotePairing:
+		start := tunnel.StartRSD
+		if path.Source == discovery.SourceRemotePairing {
+			start = tunnel.StartRemotePairing
+		}
+		var t *tunnel.Tunnel
+		t, err = start(ctx, path.Addr.String(), e.options(h, path.UDID))
+		if err == nil {
+			l, udid, ifName, params, proto = t, t.Identifier, t.Interface, t.Params, t.Protocol
+		}
+	case discovery.SourceMobdev2:
+		l, ifName, params, err = e.mobdev2(ctx, path, h)
+		udid = path.UDID
+	default:
+		err = &tunnel.Error{Device: path.UDID, Step: "path", Err: fmt.Errorf("unknown source %q", path.Source)}
+	}
+	if err != nil {
+		return nil, err
+	}
+	meta := &tunnelMeta{dial: h.dial}
+	e.readCatalog(ctx, h, udid, params, meta)
+	out := &link{Link: l}
+	if e.userspace {
+		p, err := newUserspaceProxy(h.ns, e.log)
+		if err != nil {
+			l.Close()
+			return nil, &tunnel.Error{Device: udid, Step: "userspace proxy", Err: err}
+		}
+		out.proxy = p
+		meta.userspacePort = p.Port()
+	}
+	return &tunnel.Established{UDID: udid, Interface: ifName, Params: params, Protocol: string(proto), Link: out, Meta: meta}, nil
+}
+
+// readCatalog fetches the trusted RSD's service list through the tunnel.
+// A failure is logged, not fatal: the tunnel works and a client may still
+// reach RSD later (appium then lists the entry as not ready).
+func (e *establisher) readCatalog(ctx context.Context, h *hostTUN, udid string, p tunnel.Params, meta *tunnelMeta) {
+	ctx, cancel := context.WithTimeout(ctx, e.catalogWait)
+	defer cancel()
+	addr := netip.AddrPortFrom(p.ServerAddress, p.ServerRSDPort).String()
+	nc, err := h.dial(ctx, "tcp", addr)
+	if err != nil {
+		e.log.Warn("tunneld: trusted RSD not reachable", "udid", udid, "rsd", addr, "err", err)
+		return
+	}
+	c, err := rsd.NewClient(ctx, nc, nil)
+	if err != nil {
+		e.log.Warn("tunneld: trusted RSD handshake failed", "udid", udid, "rsd", addr, "err", err)
+		return
+	}
+	defer c.Close()
+	for _, s := range c.Handshake.Services {
+		meta.services = append(meta.services, rsdapi.Service{Name: s.Name, Port: s.Port})
+	}
+	meta.catalogAt = time.Now()
+}
+
+// coreDeviceProxy is P1 through usbmuxd. Like pymobiledevice3's tunneld
+// (autopair on), a device without a pair record is paired first (Trust
+// dialog; the attempt timeout bounds it), and a device that no longer
+// trusts our record is paired again.
+func (e *establisher) coreDeviceProxy(ctx context.Context, path discovery.Event, h *hostTUN) (*tunnel.Tunnel, error) {
+	if e.mux == nil {
+		return nil, &tunnel.Error{Device: path.UDID, Step: tunnel.StepUsbmux, Err: errors.New("usbmuxd monitor disabled")}
+	}
+	dev := usbmux.Device{DeviceID: path.DeviceID, SerialNumber: path.UDID, ConnectionType: path.ConnectionType, ProductID: path.ProductID}
+	udid := dev.UDID()
+	if err := e.ensurePaired(ctx, dev); err != nil {
+		return nil, &tunnel.Error{Device: udid, Step: "pair", Err: err}
+	}
+	t, err := tunnel.StartCoreDeviceProxy(ctx, e.mux, dev, e.options(h, udid))
+	if errors.Is(err, lockdown.ErrInvalidHostID) {
+		e.log.Warn("tunneld: device no longer trusts this host's lockdown record, pairing again", "udid", udid)
+		if perr := e.pair(ctx, dev); perr != nil {
+			return nil, &tunnel.Error{Device: udid, Step: "pair", Err: perr}
+		}
+		h.ns = nil
+		t, err = tunnel.StartCoreDeviceProxy(ctx, e.mux, dev, e.options(h, udid))
+	}
+	return t, err
+}
+
+// ensurePaired makes sure usbmuxd holds a pair record for dev: its own,
+// else ours from the record folder (given back to usbmuxd), else a new
+// pairing.
+func (e *establisher) ensurePaired(ctx context.Context, dev usbmux.Device) error {
+	udid := dev.UDID()
+	_, err := lockdown.ReadPairRecord(ctx, e.mux, udid)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, usbmux.ErrNoPairRecord) {
+		return err
+	}
+	if rec, lerr := e.records.load(udid); lerr == nil {
+		return lockdown.SavePairRecord(ctx, e.mux, udid, dev.DeviceID, rec)
+	} else if !errors.Is(lerr, fs.ErrNotExist) {
+		e.log.Warn("tunneld: stored lockdown pair record unusable", "udid", udid, "err", lerr)
+	}
+	return e.pair(ctx, dev)
+}
+
+// pair runs lockdown Pair and stores the record in usbmuxd and in the
+// record folder (pymobiledevice3 does both).
+func (e *establisher) pair(ctx context.Context, dev usbmux.Device) error {
+	udid := dev.UDID()
+	buid, err := e.mux.ReadBUID(ctx)
+	if err != nil {
+		return err
+	}
+	lc, err := lockdown.DialUsbmux(ctx, e.mux, dev.DeviceID, lockdown.ClientConfig{})
+	if err != nil {
+		return err
+	}
+	defer lc.Close()
+	e.log.Info("tunneld: pairing over lockdown (accept the Trust dialog on the device)", "udid", udid)
+	rec, err := lc.Pair(ctx, lockdown.PairConfig{SystemBUID: buid, HostName: e.hostName})
+	if err != nil {
+		return err
+	}
+	if rec.UDID == "" {
+		rec.UDID = udid
+	}
+	if err := lockdown.SavePairRecord(ctx, e.mux, udid, dev.DeviceID, rec); err != nil {
+		return fmt.Errorf("saving the pair record in usbmuxd: %w", err)
+	}
+	if e.records.store.Dir != "" {
+		if err := e.records.save(udid, rec); err != nil {
+			e.log.Warn("tunneld: could not save the lockdown pair record in the record folder", "udid", udid, "err", err)
+		}
+	}
+	e.log.Info("tunneld: paired", "udid", udid)
+	return nil
+}
+
+// mobdev2 is P1 over Wi-Fi lockdown (discovery.md §5): TCP to lockdownd
+// with our stored classic record, StartService CoreDeviceProxy, the
+// service TLS on a second TCP connection, then CDTunnel and the pump.
+func (e *establisher) mobdev2(ctx context.Context, path discovery.Event, h *hostTUN) (tunnel.Link, string, tunnel.Params, error) {
+	udid := path.UDID
+	fail := func(step string, err error) (tunnel.Link, string, tunnel.Params, error) {
+		return nil, "", tunnel.Params{}, &tunnel.Error{Device: udid, Step: step, Err: err}
+	}
+	rec, err := e.records.load(udid)
+	if err != nil {
+		return fail("pair", fmt.Errorf("no lockdown pair record for Wi-Fi: %w", err))
+	}
+	d := net.Dialer{Timeout: 5 * time.Second, KeepAliveConfig: keepalive}
+	host := path.Addr.Addr().String()
+	nc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(int(lockdown.Port))))
+	if err != nil {
+		return fail(tunnel.StepLockdown, err)
+	}
+	lc := lockdown.NewClient(nc, lockdown.ClientConfig{})
+	defer lc.Close()
+	if _, err := lc.StartSession(ctx, rec); err != nil {
+		return fail(tunnel.StepLockdown, err)
+	}
+	info, err := lc.StartService(ctx, lockdown.CoreDeviceProxy, nil)
+	if err != nil {
+		return fail(tunnel.StepLockdown, err)
+	}
+	sc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(int(info.Port))))
+	if err != nil {
+		return fail(tunnel.StepLockdown, err)
+	}
+	conn, err := lockdown.ServiceTLS(ctx, sc, info, rec, 0)
+	if err != nil {
+		return fail(tunnel.StepLockdown, err)
+	}
+	var name string
+	pump, params, err := tunnel.StartHost(ctx, conn, tunnel.HostConfig{
+		NewTUN: func(p tunnel.Params) (tun.Device, error) {
+			dev, err := h.newTUN(p)
+			if err == nil {
+				name, _ = dev.Name()
+			}
+			return dev, err
+		},
+		Logger: e.log,
+	})
+	if err != nil {
+		return fail(tunnel.StepCDTunnel, err)
+	}
+	return pump, name, params, nil
+}
+
+// keepalive is tunnel.md §8's for direct TCP transports: idle 3 s,
+// interval 3 s, 3 probes.
+var keepalive = net.KeepAliveConfig{Enable: true, Idle: 3 * time.Second, Interval: 3 * time.Second, Count: 3}

@@ -1,0 +1,141 @@
+package tunneld
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/iosmux/iosmux/lockdown"
+	"github.com/iosmux/iosmux/pairing"
+)
+
+// Classic (lockdown) pair records in the record folder, as pymobiledevice3
+// keeps them next to its RemotePairing records: <UDID>.plist, written when
+// it pairs over lockdown (autopair) so that a host whose usbmuxd lost its
+// copy still holds the pairing, and read by the mobdev2 path, which never
+// asks usbmuxd (discovery.md §5).
+
+// classicRecords reads and writes <dir>/<UDID>.plist.
+type classicRecords struct {
+	store pairing.RecordStore // Dir and Owner
+}
+
+func (c classicRecords) path(udid string) (string, error) {
+	if c.store.Dir == "" {
+		return "", errors.New("tunneld: no pair record folder")
+	}
+	if udid == "" || len(udid) > 128 || strings.ContainsAny(udid, "./\\\x00") || strings.HasPrefix(udid, "remote_") {
+		return "", fmt.Errorf("tunneld: bad UDID %q for a record file name", udid)
+	}
+	return filepath.Join(c.store.Dir, udid+".plist"), nil
+}
+
+// load returns the record of udid; a missing one matches fs.ErrNotExist.
+func (c classicRecords) load(udid string) (*lockdown.PairRecord, error) {
+	p, err := c.path(udid)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := lockdown.ParsePairRecord(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return rec, nil
+}
+
+// save writes udid's record atomically, mode 0600, owned by the store's
+// Owner (the sudo user) when set.
+func (c classicRecords) save(udid string, rec *lockdown.PairRecord) error {
+	p, err := c.path(udid)
+	if err != nil {
+		return err
+	}
+	b, err := rec.Marshal()
+	if err != nil {
+		return err
+	}
+	_, statErr := os.Stat(c.store.Dir)
+	if err := os.MkdirAll(c.store.Dir, 0o700); err != nil {
+		return err
+	}
+	if o := c.store.Owner; o != nil && errors.Is(statErr, fs.ErrNotExist) {
+		if err := os.Chown(c.store.Dir, o.UID, o.GID); err != nil {
+			return err
+		}
+	}
+	return writeAtomic(p, b, c.store.Owner)
+}
+
+// byWiFiMAC finds the record whose WiFiMACAddress is mac (the mobdev2
+// instance name's prefix), returning its UDID (the file name).
+func (c classicRecords) byWiFiMAC(mac string) (string, *lockdown.PairRecord, bool) {
+	if c.store.Dir == "" || mac == "" {
+		return "", nil, false
+	}
+	ents, err := os.ReadDir(c.store.Dir)
+	if err != nil {
+		return "", nil, false
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if e.IsDir() || strings.HasPrefix(name, "remote_") || !strings.HasSuffix(name, ".plist") {
+			continue
+		}
+		udid := strings.TrimSuffix(name, ".plist")
+		rec, err := c.load(udid)
+		if err == nil && strings.EqualFold(rec.WiFiMACAddress, mac) {
+			return udid, rec, true
+		}
+	}
+	return "", nil, false
+}
+
+// writeAtomic writes a temporary file in the same folder, syncs it, renames
+// it over path and syncs the folder: a crash (kill -9) leaves the old
+// record or the new one, never a torn one.
+func writeAtomic(path string, data []byte, owner *pairing.FileOwner) (err error) {
+	dir, base := filepath.Split(path)
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*") // mode 0600
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if owner != nil {
+		if err = f.Chown(owner.UID, owner.GID); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err = f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,179 @@
+package tunneld
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/rsd"
+	"github.com/iosmux/iosmux/rsdapi"
+	"github.com/iosmux/iosmux/tunnel"
+)
+
+// registry is the daemon's tunnel table as rsdapi sees it.
+type registry struct {
+	d *Daemon
+}
+
+var (
+	_ rsdapi.Registry         = (*registry)(nil)
+	_ rsdapi.Readier          = (*registry)(nil)
+	_ rsdapi.ServiceRefresher = (*registry)(nil)
+)
+
+// catalogs guards tunnelMeta's service lists, which refresh-services
+// replaces while the APIs read them.
+var catalogs sync.Mutex
+
+func (r *registry) Tunnels() []rsdapi.Tunnel {
+	if r.d.mgr == nil {
+		return nil
+	}
+	es := r.d.mgr.Tunnels()
+	out := make([]rsdapi.Tunnel, 0, len(es))
+	for _, e := range es {
+		out = append(out, apiTunnel(e))
+	}
+	return out
+}
+
+func apiTunnel(e tunnel.Entry) rsdapi.Tunnel {
+	t := rsdapi.Tunnel{
+		UDID: e.UDID, Key: e.Key, Interface: e.Interface, Address: e.Address.String(), RSDPort: e.RSDPort,
+		Protocol: rsdapi.Protocol(e.Protocol), Path: rsdapi.Path(tunnel.PathName(e.Path)),
+		CreatedAt: e.Created, UpdatedAt: e.Created,
+	}
+	if e.Path.Source == discovery.SourceUsbmux {
+		t.SerialNumber, t.DeviceID, t.ConnectionType = e.Path.UDID, e.Path.DeviceID, e.Path.ConnectionType
+		t.ProductID = uint32(e.Path.ProductID)
+	}
+	if m, ok := e.Meta.(*tunnelMeta); ok {
+		catalogs.Lock()
+		t.Services, t.CatalogAt = m.services, m.catalogAt
+		catalogs.Unlock()
+		if t.CatalogAt.After(t.UpdatedAt) {
+			t.UpdatedAt = t.CatalogAt
+		}
+		t.Userspace, t.UserspacePort = m.userspacePort != 0, m.userspacePort
+	}
+	return t
+}
+
+// StartTunnel maps GET /start-tunnel onto the manager. connection_type
+// restricts the path (usbmux: through usbmuxd; usb: USB-NCM; wifi:
+// RemotePairing or mobdev2 over Wi-Fi) and ip its address. Reference
+// behaviour kept: a device usbmuxd does not know, when usbmux was allowed,
+// is DeviceNotFoundError (501). Unlike pymobiledevice3, a device known only
+// by another path is tried over that path when connection_type is absent.
+func (r *registry) StartTunnel(ctx context.Context, req rsdapi.StartRequest) (rsdapi.Tunnel, error) {
+	if r.d.mgr == nil {
+		return rsdapi.Tunnel{}, rsdapi.ErrNoTask
+	}
+	match := func(ev discovery.Event) bool {
+		switch req.Connection {
+		case "usbmux":
+			if ev.Source != discovery.SourceUsbmux {
+				return false
+			}
+		case "usb":
+			if ev.Source != discovery.SourceNCM {
+				return false
+			}
+		case "wifi":
+			if ev.Source != discovery.SourceRemotePairing && ev.Source != discovery.SourceMobdev2 {
+				return false
+			}
+		}
+		if req.IP != "" && ev.Source != discovery.SourceUsbmux {
+			return ev.Addr.IsValid() && (ev.Addr.Addr().String() == req.IP || ev.Addr.Addr().WithZone("").String() == req.IP)
+		}
+		return true
+	}
+	e, err := r.d.mgr.Start(ctx, tunnel.StartRequest{UDID: req.UDID, Match: match})
+	usbmuxAllowed := req.Connection == "" || req.Connection == "usbmux"
+	switch {
+	case err == nil:
+		return apiTunnel(e), nil
+	case errors.Is(err, tunnel.ErrUnknownDevice), errors.Is(err, tunnel.ErrNoPath):
+		if usbmuxAllowed && (errors.Is(err, tunnel.ErrUnknownDevice) || req.Connection == "usbmux") {
+			return rsdapi.Tunnel{}, deviceNotFound{req.UDID}
+		}
+		return rsdapi.Tunnel{}, rsdapi.ErrNoTask
+	case ctx.Err() != nil:
+		return rsdapi.Tunnel{}, ctx.Err()
+	case errors.Is(err, tunnel.ErrManagerClosed):
+		return rsdapi.Tunnel{}, rsdapi.ErrNoTask
+	}
+	return rsdapi.Tunnel{}, fmt.Errorf("%w: %w", rsdapi.ErrTunnelFailed, err)
+}
+
+// deviceNotFound is pymobiledevice3's DeviceNotFoundError (a 501 whose
+// exception name clients print).
+type deviceNotFound struct{ udid string }
+
+func (e deviceNotFound) Error() string         { return "tunneld: device not found: " + e.udid }
+func (e deviceNotFound) ExceptionName() string { return "DeviceNotFoundError" }
+func (e deviceNotFound) Unwrap() error         { return rsdapi.ErrDeviceNotFound }
+
+func (r *registry) Cancel(udid string) {
+	if r.d.mgr != nil {
+		r.d.mgr.Cancel(udid)
+	}
+}
+
+func (r *registry) Clear() {
+	if r.d.mgr != nil {
+		r.d.mgr.Clear()
+	}
+}
+
+func (r *registry) Shutdown() { r.d.Shutdown() }
+
+// Ready is go-ios's /ready: one discovery pass has had time to report the
+// devices present at start (usbmuxd announces them at once; go-ios polls
+// every second), and each of them has had its first attempt.
+func (r *registry) Ready() bool {
+	return r.d.mgr != nil && time.Since(r.d.started) >= time.Second && r.d.mgr.Settled()
+}
+
+// RefreshServices reads the trusted RSD catalog of udid's tunnel again
+// (appium's POST …/refresh-services).
+func (r *registry) RefreshServices(ctx context.Context, udid string) (rsdapi.Tunnel, error) {
+	if r.d.mgr == nil {
+		return rsdapi.Tunnel{}, errors.New("tunneld: not running")
+	}
+	for _, e := range r.d.mgr.Tunnels() {
+		t := apiTunnel(e)
+		if !discovery.SameUDID(t.SerialNumber, udid) && !discovery.SameUDID(t.UDID, udid) {
+			continue
+		}
+		m, ok := e.Meta.(*tunnelMeta)
+		if !ok || m.dial == nil {
+			return t, errors.New("tunneld: no way to reach this tunnel's RSD")
+		}
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		nc, err := m.dial(ctx, "tcp", netip.AddrPortFrom(e.Address, e.RSDPort).String())
+		if err != nil {
+			return t, err
+		}
+		c, err := rsd.NewClient(ctx, nc, nil)
+		if err != nil {
+			return t, err
+		}
+		defer c.Close()
+		var svcs []rsdapi.Service
+		for _, s := range c.Handshake.Services {
+			svcs = append(svcs, rsdapi.Service{Name: s.Name, Port: s.Port})
+		}
+		catalogs.Lock()
+		m.services, m.catalogAt = svcs, time.Now()
+		catalogs.Unlock()
+		return apiTunnel(e), nil
+	}
+	return rsdapi.Tunnel{}, fmt.Errorf("tunneld: no tunnel for %s", udid)
+}
