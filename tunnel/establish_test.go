@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/utun"
@@ -16,6 +17,15 @@ import (
 // quicMiB caps the QUIC transfers, which are slower (one datagram per
 // packet of at most ~1400 bytes through quic-go).
 var quicMiB = flag.Int("quic-mib", 4, "MiB moved each way by the QUIC end-to-end tests (capped by -bulk-mib)")
+
+// hostSide is where the host's tunnel end lives and how a test reaches a
+// device port through it.
+type hostSide struct {
+	newTUN func(Params) tun.Device
+	dial   func(t testing.TB, tn *Tunnel, port uint16) net.Conn
+	// gone reports whether the TUN interface has disappeared.
+	gone func(t testing.TB, tn *Tunnel) bool
+}
 
 // userspaceSide is the host without a TUN: a netstack and a forwarder on
 // 127.0.0.1 per dial.
@@ -118,4 +128,45 @@ func TestVersionGates(t *testing.T) {
 			t.Errorf("SupportsQUIC(%q) = %v", tt.v, got)
 		}
 	}
+}
+
+// runEstablished establishes path, checks what the Tunnel reports, moves
+// the bulk transfer both ways, closes it and checks the TUN is gone.
+func runEstablished(t *testing.T, f *fixture, hs hostSide, path Path, proto Protocol) *Tunnel {
+	tn, err := f.start(t, path, f.options(hs.newTUN, proto))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tn.Close()
+	if tn.Identifier != fixtureUDID || tn.Path != path || tn.Protocol != proto || tn.Interface == "" {
+		t.Fatalf("tunnel reports %s %s %s %q", tn.Identifier, tn.Path, tn.Protocol, tn.Interface)
+	}
+	if tn.Params.ServerAddress != f.dev.Address() || tn.Params.ServerRSDPort != testRSDPort {
+		t.Fatalf("params %+v, device %v", tn.Params, f.dev.Address())
+	}
+	size := int64(*bulkMiB) << 20
+	if proto == QUIC {
+		size = min(size, int64(*quicMiB)<<20)
+	}
+	c := hs.dial(t, tn, testRSDPort)
+	start := time.Now()
+	if _, err := testkit.Bulk(c, size, size); err != nil {
+		t.Fatalf("bulk: %v (stats %+v)", err, tn.Stats())
+	}
+	d := time.Since(start)
+	c.Close()
+	t.Logf("%s/%s: %d MiB each way in %v (%.0f MB/s total), MTU %d", path, proto, size>>20, d.Round(time.Millisecond),
+		float64(2*size)/d.Seconds()/1e6, tn.Params.MTU)
+	s := deviceSession(t, f.dev, tn.Params.ClientAddress).Stats()
+	if s.DroppedAbove != 0 || s.BoundaryViolations != 0 {
+		t.Fatalf("device dropped %d oversize packets and saw %d merged reads", s.DroppedAbove, s.BoundaryViolations)
+	}
+	tn.Close()
+	if !errors.Is(tn.Err(), net.ErrClosed) {
+		t.Fatalf("Err after Close = %v", tn.Err())
+	}
+	if !hs.gone(t, tn) {
+		t.Fatalf("TUN %s still exists after Close", tn.Interface)
+	}
+	return tn
 }

@@ -1,0 +1,386 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/rsd"
+	"github.com/iosmux/iosmux/tunnel"
+	"github.com/iosmux/iosmux/utun"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+func init() {
+	register(&command{name: "start-tunnel", summary: "open a tunnel to an iPhone (iOS 17+) and keep it up until interrupted", run: runStartTunnel})
+}
+
+const startTunnelHelp = `
+Opens an IPv6 tunnel to the device and keeps it up until SIGINT or SIGTERM,
+then tears it down (the TUN interface disappears). Once the tunnel is up it
+prints what pymobiledevice3's start-tunnel prints, so scripts written for it
+keep working; --script-mode prints only "<rsd-address> <rsd-port>".
+
+Connections:
+  --connection usbmux   CoreDeviceProxy through usbmuxd (USB, or usbmuxd's
+                        network devices); iOS 17.4 or later; needs only the
+                        usual lockdown pairing. The default.
+  --connection usb      RemotePairing over the USB-NCM link: the untrusted
+                        RSD found by mDNS (or given with --rsd HOST PORT)
+  --connection wifi     RemotePairing over the network: _remotepairing._tcp
+                        found by mDNS (or given with --remotepairing HOST PORT)
+The RemotePairing connections need a pair record ('iosmux pair'). Their
+transport is --protocol tcp (TLS-PSK, every iOS) or quic (iOS 17.0-18.1).
+
+--userspace needs no root: the tunnel ends in a network stack inside this
+process, and the RSD port is forwarded to a port on 127.0.0.1, which is what
+is printed as the RSD address and port.`
+
+// startTunnelTwoValueFlags take HOST PORT.
+var startTunnelTwoValueFlags = []string{"rsd", "remotepairing"}
+
+func runStartTunnel(ctx context.Context, a *app, args []string) error {
+	fs := newFlags(a, "start-tunnel", "[--udid U] [--connection usbmux|usb|wifi] [--rsd HOST PORT | --remotepairing HOST PORT] [--protocol tcp|quic] [--userspace] [--script-mode] [--json]", startTunnelHelp)
+	udid := fs.String("udid", "", "the device's UDID (needed when several are connected)")
+	connection := fs.String("connection", "", "usbmux, usb or wifi (default usbmux; usb with --rsd, wifi with --remotepairing)")
+	protocol := fs.String("protocol", "tcp", "RemotePairing transport: tcp or quic")
+	userspace := fs.Bool("userspace", false, "no TUN interface: a network stack in this process, RSD forwarded to 127.0.0.1")
+	scriptMode := fs.Bool("script-mode", false, "print only '<rsd-address> <rsd-port>'")
+	asJSON := fs.Bool("json", false, "print the tunnel as JSON")
+	muxAddr := fs.String("usbmux-address", "", usbmuxAddressHelp)
+	recordsDir := addRecordsFlag(fs)
+	stateDir := fs.String("state-dir", "", "directory holding the host's RSD UUID (env IOSMUX_STATE_DIR)")
+	secrets := fs.String("secrets", "", "write the QUIC TLS secrets (NSS key log) to this file, for Wireshark")
+	timeout := fs.Duration("timeout", 30*time.Second, "time allowed to find the device and set the tunnel up")
+	fs.Bool("rsd", false, "HOST PORT: the device's untrusted RSD (USB-NCM link, port 58783; two arguments)")
+	fs.Bool("remotepairing", false, "HOST PORT: the device's network pairing port (two arguments)")
+	two, rest, err := splitTwoValueFlags(args, startTunnelTwoValueFlags)
+	if err != nil {
+		fmt.Fprintf(a.stderr, "iosmux start-tunnel: %v\n", err)
+		return errUsage
+	}
+	if err := parseFlags(fs, rest); err != nil {
+		return err
+	}
+	_, viaRSD := two["rsd"]
+	_, viaRP := two["remotepairing"]
+	conn := strings.ToLower(*connection)
+	switch {
+	case conn == "" && viaRSD:
+		conn = "usb"
+	case conn == "" && viaRP:
+		conn = "wifi"
+	case conn == "":
+		conn = "usbmux"
+	}
+	proto := tunnel.Protocol(strings.ToLower(*protocol))
+	bad := fs.NArg() != 0 || viaRSD && viaRP || viaRSD && conn != "usb" || viaRP && conn != "wifi" ||
+		conn != "usbmux" && conn != "usb" && conn != "wifi" || proto != tunnel.TCP && proto != tunnel.QUIC ||
+		conn == "usbmux" && proto != tunnel.TCP || *scriptMode && *asJSON
+	if bad {
+		fs.Usage()
+		return errUsage
+	}
+
+	opt := tunnel.Options{Protocol: proto, UDID: *udid, Logger: a.log}
+	var stack *utun.Netstack
+	if *userspace {
+		opt.NewTUN = func(p tunnel.Params) (tun.Device, error) {
+			ns, err := utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
+			stack = ns
+			return ns, err
+		}
+	}
+	if *secrets != "" {
+		f, err := os.OpenFile(*secrets, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return fmt.Errorf("--secrets: %w", err)
+		}
+		defer f.Close()
+		opt.KeyLog = f
+	}
+	if conn != "usbmux" {
+		dir, err := pairRecordsDir(a, *recordsDir)
+		if err != nil {
+			return err
+		}
+		opt.Records = pairingStore(a, dir)
+		if opt.HostName, err = os.Hostname(); err != nil {
+			return fmt.Errorf("host name: %w", err)
+		}
+		if conn == "usb" {
+			sdir, err := rsdStateDir(a, *stateDir)
+			if err != nil {
+				return err
+			}
+			if opt.HostUUID, err = rsd.LoadOrCreateHostUUID(sdir); err != nil {
+				return err
+			}
+		}
+	}
+
+	sctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	tn, err := startTunnel(sctx, a, conn, opt, *muxAddr, *udid, two)
+	if err != nil {
+		if !*userspace && errors.Is(err, os.ErrPermission) {
+			err = fmt.Errorf("%w (a TUN interface needs root or CAP_NET_ADMIN; or use --userspace)", err)
+		}
+		return err
+	}
+	defer tn.Close()
+	cancel()
+	return serveTunnel(ctx, a, tn, stack, *userspace, *scriptMode, *asJSON, *secrets)
+}
+
+// startTunnel establishes the tunnel over the chosen connection.
+func startTunnel(ctx context.Context, a *app, conn string, opt tunnel.Options, muxAddr, udid string, two map[string][2]string) (*tunnel.Tunnel, error) {
+	rsdAddr, viaRSD := two["rsd"]
+	rpAddr, viaRP := two["remotepairing"]
+	sctx := ctx
+	switch conn {
+	case "usbmux":
+		mux, err := newUsbmuxClient(a, muxAddr)
+		if err != nil {
+			return nil, err
+		}
+		dev, err := findDevice(sctx, mux, udid)
+		if err != nil {
+			return nil, fmt.Errorf("usbmuxd: %w", err)
+		}
+		return tunnel.StartCoreDeviceProxy(sctx, mux, dev, opt)
+	case "usb":
+		addrs, err := targets(sctx, a, viaRSD, rsdAddr, discovery.SourceNCM)
+		if err != nil {
+			return nil, err
+		}
+		return tryEach(addrs, func(addr string) (*tunnel.Tunnel, error) { return tunnel.StartRSD(sctx, addr, opt) })
+	default:
+		addrs, err := targets(sctx, a, viaRP, rpAddr, discovery.SourceRemotePairing)
+		if err != nil {
+			return nil, err
+		}
+		return tryEach(addrs, func(addr string) (*tunnel.Tunnel, error) { return tunnel.StartRemotePairing(sctx, addr, opt) })
+	}
+}
+
+// serveTunnel prints the tunnel and waits for an interrupt (nil) or the
+// tunnel's end (its error).
+func serveTunnel(ctx context.Context, a *app, tn *tunnel.Tunnel, stack *utun.Netstack, userspace, scriptMode, asJSON bool, secrets string) error {
+
+	shown := tunnelOutput{Identifier: tn.Identifier, Interface: tn.Interface, Protocol: string(tn.Protocol),
+		Path: string(tn.Path), Address: tn.Params.ServerAddress.String(), Port: int(tn.Params.ServerRSDPort),
+		DeviceAddress: tn.Params.ServerAddress.String(), DevicePort: int(tn.Params.ServerRSDPort),
+		ClientAddress: tn.Params.ClientAddress.String(), MTU: tn.Params.MTU}
+	if userspace {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("device %s: userspace RSD forwarder: %w", tn.Identifier, err)
+		}
+		fw := utun.NewForwarder(ln, tn.RSD(), stack.DialContext, a.log)
+		defer fw.Close()
+		ap := fw.Addr().(*net.TCPAddr).AddrPort()
+		shown.Address, shown.Port = ap.Addr().String(), int(ap.Port())
+		shown.Userspace = true
+	}
+	if err := printTunnel(a, shown, scriptMode, asJSON, secrets); err != nil {
+		return err
+	}
+	a.log.Info("tunnel created", "udid", tn.Identifier, "path", tn.Path, "interface", tn.Interface, "rsd", tn.RSD().String())
+
+	select {
+	case <-ctx.Done():
+		tn.Close()
+		a.log.Info("tunnel closed", "udid", tn.Identifier)
+		return nil
+	case <-tn.Done():
+		a.log.Info("tunnel was closed", "udid", tn.Identifier, "err", tn.Err())
+		return fmt.Errorf("device %s: tunnel ended: %w", tn.Identifier, tn.Err())
+	}
+}
+
+// targets returns the addresses to try: the one given, or what mDNS finds
+// within the context (pmd3 tries discovery three times; here the monitor
+// browses repeatedly until the first sighting or the timeout).
+func targets(ctx context.Context, a *app, given bool, hp [2]string, src discovery.Source) ([]string, error) {
+	if given {
+		if _, err := strconv.ParseUint(hp[1], 10, 16); err != nil {
+			return nil, fmt.Errorf("bad port %q: %w", hp[1], errUsage)
+		}
+		return []string{net.JoinHostPort(hp[0], hp[1])}, nil
+	}
+	var mon discovery.Monitor
+	what := "USB-NCM (_remoted._tcp)"
+	if src == discovery.SourceNCM {
+		mon = &discovery.NCMMonitor{Logger: a.log}
+	} else {
+		mon = &discovery.BrowseMonitor{Service: discovery.NewWiFiMonitor().Service, Logger: a.log}
+		what = "the network (_remotepairing._tcp)"
+	}
+	found := discover(ctx, mon)
+	if len(found) == 0 {
+		return nil, fmt.Errorf("no device found on %s: is it connected (and, over Wi-Fi, paired)? Or give its address with --rsd/--remotepairing", what)
+	}
+	return found, nil
+}
+
+// discover runs mon until it reports a device (then waits briefly for
+// more on other links) or ctx ends.
+func discover(ctx context.Context, mon discovery.Monitor) []string {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		found []string
+		first = make(chan struct{})
+		once  sync.Once
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		mon.Run(ctx, func(ev discovery.Event) {
+			if ev.Kind != discovery.Attached || !ev.Addr.IsValid() {
+				return
+			}
+			mu.Lock()
+			found = append(found, addrString(ev.Addr))
+			mu.Unlock()
+			once.Do(func() { close(first) })
+		})
+	}()
+	select {
+	case <-first:
+		t := time.NewTimer(500 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	case <-ctx.Done():
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	return found
+}
+
+func addrString(ap netip.AddrPort) string {
+	return net.JoinHostPort(ap.Addr().String(), strconv.Itoa(int(ap.Port())))
+}
+
+// tryEach establishes through each address until one works; with several
+// failures it reports them all.
+func tryEach(addrs []string, start func(string) (*tunnel.Tunnel, error)) (*tunnel.Tunnel, error) {
+	var errs []error
+	for _, addr := range addrs {
+		tn, err := start(addr)
+		if err == nil {
+			return tn, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// tunnelOutput is what start-tunnel prints; Address and Port are what a
+// client connects to (the forwarder in userspace mode).
+type tunnelOutput struct {
+	Identifier    string `json:"identifier"`
+	Interface     string `json:"interface"`
+	Protocol      string `json:"protocol"`
+	Path          string `json:"path"`
+	Address       string `json:"rsd_address"`
+	Port          int    `json:"rsd_port"`
+	DeviceAddress string `json:"tunnel_address"`
+	DevicePort    int    `json:"tunnel_rsd_port"`
+	ClientAddress string `json:"client_address"`
+	MTU           int    `json:"mtu"`
+	Userspace     bool   `json:"userspace"`
+}
+
+// printTunnel writes pymobiledevice3's start-tunnel output (tunneld-api.md
+// §1.6–1.7): one line in script mode; plain lines when stdout is not a
+// terminal, where the protocol prints as Python 3.11+ formats its enum
+// (TunnelProtocol.TCP); click's colours on a terminal, where it prints as
+// tcp/quic.
+func printTunnel(a *app, t tunnelOutput, scriptMode, asJSON bool, secrets string) error {
+	w := a.stdout
+	var err error
+	switch {
+	case asJSON:
+		err = writeJSON(w, t)
+	case scriptMode:
+		_, err = fmt.Fprintf(w, "%s %d\n", t.Address, t.Port)
+	case isTerminal(w) && a.getenv("NO_COLOR") == "":
+		err = writeColored(w, t, secrets)
+	default:
+		err = writePlain(w, t, secrets)
+	}
+	if f, ok := w.(interface{ Sync() error }); ok {
+		f.Sync()
+	}
+	return err
+}
+
+func writePlain(w io.Writer, t tunnelOutput, secrets string) error {
+	var b strings.Builder
+	if secrets != "" {
+		fmt.Fprintf(&b, "Secrets: %s\n", secrets)
+	}
+	fmt.Fprintf(&b, "Identifier: %s\nInterface: %s\nProtocol: %s\nRSD Address: %s\nRSD Port: %d\n",
+		t.Identifier, t.Interface, "TunnelProtocol."+strings.ToUpper(t.Protocol), t.Address, t.Port)
+	fmt.Fprintf(&b, "Use the follow connection option:\n--rsd %s %d\n", t.Address, t.Port)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// style is click.style(text, fg=color, bold=True): colour, bold, text,
+// reset.
+func style(text string, color int) string {
+	return fmt.Sprintf("\x1b[%dm\x1b[1m%s\x1b[0m", color, text)
+}
+
+const (
+	yellow  = 33
+	magenta = 35
+	cyan    = 36
+	white   = 37
+)
+
+func writeColored(w io.Writer, t tunnelOutput, secrets string) error {
+	var b strings.Builder
+	line := func(label, value string) {
+		b.WriteString(style(label, yellow) + style(value, white) + "\n")
+	}
+	if secrets != "" {
+		b.WriteString(style("Secrets: ", magenta) + style(secrets, white) + "\n")
+	}
+	line("Identifier: ", t.Identifier)
+	line("Interface: ", t.Interface)
+	line("Protocol: ", t.Protocol)
+	line("RSD Address: ", t.Address)
+	line("RSD Port: ", strconv.Itoa(t.Port))
+	b.WriteString(style("Use the follow connection option:\n", yellow) + style(fmt.Sprintf("--rsd %s %d", t.Address, t.Port), cyan) + "\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
