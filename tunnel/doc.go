@@ -32,6 +32,30 @@
 // which is ClientHandshake, then utun.CreateKernel with params.ClientPrefix(),
 // ServerAddress and MTU, then NewPump over NewStreamConn(conn, params.MTU).
 //
+// Establishment (establish*.go, quic.go) reaches that point on every path
+// of tunnel.md §1 and returns a *Tunnel that owns the pump, the TUN and the
+// connections that must stay open (§7):
+//
+//	P1  StartCoreDeviceProxy(ctx, mux, dev, opt)   usbmuxd → lockdown →
+//	    StartService CoreDeviceProxy → service TLS → CDTunnel (iOS ≥ 17.4)
+//	P2  StartRSD(ctx, "[fe80::…%if]:58783", opt)   untrusted RSD → tunnel
+//	    service (RemoteXPC) → pairing handshake → pair-verify (record from
+//	    opt.Records, else ErrNotPaired) → createListener → TCP + TLS-PSK
+//	    (key = pair-verify secret) or QUIC → CDTunnel
+//	P3  StartRemotePairing(ctx, "host:port", opt)  the same over RPPairing
+//
+// QUIC (iOS 17.0–18.1): an RSA-2048 client key announced in createListener,
+// its self-signed certificate, ALPN RemotePairingTunnelProtocol, a 1024-byte
+// padding DATAGRAM, CDTunnel on the first stream, then one IPv6 packet per
+// DATAGRAM; idle timeout 30 s with PINGs every 15 s. Failures are *Error
+// values naming the device and the step. Tunnel.Done/Err/Close/Stats make
+// it a manager Link.
+//
+// Endpoint (endpoint.go) is the device side of the same paths for the
+// simulator: CoreDeviceProxyService for lockdown, and CreateListener for
+// the pairing device role, answering tcp with a TLS-PSK listener and quic
+// with a QUIC listener, both feeding CDTunnel sessions of a Device.
+//
 // Device (device.go) is the simulated iPhone's end: a gVisor stack holding
 // the device address, where services listen, serving one Session per
 // transport, with Faults that reproduce the real forwarder's limits.
