@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"crypto/rsa"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -272,6 +273,15 @@ func New(cfg Config) (*Device, error) {
 				return lockdown.TrustPending
 			}
 			return lockdown.TrustAccept
+		},
+		// A real iPhone keeps a pairing the moment it is made: save the
+		// record usbmuxd holds whenever a session proves it, so a host
+		// killed without Close (kill -9) finds the device still trusting
+		// it after a restart.
+		OnSession: func(string, tls.ConnectionState) {
+			if err := d.saveLockdownPairingIfChanged(); err != nil {
+				d.log.Warn("sim: saving the lockdown pairing", "udid", d.id.UDID, "err", err)
+			}
 		},
 	})
 	if err != nil {

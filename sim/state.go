@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
@@ -224,6 +225,25 @@ func (d *Device) restoreLockdownPairing() {
 		mux.SetPairRecord(d.id.UDID, b)
 		mux.SetPairRecord(undash(d.id.UDID), b)
 	}
+}
+
+// saveLockdownPairingIfChanged is saveLockdownPairing when usbmuxd's
+// record differs from the stored one (every session calls it).
+func (d *Device) saveLockdownPairingIfChanged() error {
+	mux := d.cfg.Mux
+	if mux == nil || d.state == "" {
+		return nil
+	}
+	old, _ := d.state.read(recordFile)
+	for _, key := range []string{d.id.UDID, undash(d.id.UDID)} {
+		if b, ok := mux.PairRecord(key); ok {
+			if bytes.Equal(b, old) {
+				return nil
+			}
+			return d.state.write(recordFile, b)
+		}
+	}
+	return nil
 }
 
 // saveLockdownPairing stores the record usbmuxd holds for this device.
