@@ -1,4 +1,4 @@
-# make run   — the main job, with a simulated iPhone (no hardware needed)
+# make run   — the main job: tunneld with a simulated iPhone (no hardware needed)
 # make test  — install missing peers and tools, then run every check
 .PHONY: run test build
 
@@ -6,7 +6,7 @@ build:
 	go build -o bin/iosmux ./cmd/iosmux
 
 run: build
-	./bin/iosmux rsd-info --demo
+	./bin/iosmux tunneld --simulate 1
 
 test:
 	scripts/test.sh
