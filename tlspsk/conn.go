@@ -187,6 +187,52 @@ func (c *Conn) Write(b []byte) (int, error) {
 	return c.writeAppLocked(b)
 }
 
+// ReadRecords is the reading half of WriteRecords: each buffer receives
+// the data of one application data record (sizes[i] bytes), so a peer that
+// sends one packet per record is read one packet per buffer, decrypted in
+// place. It blocks until the first record is there, then takes further
+// records only while whole ones are already buffered: it never waits for
+// the network once it has data. A record longer than its buffer continues
+// in the next buffer (or the next call), so no byte is lost. Errors after
+// the first record are reported by the next call.
+func (c *Conn) ReadRecords(bufs [][]byte, sizes []int) (int, error) {
+	if err := c.Handshake(); err != nil {
+		return 0, err
+	}
+	c.in.Lock()
+	defer c.in.Unlock()
+	k := 0
+	for k < len(bufs) && k < len(sizes) {
+		if len(bufs[k]) == 0 {
+			sizes[k] = 0
+			k++
+			continue
+		}
+		if len(c.input) > 0 {
+			m := copy(bufs[k], c.input)
+			c.input = c.input[m:]
+			sizes[k] = m
+			k++
+			continue
+		}
+		if k > 0 && !c.recordBufferedLocked() {
+			break
+		}
+		n, err := c.readRecord(bufs[k], false)
+		if err != nil {
+			if k > 0 {
+				break
+			}
+			return 0, err
+		}
+		if n > 0 {
+			sizes[k] = n
+			k++
+		}
+	}
+	return k, nil
+}
+
 // WriteRecords sends each buffer of bufs as its own application data
 // record, so a peer that reads one record at a time sees one buffer per
 // read, while the records go to the conn in as few write calls as fit

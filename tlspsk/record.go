@@ -107,6 +107,16 @@ func (c *Conn) fill(n int) error {
 	return nil
 }
 
+// recordBufferedLocked reports whether a whole record is waiting in c.raw,
+// so that reading it needs no call on the conn. Caller holds c.in.
+func (c *Conn) recordBufferedLocked() bool {
+	avail := c.rawEnd - c.rawStart
+	if avail < recordHeaderLen {
+		return false
+	}
+	return avail >= recordHeaderLen+int(binary.BigEndian.Uint16(c.raw[c.rawStart+3:]))
+}
+
 var (
 	errEOFNoCloseNotify = fmt.Errorf("tlspsk: connection closed without close_notify: %w", io.ErrUnexpectedEOF)
 	errTruncatedRecord  = fmt.Errorf("tlspsk: connection closed inside a record: %w", io.ErrUnexpectedEOF)

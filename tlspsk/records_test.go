@@ -3,7 +3,9 @@ package tlspsk
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -187,5 +189,132 @@ func TestWriteRecordsAfterClose(t *testing.T) {
 	c.Close()
 	if _, err := c.WriteRecords([][]byte{{1}}); err == nil {
 		t.Fatal("WriteRecords after Close succeeded")
+	}
+}
+
+// TestReadRecordsOnePerBuffer: what WriteRecords sent as separate records
+// arrives one record per buffer, several per call once buffered, every
+// suite; records longer than a buffer continue in the next one.
+func TestReadRecordsOnePerBuffer(t *testing.T) {
+	for _, id := range CipherSuites() {
+		t.Run(CipherSuiteName(id), func(t *testing.T) {
+			ccfg := clientConfig()
+			ccfg.CipherSuites = []uint16{id}
+			c, s := newPair(t, tcpPipe, ccfg, serverConfig())
+			sent := packets(300, 5)
+			errc := make(chan error, 1)
+			go func() {
+				_, err := c.WriteRecords(sent)
+				errc <- err
+			}()
+			s.SetReadDeadline(time.Now().Add(10 * time.Second))
+			bufs := make([][]byte, 16)
+			for i := range bufs {
+				bufs[i] = make([]byte, maxPlaintext)
+			}
+			sizes := make([]int, len(bufs))
+			total := 0
+			for _, p := range sent {
+				total += len(p)
+			}
+			var got [][]byte
+			calls, most, read := 0, 0, 0
+			for read < total {
+				n, err := s.ReadRecords(bufs, sizes)
+				if err != nil {
+					t.Fatalf("after %d records: %v", len(got), err)
+				}
+				calls++
+				most = max(most, n)
+				for i := range n {
+					got = append(got, bytes.Clone(bufs[i][:sizes[i]]))
+					read += sizes[i]
+				}
+			}
+			// Rebuild the packets: a buffer shorter than maxPlaintext ends
+			// a packet unless the packet is longer than a record.
+			var rebuilt [][]byte
+			var cur []byte
+			for _, r := range got {
+				cur = append(cur, r...)
+				want := sent[len(rebuilt)]
+				if len(cur) == len(want) {
+					if !bytes.Equal(cur, want) {
+						t.Fatalf("packet %d differs", len(rebuilt))
+					}
+					rebuilt = append(rebuilt, cur)
+					cur = nil
+					if len(rebuilt) == len(sent) {
+						break
+					}
+				} else if len(cur) > len(want) {
+					t.Fatalf("packet %d: records merged (%d bytes, want %d)", len(rebuilt), len(cur), len(want))
+				}
+			}
+			if len(rebuilt) != len(sent) {
+				t.Fatalf("rebuilt %d packets of %d", len(rebuilt), len(sent))
+			}
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+			if most < 2 {
+				t.Errorf("never more than %d record per call (%d calls)", most, calls)
+			}
+			t.Logf("%d records in %d calls, up to %d per call", len(got), calls, most)
+		})
+	}
+}
+
+// TestReadRecordsSmallBuffers: a record longer than its buffer continues
+// in the next buffer; nothing is lost.
+func TestReadRecordsSmallBuffers(t *testing.T) {
+	c, s := newPair(t, tcpPipe, clientConfig(), serverConfig())
+	msg := bytes.Repeat([]byte("0123456789"), 100)
+	go c.WriteRecords([][]byte{msg, msg})
+	s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	bufs := [][]byte{make([]byte, 300), make([]byte, 300), make([]byte, 300), make([]byte, 300), make([]byte, 300)}
+	sizes := make([]int, len(bufs))
+	var got []byte
+	for len(got) < 2*len(msg) {
+		n, err := s.ReadRecords(bufs, sizes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			got = append(got, bufs[i][:sizes[i]]...)
+		}
+	}
+	if !bytes.Equal(got, append(bytes.Clone(msg), msg...)) {
+		t.Fatal("data differs")
+	}
+}
+
+// TestReadRecordsEOF: records before a close_notify are returned, then
+// io.EOF.
+func TestReadRecordsEOF(t *testing.T) {
+	c, s := newPair(t, tcpPipe, clientConfig(), serverConfig())
+	c.WriteRecords([][]byte{[]byte("one"), []byte("two")})
+	c.CloseWrite()
+	s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	bufs := [][]byte{make([]byte, 100), make([]byte, 100), make([]byte, 100)}
+	sizes := make([]int, 3)
+	var got []string
+	for {
+		n, err := s.ReadRecords(bufs, sizes)
+		for i := range n {
+			got = append(got, string(bufs[i][:sizes[i]]))
+		}
+		if err != nil {
+			if err != io.EOF {
+				t.Fatalf("err %v, want io.EOF", err)
+			}
+			break
+		}
+		if n == 0 {
+			t.Fatal("ReadRecords returned nothing without an error")
+		}
+	}
+	if strings.Join(got, ",") != "one,two" {
+		t.Fatalf("got %q", got)
 	}
 }
