@@ -42,6 +42,13 @@ type RecordWriter interface {
 	WriteRecords(bufs [][]byte) (int, error)
 }
 
+// RecordReader is the reading side: a stream that hands out its records
+// one per buffer, several per call when they are already buffered
+// (tlspsk.Conn.ReadRecords).
+type RecordReader interface {
+	ReadRecords(bufs [][]byte, sizes []int) (int, error)
+}
+
 // ErrDesync means the byte stream no longer starts with an IPv6 header where
 // a packet must begin; the tunnel cannot recover its framing (go-ios treats
 // this as fatal too, tunnel.md §3.1).
@@ -59,6 +66,14 @@ const streamBufSize = 256 << 10
 type StreamConn struct {
 	rwc       io.ReadWriteCloser
 	maxPacket int
+
+	// rr, when the stream has records (TLS-PSK), reads each record
+	// straight into a packet buffer, a batch per call. The first record
+	// that is not exactly one IPv6 packet (a peer that merges or splits
+	// packets) turns that off for good: stream framing takes over.
+	rr      RecordReader
+	framed  bool
+	scratch [][]byte
 
 	rmu  sync.Mutex // serializes readers; guards the fields below
 	buf  []byte
@@ -87,7 +102,9 @@ func NewStreamConn(rwc io.ReadWriteCloser, maxPacket int) *StreamConn {
 	if maxPacket <= 0 || maxPacket > maxMTU {
 		maxPacket = maxMTU
 	}
-	return &StreamConn{rwc: rwc, maxPacket: maxPacket, buf: make([]byte, streamBufSize), wsem: make(chan struct{}, 1)}
+	c := &StreamConn{rwc: rwc, maxPacket: maxPacket, buf: make([]byte, streamBufSize), wsem: make(chan struct{}, 1)}
+	c.rr, _ = rwc.(RecordReader)
+	return c
 }
 
 // Oversize returns how many packets longer than maxPacket were discarded.
@@ -98,6 +115,12 @@ func (c *StreamConn) Oversize() uint64 { return c.oversize.Load() }
 func (c *StreamConn) ReadPackets(bufs [][]byte, sizes []int, offset int) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	for c.rr != nil && !c.framed {
+		n, err := c.readRecords(bufs, sizes, offset)
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
 	for {
 		n, err := c.parse(bufs, sizes, offset)
 		if n > 0 || err != nil {
@@ -113,6 +136,55 @@ func (c *StreamConn) ReadPackets(bufs [][]byte, sizes []int, offset int) (int, e
 		}
 		c.fill()
 	}
+}
+
+// readRecords reads a batch of records, each straight into its packet
+// buffer. A record that is not exactly one packet switches to framing: it
+// and the rest of the batch go to the stream buffer, in order. Caller holds
+// rmu.
+func (c *StreamConn) readRecords(bufs [][]byte, sizes []int, offset int) (int, error) {
+	c.scratch = c.scratch[:0]
+	for _, b := range bufs {
+		c.scratch = append(c.scratch, b[offset:])
+	}
+	m, err := c.rr.ReadRecords(c.scratch, sizes)
+	if err != nil {
+		c.rerr = err
+		return 0, err
+	}
+	n := 0
+	for i := range m {
+		rec := c.scratch[i][:sizes[i]]
+		if !c.framed && wellFormed(rec) {
+			if len(rec) > c.maxPacket {
+				c.oversize.Add(1)
+				continue
+			}
+			if i != n {
+				copy(bufs[n][offset:], rec)
+			}
+			sizes[n] = len(rec)
+			n++
+			continue
+		}
+		c.framed = true
+		c.appendStream(rec)
+	}
+	return n, nil
+}
+
+// appendStream adds b to the unread stream bytes.
+func (c *StreamConn) appendStream(b []byte) {
+	if len(c.buf)-c.w < len(b) && c.r > 0 {
+		c.w = copy(c.buf, c.buf[c.r:c.w])
+		c.r = 0
+	}
+	if len(c.buf)-c.w < len(b) {
+		nb := make([]byte, max(2*len(c.buf), c.w+len(b)))
+		copy(nb, c.buf[:c.w])
+		c.buf = nb
+	}
+	c.w += copy(c.buf[c.w:], b)
 }
 
 // parse moves complete packets from the buffer into bufs.

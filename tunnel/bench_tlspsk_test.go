@@ -1,0 +1,90 @@
+//go:build linux
+
+package tunnel
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/iosmux/iosmux/tlspsk"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// BenchmarkTLSPSK is the tunnel's throughput over TLS-PSK, P3 established
+// end to end against the fixture device (docs/perf.md), next to the raw
+// TLS-PSK stream of the same suite in the same run:
+//
+//	raw        tlspsk over loopback TCP, 1 MiB writes, no tunnel
+//	kernel     kernel socket in a netns → kernel TUN → pump → TLS-PSK →
+//	           device pump → device netstack
+//	userspace  127.0.0.1 → forwarder → host netstack → pump → TLS-PSK → …
+//
+// up is host→device, down device→host. The suite is AES-256-GCM (0x00A9),
+// the fixture device's first choice; -suite-cbc would be the other.
+func BenchmarkTLSPSK(b *testing.B) {
+	suite := tlspsk.TLS_PSK_WITH_AES_256_GCM_SHA384
+	b.Run("raw", func(b *testing.B) {
+		psk := make([]byte, 32)
+		pair := func(f func(net.Conn)) net.Conn {
+			h, d := tcpLoopback(b)
+			hc := tlspsk.Client(h, &tlspsk.Config{PSK: psk})
+			dc := tlspsk.Server(d, &tlspsk.Config{PSK: psk, CipherSuites: []uint16{suite}, DisableExtendedMasterSecret: true})
+			go func() {
+				if dc.Handshake() == nil {
+					f(dc)
+				}
+				dc.Close()
+			}()
+			if err := hc.Handshake(); err != nil {
+				b.Fatal(err)
+			}
+			return hc
+		}
+		b.Run("up", func(b *testing.B) {
+			c := pair(sink)
+			defer c.Close()
+			benchUp(b, c)
+		})
+		b.Run("down", func(b *testing.B) {
+			c := pair(source)
+			defer c.Close()
+			benchDown(b, c)
+		})
+	})
+	for _, side := range []struct {
+		name string
+		mk   func(testing.TB) hostSide
+	}{{"kernel", kernelSide}, {"userspace", userspaceSide}} {
+		b.Run(side.name, func(b *testing.B) {
+			f := newFixture(b, fixtureConfig{suites: []uint16{suite}})
+			for port, serve := range map[uint16]func(net.Conn){benchSinkPort: sink, benchSourcePort: source} {
+				ln, err := f.dev.ListenTCP(port)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(serveFunc(ln, serve))
+			}
+			hs := side.mk(b)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			opt := f.options(func(p Params) tun.Device { return hs.newTUN(p) }, TCP)
+			tn, err := StartRemotePairing(ctx, f.rpAddr, opt)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { tn.Close() })
+			b.Run("up", func(b *testing.B) {
+				c := hs.dial(b, tn, benchSinkPort)
+				defer c.Close()
+				benchUp(b, c)
+			})
+			b.Run("down", func(b *testing.B) {
+				c := hs.dial(b, tn, benchSourcePort)
+				defer c.Close()
+				benchDown(b, c)
+			})
+		})
+	}
+}
