@@ -177,3 +177,103 @@ func FuzzStreamConn(f *testing.F) {
 		}
 	})
 }
+
+// recordStream hands out scripted records through ReadRecords, as TLS-PSK
+// does, and counts the calls.
+type recordStream struct {
+	rwc
+	records [][]byte
+	calls   int
+}
+
+func (r *recordStream) ReadRecords(bufs [][]byte, sizes []int) (int, error) {
+	r.calls++
+	if len(r.records) == 0 {
+		return 0, io.EOF
+	}
+	n := 0
+	for n < len(bufs) && len(r.records) > 0 && n < 3 {
+		rec := r.records[0]
+		m := copy(bufs[n], rec)
+		if m < len(rec) {
+			r.records[0] = rec[m:]
+		} else {
+			r.records = r.records[1:]
+		}
+		sizes[n] = m
+		n++
+	}
+	return n, nil
+}
+
+func (r *recordStream) Read(p []byte) (int, error) {
+	if len(r.records) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.records[0])
+	if n < len(r.records[0]) {
+		r.records[0] = r.records[0][n:]
+	} else {
+		r.records = r.records[1:]
+	}
+	return n, nil
+}
+
+// TestStreamConnRecords: records that are one packet each are delivered in
+// batches straight from ReadRecords; an oversize one is dropped whole; the
+// first record that merges two packets switches to stream framing without
+// losing or reordering anything.
+func TestStreamConnRecords(t *testing.T) {
+	pkts := testPackets()
+	t.Run("one packet per record", func(t *testing.T) {
+		rs := &recordStream{records: cloneAll(pkts)}
+		c := NewStreamConn(rs, 16000)
+		got, err := readAll(c, 8, 16000)
+		if !errors.Is(err, io.EOF) || len(got) != len(pkts) {
+			t.Fatalf("got %d packets, %v", len(got), err)
+		}
+		for i := range pkts {
+			if !bytes.Equal(got[i], pkts[i]) {
+				t.Fatalf("packet %d differs", i)
+			}
+		}
+		if c.framed || rs.calls > 3 {
+			t.Fatalf("framed %v after %d calls; want record batches", c.framed, rs.calls)
+		}
+	})
+	t.Run("oversize record dropped", func(t *testing.T) {
+		rs := &recordStream{records: cloneAll(pkts)}
+		c := NewStreamConn(rs, 8000) // the 15 KB packet is oversize
+		got, err := readAll(c, 8, 16000)
+		if !errors.Is(err, io.EOF) || len(got) != len(pkts)-1 || c.Oversize() != 1 || c.framed {
+			t.Fatalf("got %d packets, %v, oversize %d, framed %v", len(got), err, c.Oversize(), c.framed)
+		}
+	})
+	t.Run("merged record falls back to framing", func(t *testing.T) {
+		merged := append(bytes.Clone(pkts[1]), pkts[2]...)
+		recs := [][]byte{bytes.Clone(pkts[0]), merged, bytes.Clone(pkts[3][:100]), bytes.Clone(pkts[3][100:]), bytes.Clone(pkts[0])}
+		rs := &recordStream{records: recs}
+		c := NewStreamConn(rs, 16000)
+		got, err := readAll(c, 8, 16000)
+		want := append(cloneAll(pkts), pkts[0])
+		if !errors.Is(err, io.EOF) || len(got) != len(want) {
+			t.Fatalf("got %d packets, %v", len(got), err)
+		}
+		for i := range want {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("packet %d differs", i)
+			}
+		}
+		if !c.framed {
+			t.Fatal("still reading records after a merged one")
+		}
+	})
+}
+
+func cloneAll(bs [][]byte) [][]byte {
+	out := make([][]byte, len(bs))
+	for i, b := range bs {
+		out[i] = bytes.Clone(b)
+	}
+	return out
+}
