@@ -415,6 +415,9 @@ func (t *sessionTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	for {
 		if len(*pkt) <= len(bufs[n])-offset {
 			sizes[n] = copy(bufs[n][offset:], *pkt)
+			// The device's SYNs advertise what its tunnel interface
+			// takes: the session MTU (see Write).
+			clampMSS(bufs[n][offset:offset+sizes[n]], t.s.params.MTU-tcpOverhead)
 			n++
 		}
 		putPacketBuf(pkt)
@@ -434,6 +437,14 @@ func (t *sessionTUN) Write(bufs [][]byte, offset int) (int, error) {
 	case <-t.s.closed:
 		return 0, os.ErrClosed
 	default:
+	}
+	// The device's stack has one MTU for every session; a real device's
+	// tunnel interface has the session's. Clamping the host's SYNs keeps
+	// the device's own segments within the MTU the handshake granted, and
+	// Read clamps the device's SYNs so the host's stay within it too (a
+	// host with a 1280-byte packet buffer, go-ios, depends on both).
+	for _, b := range bufs {
+		clampMSS(b[offset:], t.s.params.MTU-tcpOverhead)
 	}
 	return t.s.dev.stack.Write(bufs, offset)
 }
