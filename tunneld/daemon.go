@@ -18,6 +18,7 @@ import (
 	"github.com/iosmux/iosmux/rsdapi"
 	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/usbmux"
+	"github.com/iosmux/iosmux/xpc"
 	"golang.zx2c4.com/wireguard/tun"
 )
 
@@ -74,8 +75,10 @@ type Config struct {
 	// autopair, classic ones.
 	Records pairing.RecordStore
 	// HostName is this host's name in pairing dialogs; "" is the OS host
-	// name.
+	// name. HostUUID, when set, is announced to untrusted RSDs (P2), as
+	// pymobiledevice3 does.
 	HostName string
+	HostUUID xpc.UUID
 
 	// Backoff, AttemptTimeout and CancelHold tune the manager
 	// (tunnel.ManagerConfig).
@@ -175,7 +178,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d.est = &establisher{
 		mux: cfg.Usbmux, records: classicRecords{store: cfg.Records}, store: cfg.Records,
-		hostName: cfg.HostName, protocol: cfg.Protocol, userspace: cfg.Userspace,
+		hostName: cfg.HostName, hostUUID: cfg.HostUUID, protocol: cfg.Protocol, userspace: cfg.Userspace,
 		newKernelTUN: newKernel, kernelDial: kdial, catalogWait: 5 * time.Second, log: log,
 	}
 	d.metrics = rsdapi.NewMetrics()
@@ -222,6 +225,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		OnChange: func() {
 			d.api.Notify()
 			d.sync.changed(d.reg.Tunnels())
+			d.sync.stats(d.mgr.Stats())
 		},
 	})
 

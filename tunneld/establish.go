@@ -19,6 +19,7 @@ import (
 	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/usbmux"
 	"github.com/iosmux/iosmux/utun"
+	"github.com/iosmux/iosmux/xpc"
 	"golang.zx2c4.com/wireguard/tun"
 )
 
@@ -33,6 +34,7 @@ type establisher struct {
 	records   classicRecords
 	store     pairing.RecordStore
 	hostName  string
+	hostUUID  xpc.UUID
 	protocol  tunnel.Protocol
 	userspace bool
 	// newKernelTUN builds a kernel TUN; tests replace it.
@@ -99,6 +101,7 @@ func (e *establisher) options(h *hostTUN, udid string) tunnel.Options {
 		UDID:     udid,
 		Records:  e.store,
 		HostName: e.hostName,
+		HostUUID: e.hostUUID,
 		Logger:   e.log,
 	}
 }
