@@ -1,0 +1,99 @@
+// Command goiostunnel runs go-ios v1.3.2's CoreDeviceProxy tunnel client
+// (ios/tunnel.ConnectTunnelLockdown: usbmuxd, lockdown, the service TLS,
+// CDTunnel, a kernel TUN through water) against the device with the given
+// UDID on the usbmuxd of USBMUXD_SOCKET_ADDRESS, then moves MIB MiB to the
+// device's sink port and MIB MiB from its source port through the tunnel.
+// It prints {"up_mbps","down_mbps","address"} as JSON, or fails. Run it in a
+// network namespace of its own: it creates a TUN interface.
+//
+// Usage: goiostunnel UDID MIB SINKPORT SOURCEPORT
+package main
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/danielpaulus/go-ios/ios"
+	"github.com/danielpaulus/go-ios/ios/tunnel"
+)
+
+func main() {
+	if len(os.Args) != 5 {
+		fmt.Fprintln(os.Stderr, "usage: goiostunnel UDID MIB SINKPORT SOURCEPORT")
+		os.Exit(2)
+	}
+	mib, _ := strconv.Atoi(os.Args[2])
+	dev, err := ios.GetDevice(os.Args[1])
+	if err != nil {
+		fail("device", err)
+	}
+	t, err := tunnel.ConnectTunnelLockdown(dev)
+	if err != nil {
+		fail("tunnel", err)
+	}
+	defer t.Close()
+	size := int64(mib) << 20
+	up, err := transfer(t.Address, os.Args[3], size, true)
+	if err != nil {
+		fail("upload", err)
+	}
+	down, err := transfer(t.Address, os.Args[4], size, false)
+	if err != nil {
+		fail("download", err)
+	}
+	out, _ := json.Marshal(map[string]any{"up_mbps": up, "down_mbps": down, "address": t.Address})
+	fmt.Println(string(out))
+}
+
+func fail(step string, err error) {
+	fmt.Fprintf(os.Stderr, "goiostunnel: %s: %v\n", step, err)
+	os.Exit(1)
+}
+
+// transfer uploads size bytes to the sink (which answers the count it
+// received) or downloads size bytes from the source (asked with an 8-byte
+// length), and returns MB/s.
+func transfer(addr, port string, size int64, up bool) (float64, error) {
+	c, err := net.DialTimeout("tcp6", net.JoinHostPort(addr, port), 15*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Minute))
+	buf := make([]byte, 1<<20)
+	start := time.Now()
+	var hdr [8]byte
+	if up {
+		for left := size; left > 0; left -= int64(len(buf)) {
+			if _, err := c.Write(buf[:min(left, int64(len(buf)))]); err != nil {
+				return 0, err
+			}
+		}
+		c.(*net.TCPConn).CloseWrite()
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return 0, err
+		}
+		if got := int64(binary.BigEndian.Uint64(hdr[:])); got != size {
+			return 0, fmt.Errorf("sink received %d bytes, want %d", got, size)
+		}
+	} else {
+		binary.BigEndian.PutUint64(hdr[:], uint64(size))
+		if _, err := c.Write(hdr[:]); err != nil {
+			return 0, err
+		}
+		n, err := io.CopyBuffer(io.Discard, c, buf)
+		if err != nil {
+			return 0, err
+		}
+		if n != size {
+			return 0, fmt.Errorf("source sent %d bytes, want %d", n, size)
+		}
+	}
+	return float64(size) / time.Since(start).Seconds() / 1e6, nil
+}

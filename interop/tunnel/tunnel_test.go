@@ -1,0 +1,317 @@
+package tunnel_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/iosmux/iosmux/lockdown"
+	"github.com/iosmux/iosmux/tlspsk"
+	"github.com/iosmux/iosmux/tunnel"
+	"github.com/iosmux/iosmux/usbmux"
+)
+
+// go-ios v1.3.2's CoreDeviceProxy tunnel client (goiostunnel/, a module of
+// its own: go-ios needs an older gvisor than iosmux) and iosmux's, each in a
+// process with a network namespace of its own (CLONE_NEWNET), reach the
+// same simulated device: usbmuxd on a UNIX socket (paths are not
+// namespaced), lockdown with CoreDeviceProxy, and a tunnel.Device behind
+// it with a sink and a source port. Each client creates its kernel TUN in
+// its namespace, moves data through it and prints its MB/s.
+
+const (
+	udid       = "00008110-001A2B3C0E01401E"
+	rsdPort    = 58783
+	sinkPort   = 9
+	sourcePort = 19
+	clientEnv  = "IOSMUX_INTEROP_TUNNEL_CLIENT"
+)
+
+// device is the simulated iPhone; its usbmuxd socket is returned.
+func device(t testing.TB) string {
+	t.Helper()
+	dev, err := tunnel.NewDevice(tunnel.DeviceConfig{RSDPort: rsdPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Close() })
+	for port, serve := range map[uint16]func(net.Conn){sinkPort: sink, sourcePort: source} {
+		ln, err := dev.ListenTCP(port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(serveAll(ln, serve))
+	}
+	ep, err := tunnel.NewEndpoint(tunnel.EndpointConfig{Device: dev, CipherSuites: []uint16{tlspsk.TLS_PSK_WITH_AES_256_GCM_SHA384}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ep.Close() })
+	ports := usbmux.NewPortMux(0)
+	t.Cleanup(func() { ports.Close() })
+	ld, err := lockdown.NewDevice(lockdown.DeviceConfig{
+		Values:   map[string]any{"UniqueDeviceID": udid, "ProductVersion": "17.4", "ProductType": "iPhone14,2", "DeviceName": "Interop iPhone"},
+		Services: map[string]lockdown.Service{lockdown.CoreDeviceProxy: ep.CoreDeviceProxyService()},
+		Ports:    ports,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ld.Close() })
+	ports.Handle(lockdown.Port, ld.ServeConn)
+	srv := usbmux.NewServer(usbmux.ServerConfig{})
+	t.Cleanup(func() { srv.Close() })
+	srv.AddDevice(usbmux.Device{SerialNumber: udid, ConnectionType: usbmux.ConnectionUSB, ProductID: 0x12a8}, ports)
+	rec, err := lockdown.NewPairRecord(nil, ld.PublicKeyPEM(), "5A2B6F1E-0000-4000-8000-000000000002", srv.BUID(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ld.AddPairing(rec); err != nil {
+		t.Fatal(err)
+	}
+	b, err := rec.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetPairRecord(udid, b)
+	sock := filepath.Join(t.TempDir(), "usbmuxd")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l) // ends when srv.Close closes l
+	return sock
+}
+
+// sink reads to EOF and answers the byte count (8 bytes, big-endian).
+func sink(c net.Conn) {
+	defer c.Close()
+	n, _ := io.Copy(io.Discard, c)
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(n))
+	c.Write(b[:])
+}
+
+// source reads an 8-byte length and sends that many bytes.
+func source(c net.Conn) {
+	defer c.Close()
+	var hdr [8]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		return
+	}
+	buf := make([]byte, 1<<20)
+	for left := int64(binary.BigEndian.Uint64(hdr[:])); left > 0; left -= int64(len(buf)) {
+		if _, err := c.Write(buf[:min(left, int64(len(buf)))]); err != nil {
+			return
+		}
+	}
+}
+
+func serveAll(ln net.Listener, f func(net.Conn)) func() {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); f(c) }()
+		}
+	}()
+	return func() { ln.Close(); wg.Wait() }
+}
+
+// result is what a client prints.
+type result struct {
+	Up      float64 `json:"up_mbps"`
+	Down    float64 `json:"down_mbps"`
+	Address string  `json:"address"`
+}
+
+// runClient runs cmd in a new network namespace with usbmuxd at sock and
+// parses its result.
+func runClient(t testing.TB, cmd *exec.Cmd, sock string) result {
+	t.Helper()
+	cmd.Env = append(append(os.Environ(), cmd.Env...), "USBMUXD_SOCKET_ADDRESS=unix://"+sock)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", filepath.Base(cmd.Path), err, stderr.String())
+	}
+	var r result
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+		t.Fatalf("%s printed %q: %v\n%s", filepath.Base(cmd.Path), out, err, stderr.String())
+	}
+	return r
+}
+
+// buildGoIOS builds goiostunnel/.
+func buildGoIOS(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "goiostunnel")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	_, file, _, _ := runtime.Caller(0)
+	build.Dir = filepath.Join(filepath.Dir(file), "goiostunnel")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building goiostunnel: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func goiosCmd(bin string, mib int) *exec.Cmd {
+	return exec.Command(bin, udid, strconv.Itoa(mib), strconv.Itoa(sinkPort), strconv.Itoa(sourcePort))
+}
+
+// oursCmd re-runs this test binary as iosmux's client (TestMain).
+func oursCmd(mib int) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(cmd.Env, clientEnv+"="+strconv.Itoa(mib))
+	return cmd
+}
+
+func TestMain(m *testing.M) {
+	if v := os.Getenv(clientEnv); v != "" {
+		mib, _ := strconv.Atoi(v)
+		if err := oursClient(mib); err != nil {
+			fmt.Fprintln(os.Stderr, "iosmux client:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// oursClient is iosmux's side: P1 through usbmuxd onto a kernel TUN, then
+// the same transfers as goiostunnel.
+func oursClient(mib int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	addr := strings.TrimPrefix(os.Getenv("USBMUXD_SOCKET_ADDRESS"), "unix://")
+	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: addr}})
+	devs, err := mux.ListDevices(ctx)
+	if err != nil || len(devs) == 0 {
+		return fmt.Errorf("usbmuxd lists %v: %v", devs, err)
+	}
+	tn, err := tunnel.StartCoreDeviceProxy(ctx, mux, devs[0], tunnel.Options{})
+	if err != nil {
+		return err
+	}
+	defer tn.Close()
+	size := int64(mib) << 20
+	a := tn.Params.ServerAddress.String()
+	up, err := transfer(a, sinkPort, size, true)
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	down, err := transfer(a, sourcePort, size, false)
+	if err != nil {
+		return fmt.Errorf("download: %w", err)
+	}
+	out, _ := json.Marshal(result{Up: up, Down: down, Address: a})
+	fmt.Println(string(out))
+	return nil
+}
+
+// transfer is goiostunnel's transfer: upload to the sink or download from
+// the source, checking the byte count; MB/s.
+func transfer(addr string, port int, size int64, up bool) (float64, error) {
+	c, err := net.DialTimeout("tcp6", net.JoinHostPort(addr, strconv.Itoa(port)), 15*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Minute))
+	buf := make([]byte, 1<<20)
+	start := time.Now()
+	var hdr [8]byte
+	if up {
+		for left := size; left > 0; left -= int64(len(buf)) {
+			if _, err := c.Write(buf[:min(left, int64(len(buf)))]); err != nil {
+				return 0, err
+			}
+		}
+		c.(*net.TCPConn).CloseWrite()
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return 0, err
+		}
+		if got := int64(binary.BigEndian.Uint64(hdr[:])); got != size {
+			return 0, fmt.Errorf("sink received %d bytes, want %d", got, size)
+		}
+	} else {
+		binary.BigEndian.PutUint64(hdr[:], uint64(size))
+		if _, err := c.Write(hdr[:]); err != nil {
+			return 0, err
+		}
+		n, err := io.Copy(io.Discard, c)
+		if err != nil {
+			return 0, err
+		}
+		if n != size {
+			return 0, fmt.Errorf("source sent %d bytes, want %d", n, size)
+		}
+	}
+	return float64(size) / time.Since(start).Seconds() / 1e6, nil
+}
+
+// TestGoIOSTunnelClient: go-ios's CoreDeviceProxy client establishes a
+// tunnel to our device role and moves data both ways through its kernel
+// TUN; iosmux's client does the same against the same device.
+func TestGoIOSTunnelClient(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root for network namespaces and TUN devices (CI runs as root)")
+	}
+	bin := buildGoIOS(t)
+	sock := device(t)
+	g := runClient(t, goiosCmd(bin, 4), sock)
+	t.Logf("go-ios: %+v", g)
+	o := runClient(t, oursCmd(4), sock)
+	t.Logf("iosmux: %+v", o)
+	if g.Address != o.Address {
+		t.Errorf("the device gave go-ios %s and iosmux %s; want its one address", g.Address, o.Address)
+	}
+}
+
+// BenchmarkTunnelClients moves 256 MiB each way through go-ios's tunnel
+// client and iosmux's, one after the other in the same run against the same
+// device role, b.N times, and reports each direction's MB/s (docs/perf.md).
+func BenchmarkTunnelClients(b *testing.B) {
+	bin := buildGoIOS(b)
+	sock := device(b)
+	mib := 256
+	var g, o result
+	for range b.N {
+		rg := runClient(b, goiosCmd(bin, mib), sock)
+		ro := runClient(b, oursCmd(mib), sock)
+		g.Up += rg.Up
+		g.Down += rg.Down
+		o.Up += ro.Up
+		o.Down += ro.Down
+	}
+	n := float64(b.N)
+	b.ReportMetric(g.Up/n, "goios-up-MB/s")
+	b.ReportMetric(g.Down/n, "goios-down-MB/s")
+	b.ReportMetric(o.Up/n, "iosmux-up-MB/s")
+	b.ReportMetric(o.Down/n, "iosmux-down-MB/s")
+	b.ReportMetric(o.Up/g.Up, "up-ratio")
+	b.ReportMetric(o.Down/g.Down, "down-ratio")
+}
