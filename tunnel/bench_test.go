@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,10 +74,25 @@ func serveFunc(ln net.Listener, f func(net.Conn)) func() {
 	return func() { ln.Close(); wg.Wait() }
 }
 
+// processCPU is the process's user+system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU adds cpu-ns/B: process CPU (both ends, kernel included) per
+// byte moved, steadier than MB/s on a shared machine.
+func reportCPU(b *testing.B, since time.Duration) {
+	b.ReportMetric(float64(processCPU()-since)/float64(int64(b.N)*benchChunk), "cpu-ns/B")
+}
+
 func benchUp(b *testing.B, c net.Conn) {
 	buf := make([]byte, benchChunk)
 	b.SetBytes(benchChunk)
 	b.ResetTimer()
+	cpu := processCPU()
+	defer func() { reportCPU(b, cpu) }()
 	for range b.N {
 		if _, err := c.Write(buf); err != nil {
 			b.Fatal(err)
@@ -93,6 +109,8 @@ func benchDown(b *testing.B, c net.Conn) {
 	buf := make([]byte, benchChunk)
 	b.SetBytes(benchChunk)
 	b.ResetTimer()
+	cpu := processCPU()
+	defer func() { reportCPU(b, cpu) }()
 	var hdr [8]byte
 	binary.BigEndian.PutUint64(hdr[:], uint64(b.N)*benchChunk)
 	c.Write(hdr[:])
