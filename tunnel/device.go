@@ -145,7 +145,9 @@ func (d *Device) Close() error {
 		d.closed = true
 		sessions := make([]*Session, 0, len(d.sessions))
 		for _, s := range d.sessions {
-			sessions = append(sessions, s)
+			if s != nil { // nil: an address reserved by a handshake in progress
+				sessions = append(sessions, s)
+			}
 		}
 		d.mu.Unlock()
 		for _, s := range sessions {
