@@ -277,3 +277,53 @@ func cloneAll(bs [][]byte) [][]byte {
 	}
 	return out
 }
+
+// FuzzStreamConnRecords cuts a byte stream into records at fuzzed places:
+// reading it record by record must give exactly the packets that stream
+// framing gives for the same bytes, whatever the cuts.
+func FuzzStreamConnRecords(f *testing.F) {
+	pkts := testPackets()
+	whole := bytes.Join(pkts, nil)
+	f.Add(whole, []byte{})
+	f.Add(whole, []byte{byte(len(pkts[0]) % 256), 7, 200})
+	f.Add(append(pkts[2], 0x60, 0, 0, 0, 0xff, 0xff), []byte{1, 2})
+	f.Fuzz(func(t *testing.T, data, cuts []byte) {
+		var recs [][]byte
+		rest := data
+		for _, c := range cuts {
+			n := min(int(c)*8+1, len(rest))
+			if n == 0 {
+				break
+			}
+			recs = append(recs, rest[:n])
+			rest = rest[n:]
+		}
+		if len(cuts) == 0 {
+			// One record per packet where the data parses as packets.
+			for len(rest) > 0 {
+				n, ok := ipv6PacketLen(rest)
+				if !ok || n > len(rest) {
+					break
+				}
+				recs = append(recs, rest[:n])
+				rest = rest[n:]
+			}
+		}
+		if len(rest) > 0 {
+			recs = append(recs, rest)
+		}
+		want, werr := readAll(NewStreamConn(rwc{bytes.NewReader(data), io.Discard}, 2000), 5, 2000)
+		got, gerr := readAll(NewStreamConn(&recordStream{records: cloneAll(recs)}, 2000), 5, 2000)
+		if werr == nil || gerr == nil {
+			t.Fatalf("errors %v, %v", werr, gerr)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("records gave %d packets, framing %d", len(got), len(want))
+		}
+		for i := range want {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("packet %d differs", i)
+			}
+		}
+	})
+}
