@@ -183,6 +183,7 @@ func (d *Device) watchSession(s *tunnel.Session) func() {
 	return func() {
 		<-s.Done()
 		st := s.Stats()
+		d.log.Debug("sim: tunnel session ended", "udid", d.id.UDID, "params", s.Params(), "stats", st, "err", s.Err())
 		d.stats.mu.Lock()
 		delete(d.stats.live, s)
 		addSessionStats(&d.stats.ended, st)

@@ -1,0 +1,137 @@
+// Package sim_test runs third-party clients known to work with real iPhones
+// against github.com/iosmux/iosmux/sim, unchanged: libimobiledevice's
+// tools, appium-ios-remotexpc (usbmux and RSD clients) and go-ios v1.3.2
+// (usbmux/lockdown in process; its tunnel clients from goiossim/, a module
+// of its own).
+package sim_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/iosmux/iosmux/lockdown"
+	"github.com/iosmux/iosmux/sim"
+	"github.com/iosmux/iosmux/tunnel"
+	"github.com/iosmux/iosmux/usbmux"
+	"github.com/iosmux/iosmux/utun"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// interopDir is the interop module root, where node_modules lives.
+func interopDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// One lockdown key for all test devices (RSA generation is slow).
+var testKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// startFleet runs a fleet for the test.
+func startFleet(t *testing.T, cfg sim.FleetConfig) *sim.Fleet {
+	t.Helper()
+	if cfg.LockdownKey == nil {
+		cfg.LockdownKey = testKey()
+	}
+	f, err := sim.StartFleet(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := f.Close(); err != nil {
+			t.Errorf("closing the fleet: %v", err)
+		}
+	})
+	return f
+}
+
+func udids(f *sim.Fleet) []string {
+	var out []string
+	for _, d := range f.Devices() {
+		out = append(out, d.UDID())
+	}
+	sort.Strings(out)
+	return out
+}
+
+// hostTunnel opens a CoreDeviceProxy tunnel to d with our host side
+// (lockdown pairing, service TLS, CDTunnel, a userspace stack) and returns
+// a loopback forwarder to the trusted RSD.
+func hostTunnel(t *testing.T, f *sim.Fleet, d *sim.Device) (rsdAddr string, ns *utun.Netstack, params tunnel.Params) {
+	t.Helper()
+	ctx := testCtx(t)
+	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
+	var dev usbmux.Device
+	list, err := mux.ListDevices(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range list {
+		if usbmux.SameUDID(u.UDID(), d.UDID()) {
+			dev = u
+		}
+	}
+	if _, err := mux.ReadPairRecord(ctx, dev.UDID()); err != nil {
+		lc, err := lockdown.DialUsbmux(ctx, mux, dev.DeviceID, lockdown.ClientConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		buid, err := mux.ReadBUID(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := lc.Pair(ctx, lockdown.PairConfig{SystemBUID: buid})
+		lc.Close()
+		if err != nil {
+			t.Fatalf("pairing %s: %v", d.UDID(), err)
+		}
+		b, _ := rec.Marshal()
+		if err := mux.SavePairRecord(ctx, dev.UDID(), dev.DeviceID, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn, _, err := lockdown.OpenService(ctx, mux, dev, lockdown.CoreDeviceProxy, lockdown.ClientConfig{})
+	if err != nil {
+		t.Fatalf("CoreDeviceProxy: %v", err)
+	}
+	pump, params, err := tunnel.StartHost(ctx, conn, tunnel.HostConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
+		var err error
+		ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
+		return ns, err
+	}})
+	if err != nil {
+		t.Fatalf("tunnel: %v", err)
+	}
+	t.Cleanup(func() { pump.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd := utun.NewForwarder(ln, netipAddrPort(params), ns.DialContext, nil)
+	t.Cleanup(func() { fwd.Close() })
+	return fwd.Addr().String(), ns, params
+}
+
+func netipAddrPort(p tunnel.Params) netip.AddrPort {
+	return netip.AddrPortFrom(p.ServerAddress, p.ServerRSDPort)
+}
