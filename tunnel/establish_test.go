@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/discovery"
 	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/utun"
 	"golang.zx2c4.com/wireguard/tun"
@@ -169,4 +171,39 @@ func runEstablished(t *testing.T, f *fixture, hs hostSide, path Path, proto Prot
 		t.Fatalf("TUN %s still exists after Close", tn.Interface)
 	}
 	return tn
+}
+
+// TestEstablishFromEvents: each discovery sighting leads to its path.
+func TestEstablishFromEvents(t *testing.T) {
+	testkit.CheckLeaks(t)
+	f := newFixture(t, fixtureConfig{})
+	hs := userspaceSide(t)
+	for _, tt := range []struct {
+		ev   discovery.Event
+		path Path
+	}{
+		{discovery.Event{Kind: discovery.Attached, Source: discovery.SourceUsbmux, UDID: f.muxDev.SerialNumber, DeviceID: f.muxDev.DeviceID, ConnectionType: "USB"}, PathCoreDeviceProxy},
+		{discovery.Event{Kind: discovery.Attached, Source: discovery.SourceNCM, Addr: netip.MustParseAddrPort(f.rsdAddr)}, PathRSD},
+		{discovery.Event{Kind: discovery.Attached, Source: discovery.SourceRemotePairing, Addr: netip.MustParseAddrPort(f.rpAddr)}, PathRemotePairing},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		tn, err := Establish(ctx, tt.ev, f.mux, f.options(hs.newTUN, TCP))
+		cancel()
+		if err != nil {
+			t.Fatalf("%v: %v", tt.ev, err)
+		}
+		if tn.Path != tt.path || tn.Identifier != fixtureUDID {
+			t.Errorf("%v: tunnel %s to %s", tt.ev, tn.Path, tn.Identifier)
+		}
+		c := hs.dial(t, tn, testRSDPort)
+		if _, err := testkit.Bulk(c, 1<<20, 1<<20); err != nil {
+			t.Errorf("%v: bulk: %v", tt.ev, err)
+		}
+		c.Close()
+		tn.Close()
+	}
+	_, err := Establish(context.Background(), discovery.Event{Source: discovery.SourceMobdev2, UDID: fixtureUDID}, f.mux, Options{})
+	if !errors.Is(err, ErrUnsupportedPath) {
+		t.Fatalf("mobdev2 sighting: %v", err)
+	}
 }
