@@ -36,9 +36,11 @@
 // (0x008C) and TLS_PSK_WITH_CHACHA20_POLY1305_SHA256 (0xCCAB). A client
 // offers 0x00AF, 0x00A9, 0x008C by default (tunnel.md §6).
 //
-// Writes: Write cuts its buffer into records of up to 16 KiB; WriteRecords
+// Records: Write cuts its buffer into records of up to 16 KiB; WriteRecords
 // keeps each buffer in records of its own (one IPv6 packet per record for
-// the tunnel) yet hands many records to the conn in one write call.
+// the tunnel) yet hands many records to the conn in one write call, and
+// ReadRecords reads one record per buffer, decrypted in place, as many per
+// call as are already buffered.
 //
 // Refused: SSL 3.0, TLS 1.0 and 1.1 (protocol_version), compression,
 // renegotiation (a HelloRequest or a ClientHello after the handshake gets a
