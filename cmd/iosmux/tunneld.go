@@ -84,6 +84,7 @@ func runTunneld(ctx context.Context, a *app, args []string) error {
 	muxAddr := fs.String("usbmux-address", "", usbmuxAddressHelp)
 	simulate := fs.Int("simulate", 0, "attach N built-in simulated iPhones")
 	simState := fs.String("simulate-state", "", "where simulated devices keep their state (default <state dir>/sim)")
+	simControl := fs.String("simulate-control", "", "serve the simulated devices' fault control endpoint here (host:port or unix:/path; see 'iosmux help sim')")
 	simProfile := fs.String("simulate-profile", sim.DefaultProfile, "iOS profile of the simulated devices: "+strings.Join(sim.Profiles, ", "))
 	userspace := fs.Bool("userspace", false, "tunnels in a userspace network stack instead of TUN interfaces (no root)")
 	apis := fs.String("api", tunneld.APIPMD3, "APIs to serve, comma separated: pmd3, goios, appium")
@@ -173,6 +174,14 @@ func runTunneld(ctx context.Context, a *app, args []string) error {
 				a.log.Error("tunneld: stopping the simulated iPhones", "err", err)
 			}
 		}()
+		if *simControl != "" {
+			c, err := fleet.ServeControl(*simControl)
+			if err != nil {
+				return fmt.Errorf("--simulate-control: %w", err)
+			}
+			defer c.Close()
+			fmt.Fprintf(a.stdout, "simulated devices' control: %s\n", c.Addr())
+		}
 		a.log.Info("tunneld: simulated iPhones up", "count", *simulate, "profile", prof.Name, "state", dir, "took", time.Since(start).Round(time.Millisecond))
 		*muxAddr = "UNIX:" + fleet.UsbmuxSocket()
 		// The real-network monitors only see real devices.
