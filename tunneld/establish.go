@@ -131,6 +131,14 @@ func (e *establisher) Establish(ctx context.Context, path discovery.Event) (*tun
 		}
 		var t *tunnel.Tunnel
 		t, err = start(ctx, path.Addr.String(), e.options(h, path.UDID))
+		if errors.Is(err, tunnel.ErrNotPaired) && path.Source == discovery.SourceNCM {
+			if perr := e.pairOverRSD(ctx, path.Addr.String(), path.UDID); perr != nil {
+				err = &tunnel.Error{Device: path.UDID, Step: "pair", Err: perr}
+			} else {
+				h.ns = nil
+				t, err = start(ctx, path.Addr.String(), e.options(h, path.UDID))
+			}
+		}
 		if err == nil {
 			l, udid, ifName, params, proto = t, t.Identifier, t.Interface, t.Params, t.Protocol
 		}
