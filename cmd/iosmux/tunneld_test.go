@@ -7,10 +7,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"howett.net/plist"
 )
 
 // TestTunneldCommand runs `iosmux tunneld --simulate 2` in userspace mode on
@@ -87,6 +92,71 @@ func TestTunneldBadFlags(t *testing.T) {
 		a := &app{stdout: io.Discard, stderr: io.Discard, log: slog.New(slog.DiscardHandler), getenv: func(string) string { return "" }}
 		if err := runTunneld(context.Background(), a, args); !errors.Is(err, errUsage) {
 			t.Errorf("%v: %v, want a usage error", args, err)
+		}
+	}
+}
+
+// TestDistArgs: the command lines of dist/'s systemd unit and launchd plist
+// name only global flags that exist and tunneld flags that parse (a renamed
+// flag fails here, not on a user's machine).
+func TestDistArgs(t *testing.T) {
+	unit, err := os.ReadFile("../../dist/iosmux-tunneld.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines [][]string
+	for _, l := range strings.Split(string(unit), "\n") {
+		if rest, ok := strings.CutPrefix(l, "ExecStart="); ok {
+			lines = append(lines, strings.Fields(rest))
+		}
+	}
+	pl, err := os.ReadFile("../../dist/com.iosmux.tunneld.plist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var job struct {
+		Label            string            `plist:"Label"`
+		ProgramArguments []string          `plist:"ProgramArguments"`
+		Env              map[string]string `plist:"EnvironmentVariables"`
+	}
+	if _, err := plist.Unmarshal(pl, &job); err != nil {
+		t.Fatalf("launchd plist: %v", err)
+	}
+	if job.Label != "com.iosmux.tunneld" || job.Env["IOSMUX_PAIR_RECORDS"] == "" {
+		t.Errorf("launchd job = %+v", job)
+	}
+	lines = append(lines, job.ProgramArguments)
+	if len(lines) != 2 {
+		t.Fatalf("found %d command lines, want 2", len(lines))
+	}
+	globals := map[string]bool{"--log-format": true, "--log-level": true}
+	for _, args := range lines {
+		if filepath.Base(args[0]) != "iosmux" {
+			t.Errorf("%v does not run iosmux", args)
+			continue
+		}
+		i := slices.Index(args, "tunneld")
+		if i < 0 {
+			t.Errorf("%v does not run tunneld", args)
+			continue
+		}
+		for j := 1; j < i; j += 2 {
+			if !globals[args[j]] {
+				t.Errorf("%v: unknown global flag %s", args, args[j])
+			}
+		}
+		// Parse for real, on ephemeral ports, with nothing to watch; the
+		// cancelled context stops the daemon at once.
+		dir := t.TempDir()
+		a := &app{stdout: io.Discard, stderr: io.Discard, log: slog.New(slog.DiscardHandler), getenv: func(k string) string {
+			return map[string]string{"IOSMUX_STATE_DIR": dir, "IOSMUX_PAIR_RECORDS": dir + "/records"}[k]
+		}}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		run := append(slices.Clone(args[i+1:]), "--port", "0", "--go-ios-port", "0", "--appium-port", "0",
+			"--no-usbmux", "--no-usb", "--no-wifi", "--no-mobdev2", "--userspace")
+		if err := runTunneld(ctx, a, run); err != nil {
+			t.Errorf("%v: %v", args, err)
 		}
 	}
 }
