@@ -88,3 +88,22 @@ func TestRestoreLongVersion(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseProfile(f *testing.F) {
+	for _, s := range []string{"17.0", "ios17.4", "18.2", "27.2", "17.3.1", "16.7", "x", "17..1", "99.99.99"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParseProfile(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseProfile(p.Name)
+		if err != nil || again != p {
+			t.Fatalf("ParseProfile(%q) = %+v, but its name %q parses as %+v, %v", s, p, p.Name, again, err)
+		}
+		if p.Major() < 17 || p.BuildVersion == "" || p.MessagingProtocolVersion == 0 {
+			t.Fatalf("ParseProfile(%q) = %+v", s, p)
+		}
+	})
+}

@@ -28,7 +28,7 @@ import (
 // "tunnels" figures cover both ends). MiB figures are Go heap and stack in
 // use (deltas); rss-MiB is the whole test process. docs/perf.md quotes it:
 //
-//	go test -run '^$' -bench 'BenchmarkFleet64' -benchtime 1x ./sim
+//	go test -run '^$' -bench 'BenchmarkFleet64' -benchtime 1x ./sim  (Linux)
 func BenchmarkFleet64(b *testing.B) {
 	for _, mode := range []string{"loopback", "ncm"} {
 		b.Run(mode, func(b *testing.B) {
