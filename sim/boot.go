@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -28,6 +29,7 @@ type boot struct {
 	rsdUUID xpc.UUID // the device's RSD peer identity this boot
 	props   *xpc.Dict
 	tdev    *tunnel.Device
+	ep      *tunnel.Endpoint // the device side of every tunnel path
 	trusted *rsdEndpoint
 	netAddr string // network pairing host:port, "" if none
 	wifi    *ncmLink
@@ -44,7 +46,7 @@ type scope struct {
 	cancel context.CancelFunc
 
 	mu     sync.Mutex
-	lns    []net.Listener
+	lns    []io.Closer // listeners and sockets
 	closed bool
 }
 
@@ -54,8 +56,9 @@ func newScope(parent context.Context) *scope {
 	return sc
 }
 
-// add registers ln; false (and ln closed) when the scope has ended.
-func (sc *scope) add(ln net.Listener) bool {
+// add registers a listener or socket; false (and ln closed) when the scope
+// has ended.
+func (sc *scope) add(ln io.Closer) bool {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	if sc.closed {
@@ -110,6 +113,10 @@ func (d *Device) newBoot() (_ *boot, err error) {
 	if err != nil {
 		return nil, err
 	}
+	b.ep, err = tunnel.NewEndpoint(tunnel.EndpointConfig{Device: b.tdev, QUIC: d.prof.QUIC, Watch: d.watchSession, Logger: d.log})
+	if err != nil {
+		return nil, err
+	}
 	ln, err := b.tdev.ListenTCP(rsdPort)
 	if err != nil {
 		return nil, fmt.Errorf("trusted RSD: %w", err)
@@ -132,10 +139,7 @@ func (d *Device) newBoot() (_ *boot, err error) {
 			return nil, fmt.Errorf("network pairing: %w", err)
 		}
 		b.netAddr = ln.Addr().String()
-		host := hostOf(ln.Addr())
-		if err := b.servePairing(ln, surfaceNet, func() (net.Listener, error) {
-			return net.Listen("tcp", net.JoinHostPort(host, "0"))
-		}); err != nil {
+		if err := b.servePairing(ln, b.tunnelListen(b.scope, surfaceNet, hostPorts(hostOf(ln.Addr())))); err != nil {
 			return nil, err
 		}
 	}
@@ -165,14 +169,14 @@ func listenSticky(addr string, sticky *string) (net.Listener, error) {
 }
 
 // servePairing serves RPPairing (network RemotePairing, remotepairing.md
-// §1.3) on ln; tunnel listeners are opened with listen.
-func (b *boot) servePairing(ln net.Listener, surf surface, listen func() (net.Listener, error)) error {
-	pd, err := b.d.pairingDevice(b, surf, listen)
+// §1.3) on ln, a Wi-Fi surface of the boot; tunnel ports come from listen.
+func (b *boot) servePairing(ln net.Listener, listen tunnel.Listen) error {
+	pd, err := b.d.pairingDevice(b.createListener(listen))
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	b.accept(b.scope, ln, surf, func(ctx context.Context, c net.Conn) {
+	b.accept(b.scope, ln, surfaceNet, func(ctx context.Context, c net.Conn) {
 		t := pairing.NewRPPairing(c)
 		if err := pd.Serve(ctx, t); err != nil {
 			b.d.log.Debug("sim: network pairing", "udid", b.d.id.UDID, "err", err)
@@ -182,9 +186,9 @@ func (b *boot) servePairing(ln net.Listener, surf surface, listen func() (net.Li
 }
 
 // untrustedRSD serves the untrusted RSD on ln and its services on fresh
-// ports from listen, all as surf. It returns the RSD endpoint.
-func (b *boot) untrustedRSD(sc *scope, ln net.Listener, surf surface, listen func(uint16) (net.Listener, error)) error {
-	pd, err := b.d.pairingDevice(b, surf, func() (net.Listener, error) { return listen(0) })
+// ports from ports, all as surf within scope sc (a plug: USB).
+func (b *boot) untrustedRSD(sc *scope, ln net.Listener, surf surface, ports portOpener) error {
+	pd, err := b.d.pairingDevice(b.createListener(b.tunnelListen(sc, surf, ports)))
 	if err != nil {
 		ln.Close()
 		return err
@@ -194,7 +198,7 @@ func (b *boot) untrustedRSD(sc *scope, ln net.Listener, surf surface, listen fun
 			b.d.log.Debug("sim: tunnel service", "udid", b.d.id.UDID, "err", err)
 		}
 	}
-	services, err := newServiceSet(b, sc, surf, untrustedServices(b.d, tunnelService), false, listen)
+	services, err := newServiceSet(b, sc, surf, untrustedServices(b.d, tunnelService), false, ports.tcp)
 	if err != nil {
 		ln.Close()
 		return err
@@ -230,11 +234,7 @@ func (b *boot) plugIn() (err error) {
 		b.mu.Lock()
 		p.rsdAddr = ln.Addr().String()
 		b.mu.Unlock()
-		host := hostOf(ln.Addr())
-		listen := func(port uint16) (net.Listener, error) {
-			return net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(int(port))))
-		}
-		if err := b.untrustedRSD(p.scope, ln, surfaceUSB, listen); err != nil {
+		if err := b.untrustedRSD(p.scope, ln, surfaceUSB, hostPorts(hostOf(ln.Addr()))); err != nil {
 			return err
 		}
 	}
@@ -305,6 +305,9 @@ func (b *boot) shutdown() {
 		b.wifi.down()
 	}
 	b.conns.closeAll()
+	if b.ep != nil {
+		b.ep.Close()
+	}
 	if b.tdev != nil {
 		b.tdev.Close()
 	}
@@ -348,35 +351,94 @@ func (b *boot) wrap(nc net.Conn, surf surface) (*simConn, bool) {
 	return b.conns.wrap(nc, surf, &b.d.gate, l)
 }
 
-// startTunnelListener runs a createListener port on the boot's goroutines.
-func (b *boot) startTunnelListener(l *pskListener, surf surface) {
-	l.wrap = func(nc net.Conn) (net.Conn, bool) {
-		c, ok := b.wrap(nc, surf)
-		return c, ok
+// createListener answers createListener through the tunnel endpoint, except
+// QUIC on iOS 18.2 and later: there the device has no QUIC listener and a
+// quic tunnel "fails at connect" (tunnel.md §1), so the device names a UDP
+// port where nothing listens rather than refusing the request. Which of the
+// two a real 18.2 device does is UNCONFIRMED; failing at connect is what
+// pmd3's error mapping describes.
+func (b *boot) createListener(listen tunnel.Listen) func(context.Context, string, pairing.ListenerRequest) (*pairing.Listener, error) {
+	serve := b.ep.CreateListener(listen)
+	if b.d.prof.QUIC {
+		return serve
 	}
-	l.serve = func(ctx context.Context, tc net.Conn) {
-		if err := serveTunnelStream(ctx, b.tdev, tc, b.d.watchSession); err != nil {
-			b.d.log.Debug("sim: tunnel", "udid", b.d.id.UDID, "surface", surf, "err", err)
+	return func(ctx context.Context, host string, req pairing.ListenerRequest) (*pairing.Listener, error) {
+		if req.Transport != pairing.TransportQUIC {
+			return serve(ctx, host, req)
 		}
-	}
-	// The listener belongs to the plug on USB (unplugging closes it) and to
-	// the boot on the network.
-	sc := b.scope
-	if surf == surfaceUSB {
-		b.mu.Lock()
-		if b.plug != nil {
-			sc = b.plug.scope
+		pc, err := listen.UDP()
+		if err != nil {
+			return nil, err
 		}
-		b.mu.Unlock()
+		port := portOf(pc.LocalAddr())
+		pc.Close()
+		return &pairing.Listener{Port: int(port)}, nil
 	}
-	if !sc.add(l.ln) {
-		return
+}
+
+// portOpener opens the device's ports on one surface: TCP (port 0: any)
+// and UDP (any port, for QUIC tunnels).
+type portOpener struct {
+	tcp func(port uint16) (net.Listener, error)
+	udp func() (net.PacketConn, error)
+}
+
+// hostPorts opens ports on an address of this host (loopback surfaces).
+func hostPorts(host string) portOpener {
+	return portOpener{
+		tcp: func(port uint16) (net.Listener, error) {
+			return net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(int(port))))
+		},
+		udp: func() (net.PacketConn, error) { return net.ListenPacket("udp", net.JoinHostPort(host, "0")) },
 	}
-	b.wg.Go(func() {
-		if err := l.run(sc.ctx); err != nil {
-			b.d.log.Debug("sim: tunnel listener", "udid", b.d.id.UDID, "surface", surf, "err", err)
-		}
-	})
+}
+
+// tunnelListen is where createListener opens tunnel ports on a surface:
+// the listeners belong to sc (unplugging closes USB ones) and hand out
+// tracked connections, so faults and the link rate apply to tunnels too.
+// QUIC sockets are closed with sc but not shaped (datagrams).
+func (b *boot) tunnelListen(sc *scope, surf surface, ports portOpener) tunnel.Listen {
+	return tunnel.Listen{
+		TCP: func() (net.Listener, error) {
+			ln, err := ports.tcp(0)
+			if err != nil {
+				return nil, err
+			}
+			if !sc.add(ln) {
+				return nil, net.ErrClosed
+			}
+			return trackedListener{Listener: ln, b: b, surf: surf}, nil
+		},
+		UDP: func() (net.PacketConn, error) {
+			pc, err := ports.udp()
+			if err != nil {
+				return nil, err
+			}
+			if !sc.add(pc) {
+				return nil, net.ErrClosed
+			}
+			return pc, nil
+		},
+	}
+}
+
+// trackedListener wraps every accepted connection as the device's own.
+type trackedListener struct {
+	net.Listener
+	b    *boot
+	surf surface
+}
+
+func (l trackedListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	c, ok := l.b.wrap(nc, l.surf)
+	if !ok {
+		return nil, net.ErrClosed
+	}
+	return c, nil
 }
 
 // plugPorts is the device's usbmux PortHandler while plugged: it wraps each

@@ -556,21 +556,20 @@ func (d *Device) Close() error {
 }
 
 // serveCoreDeviceProxy is the P1 service (tunnel.md §4): lockdown has done
-// the service TLS; the tunnel runs on it.
+// the service TLS; the current boot's tunnel endpoint runs the tunnel on it.
 func (d *Device) serveCoreDeviceProxy(conn net.Conn) {
 	b := d.currentBoot()
 	if b == nil {
 		conn.Close()
 		return
 	}
-	if err := serveTunnelStream(b.ctx, b.tdev, conn, d.watchSession); err != nil {
-		d.log.Debug("sim: CoreDeviceProxy", "udid", d.id.UDID, "err", err)
-	}
+	b.ep.ServeCoreDeviceProxy(conn)
 }
 
-// pairingDevice is the RemotePairing device role for one surface: listen
-// opens the tunnel listener where that surface's host reaches the device.
-func (d *Device) pairingDevice(b *boot, surf surface, listen func() (net.Listener, error)) (*pairing.Device, error) {
+// pairingDevice is the RemotePairing device role for one surface;
+// createListener opens tunnel ports where that surface's host reaches the
+// device.
+func (d *Device) pairingDevice(createListener func(context.Context, string, pairing.ListenerRequest) (*pairing.Listener, error)) (*pairing.Device, error) {
 	name := d.id.DeviceName
 	return pairing.NewDevice(&pairing.DeviceConfig{
 		Identity: pairing.DeviceIdentity{
@@ -591,15 +590,13 @@ func (d *Device) pairingDevice(b *boot, surf surface, listen func() (net.Listene
 				AllowsSharingSensitiveInfo: true, AllowsPinlessPairing: false},
 			Device: pairing.PeerDeviceInfo{Identifier: d.id.UDID, UDID: d.id.UDID, Name: name, Model: d.id.ProductType},
 		},
-		Mode:    pairing.ModeTrust,
-		Consent: d.consent,
-		Hosts:   d.hosts,
-		CreateListener: func(_ context.Context, host string, req pairing.ListenerRequest) (*pairing.Listener, error) {
-			return createListener(req, d.prof.QUIC, listen, func(l *pskListener) { b.startTunnelListener(l, surf) })
-		},
-		OnVerified: func(string) { d.stats.verifies.Add(1) },
-		OnPaired:   func(pairing.PairedHost) { d.stats.pairSetups.Add(1) },
-		Logger:     d.log,
+		Mode:           pairing.ModeTrust,
+		Consent:        d.consent,
+		Hosts:          d.hosts,
+		CreateListener: createListener,
+		OnVerified:     func(string) { d.stats.verifies.Add(1) },
+		OnPaired:       func(pairing.PairedHost) { d.stats.pairSetups.Add(1) },
+		Logger:         d.log,
 	})
 }
 

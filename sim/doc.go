@@ -19,6 +19,7 @@
 //	  [fe80::…%ncm]:58783 + _remoted)
 //	└ …untrusted.tunnelservice         P2: RemotePairing (Trust dialog) →
 //	                                   createListener tcp → TLS-PSK → CDTunnel
+//	                                   (or quic → QUIC datagrams, iOS < 18.2)
 //	network pairing (RPPairing/TCP,    P3: the same over RPPairing
 //	  + _remotepairing on the Wi-Fi link)
 //	tunnel (gVisor stack, ULA /64)     trusted RSD on serverRSDPort:
@@ -44,6 +45,8 @@
 // Fleet runs N devices behind one usbmuxd socket with a control endpoint
 // (control.go); `iosmux sim` and `iosmux tunneld --simulate N` use it.
 //
-// The establishment glue of each tunnel path (glue.go) is kept thin and
-// apart so that it can move into package tunnel.
+// The device side of each tunnel path (CoreDeviceProxy service, the
+// createListener answer with its TLS-PSK or QUIC listener) is
+// tunnel.Endpoint; sim gives it the device's surfaces to listen on and
+// tracks the connections it accepts.
 package sim

@@ -131,6 +131,23 @@ func (l *ncmLink) listen(port uint16) (net.Listener, error) {
 	return ln, err
 }
 
+// listenUDP opens a UDP socket on the device's address of link l.
+func (l *ncmLink) listenUDP() (net.PacketConn, error) {
+	var pc net.PacketConn
+	err := l.n.phone.do(func() error {
+		ifi, err := net.InterfaceByName(l.devIf)
+		if err != nil {
+			return err
+		}
+		addr := l.deviceAddr.WithZone(strconv.Itoa(ifi.Index))
+		pc, err = net.ListenPacket("udp6", net.JoinHostPort(addr.String(), "0"))
+		return err
+	})
+	return pc, err
+}
+
+func (l *ncmLink) ports() portOpener { return portOpener{tcp: l.listen, udp: l.listenUDP} }
+
 func (l *ncmLink) advertise(svc mdns.Service) error {
 	return l.n.phone.do(func() (err error) {
 		l.resp, err = mdns.NewResponder(mdns.ResponderConfig{Interface: l.devIf, Services: []mdns.Service{svc}, Logger: l.n.d.log})
@@ -160,7 +177,7 @@ func (n *ncmHost) upNCM(b *boot, p *plug) (_ *ncmLink, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("untrusted RSD on NCM: %w", err)
 	}
-	if err := b.untrustedRSD(p.scope, ln, surfaceUSB, l.listen); err != nil {
+	if err := b.untrustedRSD(p.scope, ln, surfaceUSB, l.ports()); err != nil {
 		return nil, err
 	}
 	l.service = l.hostService(RSDPort)
@@ -189,7 +206,7 @@ func (n *ncmHost) upWiFi(b *boot) (_ *ncmLink, err error) {
 		return nil, fmt.Errorf("network pairing on Wi-Fi: %w", err)
 	}
 	port := portOf(ln.Addr())
-	if err := b.servePairing(ln, surfaceNet, func() (net.Listener, error) { return l.listen(0) }); err != nil {
+	if err := b.servePairing(ln, b.tunnelListen(b.scope, surfaceNet, l.ports())); err != nil {
 		return nil, err
 	}
 	l.service = l.hostService(port)
