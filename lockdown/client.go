@@ -318,14 +318,19 @@ func (c *Client) StopSession(ctx context.Context) error {
 // the device certificate is one the host issued itself), no SNI. TLS 1.0
 // stays allowed because devices before iOS 10 speak nothing newer
 // (libimobiledevice caps them at TLS 1.0); newer devices negotiate 1.2/1.3.
+// Dynamic record sizing is off so that one Write is one record: a
+// CoreDeviceProxy tunnel writes one IPv6 packet per Write and the device
+// reads one packet per record (tunnel.md §3.1); crypto/tls would otherwise
+// split the first writes of a connection into small records.
 func clientTLSConfig(rec *PairRecord) (*tls.Config, error) {
 	cert, err := rec.HostTLSCertificate()
 	if err != nil {
 		return nil, err
 	}
 	return &tls.Config{
-		Certificates:       []tls.Certificate{cert},
-		InsecureSkipVerify: true,
-		MinVersion:         tls.VersionTLS10,
+		Certificates:                []tls.Certificate{cert},
+		InsecureSkipVerify:          true,
+		MinVersion:                  tls.VersionTLS10,
+		DynamicRecordSizingDisabled: true,
 	}, nil
 }

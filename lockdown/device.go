@@ -244,11 +244,14 @@ func (d *Device) checkPairRecord(m Message) (*hostPairing, error) {
 // key) as its client certificate, go-ios and pmd3 the HostCertificate, so
 // either is accepted. TLS 1.0 stays allowed: libimobiledevice caps devices
 // older than iOS 10 at TLS 1.0, and a simulated old device must take that.
+// One Write is one record, as on the host side (clientTLSConfig).
 func (d *Device) serverTLS(h *hostPairing) *tls.Config {
 	return &tls.Config{
 		Certificates: []tls.Certificate{{Certificate: [][]byte{h.deviceCert}, PrivateKey: d.key}},
 		ClientAuth:   tls.RequireAnyClientCert,
 		MinVersion:   tls.VersionTLS10,
+		// See clientTLSConfig.
+		DynamicRecordSizingDisabled: true,
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
 			if len(raw) > 0 && (bytes.Equal(raw[0], h.hostCert) || bytes.Equal(raw[0], h.rootCert)) {
 				return nil

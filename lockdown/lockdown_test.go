@@ -371,3 +371,36 @@ func TestOpenService(t *testing.T) {
 		t.Errorf("OpenService of an unknown service: %v", err)
 	}
 }
+
+// TestServiceKeepsWriteBoundaries: every Write on a service connection is
+// one TLS record in both directions, so a CoreDeviceProxy tunnel's packets
+// reach a device that reads one packet per record intact (tunnel.md §3.1).
+// crypto/tls's dynamic record sizing would split the first large writes.
+func TestServiceKeepsWriteBoundaries(t *testing.T) {
+	r := newRig(t, DeviceConfig{})
+	r.pair(t)
+	ctx := testCtx(t)
+	dev := usbmux.Device{DeviceID: r.deviceID, SerialNumber: strings.ReplaceAll(testUDID, "-", "")}
+	conn, _, err := OpenService(ctx, r.mux, dev, CoreDeviceProxy, ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	const packets, size = 8, 4000
+	go func() {
+		for i := range packets {
+			conn.Write(bytes.Repeat([]byte{byte(i)}, size))
+		}
+	}()
+	buf := make([]byte, 64<<10)
+	for i := range packets {
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		if n != size {
+			t.Fatalf("read %d returned %d bytes, want one whole %d-byte record", i, n, size)
+		}
+	}
+}
