@@ -149,3 +149,48 @@ func TestEstablishDeviceDies(t *testing.T) {
 		})
 	}
 }
+
+// TestEstablishQUICDeviceCloses: the device ends a QUIC tunnel mid-transfer
+// (CONNECTION_CLOSE): the host tunnel ends at once, its TUN goes and
+// nothing leaks.
+func TestEstablishQUICDeviceCloses(t *testing.T) {
+	testkit.CheckLeaks(t)
+	f := newFixture(t, fixtureConfig{})
+	hs := kernelSide(t)
+	tn, err := f.start(t, PathRSD, f.options(hs.newTUN, QUIC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tn.Close()
+	c := hs.dial(t, tn, testRSDPort)
+	defer c.Close()
+	bulkDone := make(chan error, 1)
+	go func() {
+		_, err := testkit.Bulk(c, 1<<40, 1<<40)
+		bulkDone <- err
+	}()
+	for tn.Stats().SentBytes < 1<<20 {
+		select {
+		case err := <-bulkDone:
+			t.Fatalf("transfer ended early: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	f.ep.Close()
+	select {
+	case <-tn.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("tunnel not ended 30 s after the device closed it")
+	}
+	t.Logf("ended: %v", tn.Err())
+	// A local Close reports exactly net.ErrClosed; this must be the
+	// transport's own error.
+	if tn.Err() == nil || tn.Err() == net.ErrClosed {
+		t.Errorf("Err = %v, want the transport's error", tn.Err())
+	}
+	if !hs.gone(t, tn) {
+		t.Errorf("TUN %s still exists", tn.Interface)
+	}
+	c.Close()
+	<-bulkDone
+}
