@@ -44,6 +44,9 @@
 //	    (key = pair-verify secret) or QUIC → CDTunnel
 //	P3  StartRemotePairing(ctx, "host:port", opt)  the same over RPPairing
 //
+// Establish(ctx, ev, mux, opt) picks the path from a discovery.Event (the
+// manager's Establisher).
+//
 // QUIC (iOS 17.0–18.1): an RSA-2048 client key announced in createListener,
 // its self-signed certificate, ALPN RemotePairingTunnelProtocol, a 1024-byte
 // padding DATAGRAM, CDTunnel on the first stream, then one IPv6 packet per
