@@ -255,7 +255,7 @@ func (m *Manager) attemptDone(d *device, a *attempt, est *Established, err error
 	m.byPath[PathName(a.path)]++
 	m.mu.Unlock()
 	m.watch(l)
-	m.log.Info("tunnel: up", "udid", udid, "key", e.Key, "interface", e.Interface, "address", e.Address, "rsd_port", e.RSDPort, "protocol", e.Protocol)
+	m.log.Info("tunnel: up", "udid", udid, "pmd3_key", e.Key, "interface", e.Interface, "address", e.Address, "rsd_port", e.RSDPort, "protocol", e.Protocol)
 	m.changed()
 	m.reply(d, startResult{entry: e})
 }
@@ -305,7 +305,7 @@ func (m *Manager) died(l *live) {
 	m.countError(kind)
 	wait := d.backoff.Next()
 	d.retryAt = time.Now().Add(wait)
-	m.log.Warn("tunnel: down", "udid", l.entry.UDID, "key", l.entry.Key, "reason", kind, "err", err, "retry_in", wait.Round(time.Millisecond))
+	m.log.Warn("tunnel: down", "udid", l.entry.UDID, "pmd3_key", l.entry.Key, "reason", kind, "err", err, "retry_in", wait.Round(time.Millisecond))
 	m.changed()
 	m.consider(d)
 }
@@ -317,7 +317,7 @@ func (m *Manager) teardown(d *device, reason string) {
 	d.live = nil
 	m.unlist(l)
 	l.close()
-	m.log.Info("tunnel: closing", "udid", l.entry.UDID, "key", l.entry.Key, "reason", reason)
+	m.log.Info("tunnel: closing", "udid", l.entry.UDID, "pmd3_key", l.entry.Key, "reason", reason)
 	m.changed()
 }
 
@@ -422,7 +422,7 @@ func (m *Manager) shutdown() {
 			d.live = nil
 			m.unlist(l)
 			l.close()
-			m.log.Info("tunnel: closing", "udid", l.entry.UDID, "key", l.entry.Key, "reason", "shutdown")
+			m.log.Info("tunnel: closing", "udid", l.entry.UDID, "pmd3_key", l.entry.Key, "reason", "shutdown")
 		}
 		m.settle(d)
 	}

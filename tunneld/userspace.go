@@ -46,6 +46,9 @@ func newUserspaceProxy(ns *utun.Netstack, log *slog.Logger) (*userspaceProxy, er
 	if ns == nil {
 		return nil, errors.New("tunneld: userspace proxy without a userspace stack")
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
