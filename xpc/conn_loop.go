@@ -212,9 +212,19 @@ func (st *connState) writeRaw(s *stream, m *Message) {
 	st.connSendWin -= int64(len(b))
 }
 
-// mirror queues a set-up message on s behind whatever s already has queued.
+// mirror answers a set-up message on s. It goes out right away, in the
+// order the client's frames arrived and ahead of anything sent after set-up
+// (the RSD Handshake must follow the INIT_HANDSHAKE mirror on the wire, as a
+// device sends them, origin.md §5.3), unless s already has messages queued
+// or the peer's windows are too small; then it queues behind them.
 func (st *connState) mirror(s *stream, m *Message) {
 	b, _ := m.AppendBinary(nil)
+	if n := int64(len(b)); len(s.ops) == 0 && n <= maxFrameSend && n <= s.sendWin && n <= st.connSendWin {
+		_ = st.wfr.WriteData(s.id, false, b)
+		s.sendWin -= n
+		st.connSendWin -= n
+		return
+	}
 	s.ops = append(s.ops, &sendOp{stream: s.id, data: b, done: make(chan error, 1)})
 }
 
