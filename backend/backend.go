@@ -103,7 +103,6 @@ type Backend struct {
 	utTSLn  net.Listener // its tunnel service, or nil
 	pairLn  net.Listener // RPPairing, or nil
 
-
 	mu       sync.Mutex
 	closed   bool
 	link     *linkState

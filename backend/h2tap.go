@@ -135,7 +135,8 @@ func (p *h2Parser) frame(typ, flags byte, stream uint32, payload []byte) {
 		b = append(b, hex2(flags)...)
 		b = append(b, `","length":`...)
 		b = strconv.AppendInt(b, int64(len(payload)), 10)
-		return appendFrameDetail(b, typ, payload)
+		b = appendFrameDetail(b, typ, payload)
+		return append(b, '}')
 	})
 	if typ != 0 || len(payload) == 0 {
 		return
