@@ -113,13 +113,18 @@ func (m *Manager) apply(ev discovery.Event) {
 			return
 		}
 		key := ev.Key()
+		lost := false
 		if d.live != nil && d.live.pathKey == key {
 			m.teardown(d, "detached")
+			lost = true
 		}
 		if d.attempt != nil && d.attempt.path.Key() == key {
 			m.abandon(d)
+			lost = true
 		}
-		d.retryAt = time.Time{} // another path, if any, is tried at once
+		if lost {
+			d.retryAt = time.Time{} // another path, if any, is tried at once
+		}
 		m.consider(d)
 	}
 }

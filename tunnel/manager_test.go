@@ -344,6 +344,27 @@ func TestManagerAttachedRetriesAtOnce(t *testing.T) {
 	})
 }
 
+// TestManagerUnusedPathDetachKeepsBackoff: losing a path the device was not
+// being reached over does not cut its back-off short.
+func TestManagerUnusedPathDetachKeepsBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		est := newFakeEst()
+		est.setFails(udidA, 3)
+		m, _ := newTestManager(t, est, ManagerConfig{Backoff: noJitter})
+		m.Apply(usbEvent(discovery.Attached, udidA, 3)) // attempt at 0, retry at 1 s
+		time.Sleep(500 * time.Millisecond)
+		m.Apply(ncmEvent(discovery.Attached, udidA)) // answers again: attempt at 0.5 s, retry at 1.5 s
+		time.Sleep(500 * time.Millisecond)
+		m.Apply(ncmEvent(discovery.Detached, udidA))
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		want := []time.Duration{0, 500 * time.Millisecond, 1500 * time.Millisecond, 3500 * time.Millisecond}
+		if got := est.attemptTimes(udidA); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("attempts at %v, want %v", got, want)
+		}
+	})
+}
+
 func TestManagerFailsOverToNextPath(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		est := newFakeEst()
