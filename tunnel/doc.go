@@ -62,4 +62,12 @@
 // Device (device.go) is the simulated iPhone's end: a gVisor stack holding
 // the device address, where services listen, serving one Session per
 // transport, with Faults that reproduce the real forwarder's limits.
+//
+// Manager (manager.go, manager_loop.go) keeps one tunnel per UDID for the
+// tunneld daemon: discovery events go in through Apply, an Establisher
+// (Establish above, in production) turns a device's preferred path into a
+// Link (*Tunnel or *Pump), and Tunnels lists only links that are up. A link
+// that ends, goes silent or loses its path leaves the table at once and is
+// rebuilt with back-off and jitter, or at once when the device is attached
+// again; Start, Cancel and Clear serve the HTTP API's on-demand requests.
 package tunnel
