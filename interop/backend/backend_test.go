@@ -77,6 +77,8 @@ type rig struct {
 	// device is the device's own Handshake, read straight from its
 	// trusted RSD before the backend attached.
 	device *rsd.Handshake
+	// stateDir is the backend's StateDir.
+	stateDir string
 }
 
 func newRig(t testing.TB, profile string, tweak func(*backend.Config)) *rig {
@@ -91,7 +93,7 @@ func newRig(t testing.TB, profile string, tweak func(*backend.Config)) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	r := &rig{dev: f.Devices()[0]}
+	r := &rig{dev: f.Devices()[0], stateDir: dir}
 	pump := r.openTunnel(t, f.UsbmuxSocket())
 	hostUUID, err := rsd.LoadOrCreateHostUUID(dir)
 	if err != nil {
