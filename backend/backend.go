@@ -216,14 +216,26 @@ func portOf(a net.Addr) uint16 {
 // nothing) when the backend is closing.
 func (b *Backend) goAccept(ln net.Listener, serve func(net.Conn)) bool {
 	return b.goTracked(func() {
-		for {
+		for failures := 0; ; {
 			c, err := ln.Accept()
 			if err != nil {
-				if b.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-					b.log.Warn("backend: accept failed", "listen", ln.Addr().String(), "err", err)
+				if b.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+					return
 				}
-				return
+				// Out of descriptors and the like: wait and go on, so a
+				// burst of clients does not kill a port for good.
+				failures++
+				b.log.Warn("backend: accept failed", "listen", ln.Addr().String(), "err", err)
+				t := time.NewTimer(min(10*time.Millisecond<<min(failures, 7), time.Second))
+				select {
+				case <-t.C:
+				case <-b.ctx.Done():
+					t.Stop()
+					return
+				}
+				continue
 			}
+			failures = 0
 			if !b.goTracked(func() { serve(c) }) {
 				c.Close()
 				return

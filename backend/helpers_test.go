@@ -43,13 +43,19 @@ func testCtx(t testing.TB) context.Context {
 
 // simDevice starts one simulated iPhone behind a simulated usbmuxd.
 func simDevice(t testing.TB, profile string) (*sim.Fleet, *sim.Device) {
+	return simDeviceRealism(t, profile, sim.Realism{})
+}
+
+// simDeviceRealism is simDevice with a device as awkward as a real one.
+func simDeviceRealism(t testing.TB, profile string, realism sim.Realism) (*sim.Fleet, *sim.Device) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "backend-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	f, err := sim.StartFleet(sim.FleetConfig{Count: 1, Profile: sim.MustProfile(profile), SocketPath: dir + "/usbmuxd", LockdownKey: testKey()})
+	f, err := sim.StartFleet(sim.FleetConfig{Count: 1, Profile: sim.MustProfile(profile), SocketPath: dir + "/usbmuxd",
+		LockdownKey: testKey(), Realism: realism})
 	if err != nil {
 		t.Fatal(err)
 	}
