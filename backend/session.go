@@ -294,8 +294,8 @@ func (b *Backend) install(ls *linkState, h *rsd.Handshake) {
 		b.boot = newBoot(b, key, u)
 		b.lastBoot, b.lastUUID = key, u
 	}
-	if ps != nil {
-		b.pair = ps
+	if ps != nil || (b.pair != nil && b.pair.udid != key.udid) {
+		b.pair = ps // never another device's identity
 	}
 	v, err := b.buildView(ls, b.boot, h)
 	if err != nil {
