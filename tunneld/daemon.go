@@ -75,8 +75,11 @@ type Config struct {
 	// autopair, classic ones.
 	Records pairing.RecordStore
 	// HostName is this host's name in pairing dialogs; "" is the OS host
-	// name. HostUUID, when set, is announced to untrusted RSDs (P2), as
-	// pymobiledevice3 does.
+	// name. HostUUID is this host's one stable RSD identity
+	// (rsd.LoadOrCreateHostUUID), presented on every RSD session: to
+	// untrusted RSDs (P2), as pymobiledevice3 does, and to the trusted
+	// RSD when the catalog is read (iOS 27.2 closes every service port
+	// when a tunnel's peer presents another UUID). Zero presents none.
 	HostName string
 	HostUUID xpc.UUID
 
@@ -85,6 +88,15 @@ type Config struct {
 	Backoff        discovery.Backoff
 	AttemptTimeout time.Duration
 	CancelHold     time.Duration
+
+	// Advertise, if set, is asked what to list in place of each tunnel's
+	// trusted RSD (iosmux tunneld --advertise backend): it is called once
+	// the tunnel is up, before it is listed, and the APIs then list the
+	// Advert's address, port and services. No catalog session of the
+	// daemon's own is opened then. An error fails the attempt (the
+	// manager tries again): a client promised the advertised RSD must
+	// not be handed the device's.
+	Advertise func(ctx context.Context, t AdvertiseRequest) (Advert, error)
 
 	// OnTunnel, if set, is told of every tunnel that comes up or goes
 	// away (the CLI prints them). It is called from one goroutine at a
@@ -179,7 +191,7 @@ func New(cfg Config) (*Daemon, error) {
 	d.est = &establisher{
 		mux: cfg.Usbmux, records: classicRecords{store: cfg.Records}, store: cfg.Records,
 		hostName: cfg.HostName, hostUUID: cfg.HostUUID, protocol: cfg.Protocol, userspace: cfg.Userspace,
-		newKernelTUN: newKernel, kernelDial: kdial, catalogWait: 5 * time.Second, log: log,
+		newKernelTUN: newKernel, kernelDial: kdial, catalogWait: 5 * time.Second, advertiseFn: cfg.Advertise, log: log,
 	}
 	d.metrics = rsdapi.NewMetrics()
 	d.dm = rsdapi.NewDaemonMetrics(d.metrics)

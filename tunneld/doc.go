@@ -21,6 +21,18 @@
 // other processes can reach a device whose tunnel lives in our own network
 // stack.
 //
+// Every RSD session tunneld opens (catalog, refresh-services, pairing over
+// the untrusted RSD) presents Config.HostUUID: iOS 27.2 keeps one RSD peer
+// per tunnel and closes every service port when a peer presents another
+// UUID, so all of this host's sessions share one stable identity.
+//
+// With Config.Advertise (iosmux tunneld --advertise backend) the listing
+// names another RSD in each tunnel's place, reached without the tunnel:
+// the daemon hands the tunnel (its RSD address, a dialer through it, a
+// channel closed when it ends) to Advertise before listing it, opens no
+// catalog session of its own, and lists the advert's address, port and
+// live catalog.
+//
 // Keys, PSKs and pair records are never logged. Package sim is not
 // imported here: cmd/iosmux wires the simulated fleet in as a usbmuxd
 // address.

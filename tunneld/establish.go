@@ -14,7 +14,6 @@ import (
 	"github.com/iosmux/iosmux/discovery"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/pairing"
-	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/rsdapi"
 	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/usbmux"
@@ -42,6 +41,8 @@ type establisher struct {
 	// kernelDial reaches addresses behind kernel TUNs.
 	kernelDial  func(ctx context.Context, network, address string) (net.Conn, error)
 	catalogWait time.Duration
+	// advertiseFn is Config.Advertise.
+	advertiseFn func(context.Context, AdvertiseRequest) (Advert, error)
 	log         *slog.Logger
 }
 
@@ -50,6 +51,8 @@ type tunnelMeta struct {
 	services      []rsdapi.Service
 	catalogAt     time.Time
 	userspacePort uint16
+	// advert, if set, is listed instead of the tunnel's RSD and catalog.
+	advert *Advert
 	// dial reaches the device through the tunnel (refresh-services).
 	dial func(ctx context.Context, network, address string) (net.Conn, error)
 }
@@ -152,16 +155,27 @@ func (e *establisher) Establish(ctx context.Context, path discovery.Event) (*tun
 		return nil, err
 	}
 	meta := &tunnelMeta{dial: h.dial}
-	e.readCatalog(ctx, h, udid, params, meta)
 	out := &link{Link: l}
-	if e.userspace {
-		p, err := newUserspaceProxy(h.ns, e.log)
-		if err != nil {
+	rsdAddr := netip.AddrPortFrom(params.ServerAddress, params.ServerRSDPort)
+	switch {
+	case e.advertiseFn != nil:
+		// The advertised RSD reads the catalog itself (and is reached
+		// without the tunnel): no session of our own, no userspace proxy.
+		if err := e.advertise(ctx, udid, rsdAddr, h, l.Done(), meta); err != nil {
 			l.Close()
-			return nil, &tunnel.Error{Device: udid, Step: "userspace proxy", Err: err}
+			return nil, &tunnel.Error{Device: udid, Step: "advertise", Err: err}
 		}
-		out.proxy = p
-		meta.userspacePort = p.Port()
+	default:
+		e.readCatalog(ctx, h, udid, rsdAddr, meta)
+		if e.userspace {
+			p, err := newUserspaceProxy(h.ns, e.log)
+			if err != nil {
+				l.Close()
+				return nil, &tunnel.Error{Device: udid, Step: "userspace proxy", Err: err}
+			}
+			out.proxy = p
+			meta.userspacePort = p.Port()
+		}
 	}
 	return &tunnel.Established{UDID: udid, Interface: ifName, Params: params, Protocol: string(proto), Link: out, Meta: meta}, nil
 }
@@ -169,25 +183,15 @@ func (e *establisher) Establish(ctx context.Context, path discovery.Event) (*tun
 // readCatalog fetches the trusted RSD's service list through the tunnel.
 // A failure is logged, not fatal: the tunnel works and a client may still
 // reach RSD later (appium then lists the entry as not ready).
-func (e *establisher) readCatalog(ctx context.Context, h *hostTUN, udid string, p tunnel.Params, meta *tunnelMeta) {
+func (e *establisher) readCatalog(ctx context.Context, h *hostTUN, udid string, addr netip.AddrPort, meta *tunnelMeta) {
 	ctx, cancel := context.WithTimeout(ctx, e.catalogWait)
 	defer cancel()
-	addr := netip.AddrPortFrom(p.ServerAddress, p.ServerRSDPort).String()
-	nc, err := h.dial(ctx, "tcp", addr)
+	svcs, err := readServices(ctx, h.dial, addr.String(), e.hostUUID)
 	if err != nil {
-		e.log.Warn("tunneld: trusted RSD not reachable", "udid", udid, "rsd", addr, "err", err)
+		e.log.Warn("tunneld: trusted RSD not readable", "udid", udid, "rsd", addr.String(), "err", err)
 		return
 	}
-	c, err := rsd.NewClient(ctx, nc, nil)
-	if err != nil {
-		e.log.Warn("tunneld: trusted RSD handshake failed", "udid", udid, "rsd", addr, "err", err)
-		return
-	}
-	defer c.Close()
-	for _, s := range c.Handshake.Services {
-		meta.services = append(meta.services, rsdapi.Service{Name: s.Name, Port: s.Port})
-	}
-	meta.catalogAt = time.Now()
+	meta.services, meta.catalogAt = svcs, time.Now()
 }
 
 // coreDeviceProxy is P1 through usbmuxd. Like pymobiledevice3's tunneld

@@ -23,6 +23,8 @@ import (
 	"github.com/iosmux/iosmux/sim"
 	"github.com/iosmux/iosmux/tunneld"
 	"github.com/iosmux/iosmux/usbmux"
+	"github.com/iosmux/iosmux/utun"
+	"github.com/iosmux/iosmux/xpc"
 )
 
 // One lockdown key for every simulated device: RSA generation would
@@ -46,7 +48,13 @@ func lockdownKey(t testing.TB) *rsa.PrivateKey {
 // behind a usbmuxd socket, keeping their state in stateDir ("" for none).
 func fleet(t testing.TB, n int, stateDir string) *sim.Fleet {
 	t.Helper()
-	f, err := sim.StartFleet(sim.FleetConfig{Count: n, Profile: sim.MustProfile("18.2"), StateDir: stateDir,
+	return fleetOf(t, n, stateDir, "18.2")
+}
+
+// fleetOf is fleet with another iOS profile.
+func fleetOf(t testing.TB, n int, stateDir, profile string) *sim.Fleet {
+	t.Helper()
+	f, err := sim.StartFleet(sim.FleetConfig{Count: n, Profile: sim.MustProfile(profile), StateDir: stateDir,
 		SocketPath: shortSocket(t), LockdownKey: lockdownKey(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -197,30 +205,50 @@ func goiosTunnels(t testing.TB, r *rig) []goiosTunnel {
 // device reports.
 func rsdThroughProxy(t testing.TB, tun goiosTunnel) string {
 	t.Helper()
+	return rsdThroughProxyAs(t, tun, xpc.UUID{})
+}
+
+// rsdThroughProxyAs is rsdThroughProxy presenting host as the host's RSD
+// identity (none when zero).
+func rsdThroughProxyAs(t testing.TB, tun goiosTunnel, host xpc.UUID) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", tun.UserspaceTUNPort))
+	c, err := proxyDial(tun.UserspaceTUNPort)(ctx, "tcp", net.JoinHostPort(tun.Address, fmt.Sprint(tun.RsdPort)))
 	if err != nil {
 		t.Fatalf("userspace proxy: %v", err)
 	}
-	a, err := netip.ParseAddr(tun.Address)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pre [20]byte
-	b16 := a.As16()
-	copy(pre[:16], b16[:])
-	binary.LittleEndian.PutUint32(pre[16:], uint32(tun.RsdPort))
-	if _, err := c.Write(pre[:]); err != nil {
-		t.Fatal(err)
-	}
-	rc, err := rsd.NewClient(ctx, c, nil)
+	rc, err := rsd.NewClient(ctx, c, &rsd.ClientConfig{HostUUID: host})
 	if err != nil {
 		t.Fatalf("RSD through the userspace proxy of %s: %v", tun.UDID, err)
 	}
 	defer rc.Close()
 	return rc.Handshake.Device().UDID
+}
+
+// proxyDial reaches addresses inside a userspace tunnel through go-ios's
+// userspace proxy protocol on 127.0.0.1:port (tunneld-api.md §2.5).
+func proxyDial(port int) utun.DialFunc {
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return nil, err
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			return nil, err
+		}
+		var pre [20]byte
+		b16 := ap.Addr().As16()
+		copy(pre[:16], b16[:])
+		binary.LittleEndian.PutUint32(pre[16:], uint32(ap.Port()))
+		if _, err := c.Write(pre[:]); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/discovery"
-	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/rsdapi"
 	"github.com/iosmux/iosmux/tunnel"
 )
@@ -55,6 +54,12 @@ func apiTunnel(e tunnel.Entry) rsdapi.Tunnel {
 		catalogs.Lock()
 		t.Services, t.CatalogAt = m.services, m.catalogAt
 		catalogs.Unlock()
+		if a := m.advert; a != nil {
+			t.Address, t.RSDPort, t.Services = a.RSD.Addr().String(), a.RSD.Port(), nil
+			if a.Services != nil {
+				t.Services = a.Services()
+			}
+		}
 		if t.CatalogAt.After(t.UpdatedAt) {
 			t.UpdatedAt = t.CatalogAt
 		}
@@ -152,23 +157,22 @@ func (r *registry) RefreshServices(ctx context.Context, udid string) (rsdapi.Tun
 			continue
 		}
 		m, ok := e.Meta.(*tunnelMeta)
+		if ok && m.advert != nil {
+			// The advertised RSD follows the device itself; a session of
+			// ours would only displace its one (iOS 27.2).
+			catalogs.Lock()
+			m.catalogAt = time.Now()
+			catalogs.Unlock()
+			return apiTunnel(e), nil
+		}
 		if !ok || m.dial == nil {
 			return t, errors.New("tunneld: no way to reach this tunnel's RSD")
 		}
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		nc, err := m.dial(ctx, "tcp", netip.AddrPortFrom(e.Address, e.RSDPort).String())
+		svcs, err := readServices(ctx, m.dial, netip.AddrPortFrom(e.Address, e.RSDPort).String(), r.d.est.hostUUID)
 		if err != nil {
 			return t, err
-		}
-		c, err := rsd.NewClient(ctx, nc, nil)
-		if err != nil {
-			return t, err
-		}
-		defer c.Close()
-		var svcs []rsdapi.Service
-		for _, s := range c.Handshake.Services {
-			svcs = append(svcs, rsdapi.Service{Name: s.Name, Port: s.Port})
 		}
 		catalogs.Lock()
 		m.services, m.catalogAt = svcs, time.Now()
