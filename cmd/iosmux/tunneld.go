@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/iosmux/iosmux/backend"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/rsdapi"
 	"github.com/iosmux/iosmux/sim"
@@ -41,6 +42,13 @@ devices. Stops on SIGINT/SIGTERM or GET /shutdown, removing every TUN.
   --userspace     no TUN interfaces (no root needed): tunnels end in a
                   network stack inside this process, reachable through
                   go-ios's userspace proxy port listed by the go-ios API.
+  --advertise backend
+                  list, for every device, iosmux's backend (its RSD on
+                  --backend-host, services at its forwarders; see 'iosmux
+                  help backend') instead of the device's own tunnel RSD:
+                  the one to give CoreDeviceService. The device then sees
+                  one RSD peer with this host's stable UUID whatever the
+                  number of clients. Default: device.
   --api LIST      also serve go-ios's agent API (goios, port 60105) and
                   appium's tunnel registry (appium, port 42314).
 
@@ -92,13 +100,16 @@ func runTunneld(ctx context.Context, a *app, args []string) error {
 	appiumPort := fs.Int("appium-port", rsdapi.DefaultAppiumPort, "appium tunnel registry port")
 	recordsDir := addRecordsFlag(fs)
 	stateDir := fs.String("state-dir", "", "directory holding the host's RSD UUID (env IOSMUX_STATE_DIR)")
+	advertise := fs.String("advertise", "device", "what the APIs list as each tunnel's RSD: device or backend")
+	backendHost := fs.String("backend-host", "::1", "with --advertise backend: the address the backends listen on")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	proto := tunnel.Protocol(strings.ToLower(*protocol))
-	if fs.NArg() != 0 || *simulate < 0 || (proto != tunnel.TCP && proto != tunnel.QUIC) {
+	if fs.NArg() != 0 || *simulate < 0 || (proto != tunnel.TCP && proto != tunnel.QUIC) ||
+		(*advertise != "device" && *advertise != "backend") {
 		fs.Usage()
 		return errUsage
 	}
@@ -152,6 +163,17 @@ func runTunneld(ctx context.Context, a *app, args []string) error {
 	}
 	if cfg.HostUUID, err = rsd.LoadOrCreateHostUUID(sdir); err != nil {
 		return err
+	}
+
+	if *advertise == "backend" {
+		bs, err := newBackends(backend.Config{Listen: backendListen(*backendHost), StateDir: filepath.Join(sdir, "backend"),
+			HostUUID: cfg.HostUUID, Logger: a.log}, a.log)
+		if err != nil {
+			return err
+		}
+		// Closed once Run has returned, every tunnel ended.
+		defer bs.Close()
+		cfg.Advertise = bs.advertise
 	}
 
 	var fleet *sim.Fleet

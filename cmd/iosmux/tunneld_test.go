@@ -87,6 +87,7 @@ func TestTunneldBadFlags(t *testing.T) {
 		{"--protocol", "udp"},
 		{"--api", "pmd3,grpc"},
 		{"--simulate", "-1"},
+		{"--advertise", "both"},
 		{"extra"},
 	} {
 		a := &app{stdout: io.Discard, stderr: io.Discard, log: slog.New(slog.DiscardHandler), getenv: func(string) string { return "" }}
