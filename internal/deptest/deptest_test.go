@@ -20,6 +20,9 @@ var layer = map[string]int{
 	"internal/opack": 0,
 	"internal/tlv8":  0,
 	"internal/srp":   0,
+	// A stdlib-only leaf utility the L1 packages (and above) share: one
+	// crash-safe file writer instead of a copy per store.
+	"internal/atomicfile": 0,
 	// L1 protocol endpoints
 	"xpc":      1,
 	"tlspsk":   1,
