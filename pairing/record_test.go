@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -189,28 +190,37 @@ func TestStoreListDelete(t *testing.T) {
 const childEnv = "IOSMUX_PAIRING_WRITER_CHILD"
 
 // TestRecordWriterChild is the child process of TestKilledWriteKeepsRecord:
-// it starts saving a new record and stops forever halfway through.
+// it saves two records in turn, forever, saying so after each save.
 func TestRecordWriterChild(t *testing.T) {
 	dir := os.Getenv(childEnv)
 	if dir == "" {
 		return // only meaningful as the child
 	}
-	testHookMidWrite = func() {
-		os.Stdout.WriteString("MID\n")
-		select {}
+	s := RecordStore{Dir: dir}
+	for i := 0; ; i++ {
+		if _, err := s.Save(vecDeviceUDID, killRecord(i%2)); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintln(os.Stdout, i)
 	}
-	r := &Record{PrivateKey: seq(0x50, 32), PublicKey: ed25519.NewKeyFromSeed(seq(0x50, 32)).Public().(ed25519.PublicKey), RemoteUnlockHostKey: "new"}
-	RecordStore{Dir: dir}.Save(vecDeviceUDID, r)
-	t.Fatal("Save returned in the child")
 }
 
-// TestKilledWriteKeepsRecord kills a process in the middle of writing a
-// record and checks that the previous record is intact.
+// killRecord is one of the two records the child writes; both are larger
+// than one write, so a kill can land inside one.
+func killRecord(i int) *Record {
+	return &Record{PrivateKey: seq(byte(0x50+i), 32), PublicKey: ed25519.NewKeyFromSeed(seq(byte(0x50+i), 32)).Public().(ed25519.PublicKey),
+		RemoteUnlockHostKey: strings.Repeat(string(rune('a'+i)), 64<<10)}
+}
+
+// TestKilledWriteKeepsRecord reads the record while another process saves
+// it over and over, then kills that process (internal/atomicfile tests a
+// kill at a chosen point): every read and the record left after the kill
+// is one of the two, whole, the folder lists one record, and the next save
+// succeeds.
 func TestKilledWriteKeepsRecord(t *testing.T) {
 	dir := t.TempDir()
 	s := RecordStore{Dir: dir}
-	old := &Record{PrivateKey: vecHostSeed, PublicKey: ed25519.NewKeyFromSeed(vecHostSeed).Public().(ed25519.PublicKey), RemoteUnlockHostKey: "old"}
-	if _, err := s.Save(vecDeviceUDID, old); err != nil {
+	if _, err := s.Save(vecDeviceUDID, killRecord(1)); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestRecordWriterChild$", "-test.count=1")
@@ -222,34 +232,39 @@ func TestKilledWriteKeepsRecord(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || line != "MID\n" {
+	defer func() {
 		cmd.Process.Kill()
 		cmd.Wait()
-		t.Fatalf("child said %q, %v", line, err)
+	}()
+	whole := func(when string) {
+		t.Helper()
+		got, err := s.Load(vecDeviceUDID)
+		if err != nil {
+			t.Fatalf("record %s: %v", when, err)
+		}
+		if r0, r1 := killRecord(0), killRecord(1); !bytes.Equal(got.Marshal(), r0.Marshal()) && !bytes.Equal(got.Marshal(), r1.Marshal()) {
+			t.Fatalf("record %s is neither of the two written", when)
+		}
 	}
-	// The temporary file holds half of the new record now.
-	tmps, _ := filepath.Glob(filepath.Join(dir, ".remote_*.tmp-*"))
-	if len(tmps) != 1 {
-		t.Errorf("temporary files: %v", tmps)
+	// Read while the child writes: every read sees one record whole.
+	rd := bufio.NewReader(out)
+	for range 20 {
+		if line, err := rd.ReadString('\n'); err != nil {
+			t.Fatalf("child said %q, %v", line, err)
+		}
+		for range 10 {
+			whole("while saved over")
+		}
 	}
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-
-	got, err := s.Load(vecDeviceUDID)
-	if err != nil {
-		t.Fatalf("record after the kill: %v", err)
-	}
-	if got.RemoteUnlockHostKey != "old" || !bytes.Equal(got.PrivateKey, vecHostSeed) {
-		t.Errorf("record after the kill: %v", got)
-	}
+	whole("after the kill")
 	if l, _ := s.List(); len(l) != 1 {
 		t.Errorf("List sees %d records", len(l))
 	}
-	// The next save succeeds and replaces it.
-	if _, err := s.Save(vecDeviceUDID, &Record{PrivateKey: seq(0x50, 32), PublicKey: ed25519.NewKeyFromSeed(seq(0x50, 32)).Public().(ed25519.PublicKey)}); err != nil {
+	if _, err := s.Save(vecDeviceUDID, killRecord(0)); err != nil {
 		t.Fatal(err)
 	}
 }

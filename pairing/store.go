@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/iosmux/iosmux/internal/atomicfile"
 )
 
 // RecordDirName is pymobiledevice3's record folder under the home
@@ -73,85 +75,22 @@ func (s RecordStore) Load(id string) (*Record, error) {
 	return r, nil
 }
 
-// Save writes id's record atomically with mode 0600 and returns its path:
-// a temporary file in the same folder is written, synced and renamed over
-// the old record, then the folder is synced, so a crash leaves either the
-// old record or the new one. The folder is created (0700) if missing.
+// Save writes id's record atomically with mode 0600 and returns its path
+// (internal/atomicfile: a crash leaves either the old record or the new
+// one). The folder is created (0700, owned by Owner) if missing.
 func (s RecordStore) Save(id string, r *Record) (string, error) {
 	p, err := s.Path(id)
 	if err != nil {
 		return "", err
 	}
-	_, statErr := os.Stat(s.Dir)
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return "", err
-	}
-	if s.Owner != nil && errors.Is(statErr, fs.ErrNotExist) {
-		if err := os.Chown(s.Dir, s.Owner.UID, s.Owner.GID); err != nil {
-			return "", err
-		}
-	}
-	return p, writeFileAtomic(p, r.Marshal(), s.Owner)
+	return p, atomicfile.Write(p, r.Marshal(), recordMode, atomicfile.MkdirAll(0o700), atomicfile.WithOwner(s.Owner.atomic()))
 }
 
-// testHookMidWrite, when set (tests only), runs after the first half of a
-// record is in the temporary file.
-var testHookMidWrite func()
-
-func writeFileAtomic(path string, data []byte, owner *FileOwner) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
+func (o *FileOwner) atomic() *atomicfile.Owner {
+	if o == nil {
+		return nil
 	}
-	// os.CreateTemp creates the file with mode 0600.
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp)
-		}
-	}()
-	half := len(data) / 2
-	if _, err = f.Write(data[:half]); err != nil {
-		f.Close()
-		return err
-	}
-	if testHookMidWrite != nil {
-		testHookMidWrite()
-	}
-	if _, err = f.Write(data[half:]); err != nil {
-		f.Close()
-		return err
-	}
-	if err = f.Chmod(recordMode); err != nil {
-		f.Close()
-		return err
-	}
-	if owner != nil {
-		if err = f.Chown(owner.UID, owner.GID); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err = f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return &atomicfile.Owner{UID: o.UID, GID: o.GID}
 }
 
 // StoredRecord is one entry of List.
