@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/iosmux/iosmux/internal/atomicfile"
 	"github.com/iosmux/iosmux/xpc"
 )
 
@@ -36,36 +37,14 @@ func LoadOrCreateHostUUID(dir string) (xpc.UUID, error) {
 	if err != nil {
 		return xpc.UUID{}, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return xpc.UUID{}, fmt.Errorf("rsd: host uuid: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, HostUUIDFile+".tmp*")
-	if err != nil {
-		return xpc.UUID{}, fmt.Errorf("rsd: host uuid: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.WriteString(u.String() + "\n")
-	if err == nil {
-		err = tmp.Chmod(0o600)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
+	// NoReplace, so that of two processes racing here the second keeps
+	// the first one's identity instead of replacing it.
+	err = atomicfile.Write(path, []byte(u.String()+"\n"), 0o600, atomicfile.MkdirAll(0o700), atomicfile.NoReplace())
+	if errors.Is(err, fs.ErrExist) {
+		return LoadOrCreateHostUUID(dir)
 	}
 	if err != nil {
 		return xpc.UUID{}, fmt.Errorf("rsd: host uuid: %w", err)
-	}
-	// Link rather than rename, so that of two processes racing here the
-	// second keeps the first one's identity instead of replacing it.
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return LoadOrCreateHostUUID(dir)
-		}
-		if err := os.Rename(tmp.Name(), path); err != nil {
-			return xpc.UUID{}, fmt.Errorf("rsd: host uuid: %w", err)
-		}
 	}
 	return u, nil
 }

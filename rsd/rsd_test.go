@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,6 +198,29 @@ func TestHostUUIDPersisted(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, HostUUIDFile), []byte("junk"), 0o600)
 	if _, err := LoadOrCreateHostUUID(dir); err == nil {
 		t.Error("corrupt file silently replaced")
+	}
+}
+
+// TestHostUUIDRace: of several first uses at once, all get the one
+// identity that is stored.
+func TestHostUUIDRace(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	const n = 8
+	got := make([]xpc.UUID, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { got[i], errs[i] = LoadOrCreateHostUUID(dir) })
+	}
+	wg.Wait()
+	stored, err := LoadOrCreateHostUUID(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if errs[i] != nil || got[i] != stored {
+			t.Errorf("caller %d: %v, %v; stored %v", i, got[i], errs[i], stored)
+		}
 	}
 }
 
