@@ -36,9 +36,7 @@ type RecordStore struct {
 }
 
 // FileOwner is a numeric owner for chown.
-type FileOwner struct {
-	UID, GID int
-}
+type FileOwner = atomicfile.Owner
 
 // checkIdentifier rejects identifiers pymobiledevice3 could not parse back
 // from the file name (no '.', spec §8.1) or that would escape the folder.
@@ -83,14 +81,7 @@ func (s RecordStore) Save(id string, r *Record) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return p, atomicfile.Write(p, r.Marshal(), recordMode, atomicfile.MkdirAll(0o700), atomicfile.WithOwner(s.Owner.atomic()))
-}
-
-func (o *FileOwner) atomic() *atomicfile.Owner {
-	if o == nil {
-		return nil
-	}
-	return &atomicfile.Owner{UID: o.UID, GID: o.GID}
+	return p, atomicfile.Write(p, r.Marshal(), recordMode, atomicfile.MkdirAll(0o700), atomicfile.WithOwner(s.Owner))
 }
 
 // StoredRecord is one entry of List.

@@ -3,11 +3,11 @@ package tunneld
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/iosmux/iosmux/internal/atomicfile"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/pairing"
 )
@@ -61,16 +61,7 @@ func (c classicRecords) save(udid string, rec *lockdown.PairRecord) error {
 	if err != nil {
 		return err
 	}
-	_, statErr := os.Stat(c.store.Dir)
-	if err := os.MkdirAll(c.store.Dir, 0o700); err != nil {
-		return err
-	}
-	if o := c.store.Owner; o != nil && errors.Is(statErr, fs.ErrNotExist) {
-		if err := os.Chown(c.store.Dir, o.UID, o.GID); err != nil {
-			return err
-		}
-	}
-	return writeAtomic(p, b, c.store.Owner)
+	return atomicfile.Write(p, b, 0o600, atomicfile.MkdirAll(0o700), atomicfile.WithOwner(c.store.Owner))
 }
 
 // byWiFiMAC finds the record whose WiFiMACAddress is mac (the mobdev2
@@ -95,47 +86,4 @@ func (c classicRecords) byWiFiMAC(mac string) (string, *lockdown.PairRecord, boo
 		}
 	}
 	return "", nil, false
-}
-
-// writeAtomic writes a temporary file in the same folder, syncs it, renames
-// it over path and syncs the folder: a crash (kill -9) leaves the old
-// record or the new one, never a torn one.
-func writeAtomic(path string, data []byte, owner *pairing.FileOwner) (err error) {
-	dir, base := filepath.Split(path)
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*") // mode 0600
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if owner != nil {
-		if err = f.Chown(owner.UID, owner.GID); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err = f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
