@@ -15,12 +15,13 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/iosmux/iosmux/internal/atomicfile"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/pairing"
 )
 
 // Files of a device's state directory. Everything is written atomically
-// (temporary file, then rename) with mode 0600: the directory holds keys.
+// (internal/atomicfile) with mode 0600: the directory holds keys.
 const (
 	identityFile = "identity.json"
 	keyFile      = "lockdown-key.pem"
@@ -44,23 +45,7 @@ func (s stateDir) write(name string, b []byte) error {
 	if s == "" {
 		return nil
 	}
-	if err := os.MkdirAll(string(s), 0o700); err != nil {
-		return fmt.Errorf("sim: state directory: %w", err)
-	}
-	f, err := os.CreateTemp(string(s), "."+name+".*")
-	if err != nil {
-		return fmt.Errorf("sim: state: %w", err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, s.path(name))
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(s.path(name), b, 0o600, atomicfile.MkdirAll(0o700)); err != nil {
 		return fmt.Errorf("sim: state %s: %w", name, err)
 	}
 	return nil
