@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/iosmux/iosmux/internal/atomicfile"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/xpc"
 )
@@ -146,28 +147,7 @@ func (s *identityStore) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(s.path), ".backend-*")
-	if err != nil {
-		return fmt.Errorf("backend: identity: %w", err)
-	}
-	name := tmp.Name()
-	defer os.Remove(name)
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("backend: identity: %w", err)
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("backend: identity: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("backend: identity: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("backend: identity: %w", err)
-	}
-	if err := os.Rename(name, s.path); err != nil {
+	if err := atomicfile.Write(s.path, b, 0o600); err != nil {
 		return fmt.Errorf("backend: identity: %w", err)
 	}
 	return nil
