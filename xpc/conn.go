@@ -297,7 +297,15 @@ func (c *Conn) submit(ctx context.Context, op *sendOp) error {
 	case err := <-op.done:
 		return err
 	case <-c.done:
-		return c.err
+		// run answers every write it finished before closing done, so a
+		// message that reached the peer just before the peer hung up is
+		// reported sent, not failed.
+		select {
+		case err := <-op.done:
+			return err
+		default:
+			return c.err
+		}
 	case <-ctx.Done():
 		return &ConnError{Conn: c.cfg.Name, Op: fmt.Sprintf("send on stream %d", op.stream), Err: context.Cause(ctx)}
 	}
@@ -326,7 +334,13 @@ func (c *Conn) Request(ctx context.Context, body *Dict) (Message, error) {
 	case r := <-reply:
 		return r, nil
 	case <-c.done:
-		return Message{}, c.err
+		// A reply that arrived just before the end is still the answer.
+		select {
+		case r := <-reply:
+			return r, nil
+		default:
+			return Message{}, c.err
+		}
 	case <-ctx.Done():
 		c.dropWaiter(id)
 		return Message{}, &ConnError{Conn: c.cfg.Name, Op: fmt.Sprintf("waiting for reply to request %d", id), Err: context.Cause(ctx)}

@@ -130,6 +130,20 @@ func (c *Conn) run() {
 	var pe *ProtocolError
 	if errors.As(err, &pe) {
 		st.flushGoAway(batches)
+	} else if st.writing {
+		// The batch in flight may have reached the peer before it hung up
+		// (a last reply, then the peer closes): its senders learn it went
+		// out. Closing nc first bounds the wait on a peer that stopped
+		// reading.
+		_ = c.nc.Close()
+		if werr := <-c.writeDone; werr == nil {
+			for _, op := range st.inflight {
+				op.done <- nil
+			}
+			clear(st.inflight)
+			st.inflight = st.inflight[:0]
+		}
+		st.writing = false
 	}
 	c.err = err
 	c.mu.Lock()

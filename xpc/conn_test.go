@@ -512,3 +512,41 @@ func TestServerHeaderReply(t *testing.T) {
 		s.Close()
 	}
 }
+
+// A message the peer received is reported sent even when the peer hangs up
+// right after reading it, and a reply that arrived before the end is still
+// the answer: both used to lose a coin toss against the connection's end.
+func TestLastMessageBeforeHangUp(t *testing.T) {
+	testkit.CheckLeaks(t)
+	for i := range 40 {
+		a, b := tcpPair(t)
+		c, s := pair(t, a, b, &Config{Name: "client"}, &Config{Name: "server"})
+		ctx := testCtx(t)
+		sent := make(chan error, 1)
+		go func() {
+			sent <- s.Send(ctx, RootChannel, &Message{Flags: FlagsMsg, Body: NewDict("last", Bool(true))})
+		}()
+		if _, _, err := c.Receive(ctx); err != nil {
+			t.Fatalf("round %d: receive: %v", i, err)
+		}
+		c.Close()
+		if err := <-sent; err != nil {
+			t.Fatalf("round %d: the peer read the message, yet Send says %v", i, err)
+		}
+		s.Close()
+
+		a, b = tcpPair(t)
+		c, s = pair(t, a, b, &Config{Name: "client"}, &Config{Name: "server"})
+		go func() {
+			req, _, err := s.Receive(ctx)
+			if err == nil {
+				_ = s.Reply(ctx, req, NewDict("ok", Bool(true)))
+			}
+			s.Close()
+		}()
+		if r, err := c.Request(ctx, NewDict("q", Bool(true))); err != nil || !r.Body.Bool("ok") {
+			t.Fatalf("round %d: reply before hang-up: %v, %v", i, r.Body, err)
+		}
+		c.Close()
+	}
+}
