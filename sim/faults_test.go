@@ -259,6 +259,12 @@ func TestResetMidStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lc2.Close()
+	// One exchange first: the device takes a USB connection as its own only
+	// after usbmuxd has answered the Connect, so a Reset right after the
+	// dial could miss it.
+	if _, err := lc2.QueryType(ctx); err != nil {
+		t.Fatal(err)
+	}
 	d.Reset(0)
 	if _, err := lc2.QueryType(ctx); err == nil {
 		t.Error("lockdown connection survived Reset(0)")
