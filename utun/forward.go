@@ -158,8 +158,21 @@ func Relay(a, b net.Conn) error {
 // copyHalf copies src to dst, then half-closes dst (or closes it, when it
 // cannot half-close).
 func copyHalf(dst, src net.Conn) error {
-	buf := make([]byte, 256<<10)
-	_, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, buf)
+	var err error
+	if d, s, ok := kernelPair(dst, src); ok {
+		// Two kernel sockets (kernel TUN mode: a loopback client and a
+		// device reached through the TUN): TCPConn.ReadFrom splices on
+		// Linux, so the bytes stay in the kernel instead of crossing into
+		// a user buffer and back (and it falls back to a plain copy where
+		// splice is unavailable).
+		_, err = d.ReadFrom(s)
+	} else {
+		// Anything else (gVisor's gonet conns): one large buffer. The
+		// wrappers hide ReaderFrom/WriterTo so io.CopyBuffer uses buf
+		// instead of a conn's own 32 KiB loop.
+		buf := make([]byte, 256<<10)
+		_, err = io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, buf)
+	}
 	if err != nil {
 		return err
 	}
@@ -167,4 +180,12 @@ func copyHalf(dst, src net.Conn) error {
 		return cw.CloseWrite()
 	}
 	return dst.Close()
+}
+
+// kernelPair reports whether dst and src are both kernel TCP sockets, which
+// the kernel can copy between by itself.
+func kernelPair(dst, src net.Conn) (*net.TCPConn, *net.TCPConn, bool) {
+	d, ok1 := dst.(*net.TCPConn)
+	s, ok2 := src.(*net.TCPConn)
+	return d, s, ok1 && ok2
 }
