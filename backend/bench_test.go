@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"context"
 	"encoding/binary"
 	"io"
 	"net"
@@ -13,43 +14,72 @@ import (
 )
 
 // BenchmarkForwarder moves bytes from the simulated iPhone's byte source
-// (download) and to its sink (upload) over one CoreDeviceProxy tunnel
-// ending in a userspace stack, alternating in every iteration between
-// straight through the tunnel and through the backend's forwarder on
-// loopback, so both see the same machine load (docs/perf.md, backend
-// section; goal: forwarder ≥ 0.9× direct). It reports MB/s and process
-// CPU per byte of each path and their ratio; the simulated device runs in
-// the same process, so CPU counts both ends of the tunnel.
+// (download) and to its sink (upload) over one CoreDeviceProxy tunnel,
+// alternating in every iteration between straight through the tunnel and
+// through the backend's forwarder on loopback, so both see the same machine
+// load (docs/perf.md, backend section; goal: forwarder ≥ 0.9× direct). It
+// reports MB/s and process CPU per byte of each path and their ratio; the
+// simulated device runs in the same process, so CPU counts both ends of the
+// tunnel.
+//
+// The host's end of the tunnel is either a userspace stack ("direct" is an
+// in-process dial into it, which only iosmux itself can do) or, on Linux, a
+// kernel TUN in a network namespace the benchmark creates ("direct" is a
+// kernel socket to the device's address through the TUN, what a client of
+// tunneld's kernel mode does; the forwarder dials the same way).
 //
 //	go test -run '^$' -bench Forwarder -benchtime 10x -count 5 ./backend
 func BenchmarkForwarder(b *testing.B) {
-	for _, link := range []struct {
-		name    string
-		realism sim.Realism
-		size    int
-	}{
-		// No link limit: everything (device, tunnel, both stacks, client)
-		// competes for the CPU, so the forwarder's extra loopback hop
-		// shows in full.
-		{"unlimited", sim.Realism{}, 64 << 20},
-		// A USB 2 link (sim.USB2's rate), what a real iPhone's tunnel runs
-		// over.
-		{"usb2", sim.Realism{LinkRate: sim.USB2.LinkRate}, 16 << 20},
-	} {
-		b.Run(link.name, func(b *testing.B) { benchmarkForwarder(b, link.realism, link.size) })
+	for _, mode := range tunnelModes {
+		b.Run(mode.name, func(b *testing.B) {
+			for _, link := range []struct {
+				name    string
+				realism sim.Realism
+				size    int
+			}{
+				// No link limit: everything (device, tunnel, both
+				// stacks, client) competes for the CPU, so the
+				// forwarder's extra loopback hop shows in full.
+				{"unlimited", sim.Realism{}, 64 << 20},
+				// A USB 2 link (sim.USB2's rate), what a real iPhone's
+				// tunnel runs over.
+				{"usb2", sim.Realism{LinkRate: sim.USB2.LinkRate}, 16 << 20},
+			} {
+				b.Run(link.name, func(b *testing.B) { benchmarkForwarder(b, mode.open, link.realism, link.size) })
+			}
+		})
 	}
 }
 
-func benchmarkForwarder(b *testing.B, realism sim.Realism, size int) {
+// benchTunnel is one way of ending the host's side of the tunnel: the Link
+// the backend uses, and a dial of a device address straight through it.
+type benchTunnel struct {
+	link   Link
+	direct func(ctx context.Context, addr string) (net.Conn, error)
+}
+
+// tunnelModes are the host sides BenchmarkForwarder measures; a kernel TUN
+// is added on Linux (bench_linux_test.go).
+var tunnelModes = []struct {
+	name string
+	open func(testing.TB, *sim.Fleet, *sim.Device) benchTunnel
+}{{"userspace", func(t testing.TB, f *sim.Fleet, d *sim.Device) benchTunnel {
+	h := openTunnel(t, f, d)
+	return benchTunnel{link: h.link(), direct: func(ctx context.Context, addr string) (net.Conn, error) {
+		return h.ns.DialContext(ctx, "tcp", addr)
+	}}
+}}}
+
+func benchmarkForwarder(b *testing.B, open func(testing.TB, *sim.Fleet, *sim.Device) benchTunnel, realism sim.Realism, size int) {
 	f, d := simDeviceRealism(b, "18.2", realism)
-	h := openTunnel(b, f, d)
+	h := open(b, f, d)
 	bk := newBackend(b, func(c *Config) { c.Logger = nil })
-	if err := bk.Attach(testCtx(b), h.link()); err != nil {
+	if err := bk.Attach(testCtx(b), h.link); err != nil {
 		b.Fatal(err)
 	}
 	direct := func(name string) func() (net.Conn, error) {
-		addr := netip.AddrPortFrom(h.params.ServerAddress, d.TrustedService(name)).String()
-		return func() (net.Conn, error) { return h.ns.DialContext(testCtx(b), "tcp", addr) }
+		addr := netip.AddrPortFrom(h.link.RSD.Addr(), d.TrustedService(name)).String()
+		return func() (net.Conn, error) { return h.direct(testCtx(b), addr) }
 	}
 	forwarder := func(name string) func() (net.Conn, error) {
 		s, ok := bk.Handshake().Service(name)

@@ -82,6 +82,20 @@ func (h *hostTunnel) link() Link {
 
 func openTunnel(t testing.TB, f *sim.Fleet, d *sim.Device) *hostTunnel {
 	t.Helper()
+	h := &hostTunnel{}
+	h.pump, h.params = startTunnel(t, f, d, func(p tunnel.Params) (tun.Device, error) {
+		var err error
+		h.ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
+		return h.ns, err
+	})
+	return h
+}
+
+// startTunnel pairs with d if needed and starts iosmux's host side of a
+// CoreDeviceProxy tunnel to it on the device newTUN builds. The tunnel
+// closes at cleanup.
+func startTunnel(t testing.TB, f *sim.Fleet, d *sim.Device, newTUN func(tunnel.Params) (tun.Device, error)) (*tunnel.Pump, tunnel.Params) {
+	t.Helper()
 	ctx := testCtx(t)
 	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
 	var dev usbmux.Device
@@ -125,17 +139,12 @@ func openTunnel(t testing.TB, f *sim.Fleet, d *sim.Device) *hostTunnel {
 	if err != nil {
 		t.Fatalf("CoreDeviceProxy: %v", err)
 	}
-	h := &hostTunnel{}
-	h.pump, h.params, err = tunnel.StartHost(ctx, conn, tunnel.HostConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
-		var err error
-		h.ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
-		return h.ns, err
-	}})
+	pump, params, err := tunnel.StartHost(ctx, conn, tunnel.HostConfig{NewTUN: newTUN})
 	if err != nil {
 		t.Fatalf("tunnel: %v", err)
 	}
-	t.Cleanup(func() { h.pump.Close() })
-	return h
+	t.Cleanup(func() { pump.Close() })
+	return pump, params
 }
 
 // newBackend starts a backend on loopback with a fresh state dir.
