@@ -12,11 +12,13 @@ package main
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/danielpaulus/go-ios/ios"
@@ -32,6 +34,18 @@ func main() {
 	dev, err := ios.GetDevice(os.Args[1])
 	if err != nil {
 		fail("device", err)
+	}
+	// go-ios dials through its new TUN at once; in a fresh namespace the
+	// kernel keeps the TUN's address tentative (DAD) for about a second and
+	// the dial fails with "cannot assign requested address". We run in a
+	// namespace of our own (see the package comment), so only it changes.
+	// Even without DAD the address leaves the tentative state only when the
+	// kernel's address work runs after go-ios sets the link up (it adds the
+	// address first, without IFA_F_NODAD), so dial retries that one error.
+	for _, p := range []string{"/proc/sys/net/ipv6/conf/all/accept_dad", "/proc/sys/net/ipv6/conf/default/accept_dad"} {
+		if err := os.WriteFile(p, []byte("0"), 0); err != nil {
+			fail("DAD off", err)
+		}
 	}
 	t, err := tunnel.ConnectTunnelLockdown(dev)
 	if err != nil {
@@ -51,6 +65,19 @@ func main() {
 	fmt.Println(string(out))
 }
 
+// dial connects to the device through the TUN, retrying for a few seconds
+// while the kernel still holds the TUN's address tentative.
+func dial(addr string) (net.Conn, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp6", addr, 15*time.Second)
+		if err == nil || !errors.Is(err, syscall.EADDRNOTAVAIL) || time.Now().After(deadline) {
+			return c, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func fail(step string, err error) {
 	fmt.Fprintf(os.Stderr, "goiostunnel: %s: %v\n", step, err)
 	os.Exit(1)
@@ -60,7 +87,7 @@ func fail(step string, err error) {
 // received) or downloads size bytes from the source (asked with an 8-byte
 // length), and returns MB/s.
 func transfer(addr, port string, size int64, up bool) (float64, error) {
-	c, err := net.DialTimeout("tcp6", net.JoinHostPort(addr, port), 15*time.Second)
+	c, err := dial(net.JoinHostPort(addr, port))
 	if err != nil {
 		return 0, err
 	}
