@@ -51,8 +51,8 @@ func benchFleet(b *testing.B, n int, ncm bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer host.close()
-		cfg.NCM = &NCMConfig{HostNetNS: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), host.f.Fd()), WiFi: true}
+		defer host.Close()
+		cfg.NCM = &NCMConfig{HostNetNS: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), host.File().Fd()), WiFi: true}
 	}
 	f, err := StartFleet(cfg)
 	if err != nil {

@@ -48,13 +48,13 @@ func newNCMHost(d *Device, cfg NCMConfig) (*ncmHost, error) {
 	}
 	phone, err := newNetNS()
 	if err != nil {
-		host.close()
+		host.Close()
 		return nil, err
 	}
 	n := &ncmHost{d: d, cfg: cfg, phone: phone, host: host}
 	// No duplicate address detection inside the phone, so its addresses
 	// are usable at once; the host ends get theirs with nodad.
-	err = phone.do(func() error {
+	err = phone.Do(func() error {
 		for _, p := range []string{"/proc/sys/net/ipv6/conf/all/accept_dad", "/proc/sys/net/ipv6/conf/default/accept_dad"} {
 			if err := os.WriteFile(p, []byte("0"), 0); err != nil {
 				return err
@@ -73,14 +73,14 @@ func newNCMHost(d *Device, cfg NCMConfig) (*ncmHost, error) {
 }
 
 func (n *ncmHost) close() {
-	n.phone.close()
-	n.host.close()
+	n.phone.Close()
+	n.host.Close()
 }
 
 // link creates the veth pair devIf (phone) — hostIf (host) with fixed
 // link-local addresses, both up.
 func (n *ncmHost) link(devIf, hostIf string, devAddr netip.Addr) (*ncmLink, error) {
-	if err := n.phone.ip([]*os.File{n.host.f}, "link", "add", devIf, "type", "veth", "peer", "name", hostIf, "netns", "/proc/self/fd/3"); err != nil {
+	if err := n.phone.ip([]*os.File{n.host.File()}, "link", "add", devIf, "type", "veth", "peer", "name", hostIf, "netns", "/proc/self/fd/3"); err != nil {
 		return nil, err
 	}
 	l := &ncmLink{n: n, devIf: devIf, hostIf: hostIf, deviceAddr: devAddr}
@@ -119,7 +119,7 @@ func (l *ncmLink) down() {
 // caches zone names process-wide, and every device has its own "ncm0".
 func (l *ncmLink) listen(port uint16) (net.Listener, error) {
 	var ln net.Listener
-	err := l.n.phone.do(func() error {
+	err := l.n.phone.Do(func() error {
 		ifi, err := net.InterfaceByName(l.devIf)
 		if err != nil {
 			return err
@@ -134,7 +134,7 @@ func (l *ncmLink) listen(port uint16) (net.Listener, error) {
 // listenUDP opens a UDP socket on the device's address of link l.
 func (l *ncmLink) listenUDP() (net.PacketConn, error) {
 	var pc net.PacketConn
-	err := l.n.phone.do(func() error {
+	err := l.n.phone.Do(func() error {
 		ifi, err := net.InterfaceByName(l.devIf)
 		if err != nil {
 			return err
@@ -149,7 +149,7 @@ func (l *ncmLink) listenUDP() (net.PacketConn, error) {
 func (l *ncmLink) ports() portOpener { return portOpener{tcp: l.listen, udp: l.listenUDP} }
 
 func (l *ncmLink) advertise(svc mdns.Service) error {
-	return l.n.phone.do(func() (err error) {
+	return l.n.phone.Do(func() (err error) {
 		l.resp, err = mdns.NewResponder(mdns.ResponderConfig{Interface: l.devIf, Services: []mdns.Service{svc}, Logger: l.n.d.log})
 		return err
 	})

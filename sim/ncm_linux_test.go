@@ -30,12 +30,12 @@ func TestNCM(t *testing.T) {
 	if err != nil {
 		t.Fatalf("needs root for network namespaces: %v", err)
 	}
-	defer host.close()
+	defer host.Close()
 	if err := host.ip(nil, "link", "set", "lo", "up"); err != nil {
 		t.Fatal(err)
 	}
 	r := newRig(t)
-	d := r.device(t, Config{Index: 7, NCM: &NCMConfig{HostNetNS: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), host.f.Fd()), WiFi: true}})
+	d := r.device(t, Config{Index: 7, NCM: &NCMConfig{HostNetNS: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), host.File().Fd()), WiFi: true}})
 	ctx := testCtx(t)
 	ep := d.Endpoints()
 	if ep.NCM == nil || ep.NCM.HostInterface != "simncm7" || ep.NCM.WiFiInterface != "simwlan7" {
@@ -44,7 +44,7 @@ func TestNCM(t *testing.T) {
 
 	browse := func(ifname, service string) []mdns.Instance {
 		var got []mdns.Instance
-		if err := host.do(func() (err error) {
+		if err := host.Do(func() (err error) {
 			got, err = mdns.Browse(ctx, mdns.BrowseConfig{Interface: ifname, Service: service, Timeout: 3 * time.Second, MaxInstances: 1})
 			return err
 		}); err != nil {
@@ -56,7 +56,7 @@ func TestNCM(t *testing.T) {
 	// there (the net package caches zone names process-wide).
 	dial := func(ctx context.Context, addr string) (net.Conn, error) {
 		var nc net.Conn
-		err := host.do(func() error {
+		err := host.Do(func() error {
 			ap, err := netip.ParseAddrPort(addr)
 			if err != nil {
 				return err
@@ -143,10 +143,10 @@ func TestNCM(t *testing.T) {
 
 	// Unplug: the USB link leaves the host; Wi-Fi stays.
 	d.Unplug()
-	if err := host.do(func() error { _, err := net.InterfaceByName("simncm7"); return err }); err == nil {
+	if err := host.Do(func() error { _, err := net.InterfaceByName("simncm7"); return err }); err == nil {
 		t.Error("simncm7 still exists after unplug")
 	}
-	if err := host.do(func() error { _, err := net.InterfaceByName("simwlan7"); return err }); err != nil {
+	if err := host.Do(func() error { _, err := net.InterfaceByName("simwlan7"); return err }); err != nil {
 		t.Errorf("Wi-Fi link gone after unplug: %v", err)
 	}
 	d.Replug()

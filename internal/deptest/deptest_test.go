@@ -23,6 +23,7 @@ var layer = map[string]int{
 	// A stdlib-only leaf utility the L1 packages (and above) share: one
 	// crash-safe file writer instead of a copy per store.
 	"internal/atomicfile": 0,
+	"internal/netns":      0,
 	// L1 protocol endpoints
 	"xpc":      1,
 	"tlspsk":   1,
