@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/iosmux/iosmux/internal/opack"
-	"howett.net/plist"
+	"github.com/iosmux/iosmux/internal/safeplist"
 )
 
 // go-ios keeps one host identity for every device, in macOS's RemotePairing
@@ -57,7 +57,7 @@ func ReadGoIOS(dir string) (*GoIOSIdentity, []GoIOSPeer, error) {
 		return nil, nil, fmt.Errorf("pairing: go-ios identity: %w", err)
 	}
 	var id GoIOSIdentity
-	if _, err := plist.Unmarshal(b, &id); err != nil {
+	if err := safeplist.Unmarshal(b, &id); err != nil {
 		return nil, nil, fmt.Errorf("pairing: go-ios selfIdentity.plist: %w", err)
 	}
 	if id.Identifier == "" || len(id.PrivateKey) != ed25519.SeedSize {
@@ -80,7 +80,7 @@ func ReadGoIOS(dir string) (*GoIOSIdentity, []GoIOSPeer, error) {
 			return nil, nil, err
 		}
 		var p GoIOSPeer
-		if _, err := plist.Unmarshal(pb, &p); err != nil {
+		if err := safeplist.Unmarshal(pb, &p); err != nil {
 			return nil, nil, fmt.Errorf("pairing: go-ios peers/%s: %w", e.Name(), err)
 		}
 		if p.Identifier == "" {

@@ -8,7 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	"howett.net/plist"
+	"github.com/iosmux/iosmux/internal/safeplist"
 )
 
 // Record is a RemotePairing pair record in pymobiledevice3's format
@@ -150,12 +150,12 @@ func (r *Record) Marshal() []byte {
 	return b.Bytes()
 }
 
-// ParseRecord reads a record in any plist format (pymobiledevice3 reads
-// XML and binary). Unknown keys are ignored; the key members must have
+// ParseRecord reads a record in XML or binary plist format, the ones
+// pymobiledevice3 reads. Unknown keys are ignored; the key members must have
 // pymobiledevice3's types and sizes.
 func ParseRecord(b []byte) (*Record, error) {
 	var m map[string]any
-	if _, err := plist.Unmarshal(b, &m); err != nil {
+	if err := safeplist.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("pairing: pair record: %w", err)
 	}
 	r := &Record{}

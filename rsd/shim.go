@@ -9,6 +9,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/safeplist"
 	"howett.net/plist"
 )
 
@@ -159,7 +160,7 @@ func (c *ShimConn) Receive(ctx context.Context, v any) error {
 	if err != nil {
 		return err
 	}
-	if _, err := plist.Unmarshal(body, v); err != nil {
+	if err := safeplist.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("decoding plist: %w", err)
 	}
 	return nil

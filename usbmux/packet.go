@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/iosmux/iosmux/internal/safeplist"
 	"howett.net/plist"
 )
 
@@ -77,25 +78,11 @@ func readPacket(r io.Reader, max int) (Header, []byte, error) {
 	return h, payload, nil
 }
 
-// decodePlist unmarshals an XML or binary plist into v. It rejects the text
-// formats howett.net/plist falls back to (any stray bytes parse as an
-// OpenStep string) and turns a panic inside the decoder into an error, since
-// input here comes from another process.
-func decodePlist(b []byte, v any) (err error) {
-	if len(b) == 0 {
-		return fmt.Errorf("%w: empty plist", ErrMalformed)
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: plist decoder failed: %v", ErrMalformed, r)
-		}
-	}()
-	format, err := plist.Unmarshal(b, v)
-	if err != nil {
+// decodePlist unmarshals an XML or binary plist into v (internal/safeplist:
+// no text formats, no panics).
+func decodePlist(b []byte, v any) error {
+	if err := safeplist.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if format != plist.XMLFormat && format != plist.BinaryFormat {
-		return fmt.Errorf("%w: plist in %s format, want XML or binary", ErrMalformed, plist.FormatNames[format])
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ var layer = map[string]int{
 	// crash-safe file writer instead of a copy per store.
 	"internal/atomicfile": 0,
 	"internal/netns":      0,
+	"internal/safeplist":  0,
 	// L1 protocol endpoints
 	"xpc":      1,
 	"tlspsk":   1,
