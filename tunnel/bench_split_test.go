@@ -37,6 +37,9 @@ import (
 //	userspace  127.0.0.1 → forwarder → host netstack → pump → TLS-PSK → child
 //	*-fullmtu  the same with host→device packets up to the MTU (16000)
 //	           rather than DefaultMaxSendPacket (8000)
+//	*-kdev     against a cheap device: the child's end is our pump on a
+//	           kernel TUN in its own netns, no gVisor, no pairing layer
+//	           (bench_split_kdev_test.go)
 //
 // cpu-ns/B is this process's CPU per byte, dev-cpu-ns/B the child's;
 // B/pkt-up and B/pkt-down the mean tunnel packet size each way.
@@ -79,30 +82,40 @@ func BenchmarkTLSPSKSplit(b *testing.B) {
 		name    string
 		mk      func(testing.TB) hostSide
 		maxSend int
+		kdev    bool // the cheap device (bench_split_kdev_test.go)
 	}{
-		{"kernel", kernelSide, 0},
-		{"userspace", userspaceSide, 0},
+		{"kernel", kernelSide, 0, false},
+		{"userspace", userspaceSide, 0, false},
 		// Host→device packets up to the MTU instead of DefaultMaxSendPacket
 		// (8000, the USB CoreDeviceProxy limit pmd3 found): what a device
 		// that takes full-size packets over the network path would see.
-		{"kernel-fullmtu", kernelSide, StreamMTU},
-		{"userspace-fullmtu", userspaceSide, StreamMTU},
+		{"kernel-fullmtu", kernelSide, StreamMTU, false},
+		{"userspace-fullmtu", userspaceSide, StreamMTU, false},
+		{"kernel-kdev", kernelSide, 0, true},
+		{"userspace-kdev", userspaceSide, 0, true},
+		{"kernel-kdev-fullmtu", kernelSide, StreamMTU, true},
 	} {
 		b.Run(side.name, func(b *testing.B) {
 			hs := side.mk(b)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			tn, err := StartRemotePairing(ctx, child.rpAddr, Options{
-				NewTUN:        func(p Params) (tun.Device, error) { return hs.newTUN(p), nil },
-				Protocol:      TCP,
-				MaxSendPacket: side.maxSend,
-				Records:       pairing.RecordStore{Dir: child.records},
-				HostName:      fixtureHostName,
-			})
-			if err != nil {
-				b.Fatal(err)
+			var tn *Tunnel
+			if side.kdev {
+				tn = startKernelDeviceHost(b, child.kdev, hs, side.maxSend)
+			} else {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				var err error
+				tn, err = StartRemotePairing(ctx, child.rpAddr, Options{
+					NewTUN:        func(p Params) (tun.Device, error) { return hs.newTUN(p), nil },
+					Protocol:      TCP,
+					MaxSendPacket: side.maxSend,
+					Records:       pairing.RecordStore{Dir: child.records},
+					HostName:      fixtureHostName,
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { tn.Close() })
 			}
-			b.Cleanup(func() { tn.Close() })
 			b.Run("up", func(b *testing.B) {
 				c := hs.dial(b, tn, benchSinkPort)
 				defer c.Close()
@@ -150,6 +163,7 @@ type splitChild struct {
 	pid                int
 	rpAddr, records    string
 	rawSink, rawSource string
+	kdev               string // the cheap device's TLS-PSK address
 }
 
 // bench runs f and adds host-cpu-ns/B and dev-cpu-ns/B.
@@ -232,6 +246,8 @@ func startSplitChild(b *testing.B, cpu int, suite uint16) *splitChild {
 			c.rawSink = v
 		case "rawsource":
 			c.rawSource = v
+		case "kdev":
+			c.kdev = v
 		}
 	}
 	return c
@@ -277,7 +293,8 @@ func TestSplitDeviceProcess(t *testing.T) {
 		return ln.Addr().String()
 	}
 	rawSink, rawSource := raw(sink), raw(source)
-	fmt.Printf("split rp=%s records=%s rawsink=%s rawsource=%s\n", f.rpAddr, f.records.Dir, rawSink, rawSource)
+	kdev := startKernelDevice(t, uint16(suite))
+	fmt.Printf("split rp=%s records=%s rawsink=%s rawsource=%s kdev=%s\n", f.rpAddr, f.records.Dir, rawSink, rawSource, kdev)
 	// Serve until the parent closes stdin.
 	io.Copy(io.Discard, os.Stdin)
 }
