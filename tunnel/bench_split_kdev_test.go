@@ -104,7 +104,7 @@ func startKernelDevice(t *testing.T, suite uint16) string {
 // then StartHost with hs's TUN. The returned Tunnel carries only Params and
 // the pump (for hostSide.dial and Stats).
 func startKernelDeviceHost(b *testing.B, addr string, hs hostSide, maxSend int) *Tunnel {
-	nc, err := net.Dial("tcp", addr)
+	nc, err := splitDial(context.Background(), "tcp", addr)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -57,7 +57,7 @@ func BenchmarkTLSPSKSplit(b *testing.B) {
 
 	b.Run("raw", func(b *testing.B) {
 		dial := func(addr string) net.Conn {
-			nc, err := net.Dial("tcp", addr)
+			nc, err := splitDial(context.Background(), "tcp", addr)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -110,6 +110,7 @@ func BenchmarkTLSPSKSplit(b *testing.B) {
 					MaxSendPacket: side.maxSend,
 					Records:       pairing.RecordStore{Dir: child.records},
 					HostName:      fixtureHostName,
+					Dial:          splitDial,
 				})
 				if err != nil {
 					b.Fatal(err)
