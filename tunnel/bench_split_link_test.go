@@ -62,14 +62,18 @@ func (c *linkConn) Read(b []byte) (int, error) {
 
 func (c *linkConn) CloseWrite() error { return c.tcp.CloseWrite() }
 
-// pacer lets bytes through at rate bytes/s with a burst of linkBurst.
+// pacer lets bytes through at rate bytes/s. It sleeps only once the
+// bytes let through are more than linkSlack ahead of the clock (short
+// sleeps overshoot, and a CPU left idle wakes late in this VM), and it
+// forgets at most linkSlack of time the sender left unused, so bursts stay
+// within about 2×linkSlack of the rate.
 type pacer struct {
 	mu   sync.Mutex
 	rate float64
-	next time.Time // when the link is free again
+	next time.Time // when the bytes let through so far are on the wire
 }
 
-const linkBurst = 256 << 10
+const linkSlack = time.Millisecond
 
 func (p *pacer) wait(n int) {
 	if n <= 0 {
@@ -77,13 +81,13 @@ func (p *pacer) wait(n int) {
 	}
 	p.mu.Lock()
 	now := time.Now()
-	if floor := now.Add(-time.Duration(linkBurst / p.rate * 1e9)); p.next.Before(floor) {
+	if floor := now.Add(-linkSlack); p.next.Before(floor) {
 		p.next = floor
 	}
 	p.next = p.next.Add(time.Duration(float64(n) / p.rate * 1e9))
 	d := p.next.Sub(now)
 	p.mu.Unlock()
-	if d > 0 {
+	if d > linkSlack {
 		time.Sleep(d)
 	}
 }
