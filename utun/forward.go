@@ -166,7 +166,7 @@ func copyHalf(dst, src net.Conn) error {
 		// kernel (it falls back to a plain copy where splice is
 		// unavailable). The other way, out of a socket fed by the TUN,
 		// splice was slower than the copy below in BenchmarkForwarder
-		// (forwarder 0.80–0.88× direct instead of 0.88–0.98×, ~0.3 ns/B
+		// (forwarder 0.80–0.88× direct instead of 0.88–0.98×, ~0.4 ns/B
 		// more CPU: that socket's data arrives in MTU-sized packets, and
 		// spliced into loopback they stay that small, where one 256 KiB
 		// write makes large segments); docs/perf.md, backend section.
