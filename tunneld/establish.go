@@ -58,10 +58,10 @@ type tunnelMeta struct {
 }
 
 // link is the manager's view of a tunnel plus what the daemon added to
-// it (the userspace proxy), closed with it.
+// it (go-ios's userspace proxy), closed with it.
 type link struct {
 	tunnel.Link
-	proxy *userspaceProxy
+	proxy *utun.Forwarder
 }
 
 func (l *link) Close() error {
@@ -168,13 +168,19 @@ func (e *establisher) Establish(ctx context.Context, path discovery.Event) (*tun
 	default:
 		e.readCatalog(ctx, h, udid, rsdAddr, meta)
 		if e.userspace {
-			p, err := newUserspaceProxy(h.ns, e.log)
+			// go-ios's clients reach every device port through one
+			// 127.0.0.1 port of ours (userspaceTunPort).
+			var ln net.Listener
+			err := errors.New("no userspace stack")
+			if h.ns != nil {
+				ln, err = net.Listen("tcp", "127.0.0.1:0")
+			}
 			if err != nil {
 				l.Close()
 				return nil, &tunnel.Error{Device: udid, Step: "userspace proxy", Err: err}
 			}
-			out.proxy = p
-			meta.userspacePort = p.Port()
+			out.proxy = utun.NewPreambleForwarder(ln, h.ns.DialContext, e.log)
+			meta.userspacePort = uint16(ln.Addr().(*net.TCPAddr).Port)
 		}
 	}
 	return &tunnel.Established{UDID: udid, Interface: ifName, Params: params, Protocol: string(proto), Link: out, Meta: meta}, nil

@@ -2,7 +2,9 @@ package utun
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -20,12 +22,14 @@ type DialFunc func(ctx context.Context, network, address string) (net.Conn, erro
 const forwardDialTimeout = 15 * time.Second
 
 // Forwarder relays every connection accepted on a listener (a 127.0.0.1
-// port in userspace mode) to one TCP address reached through dial (a device
-// port through the netstack). Each relay runs one copier per direction, half
-// closes when one direction ends, and closes both conns on the first error.
+// port in userspace mode) to a TCP address reached through dial (a device
+// port through the netstack): one fixed address (NewForwarder), or the one
+// each client names in go-ios's preamble (NewPreambleForwarder). Each relay
+// runs one copier per direction, half closes when one direction ends, and
+// closes both conns on the first error.
 type Forwarder struct {
 	ln     net.Listener
-	target string
+	target string // "" for a preamble forwarder
 	dial   DialFunc
 	log    *slog.Logger
 	ctx    context.Context
@@ -43,9 +47,13 @@ func NewForwarder(ln net.Listener, target netip.AddrPort, dial DialFunc, logger 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	var t string
+	if target.IsValid() {
+		t = target.String()
+	}
 	f := &Forwarder{
 		ln:     ln,
-		target: target.String(),
+		target: t,
 		dial:   dial,
 		log:    logger,
 		conns:  map[net.Conn]struct{}{},
@@ -54,6 +62,41 @@ func NewForwarder(ln net.Listener, target netip.AddrPort, dial DialFunc, logger 
 	f.wg.Add(1)
 	go f.acceptLoop()
 	return f
+}
+
+// NewPreambleForwarder is go-ios's userspace-TUN proxy (tunneld-api.md
+// §2.5): in userspace mode nothing else on the host can route to the
+// device's tunnel address, so a client first sends a 20-byte preamble — the
+// IPv6 destination (16 bytes, network order) and the port as u32 little
+// endian — and then talks to that endpoint through dial. One port serves
+// every service of the device. It owns ln; logger may be nil.
+func NewPreambleForwarder(ln net.Listener, dial DialFunc, logger *slog.Logger) *Forwarder {
+	return NewForwarder(ln, netip.AddrPort{}, dial, logger)
+}
+
+// PreambleLen is the size of go-ios's userspace-proxy preamble.
+const PreambleLen = 20
+
+// preambleTimeout bounds the wait for a client's preamble.
+const preambleTimeout = 10 * time.Second
+
+// ParsePreamble decodes go-ios's 20-byte destination.
+func ParsePreamble(b []byte) (netip.AddrPort, error) {
+	if len(b) != PreambleLen {
+		return netip.AddrPort{}, fmt.Errorf("utun: preamble is %d bytes, want %d", len(b), PreambleLen)
+	}
+	port := binary.LittleEndian.Uint32(b[16:20])
+	if port == 0 || port > 0xffff {
+		return netip.AddrPort{}, fmt.Errorf("utun: preamble port %d out of range", port)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom16([16]byte(b[:16])), uint16(port)), nil
+}
+
+// AppendPreamble appends the preamble a client sends to reach dst.
+func AppendPreamble(b []byte, dst netip.AddrPort) []byte {
+	a := dst.Addr().As16()
+	b = append(b, a[:]...)
+	return binary.LittleEndian.AppendUint32(b, uint32(dst.Port()))
 }
 
 // Addr returns the listening address.
@@ -116,11 +159,27 @@ func (f *Forwarder) acceptLoop() {
 func (f *Forwarder) relay(c net.Conn) {
 	defer f.wg.Done()
 	defer f.untrack(c)
+	target := f.target
+	if target == "" {
+		var pre [PreambleLen]byte
+		c.SetReadDeadline(time.Now().Add(preambleTimeout))
+		if _, err := io.ReadFull(c, pre[:]); err != nil {
+			f.log.Debug("utun: no preamble", "client", c.RemoteAddr().String(), "err", err)
+			return
+		}
+		c.SetReadDeadline(time.Time{})
+		dst, err := ParsePreamble(pre[:])
+		if err != nil {
+			f.log.Debug("utun: bad preamble", "client", c.RemoteAddr().String(), "err", err)
+			return
+		}
+		target = dst.String()
+	}
 	ctx, cancel := context.WithTimeout(f.ctx, forwardDialTimeout)
-	d, err := f.dial(ctx, "tcp", f.target)
+	d, err := f.dial(ctx, "tcp", target)
 	cancel()
 	if err != nil {
-		f.log.Debug("utun: forward dial failed", "target", f.target, "err", err)
+		f.log.Debug("utun: forward dial failed", "target", target, "err", err)
 		return
 	}
 	if !f.track(d) {
@@ -128,7 +187,7 @@ func (f *Forwarder) relay(c net.Conn) {
 	}
 	defer f.untrack(d)
 	if err := Relay(c, d); err != nil {
-		f.log.Debug("utun: forward ended", "target", f.target, "err", err)
+		f.log.Debug("utun: forward ended", "target", target, "err", err)
 	}
 }
 

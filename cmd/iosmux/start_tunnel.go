@@ -43,7 +43,11 @@ transport is --protocol tcp (TLS-PSK, every iOS) or quic (iOS 17.0-18.1).
 
 --userspace needs no root: the tunnel ends in a network stack inside this
 process, and the RSD port is forwarded to a port on 127.0.0.1, which is what
-is printed as the RSD address and port.`
+is printed as the RSD address and port. Every other device port is reached
+through one more 127.0.0.1 port, printed as the userspace proxy: go-ios's
+userspace-tunnel protocol (a client sends the 16-byte IPv6 destination and
+the port as 4 bytes little endian, then talks to that service), the same
+port 'iosmux tunneld --userspace' lists as userspaceTunPort.`
 
 // startTunnelTwoValueFlags take HOST PORT.
 var startTunnelTwoValueFlags = []string{"rsd", "remotepairing"}
@@ -191,11 +195,18 @@ func serveTunnel(ctx context.Context, a *app, tn *tunnel.Tunnel, stack *utun.Net
 		ap := fw.Addr().(*net.TCPAddr).AddrPort()
 		shown.Address, shown.Port = ap.Addr().String(), int(ap.Port())
 		shown.Userspace = true
+		pln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("device %s: userspace proxy: %w", tn.Identifier, err)
+		}
+		px := utun.NewPreambleForwarder(pln, stack.DialContext, a.log)
+		defer px.Close()
+		shown.ProxyPort = pln.Addr().(*net.TCPAddr).Port
 	}
 	if err := printTunnel(a, shown, scriptMode, asJSON, secrets); err != nil {
 		return err
 	}
-	a.log.Info("tunnel created", "udid", tn.Identifier, "path", tn.Path, "interface", tn.Interface, "rsd", tn.RSD().String())
+	a.log.Info("tunnel created", "udid", tn.Identifier, "path", tn.Path, "interface", tn.Interface, "rsd", tn.RSD().String(), "userspace_proxy_port", shown.ProxyPort)
 
 	select {
 	case <-ctx.Done():
@@ -306,6 +317,9 @@ type tunnelOutput struct {
 	ClientAddress string `json:"client_address"`
 	MTU           int    `json:"mtu"`
 	Userspace     bool   `json:"userspace"`
+	// ProxyPort is the 127.0.0.1 port of go-ios's userspace proxy, which
+	// reaches every device port (userspace mode only).
+	ProxyPort int `json:"userspace_proxy_port,omitempty"`
 }
 
 // printTunnel writes pymobiledevice3's start-tunnel output (tunneld-api.md
@@ -340,6 +354,9 @@ func writePlain(w io.Writer, t tunnelOutput, secrets string) error {
 	fmt.Fprintf(&b, "Identifier: %s\nInterface: %s\nProtocol: %s\nRSD Address: %s\nRSD Port: %d\n",
 		t.Identifier, t.Interface, "TunnelProtocol."+strings.ToUpper(t.Protocol), t.Address, t.Port)
 	fmt.Fprintf(&b, "Use the follow connection option:\n--rsd %s %d\n", t.Address, t.Port)
+	if t.ProxyPort != 0 {
+		fmt.Fprintf(&b, "Userspace proxy (go-ios protocol, every device port): 127.0.0.1:%d\n", t.ProxyPort)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -371,6 +388,9 @@ func writeColored(w io.Writer, t tunnelOutput, secrets string) error {
 	line("RSD Address: ", t.Address)
 	line("RSD Port: ", strconv.Itoa(t.Port))
 	b.WriteString(style("Use the follow connection option:\n", yellow) + style(fmt.Sprintf("--rsd %s %d", t.Address, t.Port), cyan) + "\n")
+	if t.ProxyPort != 0 {
+		line("Userspace proxy (go-ios protocol, every device port): ", fmt.Sprintf("127.0.0.1:%d", t.ProxyPort))
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/sim"
+	"github.com/iosmux/iosmux/utun"
 )
 
 // lineBuffer is stdout shared with the command's goroutine; line closes
@@ -65,6 +69,76 @@ func TestStartTunnelUserspace(t *testing.T) {
 		{"--rsd", host, port},
 		{"--remotepairing", rpHost, rpPort, "--udid", ep.UDID},
 	} {
+		t.Run(args[0]+"/json", func(t *testing.T) {
+			// --json adds the userspace proxy, through which every device
+			// port is reached with go-ios's preamble.
+			out := &lockedBuffer{ready: make(chan struct{})}
+			a := &app{stdout: out, stderr: io.Discard, log: slog.New(slog.DiscardHandler), getenv: func(string) string { return "" }}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() {
+				done <- runStartTunnel(ctx, a, append(args, "--userspace", "--json", "--pair-records", records, "--state-dir", state))
+			}()
+			select {
+			case <-out.ready: // the whole JSON document
+			case err := <-done:
+				t.Fatalf("start-tunnel exited: %v", err)
+			case <-time.After(time.Minute):
+				t.Fatal("no JSON output")
+			}
+			var shown tunnelOutput
+			out.mu.Lock()
+			err := json.Unmarshal(out.buf.Bytes(), &shown)
+			out.mu.Unlock()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !shown.Userspace || shown.ProxyPort == 0 {
+				t.Fatalf("userspace tunnel without its proxy: %+v", shown)
+			}
+			dev := netip.AddrPortFrom(netip.MustParseAddr(shown.DeviceAddress), uint16(shown.DevicePort))
+			proxyDial := func(dst netip.AddrPort) net.Conn {
+				t.Helper()
+				nc, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(shown.ProxyPort)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := nc.Write(utun.AppendPreamble(nil, dst)); err != nil {
+					t.Fatal(err)
+				}
+				return nc
+			}
+			hctx, hcancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer hcancel()
+			c, err := rsd.NewClient(hctx, proxyDial(dev), nil)
+			if err != nil {
+				t.Fatalf("trusted RSD through the userspace proxy: %v", err)
+			}
+			defer c.Close()
+			if got := c.Handshake.Device().UDID; got != ep.UDID {
+				t.Errorf("trusted RSD is device %q, want %q", got, ep.UDID)
+			}
+			// Another service of the device, by the port the RSD lists.
+			svc, ok := c.Handshake.Service("com.apple.mobile.lockdown.remote.trusted")
+			if !ok {
+				t.Fatal("no trusted lockdown in the RSD")
+			}
+			sc, err := rsd.ShimClient(hctx, proxyDial(netip.AddrPortFrom(dev.Addr(), svc.Port)), svc.Name, "iosmux-test", nil)
+			if err != nil {
+				t.Fatalf("lockdown (RSDCheckin) through the userspace proxy: %v", err)
+			}
+			sc.Close()
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("start-tunnel after interrupt: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("start-tunnel did not stop after the interrupt")
+			}
+		})
 		t.Run(args[0], func(t *testing.T) {
 			out := &lineBuffer{line: make(chan struct{})}
 			a := &app{stdout: out, stderr: io.Discard, log: slog.New(slog.DiscardHandler), getenv: func(string) string { return "" }}
@@ -127,6 +201,14 @@ func TestStartTunnelOutput(t *testing.T) {
 	if !strings.HasPrefix(b.String(), wantColored) || !strings.Contains(b.String(), "\x1b[33m\x1b[1mProtocol: \x1b[0m\x1b[37m\x1b[1mtcp\x1b[0m\n") ||
 		!strings.HasSuffix(b.String(), "\x1b[33m\x1b[1mUse the follow connection option:\n\x1b[0m\x1b[36m\x1b[1m--rsd fd7b:e5b:6f53::1 64337\x1b[0m\n") {
 		t.Errorf("colored output %q", b.String())
+	}
+	// Userspace mode appends its proxy after pymobiledevice3's lines.
+	b.Reset()
+	u := o
+	u.ProxyPort = 50123
+	writePlain(&b, u, "")
+	if b.String() != want+"Userspace proxy (go-ios protocol, every device port): 127.0.0.1:50123\n" {
+		t.Errorf("userspace plain output %q", b.String())
 	}
 	b.Reset()
 	a := &app{stdout: &b, getenv: func(string) string { return "" }}
