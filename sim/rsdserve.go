@@ -207,7 +207,11 @@ func (e *rsdEndpoint) body() *xpc.Dict {
 // until the host leaves, watching for the host's own Handshake.
 func (e *rsdEndpoint) serve(ctx context.Context, nc net.Conn) {
 	setup, cancel := context.WithTimeout(ctx, 10*time.Second)
-	conn, err := xpc.Server(setup, nc, &xpc.Config{Name: e.name + " " + nc.RemoteAddr().String()})
+	name := e.name
+	if a := nc.RemoteAddr(); a != nil { // nil: a gVisor conn its peer already reset
+		name += " " + a.String()
+	}
+	conn, err := xpc.Server(setup, nc, &xpc.Config{Name: name})
 	cancel()
 	if err != nil {
 		e.d.log.Debug("sim: rsd set-up failed", "udid", e.d.id.UDID, "rsd", e.name, "err", err)

@@ -164,13 +164,13 @@ func (f *Forwarder) relay(c net.Conn) {
 		var pre [PreambleLen]byte
 		c.SetReadDeadline(time.Now().Add(preambleTimeout))
 		if _, err := io.ReadFull(c, pre[:]); err != nil {
-			f.log.Debug("utun: no preamble", "client", c.RemoteAddr().String(), "err", err)
+			f.log.Debug("utun: no preamble", "client", c.RemoteAddr(), "err", err)
 			return
 		}
 		c.SetReadDeadline(time.Time{})
 		dst, err := ParsePreamble(pre[:])
 		if err != nil {
-			f.log.Debug("utun: bad preamble", "client", c.RemoteAddr().String(), "err", err)
+			f.log.Debug("utun: bad preamble", "client", c.RemoteAddr(), "err", err)
 			return
 		}
 		target = dst.String()
