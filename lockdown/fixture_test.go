@@ -117,21 +117,13 @@ func (r *rig) dial(t testing.TB) *Client {
 	return c
 }
 
-// pair runs the classic Pair flow and stores the record in usbmuxd.
+// pair runs the classic Pair flow and stores the record in usbmuxd
+// (PairUsbmux, what tunneld and the backend use).
 func (r *rig) pair(t testing.TB) *PairRecord {
 	t.Helper()
-	ctx := testCtx(t)
-	buid, err := r.mux.ReadBUID(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := r.dial(t)
-	rec, err := c.Pair(ctx, PairConfig{SystemBUID: buid, HostName: "test host"})
+	rec, err := PairUsbmux(testCtx(t), r.mux, usbmux.Device{DeviceID: r.deviceID, SerialNumber: testUDID}, "test host")
 	if err != nil {
 		t.Fatalf("Pair: %v", err)
-	}
-	if err := SavePairRecord(ctx, r.mux, testUDID, r.deviceID, rec); err != nil {
-		t.Fatal(err)
 	}
 	return rec
 }

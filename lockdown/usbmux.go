@@ -44,6 +44,33 @@ func SavePairRecord(ctx context.Context, mux *usbmux.Client, udid string, device
 	return mux.SavePairRecord(ctx, udid, deviceID, b)
 }
 
+// PairUsbmux runs the classic Pair with a device attached through usbmuxd
+// (the host's SystemBUID from usbmuxd; the device shows its Trust dialog)
+// and stores the new record in usbmuxd, as pmd3 and libimobiledevice do.
+func PairUsbmux(ctx context.Context, mux *usbmux.Client, dev usbmux.Device, hostName string) (*PairRecord, error) {
+	udid := dev.UDID()
+	buid, err := mux.ReadBUID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lc, err := DialUsbmux(ctx, mux, dev.DeviceID, ClientConfig{})
+	if err != nil {
+		return nil, err
+	}
+	defer lc.Close()
+	rec, err := lc.Pair(ctx, PairConfig{SystemBUID: buid, HostName: hostName})
+	if err != nil {
+		return nil, err
+	}
+	if rec.UDID == "" {
+		rec.UDID = udid
+	}
+	if err := SavePairRecord(ctx, mux, udid, dev.DeviceID, rec); err != nil {
+		return nil, fmt.Errorf("lockdown: saving the pair record of %s in usbmuxd: %w", udid, err)
+	}
+	return rec, nil
+}
+
 // DialService connects to a started service through usbmuxd and runs
 // ServiceTLS on the new connection.
 func DialService(ctx context.Context, mux *usbmux.Client, deviceID uint32, info ServiceInfo, rec *PairRecord, timeout time.Duration) (net.Conn, error) {

@@ -249,25 +249,10 @@ func (e *establisher) ensurePaired(ctx context.Context, dev usbmux.Device) error
 // record folder (pymobiledevice3 does both).
 func (e *establisher) pair(ctx context.Context, dev usbmux.Device) error {
 	udid := dev.UDID()
-	buid, err := e.mux.ReadBUID(ctx)
-	if err != nil {
-		return err
-	}
-	lc, err := lockdown.DialUsbmux(ctx, e.mux, dev.DeviceID, lockdown.ClientConfig{})
-	if err != nil {
-		return err
-	}
-	defer lc.Close()
 	e.log.Info("tunneld: pairing over lockdown (accept the Trust dialog on the device)", "udid", udid)
-	rec, err := lc.Pair(ctx, lockdown.PairConfig{SystemBUID: buid, HostName: e.hostName})
+	rec, err := lockdown.PairUsbmux(ctx, e.mux, dev, e.hostName)
 	if err != nil {
 		return err
-	}
-	if rec.UDID == "" {
-		rec.UDID = udid
-	}
-	if err := lockdown.SavePairRecord(ctx, e.mux, udid, dev.DeviceID, rec); err != nil {
-		return fmt.Errorf("saving the pair record in usbmuxd: %w", err)
 	}
 	if e.records.store.Dir != "" {
 		if err := e.records.save(udid, rec); err != nil {

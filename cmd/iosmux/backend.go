@@ -277,7 +277,7 @@ func followSimulated(ctx context.Context, a *app, b *backend.Backend, prof sim.P
 		if err := d.WaitState(ctx, sim.StatePlugged); err != nil {
 			return nil
 		}
-		pump, params, ns, err := simTunnel(ctx, mux, d.UDID())
+		tn, ns, err := simTunnel(ctx, mux, d.UDID())
 		if err != nil {
 			a.log.Warn("backend: tunnel to the simulated iPhone", "udid", d.UDID(), "err", err)
 			if !sleepCtx(ctx, time.Second) {
@@ -285,7 +285,7 @@ func followSimulated(ctx context.Context, a *app, b *backend.Backend, prof sim.P
 			}
 			continue
 		}
-		link := backend.Link{RSD: netip.AddrPortFrom(params.ServerAddress, params.ServerRSDPort), Dial: ns.DialContext, Done: pump.Done()}
+		link := backend.Link{RSD: tn.RSD(), Dial: ns.DialContext, Done: tn.Done()}
 		if err := b.Attach(ctx, link); err != nil {
 			a.log.Warn("backend: attaching", "udid", d.UDID(), "err", err)
 		} else {
@@ -293,23 +293,23 @@ func followSimulated(ctx context.Context, a *app, b *backend.Backend, prof sim.P
 		}
 		select {
 		case <-ctx.Done():
-			pump.Close()
+			tn.Close()
 			return nil
-		case <-pump.Done():
-			a.log.Info("backend: tunnel to the simulated iPhone ended; rebuilding it", "udid", d.UDID(), "err", pump.Err())
+		case <-tn.Done():
+			a.log.Info("backend: tunnel to the simulated iPhone ended; rebuilding it", "udid", d.UDID(), "err", tn.Err())
 		}
-		pump.Close()
+		tn.Close()
 	}
 }
 
 // simTunnel pairs with the simulated device over lockdown if needed and
 // opens a CoreDeviceProxy tunnel ending in a userspace stack.
-func simTunnel(ctx context.Context, mux *usbmux.Client, udid string) (*tunnel.Pump, tunnel.Params, *utun.Netstack, error) {
+func simTunnel(ctx context.Context, mux *usbmux.Client, udid string) (*tunnel.Tunnel, *utun.Netstack, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	list, err := mux.ListDevices(ctx)
 	if err != nil {
-		return nil, tunnel.Params{}, nil, err
+		return nil, nil, err
 	}
 	var dev usbmux.Device
 	for _, d := range list {
@@ -318,40 +318,23 @@ func simTunnel(ctx context.Context, mux *usbmux.Client, udid string) (*tunnel.Pu
 		}
 	}
 	if dev.DeviceID == 0 {
-		return nil, tunnel.Params{}, nil, errors.New("not on usbmuxd")
+		return nil, nil, errors.New("not on usbmuxd")
 	}
 	if _, err := mux.ReadPairRecord(ctx, dev.UDID()); err != nil {
-		buid, err := mux.ReadBUID(ctx)
-		if err != nil {
-			return nil, tunnel.Params{}, nil, err
+		if _, err := lockdown.PairUsbmux(ctx, mux, dev, "iosmux-backend"); err != nil {
+			return nil, nil, fmt.Errorf("lockdown pair: %w", err)
 		}
-		lc, err := lockdown.DialUsbmux(ctx, mux, dev.DeviceID, lockdown.ClientConfig{})
-		if err != nil {
-			return nil, tunnel.Params{}, nil, err
-		}
-		rec, err := lc.Pair(ctx, lockdown.PairConfig{SystemBUID: buid, HostName: "iosmux-backend"})
-		lc.Close()
-		if err != nil {
-			return nil, tunnel.Params{}, nil, fmt.Errorf("lockdown pair: %w", err)
-		}
-		if err := lockdown.SavePairRecord(ctx, mux, dev.UDID(), dev.DeviceID, rec); err != nil {
-			return nil, tunnel.Params{}, nil, err
-		}
-	}
-	conn, _, err := lockdown.OpenService(ctx, mux, dev, lockdown.CoreDeviceProxy, lockdown.ClientConfig{})
-	if err != nil {
-		return nil, tunnel.Params{}, nil, fmt.Errorf("CoreDeviceProxy: %w", err)
 	}
 	var ns *utun.Netstack
-	pump, params, err := tunnel.StartHost(ctx, conn, tunnel.HostConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
+	tn, err := tunnel.StartCoreDeviceProxy(ctx, mux, dev, tunnel.Options{NewTUN: func(p tunnel.Params) (tun.Device, error) {
 		var err error
 		ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
 		return ns, err
 	}})
 	if err != nil {
-		return nil, tunnel.Params{}, nil, fmt.Errorf("CDTunnel: %w", err)
+		return nil, nil, err
 	}
-	return pump, params, ns, nil
+	return tn, ns, nil
 }
 
 // sleepCtx waits d or until ctx ends; false means ctx ended.
