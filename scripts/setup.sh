@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STATICCHECK_VERSION=2026.2.2
+# Go tools are pinned by module version in scripts/pins.sh;
+# scripts/check-setup.sh installs each into a fresh GOBIN to keep them served.
+. scripts/pins.sh
 
 need_apt=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -29,10 +31,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 export PATH="$(go env GOPATH)/bin:$PATH"
-if ! staticcheck -version 2>/dev/null | grep -q "$STATICCHECK_VERSION"; then
-  echo "setup: installing staticcheck $STATICCHECK_VERSION"
-  go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
-fi
+for t in "${GO_TOOLS[@]}"; do
+  IFS='|' read -r mod vercmd want <<<"$t"
+  if ! $vercmd 2>/dev/null | grep -qF "$want"; then
+    echo "setup: installing $mod"
+    go install "$mod"
+  fi
+done
 
 go mod download
 # interop/ and the small nested modules under it (peers pinned to the

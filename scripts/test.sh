@@ -9,6 +9,9 @@ FUZZTIME=${FUZZTIME:-5s}
 
 step() { printf '\n== %s\n' "$*"; }
 
+step "set-up from scratch (fresh GOBIN, module cache and npm cache)"
+scripts/check-setup.sh
+
 step "gofmt"
 bad=$(gofmt -l $(git ls-files '*.go') 2>/dev/null || true)
 if [ -n "$bad" ]; then echo "gofmt needed:"; echo "$bad"; exit 1; fi
