@@ -1,7 +1,7 @@
 // Package backend is the RemoteXPC endpoint that macOS CoreDeviceService
 // (and any other RSD client: go-ios, appium, pymobiledevice3) connects to
 // instead of the iPhone's own tunnel RSD, which CoreDeviceService refuses
-// on pymobiledevice3's transport (shared/spec/origin.md §1.4). The backend
+// on pymobiledevice3's transport (overview.md §4). The backend
 // plays the device's side and delegates every real operation to the iPhone
 // through iosmux's tunnel; everything it says about the device comes from
 // the device.
@@ -20,7 +20,7 @@
 //	 │                          (the backend's own identity)
 //	 │ TLS-PSK tunnel ───────▶ client tunnel stack ─ TCP relay ───────▶ [dev]:port
 //
-// # Frame order (remotexpc.md §1.7, origin.md §5.3)
+// # Frame order (xpc.md §1.7, overview.md §5.3)
 //
 // Nothing is sent before the client opens its streams: on accept the
 // backend sends SETTINGS and WINDOW_UPDATE (the device does), then answers
@@ -32,7 +32,7 @@
 // follows on a healthy connection. rsd.Server over xpc.Server implements
 // exactly this; the tests replay CoreDeviceService's captured 204 bytes.
 //
-// # One RSD peer towards the device (remotexpc.md §1.8, §4.2)
+// # One RSD peer towards the device (rsd.md §3)
 //
 // A device serves one RSD discovery session per tunnel, and iOS 27.2 closes
 // every advertised port when the peer's UUID changes. So the backend opens

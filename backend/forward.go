@@ -16,10 +16,11 @@ import (
 // moves a service (iOS 27.2 re-attach) or reboots. Each accepted conn is
 // relayed to wherever the device has that service now, through the tunnel:
 // one copier per direction, half-close when one side ends, and no buffer
-// beyond the copy buffer (a slow side stalls the other, STYLE.md §6).
+// beyond the copy buffer (a slow side stalls the other: tailscale's
+// netstack forwardTCP is the model).
 
 // forwardDialTimeout bounds one dial through the tunnel (go-ios uses 15 s
-// for its dials through a tunnel, tunnel.md §8).
+// for its dials through a tunnel, tunnel.md §8.2).
 const forwardDialTimeout = 15 * time.Second
 
 // forward is one service's listener.

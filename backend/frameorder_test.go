@@ -21,7 +21,7 @@ import (
 	"github.com/iosmux/iosmux/xpc"
 )
 
-// cdsFrames returns CoreDeviceService's captured set-up (origin.md §5.2,
+// cdsFrames returns CoreDeviceService's captured set-up (overview.md §5.2,
 // 204 bytes) frame by frame: testdata/h2_client_init_1MiB (pymobiledevice3's
 // bytes, identical to the capture frame for frame) with the SETTINGS ACK
 // moved to where CoreDeviceService put it, after HEADERS(1).
@@ -152,7 +152,7 @@ func (l *frameLog) take(from int) []string {
 // after each frame, lets every goroutine settle (synctest) and checks
 // exactly what the backend has sent: nothing before the client opened the
 // stream it concerns, each set-up frame answered one for one, and the
-// Handshake only after INIT_HANDSHAKE on stream 3 (origin.md §5.3), never
+// Handshake only after INIT_HANDSHAKE on stream 3 (overview.md §5.3), never
 // followed by RST_STREAM, END_STREAM or GOAWAY.
 func TestFrameOrderCoreDeviceService(t *testing.T) {
 	names, frames := cdsFrames(t)

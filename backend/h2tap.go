@@ -12,7 +12,7 @@ import (
 )
 
 // h2Parser reads one direction of a tapped connection as HTTP/2 frames
-// carrying RemoteXPC messages (remotexpc.md §1–§2), for the wire log only:
+// carrying RemoteXPC messages (xpc.md §1–§2), for the wire log only:
 // it never influences the traffic, and on anything it does not understand
 // it logs why and stops parsing that direction.
 type h2Parser struct {
@@ -198,7 +198,7 @@ func appendFrameDetail(b []byte, typ byte, payload []byte) []byte {
 }
 
 // data appends DATA bytes to the stream's buffer and logs every complete
-// XPC message (24-byte wrapper, body_length after it, §2.1).
+// XPC message (24-byte wrapper, body_length after it, xpc.md §2.1).
 func (p *h2Parser) data(stream uint32, d []byte) {
 	if p.broken[stream] {
 		return

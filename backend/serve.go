@@ -66,7 +66,7 @@ func (b *Backend) serveUntrustedRSD(c net.Conn) {
 
 // serveHandshake runs one RSD connection for the rest of the boot: the
 // RemoteXPC set-up answered frame by frame, the Handshake only after the
-// client's INIT_HANDSHAKE on stream 3 (remotexpc.md §1.7, origin.md §5.3;
+// client's INIT_HANDSHAKE on stream 3 (xpc.md §1.7, overview.md §5.3;
 // rsd.Server and xpc.Server keep that order), then nothing until the
 // client leaves.
 func (b *Backend) serveHandshake(bt *boot, srv *rsd.Server, c net.Conn, what string) {

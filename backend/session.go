@@ -12,8 +12,8 @@ import (
 	"github.com/iosmux/iosmux/xpc"
 )
 
-// The device side: one RSD discovery session per tunnel (remotexpc.md
-// §1.8, §4.2), opened with our stable host UUID and kept open for as long
+// The device side: one RSD discovery session per tunnel (rsd.md
+// §3), opened with our stable host UUID and kept open for as long
 // as the tunnel lives, so that the device sees a single peer that never
 // changes identity whatever number of clients the backend serves. When the
 // session ends while the tunnel lives (another host's RSD session took the
@@ -33,7 +33,7 @@ type linkState struct {
 
 // bootKey identifies one boot of one device: BootSessionUUID when the
 // device reports it (it changes on every boot), else the Handshake UUID
-// (a fresh one per boot, remotexpc.md §4.2).
+// (a fresh one per boot, rsd.md §3).
 type bootKey struct {
 	udid string
 	boot string

@@ -53,8 +53,8 @@ func Mobdev2Matches(hostID, identifier string, authTags []string) bool {
 // altIRK (exchanged in pair-setup M5/M6): SipHash-2-4 of the identifier,
 // its 8-byte little-endian output's first 6 bytes reversed (pymobiledevice3
 // remote/siphash.py compute_auth_tag). That iPhones tag their own
-// _remotepairing._tcp advertisement this way is UNCONFIRMED (the spec infers
-// it from the host-side advertisement).
+// _remotepairing._tcp advertisement this way is UNCONFIRMED (inferred from
+// the host-side advertisement, discovery.md §3.1).
 func RemotePairingAuthTag(altIRK []byte, identifier string) (string, error) {
 	if len(altIRK) != 16 {
 		return "", errors.New("discovery: altIRK must be 16 bytes")

@@ -26,7 +26,8 @@ type LinkWatcher interface {
 }
 
 // ownTunPrefixes are interface names that are tunnels, never devices: the
-// TUNs iosmux and pymobiledevice3 create and macOS's own utun (§2.2).
+// TUNs iosmux and pymobiledevice3 create and macOS's own utun
+// (discovery.md §2.2).
 var ownTunPrefixes = []string{"tun", "utun"}
 
 // candidate reports whether an interface may carry a device.

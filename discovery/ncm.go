@@ -42,8 +42,8 @@ type NCMMonitor struct {
 	Browse BrowseFunc
 	// Identify, when set, fills Event.UDID before the event is emitted.
 	Identify IdentifyFunc
-	// Rescan is the forced full rescan period (default 30 s, the spec's
-	// upper bound); BrowseTimeout bounds one browse (default 3 s).
+	// Rescan is the forced full rescan period (default 30 s,
+	// discovery.md §8); BrowseTimeout bounds one browse (default 3 s).
 	Rescan        time.Duration
 	BrowseTimeout time.Duration
 	// Backoff paces browsing a silent link again (default 1 s doubling,

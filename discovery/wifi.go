@@ -20,7 +20,7 @@ import (
 // Misses passes in a row (or withdrawn with a goodbye) is Detached.
 //
 // The device's identity is not in the advertisement (the TXT identifier is
-// not the UDID, §3.1): Identify, when set, proves it (pair-verify against
+// not the UDID, discovery.md §3.1): Identify, when set, proves it (pair-verify against
 // stored records, or the mobdev2 MAC / authTag match) and an instance it
 // rejects is not reported; without Identify, events carry no UDID and the
 // caller identifies.

@@ -15,7 +15,7 @@ import (
 )
 
 // Certificate shapes follow what libimobiledevice generates and pmd3's
-// ca.py mirrors (spec §6.1): RSA-2048 keys, empty subject and issuer,
+// ca.py mirrors (lockdown.md §7.2): RSA-2048 keys, empty subject and issuer,
 // serial 1, valid from a minute ago for ten years, SHA-256; the root is a
 // CA, the host and device certificates are leaves with digitalSignature and
 // keyEncipherment, and the device certificate carries a subject key id.

@@ -240,7 +240,7 @@ type Session struct {
 
 // StartSession opens a session with the host identity in rec and, when the
 // device asks for it, upgrades the connection to TLS with the host
-// certificate (spec §5.4). ErrInvalidHostID means the device does not know
+// certificate (lockdown.md §4). ErrInvalidHostID means the device does not know
 // this pairing.
 func (c *Client) StartSession(ctx context.Context, rec *PairRecord) (Session, error) {
 	c.mu.Lock()

@@ -78,8 +78,8 @@ type DeviceConfig struct {
 }
 
 // DefaultPublicKeys is what the device role answers before a session.
-// UNCONFIRMED: references only say a device returns "a reduced set" (spec
-// §5.2). This set covers what clients read before pairing or a session:
+// UNCONFIRMED: references only say a device returns "a reduced set"
+// (lockdown.md §2.1). This set covers what clients read before pairing or a session:
 // pmd3 (UniqueDeviceID, ProductVersion, DevicePublicKey, ProductType,
 // WiFiAddress), libimobiledevice (ProductVersion) and `iosmux list`
 // (DeviceName).
@@ -93,7 +93,7 @@ var DefaultPublicKeys = []string{
 	"UniqueDeviceID", "WiFiAddress",
 }
 
-// Device is lockdownd's side (spec §8): QueryType, Get/Set/RemoveValue,
+// Device is lockdownd's side (lockdown.md §8): QueryType, Get/Set/RemoveValue,
 // Pair/ValidatePair/Unpair, StartSession with TLS under the host's pairing,
 // StopSession and StartService. It starts no goroutines: ServeConn and
 // service connections run on the caller's goroutine (the usbmux server's).
@@ -200,7 +200,8 @@ func (d *Device) AddPairing(rec *PairRecord) error {
 	return nil
 }
 
-// checkPairRecord validates the public part of a host's record (spec §6.1):
+// checkPairRecord validates the public part of a host's record (lockdown.md
+// §7.1, §8):
 // the device certificate must wrap our key, the host certificate must be
 // signed by the root.
 func (d *Device) checkPairRecord(m Message) (*hostPairing, error) {

@@ -1,8 +1,7 @@
 // Package lockdown speaks lockdownd's protocol in both roles: Client is the
 // host side (values, sessions, services, classic pairing), Device plays
-// lockdownd for the simulator. The contract is
-// shared/spec/usbmux-lockdown.md §5, §6 and §8, and tunnel.md §4 for
-// CoreDeviceProxy.
+// lockdownd for the simulator. The protocol is docs/protocols/lockdown.md,
+// and tunnel.md §4 for CoreDeviceProxy.
 //
 // Every message is a big-endian u32 length and an XML plist dictionary;
 // requests carry Label and Request, replies echo Request and report

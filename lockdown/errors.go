@@ -2,7 +2,7 @@ package lockdown
 
 import "fmt"
 
-// Error is a lockdownd reply carrying an Error string (spec §5.3), or the
+// Error is a lockdownd reply carrying an Error string (lockdown.md §3), or the
 // Result = "Failure" of pre-iOS-5 devices (Code "Failure").
 type Error struct {
 	Request string // the request that failed

@@ -21,7 +21,7 @@ const MaxFrameLen = 4 << 20
 var ErrMalformed = errors.New("lockdown: malformed message")
 
 // AppendFrame appends one message, a big-endian u32 length and the plist
-// bytes (spec §5.1), to b.
+// bytes (lockdown.md §1.1), to b.
 func AppendFrame(b, payload []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(len(payload)))
 	return append(b, payload...)

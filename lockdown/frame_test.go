@@ -11,8 +11,8 @@ import (
 	"testing/iotest"
 )
 
-// vector is one lockdown-framed plist from shared/testvectors/services
-// (pymobiledevice3's build_plist output).
+// vector is one lockdown-framed plist of testdata/lp*.json
+// (pymobiledevice3's build_plist output; the RSDCheckin of rsd.md §4.2).
 type vector struct {
 	Name  string         `json:"name"`
 	Plist map[string]any `json:"plist"`

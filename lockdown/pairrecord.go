@@ -10,7 +10,7 @@ import (
 	"howett.net/plist"
 )
 
-// PairRecord is the classic host pair record (spec §6.1), as usbmuxd
+// PairRecord is the classic host pair record (lockdown.md §7.1), as usbmuxd
 // stores it and libimobiledevice, go-ios and pymobiledevice3 read it. The
 // certificates and keys are PEM.
 type PairRecord struct {

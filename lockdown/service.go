@@ -13,7 +13,7 @@ import (
 )
 
 // CoreDeviceProxy is the lockdown service that carries a CDTunnel on iOS
-// 17.4 and later (spec tunnel.md §4).
+// 17.4 and later (tunnel.md §4).
 const CoreDeviceProxy = "com.apple.internal.devicecompute.CoreDeviceProxy"
 
 // ServiceInfo is a StartService reply.
@@ -90,7 +90,7 @@ type PairConfig struct {
 }
 
 // Pair creates a host identity for the device and asks it to trust it
-// (spec §5.2 Pair). While the user has not answered the Trust dialog it
+// (lockdown.md §6). While the user has not answered the Trust dialog it
 // retries every PollInterval until ctx ends. The returned record holds the
 // device's EscrowBag, UDID and Wi-Fi address; storing it (usbmuxd
 // SavePairRecord, see SavePairRecord) is the caller's step.

@@ -82,7 +82,7 @@ func DialService(ctx context.Context, mux *usbmux.Client, deviceID uint32, info 
 }
 
 // OpenService is the whole host dance for one service of a device attached
-// through usbmuxd (pmd3's start_lockdown_service, spec tunnel.md §4 steps
+// through usbmuxd (pmd3's start_lockdown_service, tunnel.md §4, steps
 // 1–4): connect to lockdownd, read the pair record usbmuxd holds for the
 // device, StartSession (TLS), StartService, close the lockdown connection,
 // connect to the service port and run its TLS handshake when asked. The

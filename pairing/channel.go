@@ -8,7 +8,7 @@ import (
 	"fmt"
 )
 
-// The encrypted control channel (shared/spec/remotepairing.md §6).
+// The encrypted control channel (remotepairing.md §6).
 //
 // Keys come from the session secret: the 32-byte pair-verify shared secret
 // or the 64-byte SRP K right after pair-setup. One counter c, starting at 0,
@@ -58,7 +58,7 @@ func (ch *channel) sealResponse(plaintext []byte) []byte {
 	return ct
 }
 
-// Request names (spec §6.4).
+// Request names (remotepairing.md §6.4).
 const (
 	reqCreateListener  = "createListener"
 	reqRemoteUnlockKey = "createRemoteUnlockKey"
@@ -181,7 +181,7 @@ func responseJSON(name string, result any) ([]byte, error) {
 	return json.Marshal(tree{"response": tree{"_1": tree{name: result}}})
 }
 
-// errorJSON builds the errorExtended reply PMD3-TS reads (spec §6.3).
+// errorJSON builds the errorExtended reply PMD3-TS reads (remotepairing.md §6.3).
 func errorJSON(desc string) ([]byte, error) {
 	return responseJSON(respErrorExtended, tree{"_0": tree{"userInfo": tree{"NSLocalizedDescription": desc}}})
 }

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// Mode is how the device role answers pair-setup M1 (spec §4.2, §9.4).
+// Mode is how the device role answers pair-setup M1 (remotepairing.md §4.2, §9.4).
 type Mode int
 
 const (
@@ -101,7 +101,7 @@ type DeviceConfig struct {
 	// Identity is the device's permanent identity.
 	Identity DeviceIdentity
 	// Handshake is the handshake response. In ModeLockdown
-	// allowsIncomingTunnelConnections is forced false (spec §1.4).
+	// allowsIncomingTunnelConnections is forced false (remotepairing.md §1.4).
 	Handshake HandshakeInfo
 	Mode      Mode
 	// Consent decides the Trust dialog in ModeTrust: accept, refuse, or an
@@ -133,7 +133,7 @@ type DeviceConfig struct {
 }
 
 // errListenerUnsupported is the text a device without a listener creator
-// sends (appium and pymobiledevice3 quote it, spec §6.3).
+// sends (appium and pymobiledevice3 quote it, remotepairing.md §6.3).
 const errListenerUnsupported = "Unsupported operation: Tunnel listener creator not set"
 
 // Device answers the host role on any number of connections.
@@ -181,7 +181,7 @@ func (d *Device) PublicKey() ed25519.PublicKey { return d.ltsk.Public().(ed25519
 // Serve answers one connection until the host closes it (nil), ctx ends,
 // the host breaks the protocol in a way a device answers by closing
 // (an encrypted message that does not open or arrives before a session,
-// spec §9.3/§9.5), or t fails. It does not close t.
+// remotepairing.md §9.3/§9.5), or t fails. It does not close t.
 func (d *Device) Serve(ctx context.Context, t Transport) error {
 	s := &deviceSession{d: d, t: t, log: d.log}
 	return s.run(ctx)

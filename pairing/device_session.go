@@ -166,7 +166,7 @@ func (s *deviceSession) pairingData(ctx context.Context, pd *pairingData) error 
 }
 
 // outOfOrder answers a message that does not fit the phase with the next
-// state number and ERROR=1, then resets (spec §9.4; UNCONFIRMED for real
+// state number and ERROR=1, then resets (remotepairing.md §9.4; UNCONFIRMED for real
 // devices).
 func (s *deviceSession) outOfOrder(ctx context.Context, pd *pairingData) error {
 	st := byte(1)
@@ -202,7 +202,7 @@ func (s *deviceSession) verifyM3(ctx context.Context, data []byte) error {
 	host, err := v.consumeM3(data, s.d.cfg.Hosts.LookupHost)
 	if err != nil {
 		// An unknown host, a bad signature and a garbled message all get
-		// ERROR=2, as the references' devices answer (spec §3.5, §9.3).
+		// ERROR=2, as the references' devices answer (remotepairing.md §3.5, §9.3).
 		s.log.Debug("pairing: device: pair-verify failed", "err", err)
 		s.reset()
 		return s.sendData(ctx, kindVerifyManual, createVerifyM4(CodeAuthentication))
@@ -284,7 +284,7 @@ func (s *deviceSession) setupM5(ctx context.Context, data []byte) error {
 	}
 	info, infoErr := hostInfoFrom(p.info)
 	if infoErr != nil || info.AccountID != p.identifier {
-		// Whether a device rejects these is UNCONFIRMED (spec §9.4): log.
+		// Whether a device rejects these is UNCONFIRMED (remotepairing.md §9.4): log.
 		s.log.Debug("pairing: device: host INFO does not match", "host", p.identifier, "err", infoErr)
 	}
 	ph := PairedHost{Identifier: p.identifier, PublicKey: p.ltpk, Info: info, InfoRaw: p.info}
@@ -300,7 +300,8 @@ func (s *deviceSession) setupM5(ctx context.Context, data []byte) error {
 }
 
 // encrypted answers one request on the control channel. A message that does
-// not open, or one before a session, closes the connection (spec §9.3, §9.5).
+// not open, or one before a session, closes the connection
+// (remotepairing.md §9.3, §9.5).
 func (s *deviceSession) encrypted(ctx context.Context, ct []byte) error {
 	if s.phase != phaseSession || s.ch == nil {
 		return fmt.Errorf("%w: encrypted message", ErrNotVerified)

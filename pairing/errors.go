@@ -68,8 +68,8 @@ var (
 	ErrFrameTooLarge = errors.New("message too large for an RPPairing frame")
 )
 
-// Code is the one-byte value of a TLV ERROR item (spec §5.1.3). References
-// disagree on codes above 3 (spec §11); they are reported as numbers.
+// Code is the one-byte value of a TLV ERROR item (remotepairing.md §5.1.3). References
+// disagree on codes above 3 (remotepairing.md §11); they are reported as numbers.
 type Code byte
 
 // Codes the protocol produces; only CodeAuthentication is seen in practice.

@@ -16,7 +16,7 @@ import (
 )
 
 // go-ios keeps one host identity for every device, in macOS's RemotePairing
-// layout (go-ios v1.3.2 ios/tunnel/pairrecord.go; spec §8.2):
+// layout (go-ios v1.3.2 ios/tunnel/pairrecord.go; remotepairing.md §8.2):
 //
 //	DIR/selfIdentity.plist      identifier, irk, privateKey (seed), publicKey
 //	DIR/peers/<identifier>.plist identifier, info, irk, model, name, publicKey

@@ -1,6 +1,6 @@
 package pairing
 
-// The handshake request and response (shared/spec/remotepairing.md §2).
+// The handshake request and response (remotepairing.md §2).
 
 // DeviceOptions are the device's capabilities from the handshake response.
 type DeviceOptions struct {
@@ -12,7 +12,7 @@ type DeviceOptions struct {
 }
 
 // PeerDeviceInfo describes the device. Identifier names the pair record
-// (spec §8.1); for iPhones over RSD it is the UDID.
+// (remotepairing.md §8.1); for iPhones over RSD it is the UDID.
 type PeerDeviceInfo struct {
 	Identifier                     string `json:"identifier"`
 	UDID                           string `json:"udid"`
@@ -42,7 +42,7 @@ func handshakeRequest(seq uint64) *message {
 }
 
 // parseHandshakeRequest checks the device side's first message. The
-// protocol version and options are not enforced (spec §9.2).
+// protocol version and options are not enforced (remotepairing.md §9.2).
 func parseHandshakeRequest(m *message) error {
 	if m.kind != kindRequest || m.name != reqHandshake {
 		return unexpected("%v, want the handshake request", m)
@@ -81,7 +81,7 @@ func (h *HandshakeInfo) value() tree {
 }
 
 // parseHandshakeResponse reads what hosts use from the response; missing
-// members stay zero (only peerDeviceInfo.identifier matters, spec §2).
+// members stay zero (only peerDeviceInfo.identifier matters, remotepairing.md §2).
 func parseHandshakeResponse(m *message) (*HandshakeInfo, error) {
 	if m.kind != kindResponse || m.name != reqHandshake {
 		return nil, unexpected("%v, want the handshake response", m)

@@ -22,13 +22,13 @@ type HostConfig struct {
 	Identifier string
 	// Info replaces the M5 INFO dictionary (tests replaying a reference).
 	// Nil means placeholders around Identifier, HostName and a random
-	// altIRK (spec §4.7).
+	// altIRK (remotepairing.md §4.7).
 	Info *HostInfo
 	// PIN is asked for the SRP password when the device answers M1 with
 	// M2 without a consent event (Apple TV style network pairing).
 	PIN func(ctx context.Context) (string, error)
 	// Lockdown selects the lockdown-service flow: no consent, password
-	// "000000" (spec §1.4).
+	// "000000" (remotepairing.md §1.4).
 	Lockdown bool
 	// AwaitingConsent is called when the device shows its Trust dialog.
 	AwaitingConsent func()
@@ -86,7 +86,7 @@ func NewHost(t Transport, cfg *HostConfig) *Host {
 func (h *Host) Close() error { return h.t.Close() }
 
 // SharedSecret returns the 32-byte pair-verify shared secret, the TLS PSK of
-// the TCP tunnel (spec §7.1), or nil before a successful Verify.
+// the TCP tunnel (remotepairing.md §7.1), or nil before a successful Verify.
 func (h *Host) SharedSecret() []byte { return append([]byte(nil), h.shared...) }
 
 func (h *Host) fail(step Step, err error) error {
@@ -102,7 +102,8 @@ func (h *Host) fail(step Step, err error) error {
 
 func (h *Host) send(ctx context.Context, step Step, m *message) error {
 	m.from, m.seq = originHost, h.seq
-	// The counter advances on every message, plain or encrypted (§1.5).
+	// The counter advances on every message, plain or encrypted
+	// (remotepairing.md §1.5).
 	h.seq++
 	if err := h.t.WriteEnvelope(ctx, m.tree()); err != nil {
 		return stepErr(step, err)
@@ -171,7 +172,7 @@ func (h *Host) Handshake(ctx context.Context) (*HandshakeInfo, error) {
 // Verify runs pair-verify with id. When the device reports an error (an
 // unknown host or a bad signature: errors.Is(err, ErrAuthentication)), it
 // sends pairVerifyFailed and the session stays usable for Setup, which is
-// how a host falls back to pairing (spec §3.5). Other failures are final.
+// how a host falls back to pairing (remotepairing.md §3.5). Other failures are final.
 func (h *Host) Verify(ctx context.Context, id Identity) error {
 	if h.err != nil {
 		return h.err
@@ -219,11 +220,11 @@ func (h *Host) verifyFailed(ctx context.Context, step Step, cause error) error {
 }
 
 // Setup runs pair-setup M1–M6 with a new long-term key. While the device
-// shows its Trust dialog it waits as long as ctx allows (spec §4.2); a
+// shows its Trust dialog it waits as long as ctx allows (remotepairing.md §4.2); a
 // refusal is a *RejectedError (errors.Is(err, ErrRejected)), a wrong PIN
 // errors.Is(err, ErrAuthentication). Afterwards the control channel is keyed
 // from the SRP K; the device expects a reconnect and pair-verify before a
-// tunnel (spec §4.9).
+// tunnel (remotepairing.md §4.9).
 func (h *Host) Setup(ctx context.Context) (*SetupResult, error) {
 	if h.err != nil {
 		return nil, h.err
@@ -279,7 +280,7 @@ func (h *Host) Setup(ctx context.Context) (*SetupResult, error) {
 	}
 	res.Peer = peerInfoFrom(peer)
 	if !res.Peer.SignatureOK {
-		h.log.Warn("pairing: device M6 signature does not verify; continuing (spec §4.8)", "device", peer.identifier)
+		h.log.Warn("pairing: device M6 signature does not verify; continuing", "device", peer.identifier)
 	}
 	h.ch = newChannel(s.k)
 	return res, nil
@@ -311,7 +312,7 @@ func (h *Host) awaitM2(ctx context.Context) (data []byte, consent bool, err erro
 }
 
 // newIdentity draws the long-term key for this device (new per pairing, as
-// pymobiledevice3 and idevice do; spec §11) and builds INFO.
+// pymobiledevice3 and idevice do; remotepairing.md §11) and builds INFO.
 func (h *Host) newIdentity() (*SetupResult, []byte, error) {
 	seed, err := readRand(h.rand, ed25519.SeedSize)
 	if err != nil {
@@ -368,7 +369,7 @@ func (h *Host) request(ctx context.Context, step Step, name string, args any) (t
 	return res, h.fail(step, err)
 }
 
-// CreateListener asks the device for a tunnel listener (spec §6.4).
+// CreateListener asks the device for a tunnel listener (remotepairing.md §6.4).
 func (h *Host) CreateListener(ctx context.Context, req ListenerRequest) (*Listener, error) {
 	res, err := h.request(ctx, StepCreateListener, reqCreateListener, req.args())
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 )
 
 // HostInfo is the INFO dictionary the host sends in pair-setup M5
-// (shared/spec/remotepairing.md §4.7). Only AccountID matters to the
+// (remotepairing.md §4.7). Only AccountID matters to the
 // device; the others are shown or kept by it.
 type HostInfo struct {
 	AltIRK       []byte // 16 bytes
@@ -41,7 +41,7 @@ func defaultHostInfo(id, name string, altIRK []byte) HostInfo {
 }
 
 // truncateUTF8 cuts s to at most n bytes without splitting a rune, so the
-// host name fits OPACK's one-byte length form (spec §4.7).
+// host name fits OPACK's one-byte length form (remotepairing.md §4.7).
 func truncateUTF8(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -53,7 +53,7 @@ func truncateUTF8(s string, n int) string {
 	return s
 }
 
-// encode writes the dictionary in the order of spec §4.7.
+// encode writes the dictionary in the order of remotepairing.md §4.7.
 func (h HostInfo) encode() ([]byte, error) {
 	return opack.Marshal(opack.Dict{
 		{Key: "altIRK", Value: h.AltIRK},
@@ -66,7 +66,7 @@ func (h HostInfo) encode() ([]byte, error) {
 	})
 }
 
-// DeviceIdentity is what a device role keeps permanently (spec §9.1) and
+// DeviceIdentity is what a device role keeps permanently (remotepairing.md §9.1) and
 // sends in pair-verify V2 and pair-setup M6.
 type DeviceIdentity struct {
 	// Identifier is the device pairing identifier (M6 IDENTIFIER, INFO
@@ -105,7 +105,7 @@ type PeerInfo struct {
 	Identifier string
 	PublicKey  []byte
 	// SignatureOK reports whether the M6 signature verified (real devices
-	// are UNCONFIRMED to sign exactly what the spec says, so a mismatch is
+	// are UNCONFIRMED to sign exactly what remotepairing.md §4.8 describes, so a mismatch is
 	// not fatal).
 	SignatureOK bool
 	// From INFO; empty when INFO lacks them or does not decode.
@@ -114,7 +114,7 @@ type PeerInfo struct {
 	Model     string
 	Name      string
 	UDID      string
-	// InfoErr is the INFO decoding error, if any (never fatal, spec §5.2).
+	// InfoErr is the INFO decoding error, if any (never fatal, remotepairing.md §5.2).
 	InfoErr error
 }
 
@@ -139,7 +139,7 @@ func peerInfoFrom(p *peerIdentity) *PeerInfo {
 }
 
 // hostInfoFrom decodes a host's M5 INFO for the device role; failures leave
-// the fields empty (the spec says a device only logs, §9.4).
+// the fields empty (a device only logs, remotepairing.md §9.4).
 func hostInfoFrom(info []byte) (HostInfo, error) {
 	v, err := opack.Unmarshal(info)
 	if err != nil {
@@ -164,7 +164,7 @@ func hostInfoFrom(info []byte) (HostInfo, error) {
 var namespaceDNS = [16]byte{0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8}
 
 // HostIdentifier returns pymobiledevice3's host identifier for a host name:
-// the uppercase text of UUIDv3(namespace DNS, name) (spec §8.1; the host
+// the uppercase text of UUIDv3(namespace DNS, name) (remotepairing.md §8.1; the host
 // name is what the OS reports, os.Hostname in Go).
 func HostIdentifier(hostname string) string {
 	h := md5.New()

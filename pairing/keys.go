@@ -11,7 +11,7 @@ import (
 
 // The key schedule. Every HKDF salt/info pair and every nonce label of
 // RemotePairing is defined here once and used by both roles
-// (shared/spec/remotepairing.md §3.2, §4.6, §4.8, §6.1, §6.2; vectors in
+// (remotepairing.md §3.2, §4.6, §4.8, §6.1, §6.2; vectors in
 // testdata/hkdf.json and testdata/chacha20poly1305.json).
 
 // hkdfLabel is one salt/info pair. A nil salt is RFC 5869's absent salt.

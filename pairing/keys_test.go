@@ -5,7 +5,8 @@ import (
 )
 
 // TestHKDFLabels checks every salt/info pair of the key schedule against
-// testdata/hkdf.json, which lists each pair of the spec on two inputs.
+// testdata/hkdf.json, which lists each pair of remotepairing.md §6.1 and
+// §4.6 on two inputs.
 func TestHKDFLabels(t *testing.T) {
 	var f struct {
 		Vectors []struct {

@@ -6,7 +6,7 @@ import (
 	"io"
 )
 
-// The lockdown transport (shared/spec/remotepairing.md §1.4): the lockdown
+// The lockdown transport (remotepairing.md §1.4): the lockdown
 // service com.apple.dt.remotepairingdeviced.lockdown carries exactly the
 // RPPairing framing of §1.3. Pair-setup over it needs no Trust prompt
 // (password "000000", HostConfig.Lockdown) and the record it makes is valid

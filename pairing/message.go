@@ -1,6 +1,6 @@
 package pairing
 
-// The envelope and its plain payloads (shared/spec/remotepairing.md §1.1).
+// The envelope and its plain payloads (remotepairing.md §1.1).
 //
 //	{"message": {"plain": {"_0": PAYLOAD}} | {"streamEncrypted": {"_0": BYTES}},
 //	 "originatedBy": "host" | "device", "sequenceNumber": N}
@@ -83,7 +83,7 @@ func plain(payload tree) tree { return tree{"plain": tree{"_0": payload}} }
 
 // parseMessage decodes an envelope tree. Unknown extra keys are ignored;
 // a missing or non-integer sequenceNumber is tolerated (nobody validates it,
-// spec §1.5).
+// remotepairing.md §1.5).
 func parseMessage(t tree) (*message, error) {
 	m := &message{}
 	m.from, _ = stringOf(t["originatedBy"])
@@ -140,7 +140,7 @@ func parseMessage(t tree) (*message, error) {
 	return m, nil
 }
 
-// Event names (spec §1.1).
+// Event names (remotepairing.md §1.1).
 const (
 	evPairingData         = "pairingData"
 	evPairVerifyFailed    = "pairVerifyFailed"
@@ -195,7 +195,7 @@ func rejectionDescription(v any) string {
 }
 
 func rejectionValue(desc string) tree {
-	// Members beside userInfo are UNCONFIRMED (spec §1.1); hosts read only
+	// Members beside userInfo are UNCONFIRMED (remotepairing.md §1.1); hosts read only
 	// the description.
 	return tree{"wrappedError": tree{"userInfo": tree{"NSLocalizedDescription": desc}}}
 }

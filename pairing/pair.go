@@ -12,12 +12,12 @@ import (
 type PairConfig struct {
 	Host HostConfig
 	// Dial opens a new connection to the device's pairing endpoint; Pair
-	// dials twice when it pairs (spec §4.9: reconnect, then verify).
+	// dials twice when it pairs (remotepairing.md §4.9: reconnect, then verify).
 	Dial func(ctx context.Context) (Transport, error)
 	// Store holds the records.
 	Store RecordStore
 	// Identifier names the record. Empty means the handshake's
-	// peerDeviceInfo.identifier (the UDID over RSD, spec §8.1).
+	// peerDeviceInfo.identifier (the UDID over RSD, remotepairing.md §8.1).
 	Identifier string
 }
 
@@ -31,7 +31,7 @@ type PairResult struct {
 	// Peer is the device identity from M6 (nil when AlreadyPaired).
 	Peer *PeerInfo
 	// UnlockKeyErr is why remote_unlock_host_key was left empty, if it
-	// was (tvOS refuses the request; spec §6.4).
+	// was (tvOS refuses the request; remotepairing.md §6.4).
 	UnlockKeyErr error
 }
 

@@ -206,7 +206,7 @@ func TestUnknownHostFallsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The bare verify first: exactly the spec's failure.
+	// The bare verify first: exactly the failure of remotepairing.md §3.5.
 	tr, _ := td.dial(ctx)
 	hc := hostConfig()
 	h := NewHost(tr, &hc)

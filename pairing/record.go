@@ -12,7 +12,7 @@ import (
 )
 
 // Record is a RemotePairing pair record in pymobiledevice3's format
-// (shared/spec/remotepairing.md §8.1): an XML property list named
+// (remotepairing.md §8.1): an XML property list named
 // remote_<identifier>.plist. Every key written is one pymobiledevice3
 // knows, with its type; empty optional members are left out.
 type Record struct {
@@ -67,7 +67,7 @@ func NewRecord(res *SetupResult, unlockHostKey string) *Record {
 }
 
 // Identity returns the identity to present in pair-verify: host_identifier
-// when present, else defaultID (pymobiledevice3's rule, spec §8.1).
+// when present, else defaultID (pymobiledevice3's rule, remotepairing.md §8.1).
 func (r *Record) Identity(defaultID string) Identity {
 	id := r.HostIdentifier
 	if id == "" {

@@ -18,7 +18,7 @@ import (
 )
 
 // pymobiledevice3Keys are the keys pymobiledevice3 writes or reads in a
-// RemotePairing record and their plist types (spec §8.1).
+// RemotePairing record and their plist types (remotepairing.md §8.1).
 var pymobiledevice3Keys = map[string]string{
 	"private_key": "data", "public_key": "data", "remote_unlock_host_key": "string",
 	"host_identifier": "string", "host_alt_irk": "data", "peer_alt_irk": "data",

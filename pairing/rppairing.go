@@ -10,8 +10,9 @@ import (
 	"sync"
 )
 
-// RPPairing framing (shared/spec/remotepairing.md §1.3): the network
-// pairing transport and, unchanged, the lockdown service transport (§1.4).
+// RPPairing framing (remotepairing.md §1.3): the network
+// pairing transport and, unchanged, the lockdown service transport
+// (remotepairing.md §1.4).
 //
 //	offset 0   9 bytes  ASCII "RPPairing"
 //	offset 9   u16 BE   L, the length of the body
@@ -34,7 +35,7 @@ func AppendFrame(b, body []byte) ([]byte, error) {
 }
 
 // parseFrameHeader checks the magic (only appium does among the references;
-// iosmux does, spec §1.3) and returns the body length.
+// iosmux does, remotepairing.md §1.3) and returns the body length.
 func parseFrameHeader(h []byte) (int, error) {
 	if len(h) < rpHeaderLen {
 		return 0, malformed("RPPairing header of %d bytes", len(h))
@@ -59,7 +60,8 @@ func ParseFrame(b []byte) (body, rest []byte, err error) {
 }
 
 // encodeEnvelopeJSON writes an envelope tree as JSON; encoding/json turns
-// []byte into standard base64 with padding, as the spec wants.
+// []byte into standard base64 with padding, as
+// remotepairing.md §1.3 wants.
 func encodeEnvelopeJSON(env tree) ([]byte, error) {
 	return json.Marshal(env)
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/iosmux/iosmux/internal/tlv8"
 )
 
-// Pair-setup messages (shared/spec/remotepairing.md §4, device side §9.4),
+// Pair-setup messages (remotepairing.md §4, device side §9.4),
 // one create and one consume function per message:
 //
 //	host                                          device
@@ -25,7 +25,7 @@ import (
 const (
 	srpUser = "Pair-Setup"
 	// trustPassword is the SRP password of the Trust-dialog and lockdown
-	// flows (spec §4.2).
+	// flows (remotepairing.md §4.2).
 	trustPassword = "000000"
 	saltLen       = 16
 	srpPrivLen    = 32
@@ -79,7 +79,7 @@ type setupHost struct {
 }
 
 // newSetupHost draws a until neither A nor S has a zero top byte, so every
-// SRP convention yields the same K, M1 and M2 (spec §4.3 host rule).
+// SRP convention yields the same K, M1 and M2 (remotepairing.md §4.3, host rule).
 func newSetupHost(rand io.Reader, password string, salt, pubB []byte) (*setupHost, error) {
 	for range maxDraws {
 		a, err := readRand(rand, srpPrivLen)
@@ -166,7 +166,7 @@ func (s *setupHost) createM5(id string, ltsk ed25519.PrivateKey, info []byte) []
 }
 
 // consumeM6 opens the device identity. A bad signature is reported in the
-// result, not as an error: no reference verifies it (spec §4.8).
+// result, not as an error: no reference verifies it (remotepairing.md §4.8).
 func (s *setupHost) consumeM6(b []byte) (*peerIdentity, error) {
 	t, err := parseTLV(b, stateM6)
 	if err != nil {
@@ -192,7 +192,7 @@ type setupDevice struct {
 }
 
 // newSetupDevice draws the salt and then b until B has a non-zero top byte
-// (spec §9.4).
+// (remotepairing.md §9.4).
 func newSetupDevice(rand io.Reader, password string) (*setupDevice, error) {
 	salt, err := readRand(rand, saltLen)
 	if err != nil {

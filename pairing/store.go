@@ -13,7 +13,7 @@ import (
 )
 
 // RecordDirName is pymobiledevice3's record folder under the home
-// directory (spec §8.1).
+// directory (remotepairing.md §8.1).
 const RecordDirName = ".pymobiledevice3"
 
 const (
@@ -39,7 +39,7 @@ type RecordStore struct {
 type FileOwner = atomicfile.Owner
 
 // checkIdentifier rejects identifiers pymobiledevice3 could not parse back
-// from the file name (no '.', spec §8.1) or that would escape the folder.
+// from the file name (no '.', remotepairing.md §8.1) or that would escape the folder.
 func checkIdentifier(id string) error {
 	if id == "" || len(id) > 255 || strings.ContainsAny(id, "./\\\x00") {
 		return fmt.Errorf("%w %q", ErrBadIdentifier, id)

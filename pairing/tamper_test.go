@@ -156,7 +156,7 @@ func (c *cutConn) Write(p []byte) (int, error) {
 func tolerated(dial int, onWrite bool, index int, mode tamperMode) bool {
 	switch {
 	case !onWrite && index == 1 && mode == modeFlipLast:
-		// V2's ENCRYPTED_DATA is last; no host checks it (spec §3.2).
+		// V2's ENCRYPTED_DATA is last; no host checks it (remotepairing.md §3.2).
 		return true
 	case dial == 0 && (index == 1 || index == 2):
 		// The first pair-verify runs without a record and is meant to
@@ -167,7 +167,7 @@ func tolerated(dial int, onWrite bool, index int, mode tamperMode) bool {
 }
 
 // unlockKeyStep: on the first connection the createRemoteUnlockKey
-// exchange is last; a pairing survives losing it (spec §6.4), but
+// exchange is last; a pairing survives losing it (remotepairing.md §6.4), but
 // PairResult.UnlockKeyErr must say why.
 func unlockKeyStep(dial, index int) bool { return dial == 0 && index == 7 }
 

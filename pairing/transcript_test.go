@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// The RPPairing transcript of shared/testvectors/pairing: pymobiledevice3's
+// The RPPairing transcript of testdata/rppairing_transcript.json: pymobiledevice3's
 // host frames and the reference simulator's device frames for a first
 // pairing (session 1) and a verify plus createListener (session 2). Each
 // role of ours replays against the other side's recorded frames and must

@@ -7,10 +7,10 @@ import (
 	"time"
 )
 
-// Transport carries whole envelopes (spec §1.1) as trees (see tree.go), one
-// per call. Implementations: RPPairing framing over a stream (network
-// pairing and the lockdown service, spec §1.3–§1.4) and the RemoteXPC
-// tunnel service (§1.2). Like idevice's RpPairingSocketProvider, the
+// Transport carries whole envelopes (remotepairing.md §1.1) as trees (see
+// tree.go), one per call. Implementations: RPPairing framing over a stream
+// (network pairing and the lockdown service, remotepairing.md §1.3–§1.4)
+// and the RemoteXPC tunnel service (§1.2). Like idevice's RpPairingSocketProvider, the
 // handshake code knows nothing else about the carrier.
 //
 // One goroutine may read while another writes. ReadEnvelope and

@@ -6,15 +6,15 @@ import (
 	"math"
 )
 
-// A tree is the transport-neutral form of an envelope (spec §1.1): the value
-// one transport decodes from its wire format and another encodes into its
-// own. Its values are
+// A tree is the transport-neutral form of an envelope (remotepairing.md
+// §1.1): the value one transport decodes from its wire format and another
+// encodes into its own. Its values are
 //
 //	map[string]any, []any, string, bool, int64, uint64, float64, []byte
 //
 // Integers keep their signedness so the XPC transport can write int64 for
-// wireProtocolVersion and uint64 for sequenceNumber (spec §1.2). JSON has no
-// byte strings: the RPPairing transport writes []byte as base64 and decodes
+// wireProtocolVersion and uint64 for sequenceNumber (remotepairing.md
+// §1.2). JSON has no byte strings: the RPPairing transport writes []byte as base64 and decodes
 // it back as a string, so readers go through bytesOf, which accepts both.
 type tree = map[string]any
 
@@ -32,7 +32,7 @@ func dictAt(v any, path ...string) (tree, bool) {
 }
 
 // soleKey returns the only entry of a one-key dictionary: the Swift enum
-// case encodings of §1.1 (message, request, event names).
+// case encodings of remotepairing.md §1.1 (message, request, event names).
 func soleKey(m tree) (string, any, bool) {
 	if len(m) != 1 {
 		return "", nil, false

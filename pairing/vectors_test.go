@@ -46,7 +46,7 @@ func seq(first byte, n int) []byte {
 	return b
 }
 
-// The fixed inputs of shared/testvectors/pairing (README "Fixed inputs").
+// The fixed inputs of the vectors in testdata (remotepairing.md §10).
 const (
 	vecHostName   = "iosmux-test-host"
 	vecHostID     = "942E345A-3EE9-3FD3-BC51-01F5B73569BD"

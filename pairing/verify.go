@@ -9,7 +9,7 @@ import (
 	"github.com/iosmux/iosmux/internal/tlv8"
 )
 
-// Pair-verify messages (shared/spec/remotepairing.md §3, device side §9.3).
+// Pair-verify messages (remotepairing.md §3, device side §9.3).
 // Each message has one create function on the side that sends it and one
 // consume function on the side that receives it; they are pure apart from
 // the random bytes they read, so the transcript tests drive them directly.
@@ -57,7 +57,7 @@ func parseTLV(b []byte, want byte) (tlv8.Values, error) {
 	return v, nil
 }
 
-// errorTLV is a failure reply: STATE then ERROR (spec §3.4, §4.5).
+// errorTLV is a failure reply: STATE then ERROR (remotepairing.md §3.4, §4.5).
 func errorTLV(state byte, code Code) []byte {
 	b := tlv8.AppendByte(nil, tlv8.State, state)
 	return tlv8.AppendByte(b, tlv8.Error, byte(code))
@@ -116,7 +116,7 @@ func (v *verifyHost) createM1() []byte {
 }
 
 // consumeM2 derives the shared secret and pvKey. E2 is not checked: no
-// reference can (spec §3.2) and the record keeps no device key.
+// reference can (remotepairing.md §3.2) and the record keeps no device key.
 func (v *verifyHost) consumeM2(b []byte) error {
 	t, err := parseTLV(b, stateM2)
 	if err != nil {
@@ -190,7 +190,8 @@ func newVerifyDevice(rand io.Reader, hostEph []byte) (*verifyDevice, error) {
 }
 
 // createM2 signs devEph ‖ deviceID ‖ hostEph with the device key, the
-// HomeKit layout the simulator uses (UNCONFIRMED for real devices, §3.2).
+// HomeKit layout the simulator uses (UNCONFIRMED for real devices,
+// remotepairing.md §3.2).
 func (v *verifyDevice) createM2(id string, ltsk ed25519.PrivateKey) []byte {
 	sig := ed25519.Sign(ltsk, signedBy(v.devEph, id, v.hostEph))
 	inner := tlv8.Append(nil, tlv8.Identifier, []byte(id))
@@ -202,7 +203,7 @@ func (v *verifyDevice) createM2(id string, ltsk ed25519.PrivateKey) []byte {
 
 // consumeM3 opens E3 and checks the host's signature with the key lookup
 // returns for its identifier. Every failure wraps ErrAuthentication or
-// ErrMalformed; the device answers both with ERROR 2 (spec §9.3).
+// ErrMalformed; the device answers both with ERROR 2 (remotepairing.md §9.3).
 func (v *verifyDevice) consumeM3(b []byte, lookup func(id string) (ed25519.PublicKey, bool)) (string, error) {
 	t, err := parseTLV(b, stateM3)
 	if err != nil {

@@ -11,8 +11,7 @@ import (
 	"github.com/iosmux/iosmux/xpc"
 )
 
-// The RemoteXPC transport (shared/spec/remotepairing.md §1.2, tunnel.md
-// Appendix A.2): the RSD service
+// The RemoteXPC transport (remotepairing.md §1.2, tunnel.md §5.2): the RSD service
 // com.apple.internal.dt.coredevice.untrusted.tunnelservice. Each envelope is
 // one message on stream 1 with flags ALWAYS_SET|DATA (0x101):
 //
@@ -30,7 +29,7 @@ const TunnelServiceName = "com.apple.internal.dt.coredevice.untrusted.tunnelserv
 const mangledTypeName = "RemotePairing.ControlChannelMessageEnvelope"
 
 // envelopeFlags are pymobiledevice3's and go-ios's flags; idevice adds
-// WANTS_REPLY, which is not needed (spec §1.2, §11).
+// WANTS_REPLY, which is not needed (remotepairing.md §1.2, §11).
 const envelopeFlags = xpc.FlagAlwaysSet | xpc.FlagData
 
 // XPC is a Transport over a RemoteXPC connection, in either role.
@@ -63,7 +62,7 @@ func envelopeMessage(value *xpc.Dict) xpc.Message {
 
 // ReadEnvelope returns the next envelope. Messages without a "value"
 // dictionary are skipped: the device's {"ServiceVersion": N}, whose place is
-// UNCONFIRMED (tunnel.md A.2), and empty set-up leftovers. The
+// UNCONFIRMED (tunnel.md §5.2), and empty set-up leftovers. The
 // mangledTypeName is not checked, as no reference checks it.
 func (t *XPC) ReadEnvelope(ctx context.Context) (map[string]any, error) {
 	for {
@@ -97,7 +96,7 @@ var _ Transport = (*XPC)(nil)
 
 // TunnelServiceVersion is the ServiceVersion the device's tunnel service
 // announces: the value the sample RSD listing gives the service's
-// Properties (tunnel.md §5.1, Appendix A); pymobiledevice3 only requires the
+// Properties (rsd.md §5, tunnel.md §5.2); pymobiledevice3 only requires the
 // key to exist.
 const TunnelServiceVersion = 2
 
@@ -105,7 +104,7 @@ const TunnelServiceVersion = 2
 // service port: RemoteXPC set-up as the device, then Serve. It closes nc.
 // Unless cfg sets its own HeaderReply, the set-up mirror carries
 // {"ServiceVersion": 2}, which pymobiledevice3 requires before it pairs
-// (tunnel.md Appendix A.2).
+// (tunnel.md §5.2).
 func (d *Device) ServeXPC(ctx context.Context, nc net.Conn, cfg *xpc.Config) error {
 	var c2 xpc.Config
 	if cfg != nil {

@@ -161,7 +161,7 @@ func TestPairOverXPC(t *testing.T) {
 }
 
 // TestXPCSkipsServiceVersion: a {"ServiceVersion": 2} message before the
-// first envelope (one possible placement, tunnel.md A.2) is skipped.
+// first envelope (one possible placement, tunnel.md §5.2) is skipped.
 func TestXPCSkipsServiceVersion(t *testing.T) {
 	ctx := testCtx(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -29,7 +29,7 @@ type Client struct {
 
 // NewClient runs the host side of RSD on nc: RemoteXPC set-up, the optional
 // host Handshake, then it waits for the device Handshake, skipping set-up
-// mirrors and empty messages (spec §4.4). ctx bounds all of it. On error nc
+// mirrors and empty messages (rsd.md §2.5). ctx bounds all of it. On error nc
 // is closed.
 func NewClient(ctx context.Context, nc net.Conn, cfg *ClientConfig) (*Client, error) {
 	if cfg == nil {

@@ -1,5 +1,5 @@
-// Package rsd implements RemoteServiceDiscovery (shared/spec/remotexpc.md §4,
-// §5.2) in both roles over a caller's net.Conn: the RSD Handshake that
+// Package rsd implements RemoteServiceDiscovery (docs/protocols/rsd.md §2,
+// §4.2) in both roles over a caller's net.Conn: the RSD Handshake that
 // describes a device and lists its services, and the RSDCheckin preamble of
 // lockdown services reached over RSD (names ending in ".shim.remote").
 //

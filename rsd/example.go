@@ -2,14 +2,15 @@ package rsd
 
 import "github.com/iosmux/iosmux/xpc"
 
-// ExampleUUID is the device UUID of the spec's example Handshake.
+// ExampleUUID is the device UUID of the published example Handshake
+// (rsd.md §5).
 const ExampleUUID = "1d701c76-cf8e-45c7-a6c9-d794ee85411c"
 
 // ExampleProperties returns the device Properties of the example Handshake
-// of shared/spec/remotexpc.md §4.5 (an iOS 17.0 beta iPhone 14 Pro Max on the
-// untrusted RSD port), with the wire types of vector 10: device integers
-// int64, RemoteXPCVersionFlags uint64, BootSessionUUID a uuid. It is a fresh
-// copy each call.
+// published in pymobiledevice3's misc/RemoteXPC.md (rsd.md §5: an iOS
+// 17.0 beta iPhone 14 Pro Max on the untrusted RSD port), with the wire
+// types of vector 10: device integers int64, RemoteXPCVersionFlags uint64,
+// BootSessionUUID a uuid. It is a fresh copy each call.
 func ExampleProperties() *xpc.Dict {
 	return xpc.NewDict(
 		"AppleInternal", xpc.Bool(false),

@@ -8,7 +8,7 @@ import (
 	"github.com/iosmux/iosmux/xpc"
 )
 
-// Wire values of the Handshake (spec §4.2, §4.3).
+// Wire values of the Handshake (rsd.md §2.1, §2.2).
 const (
 	// HandshakeType is the MessageType of a Handshake.
 	HandshakeType = "Handshake"
@@ -33,13 +33,13 @@ type Service struct {
 }
 
 // UsesRemoteXPC reports Properties.UsesRemoteXPC (absent means false). It
-// alone does not decide the protocol (spec §5, contradiction 14).
+// alone does not decide the protocol (rsd.md §4).
 func (s Service) UsesRemoteXPC() bool { return s.Properties.Bool("UsesRemoteXPC") }
 
 // Features returns Properties.Features.
 func (s Service) Features() []string { return s.Properties.Array("Features").Strings() }
 
-// IsShim reports whether the service is reached with RSDCheckin (spec §5).
+// IsShim reports whether the service is reached with RSDCheckin (rsd.md §4).
 func (s Service) IsShim() bool {
 	return len(s.Name) > len(".shim.remote") && s.Name[len(s.Name)-len(".shim.remote"):] == ".shim.remote" ||
 		s.Name == "com.apple.mobile.lockdown.remote.trusted" || s.Name == "com.apple.mobile.lockdown.remote.untrusted"
@@ -69,7 +69,7 @@ type Handshake struct {
 // Device returns the typed view of Properties.
 func (h *Handshake) Device() Device { return DeviceOf(h.Properties) }
 
-// Service returns the service with exactly this name (spec §4.4).
+// Service returns the service with exactly this name (rsd.md §2.5).
 func (h *Handshake) Service(name string) (Service, bool) {
 	for _, s := range h.Services {
 		if s.Name == name {
@@ -81,7 +81,7 @@ func (h *Handshake) Service(name string) (Service, bool) {
 
 // Device is the typed view of the Handshake Properties clients read.
 // Integer properties are read whatever their integer wire type, since the
-// device side's types are UNCONFIRMED (spec §4.3).
+// device side's types are UNCONFIRMED (rsd.md §2.3).
 type Device struct {
 	UDID                     string `json:"UniqueDeviceID"`
 	ProductType              string `json:"ProductType"`
@@ -147,7 +147,7 @@ func ParseHandshake(body *xpc.Dict) (*Handshake, error) {
 	case xpc.UUID:
 		h.UUID = v
 	case xpc.String:
-		// Tolerate text; the wire type is UNCONFIRMED for devices (spec §4.3).
+		// Tolerate text; the wire type is UNCONFIRMED for devices (rsd.md §2.2).
 		h.UUID, _ = xpc.ParseUUID(string(v))
 	}
 	if h.Properties.String("UniqueDeviceID") == "" {

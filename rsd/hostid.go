@@ -19,7 +19,7 @@ const HostUUIDFile = "rsd-host-uuid"
 // creating it (a random v4 UUID, file mode 0600, written atomically) on
 // first use. A file that exists but does not hold a UUID is an error, never
 // silently replaced: a new identity makes iOS 27.2 close every advertised
-// service port (spec §4.2).
+// service port (rsd.md §3).
 func LoadOrCreateHostUUID(dir string) (xpc.UUID, error) {
 	path := filepath.Join(dir, HostUUIDFile)
 	b, err := os.ReadFile(path)

@@ -307,7 +307,7 @@ func TestShimDeadline(t *testing.T) {
 //
 // The vector's description says 16 MiB windows, but its bytes carry 1 MiB
 // (SETTINGS 0x00100000, WINDOW_UPDATE 0x000f0001), our default; with
-// WindowSize 16 MiB we write the spec §1.3/§1.4 16 MiB frames instead.
+// WindowSize 16 MiB we write the 16 MiB frames of xpc.md §1.3–§1.4 instead.
 func TestClientBytesMatchPymobiledevice3(t *testing.T) {
 	want := vectorBytes(t, "h2_client_init_pymobiledevice3_default.hex")
 	if g := clientBytes(t, len(want), 0); !bytes.Equal(g, want) {

@@ -79,7 +79,7 @@ type Peer struct {
 
 // ServeConn runs one RSD connection on an accepted nc: set-up, then the
 // Handshake once the client's PING and INIT_HANDSHAKE arrived (never
-// earlier, spec §1.7), then it keeps the connection open, recording a host
+// earlier, xpc.md §1.7), then it keeps the connection open, recording a host
 // Handshake if one comes, until the peer leaves or ctx ends. A peer closing
 // the connection is not an error.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) (Peer, error) {

@@ -16,7 +16,7 @@ import (
 // DefaultMaxPlist bounds one framed plist read by a ShimConn.
 const DefaultMaxPlist = 16 << 20
 
-// CheckinRequest is the host's RSDCheckin (spec §5.2).
+// CheckinRequest is the host's RSDCheckin (rsd.md §4.2).
 type CheckinRequest struct {
 	Label           string `plist:"Label"`
 	ProtocolVersion string `plist:"ProtocolVersion"`
@@ -85,7 +85,7 @@ func ShimClient(ctx context.Context, nc net.Conn, service, label string, escrowB
 
 // ShimServer performs the device side: it reads the RSDCheckin request and
 // answers with {"Request": "RSDCheckin"} then {"Request": "StartService"}
-// (spec §5.2). The caller then speaks the service's protocol on the conn.
+// (rsd.md §4.2). The caller then speaks the service's protocol on the conn.
 func ShimServer(ctx context.Context, nc net.Conn, service string) (*ShimConn, *CheckinRequest, error) {
 	c := &ShimConn{nc: nc, name: service}
 	var req CheckinRequest

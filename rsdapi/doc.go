@@ -22,7 +22,7 @@
 // (DNS rebinding), as are cross-origin browser requests (Origin,
 // Sec-Fetch-Site); bodies are bounded. See guard.go.
 //
-// Facts rest on tunneld-api.md and the reference sources it names:
-// pymobiledevice3 tunneld/server.py, go-ios ios/tunnel/tunnel_api.go and
+// Facts rest on docs/protocols/tunneld-api.md and the reference sources it
+// names: pymobiledevice3 tunneld/server.py, go-ios ios/tunnel/tunnel_api.go and
 // appium-ios-remotexpc src/lib/tunnel/tunnel-registry-server.ts.
 package rsdapi

@@ -136,7 +136,7 @@ type Tunnel struct {
 	ConnectionType string // usbmuxd ConnectionType: "USB" or "Network"
 
 	// Userspace is true when the tunnel is served by a userspace network
-	// stack whose TCP proxy listens on UserspacePort (go-ios §2.5).
+	// stack whose TCP proxy listens on UserspacePort (tunneld-api.md §2.5).
 	Userspace     bool
 	UserspacePort uint16
 

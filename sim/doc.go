@@ -1,7 +1,7 @@
 // Package sim is the simulated iPhone: the device roles of every protocol
 // package composed into one device that third-party clients known to work
-// with real iPhones accept unchanged (shared/spec/tunnel.md Appendix B,
-// usbmux-lockdown.md §7–§8, remotepairing.md §9, remotexpc.md §4,
+// with real iPhones accept unchanged (tunnel.md §11,
+// usbmux.md §5, lockdown.md §8, remotepairing.md §9, rsd.md §5,
 // discovery.md §9).
 //
 // # A device

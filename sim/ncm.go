@@ -25,7 +25,7 @@ type NCMConfig struct {
 }
 
 // RSDPort is the untrusted RSD's port on the USB-NCM link (pmd3 RSD_PORT,
-// go-ios: remotexpc.md §4.1).
+// go-ios: rsd.md §1).
 const RSDPort = 58783
 
 // hostLinkAddr is the host end's address on every emulated link; each link

@@ -8,8 +8,8 @@ import (
 
 // Profile is the iOS release a simulated device runs. It decides the
 // version strings the device reports and which tunnel paths it offers
-// (shared/spec/tunnel.md §1): CoreDeviceProxy from 17.4, no QUIC listener
-// from 18.2, and from 27.2 the RSD peer rule of remotexpc.md §4.2.
+// (tunnel.md §1): CoreDeviceProxy from 17.4, no QUIC listener from 18.2,
+// and from 27.2 the RSD peer rule of rsd.md §3.
 type Profile struct {
 	// Name is what --profile accepted, e.g. "17.4".
 	Name string
@@ -17,7 +17,7 @@ type Profile struct {
 	// (ProductVersion) and RSD (OSVersion).
 	OSVersion    string
 	BuildVersion string
-	// MessagingProtocolVersion is the RSD Handshake's (remotexpc.md §4.3:
+	// MessagingProtocolVersion is the RSD Handshake's (rsd.md §2.2:
 	// 3 on iOS 17.0, 5 on 18.0, 7 on iOS 26).
 	MessagingProtocolVersion uint64
 	// CoreDeviceProxy: lockdown offers the P1 service (iOS ≥ 17.4);
@@ -29,7 +29,7 @@ type Profile struct {
 	QUIC bool
 	// PeerReattach: iOS ≥ 27.2 keeps one RSD peer per tunnel and closes
 	// every advertised service port when a new peer presents a different
-	// Handshake UUID (remotexpc.md §4.2).
+	// Handshake UUID (rsd.md §3).
 	PeerReattach bool
 
 	major, minor, patch int

@@ -10,7 +10,7 @@ import (
 )
 
 // rsdProperties builds the RSD Handshake Properties of one boot: the
-// published example's keys and wire types (remotexpc.md §4.3, §4.5) with
+// published example's keys and wire types (rsd.md §2.3, §5) with
 // this device's identity, release and boot session. Release builds carry no
 // ReleaseType (go-ios's iOS 17.0.3 example).
 func rsdProperties(id Identity, p Profile, bootSession xpc.UUID) *xpc.Dict {
@@ -60,7 +60,7 @@ func restoreLongVersion(build string) string {
 	return fmt.Sprintf("%s.%d.%d.0.0,0", m[1], m[2][0]-'A'+1, n)
 }
 
-// lockdownValues is the top-level domain lockdownd serves (usbmux-lockdown.md
+// lockdownValues is the top-level domain lockdownd serves (lockdown.md
 // §8): every key a client of this phase reads, with lockdown's plist types
 // (integers are unsigned).
 func lockdownValues(id Identity, p Profile) map[string]any {
@@ -95,7 +95,7 @@ func lockdownValues(id Identity, p Profile) map[string]any {
 }
 
 // lockdownDomains are the non-top-level domains clients of this phase read
-// (services.md §1.5: Developer Mode status through amfi's domain).
+// (Developer Mode status through amfi's domain, lockdown.md §2).
 func lockdownDomains() map[string]map[string]any {
 	return map[string]map[string]any{
 		"com.apple.security.mac.amfi": {"DeveloperModeStatus": true},

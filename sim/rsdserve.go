@@ -167,11 +167,11 @@ func portOf(a net.Addr) uint16 {
 	return uint16(n)
 }
 
-// rsdEndpoint is the device side of one RSD port (remotexpc.md §4): it
+// rsdEndpoint is the device side of one RSD port (rsd.md §2): it
 // sends the Handshake listing services with their current ports. rsd.Server
 // does the same for a fixed table; this one re-reads the table per
 // connection and, with reattach set (iOS 27.2), applies the peer rule of
-// §4.2: one RSD session per tunnel (a new one closes the old) and a changed
+// rsd.md §3: one RSD session per tunnel (a new one closes the old) and a changed
 // host UUID on a tunnel moves every service to a new port.
 //
 // TODO(tunnel/rsd): move next to rsd.Server once it can report the host's

@@ -18,8 +18,8 @@ import (
 // Service is one service a simulated device lists in an RSD Handshake and
 // serves on a port chosen per boot.
 type Service struct {
-	// Name, Entitlement and Properties are the RSD entry (remotexpc.md
-	// §4.3); Properties may be nil (shim entries on iOS 17).
+	// Name, Entitlement and Properties are the RSD entry (rsd.md
+	// §2.4); Properties may be nil (shim entries on iOS 17).
 	Name        string
 	Entitlement string
 	Properties  *xpc.Dict
@@ -59,7 +59,7 @@ func xpcProps(version int64, remoteXPC bool) *xpc.Dict {
 }
 
 // trustedServices is the trusted RSD's table: the services every device
-// lists before a developer disk image is mounted (services.md §1.2, entries
+// lists before a developer disk image is mounted (rsd.md §5, entries
 // and entitlements as in go-ios's iOS 17.0.3 listing), the simulator's
 // byte services, then extra (which may replace a built-in by name).
 func trustedServices(d *Device, extra []Service) []Service {
@@ -92,7 +92,7 @@ func trustedServices(d *Device, extra []Service) []Service {
 }
 
 // untrustedServices is the untrusted RSD's table, the seven entries of the
-// published iOS 17.0 example (remotexpc.md §4.5); the tunnel service and
+// published iOS 17.0 example (rsd.md §5); the tunnel service and
 // the untrusted lockdown shim are implemented.
 func untrustedServices(d *Device, tunnelService func(context.Context, net.Conn)) []Service {
 	return []Service{
@@ -119,9 +119,8 @@ func mergeServices(list, extra []Service) []Service {
 	return list
 }
 
-// serveLockdownShim is lockdown over RSD (remotexpc.md §5.2, services.md
-// §1.5): RSDCheckin, then lockdown requests in clear without a session.
-// The trusted shim answers every value; the untrusted one only the keys a
+// serveLockdownShim is lockdown over RSD (rsd.md §4.2): RSDCheckin, then
+// lockdown requests in clear without a session. The trusted shim answers every value; the untrusted one only the keys a
 // device shows before pairing. Unknown requests get an Error reply (the
 // real device's text for them is UNCONFIRMED; SIM).
 func (d *Device) serveLockdownShim(ctx context.Context, nc net.Conn, name string, trusted bool) {

@@ -7,7 +7,7 @@ import (
 	"slices"
 )
 
-// VersionTLS12 is the only protocol version tlspsk speaks (tunnel.md §6).
+// VersionTLS12 is the only protocol version tlspsk speaks (tlspsk.md §1).
 const VersionTLS12 uint16 = 0x0303
 
 // Older versions, named only to reject them with a clear error.
@@ -26,7 +26,7 @@ type Config struct {
 	PSK []byte
 
 	// Identity is the PSK identity a client sends in ClientKeyExchange.
-	// Empty for the iPhone tunnel (tunnel.md §6: the body is exactly 00 00).
+	// Empty for the iPhone tunnel (tlspsk.md §2: the body is exactly 00 00).
 	Identity string
 
 	// IdentityHint, on a server, is sent in a ServerKeyExchange; when empty
@@ -46,13 +46,14 @@ type Config struct {
 
 	// ExtendedMasterSecret makes a client offer RFC 7627 extended master
 	// secret together with an empty renegotiation_info (RFC 5746). It is off
-	// by default because the client of tunnel.md §6 sends no extensions, as
-	// the references that talk to devices do. A server ignores this field.
+	// by default because the iPhone tunnel's client sends no extensions
+	// (tlspsk.md §2), as the references that talk to devices do. A server
+	// ignores this field.
 	ExtendedMasterSecret bool
 
 	// DisableExtendedMasterSecret stops a server from negotiating extended
 	// master secret when a client offers it. By default a server follows
-	// RFC 7627 §5.2 and uses it; remotepairing.md §7.1 suggests a simulated
+	// RFC 7627 §5.2 and uses it; tlspsk.md §2 suggests a simulated
 	// device answer without it, which this field allows.
 	DisableExtendedMasterSecret bool
 
@@ -71,10 +72,9 @@ type Config struct {
 	KeyLogWriter io.Writer
 }
 
-// DefaultClientSuites is the client's offer of tunnel.md §6: 0x00AF, 0x00A9,
-// 0x008C, in this order. remotepairing.md §7.1 instead says 0x00A9 first; the
-// brief for this package pins tunnel.md, whose order puts the suite idevice
-// reports devices choosing (0x00AF) first. A server picks by its own
+// DefaultClientSuites is the client's offer (tlspsk.md §3): 0x00AF, 0x00A9,
+// 0x008C, in this order: the suite idevice reports devices choosing first,
+// then go-ios's only suite, then idevice's second. A server picks by its own
 // preference anyway, so the order matters only to a server honouring ours.
 var DefaultClientSuites = []uint16{
 	TLS_PSK_WITH_AES_256_CBC_SHA384,
@@ -82,7 +82,7 @@ var DefaultClientSuites = []uint16{
 	TLS_PSK_WITH_AES_128_CBC_SHA,
 }
 
-// DefaultServerSuites is a server's preference: 0x00AF first, as tunnel.md §6
+// DefaultServerSuites is a server's preference: 0x00AF first, as tlspsk.md §3
 // asks of a simulated device, then every other suite tlspsk implements.
 var DefaultServerSuites = []uint16{
 	TLS_PSK_WITH_AES_256_CBC_SHA384,

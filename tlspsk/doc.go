@@ -1,5 +1,5 @@
 // Package tlspsk is TLS 1.2 with a pre-shared key (RFC 4279 plain PSK),
-// client and server, for the TCP tunnel to an iPhone (tunnel.md §6,
+// client and server, for the TCP tunnel to an iPhone (docs/protocols/tlspsk.md,
 // remotepairing.md §7.1): the PSK is the 32-byte pair-verify secret and the
 // identity is empty. crypto/tls has no PSK suites, so this package writes
 // the protocol out; its shape follows crypto/tls (Config, Conn, a suite
@@ -34,7 +34,7 @@
 // TLS_PSK_WITH_AES_128_GCM_SHA256 (0x00A8),
 // TLS_PSK_WITH_AES_256_CBC_SHA384 (0x00AF), TLS_PSK_WITH_AES_128_CBC_SHA
 // (0x008C) and TLS_PSK_WITH_CHACHA20_POLY1305_SHA256 (0xCCAB). A client
-// offers 0x00AF, 0x00A9, 0x008C by default (tunnel.md §6).
+// offers 0x00AF, 0x00A9, 0x008C by default (tlspsk.md §3).
 //
 // Records: Write cuts its buffer into records of up to 16 KiB; WriteRecords
 // keeps each buffer in records of its own (one IPv6 packet per record for

@@ -39,7 +39,7 @@ func (hs *clientHandshakeState) handshake() error {
 
 // sendClientHello offers the configured suites that tlspsk implements, null
 // compression only, and extensions only when Config.ExtendedMasterSecret
-// asks for them (tunnel.md §6: none by default).
+// asks for them (tlspsk.md §2: none by default).
 func (hs *clientHandshakeState) sendClientHello() error {
 	c := hs.c
 	hs.hello = &clientHelloMsg{
@@ -116,7 +116,7 @@ func (hs *clientHandshakeState) readServerHello() error {
 }
 
 // readServerHelloDone takes an optional ServerKeyExchange (the identity
-// hint; ignored beyond reporting it, tunnel.md §6) and ServerHelloDone. A
+// hint; ignored beyond reporting it, tlspsk.md §2) and ServerHelloDone. A
 // Certificate or CertificateRequest is unexpected: plain PSK has neither.
 func (hs *clientHandshakeState) readServerHelloDone() error {
 	c := hs.c

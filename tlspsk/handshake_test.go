@@ -78,13 +78,14 @@ func TestDefaultClientHello(t *testing.T) {
 	if !ch.unmarshal(payload) {
 		t.Fatal("ClientHello does not parse")
 	}
-	// tunnel.md §6: these suites in this order, null compression, no extensions.
+	// tlspsk.md §2–§3: these suites in this order, null compression, no
+	// extensions.
 	want := []uint16{0x00AF, 0x00A9, 0x008C}
 	if !slices.Equal(ch.cipherSuites, want) || !bytes.Equal(ch.compressionMethods, []byte{0}) ||
 		ch.present || len(ch.sessionID) != 0 || ch.vers != VersionTLS12 {
 		t.Errorf("ClientHello %+v; want suites %04x, no extensions", ch, want)
 	}
-	// tunnel.md §6: ClientKeyExchange body is exactly 00 00.
+	// tlspsk.md §2: ClientKeyExchange body is exactly 00 00.
 	typ, payload, err = readRecordRaw(r)
 	if err != nil || typ != recordTypeHandshake || !bytes.Equal(payload, []byte{typeClientKeyExchange, 0, 0, 2, 0, 0}) {
 		t.Errorf("ClientKeyExchange record %d % x, %v; want 10 00 00 02 00 00", typ, payload, err)

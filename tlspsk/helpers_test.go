@@ -13,8 +13,8 @@ import (
 	"time"
 )
 
-// testPSK is the session-2 pair-verify secret of shared/testvectors
-// (testdata/tls_psk.json).
+// testPSK is the session-2 pair-verify secret of the pairing vectors
+// (testdata/tls_psk.json, tlspsk.md §4).
 var testPSK = mustHex("e258c6b77a1f2ebca2250180837dd7f8a9c24ca4e31c3c4088e20a57b18f9c71")
 
 func mustHex(s string) []byte {

@@ -251,7 +251,7 @@ func (m *serverKeyExchangeMsg) unmarshal(data []byte) bool {
 }
 
 // clientKeyExchangeMsg is the plain-PSK ClientKeyExchange: only the
-// identity (RFC 4279 §2; empty for the iPhone tunnel, tunnel.md §6).
+// identity (RFC 4279 §2; empty for the iPhone tunnel, tlspsk.md §2).
 type clientKeyExchangeMsg struct {
 	identity []byte
 }

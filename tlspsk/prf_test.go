@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-// tlsPSKVector is shared/testvectors/pairing/tls_psk.json, the key schedule
+// tlsPSKVector is testdata/tls_psk.json (tlspsk.md §4), the key schedule
 // for 0x00A9 that go-ios's PRF reproduces.
 type tlsPSKVector struct {
 	CipherSuite          string `json:"cipher_suite"`

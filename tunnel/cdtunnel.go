@@ -45,7 +45,7 @@ const (
 	maxMTU = 40 + math.MaxUint16
 
 	// defaultResponseMTU and defaultPrefixLen apply when the response omits
-	// clientParameters.mtu or netmask (tunnel.md §2.3 rule 2, as idevice).
+	// clientParameters.mtu or netmask (tunnel.md §2.3, rule 2, as idevice).
 	defaultResponseMTU = 1500
 	defaultPrefixLen   = 64
 
@@ -138,7 +138,7 @@ func parseFrame(b []byte) ([]byte, error) {
 }
 
 // readFrame reads exactly one frame and nothing more: bytes after it belong
-// to the IPv6 stream (tunnel.md §2.3 rule 3).
+// to the IPv6 stream (tunnel.md §2.3, rule 3).
 func readFrame(r io.Reader) ([]byte, error) {
 	var hdr [frameHeaderLen]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {

@@ -16,7 +16,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 )
 
-// The device role (tunnel.md §2.6, Appendix B): the simulated iPhone's end of
+// The device role (tunnel.md §2.6, §11): the simulated iPhone's end of
 // every tunnel. The device owns one userspace stack holding its address in a
 // ULA /64; its services (the trusted RSD and the rest) listen there. Each
 // transport handed to StartSession runs the CDTunnel server handshake, gets

@@ -10,7 +10,7 @@ import (
 )
 
 // Faults make the simulated device behave like the real one at its worst,
-// so that tests prove the host side copes (tunnel.md §3.1, Appendix B).
+// so that tests prove the host side copes (tunnel.md §3.1, §11).
 type Faults struct {
 	// DropAbove makes the device drop host→device packets longer than this
 	// many bytes once DropAfter bytes of host→device traffic have passed.

@@ -24,7 +24,7 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// The device side of establishment (tunnel.md Appendix B): what the
+// The device side of establishment (tunnel.md §11): what the
 // simulated iPhone runs on each path so that a Device gets its sessions.
 //
 //	P1     lockdown.Service{SSL: true, Serve: e.ServeCoreDeviceProxy}

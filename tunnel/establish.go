@@ -76,7 +76,7 @@ type Options struct {
 	// this process.
 	PeerPID int
 	// Dial opens TCP connections (control channel, TLS-PSK listener); nil
-	// means a net.Dialer with the keepalive of tunnel.md §8 (idle 3 s,
+	// means a net.Dialer with the keepalive of tunnel.md §8.2 (idle 3 s,
 	// interval 3 s, 3 probes).
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 	// ListenPacket opens the QUIC client's UDP socket; nil means
@@ -86,7 +86,7 @@ type Options struct {
 	// --secrets of pymobiledevice3); debug only.
 	KeyLog io.Writer
 	// MaxIdleTimeout is the QUIC idle timeout; 0 means 30 s. PINGs go out
-	// every half of it (tunnel.md §3.2, §8).
+	// every half of it (tunnel.md §6, §8.2).
 	MaxIdleTimeout time.Duration
 	// MaxSendPacket and Probe are passed to the pump (Config).
 	MaxSendPacket int
@@ -187,7 +187,7 @@ func newTunnel(id string, path Path, proto Protocol, params Params, dev tun.Devi
 	return t
 }
 
-// watch tears the rest down once the pump has stopped (tunnel.md §8: TUN
+// watch tears the rest down once the pump has stopped (tunnel.md §8.1: TUN
 // and transport first, then the control connection).
 func (t *Tunnel) watch() {
 	<-t.pump.Done()

@@ -19,7 +19,7 @@ import (
 )
 
 // keepAlive is pmd3's setting for direct-TCP tunnel transports (tunnel.md
-// §8): first probe after 3 s idle, then every 3 s, dead after 3.
+// §8.2): first probe after 3 s idle, then every 3 s, dead after 3.
 var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 3 * time.Second, Interval: 3 * time.Second, Count: 3}
 
 func (o *Options) dial(ctx context.Context, network, address string) (net.Conn, error) {
@@ -159,8 +159,7 @@ func startPairing(ctx context.Context, path Path, who, host string, dial func(co
 // verify opens a control channel and pair-verifies with the device's
 // record: the record named by opt.UDID or by the handshake's identifier,
 // or, when there is none, every stored record in turn on a fresh
-// connection each (tunnel.md §10 P3: "each stored identity until one
-// succeeds").
+// connection each (tunnel.md §5.3).
 func verify(ctx context.Context, who string, dial func(context.Context) (pairing.Transport, error), opt *Options) (*verified, error) {
 	hc := &pairing.HostConfig{HostName: opt.HostName, Identifier: opt.HostIdentifier, Logger: opt.Logger}
 	if hc.HostName == "" {

@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// Liveness. A CDTunnel has no keepalive message of its own (tunnel.md §8): a
+// Liveness. A CDTunnel has no keepalive message of its own (tunnel.md §8.1;
+// the probe is §8.3): a
 // tunnel ends when its transport ends. A transport that goes silent without
 // ending (a device that hangs, a path that black-holes) would leave the
 // tunnel up forever, so the pump sends an ICMPv6 echo request to the device

@@ -20,8 +20,8 @@ import (
 // DefaultMaxSendPacket is the largest IPv6 packet the host sends to the
 // device. pmd3 measured that USB CoreDeviceProxy drops host→device packets
 // over 8192 bytes once traffic is sustained, while everything smaller passes
-// (pymobiledevice3 remote/userspace_tunnel.py, BASE_MSS_SEED comment; not yet
-// in tunnel.md). We stay a little below that bound: TCP MSS is clamped to
+// (pymobiledevice3 remote/userspace_tunnel.py, BASE_MSS_SEED comment;
+// tunnel.md §3.3). We stay a little below that bound: TCP MSS is clamped to
 // DefaultMaxSendPacket-60 and other packets above it are answered with
 // ICMPv6 Packet Too Big.
 const DefaultMaxSendPacket = 8000

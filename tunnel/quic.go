@@ -21,7 +21,7 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// QUIC tunnels (tunnel.md §3.2, remotepairing.md §7.2), iOS 17.0–18.1:
+// QUIC tunnels (tunnel.md §6, remotepairing.md §7.2), iOS 17.0–18.1:
 //
 //	host                                               device
 //	createListener quic, key = DER SPKI of a fresh RSA-2048 key  (control)
@@ -48,7 +48,7 @@ const quicPadding = 1024
 const quicMaxPacket = 1452
 
 // quicConfig returns quic-go's configuration for either role: datagrams
-// on, idle timeout (default 30 s) with PINGs at half of it (§8), packets
+// on, idle timeout (default 30 s) with PINGs at half of it (tunnel.md §8.2), packets
 // of 1452 bytes from the start so that a 1420-byte tunnel packet fits one
 // datagram without waiting for path MTU discovery.
 func quicConfig(idle time.Duration) *quic.Config {
@@ -139,7 +139,7 @@ func startQUIC(ctx context.Context, v *verified, path Path, host string, peers [
 	closers = append(closers, udp, tr)
 	tlsConf := &tls.Config{
 		Certificates:       []tls.Certificate{cert},
-		InsecureSkipVerify: true, // tunnel.md §3.2: no reference verifies the device
+		InsecureSkipVerify: true, // tunnel.md §6: no reference verifies the device
 		NextProtos:         []string{ALPN},
 		MinVersion:         tls.VersionTLS13,
 		// go-ios prefers P-256; X25519 stays available.
@@ -252,7 +252,7 @@ func (c *quicPacketConn) WritePacket(pkt []byte) error {
 }
 
 // Close closes the connection with application error 0 and no reason, as
-// go-ios does (tunnel.md §8).
+// go-ios does (tunnel.md §6).
 func (c *quicPacketConn) Close() error {
 	c.once.Do(func() {
 		c.qc.CloseWithError(0, "")

@@ -39,7 +39,7 @@ type Advert struct {
 // readServices runs one RSD discovery session at addr through dial and
 // returns the device's catalog. It presents hostUUID: iOS 27.2 keeps one
 // RSD peer per tunnel and closes every advertised port when a peer
-// presents a UUID other than the last one (remotexpc.md §4.2), so every
+// presents a UUID other than the last one (rsd.md §3), so every
 // session this host opens — ours, the backend's, pair and rsd-info's —
 // must carry the same stable identity.
 func readServices(ctx context.Context, dial utun.DialFunc, addr string, hostUUID xpc.UUID) ([]rsdapi.Service, error) {

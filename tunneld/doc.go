@@ -2,7 +2,8 @@
 // remote tunneld`: it finds every iPhone, keeps exactly one healthy tunnel
 // per device and tells clients where each device's RSD is, over
 // pymobiledevice3's HTTP API (and, on request, go-ios's agent API and
-// appium's tunnel registry) — shared/spec/tunneld-api.md, discovery.md.
+// appium's tunnel registry) — docs/protocols/tunneld-api.md,
+// discovery.md.
 //
 //	usbmuxd Listen ─┐                     ┌─ P1 CoreDeviceProxy (autopair)
 //	USB-NCM + mDNS ─┤                     ├─ P2 RSD → RemotePairing → TLS-PSK/QUIC

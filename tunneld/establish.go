@@ -25,7 +25,7 @@ import (
 // establisher turns a discovered path into a running tunnel (tunnel.md
 // §10): P1 through usbmuxd with pymobiledevice3's autopair, P2 over
 // USB-NCM, P3 over Wi-Fi, and P1 over Wi-Fi lockdown (mobdev2). Every
-// tunnel's RSD catalog is read once it is up (tunneld-api.md §4: appium
+// tunnel's RSD catalog is read once it is up (tunneld-api.md §3.2: appium
 // lists an entry as ready only with services), which also proves the
 // RSD reachable before the tunnel is listed.
 type establisher struct {
@@ -315,6 +315,6 @@ func (e *establisher) mobdev2(ctx context.Context, path discovery.Event, h *host
 	return pump, name, params, nil
 }
 
-// keepalive is tunnel.md §8's for direct TCP transports: idle 3 s,
+// keepalive is tunnel.md §8.2's for direct TCP transports: idle 3 s,
 // interval 3 s, 3 probes.
 var keepalive = net.KeepAliveConfig{Enable: true, Idle: 3 * time.Second, Interval: 3 * time.Second, Count: 3}

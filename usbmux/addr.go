@@ -28,7 +28,7 @@ func (a Addr) String() string {
 	return a.Path
 }
 
-// DefaultAddr is the platform's usbmuxd endpoint (spec §1): the UNIX socket
+// DefaultAddr is the platform's usbmuxd endpoint (usbmux.md §1): the UNIX socket
 // /var/run/usbmuxd, or TCP 127.0.0.1:27015 on Windows where Apple Mobile
 // Device Service listens.
 func DefaultAddr() Addr {
@@ -39,7 +39,7 @@ func DefaultAddr() Addr {
 }
 
 // ParseAddr parses a usbmuxd address in every form the references use for
-// USBMUXD_SOCKET_ADDRESS (spec §1):
+// USBMUXD_SOCKET_ADDRESS (usbmux.md §1):
 //
 //	/var/run/usbmuxd            plain path
 //	UNIX:/tmp/mux, unix:/tmp/mux  libusbmuxd, appium (scheme case-insensitive)

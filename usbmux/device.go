@@ -12,7 +12,7 @@ const (
 )
 
 // Device is one entry of ListDevices or an Attached event: usbmuxd's
-// Properties dictionary (spec §3.1). Field names are the plist keys.
+// Properties dictionary (usbmux.md §3.1). Field names are the plist keys.
 type Device struct {
 	DeviceID               uint32 `plist:"DeviceID"`
 	SerialNumber           string `plist:"SerialNumber"` // the UDID, as usbmuxd reports it
@@ -59,7 +59,7 @@ func isHex(s string) bool {
 
 // SwapPort converts between a TCP port and the PortNumber usbmuxd's Connect
 // carries: the port in network byte order read as a little-endian integer
-// (spec §3.3; 62078 ↔ 32498). The swap is its own inverse.
+// (usbmux.md §3.3; 62078 ↔ 32498). The swap is its own inverse.
 func SwapPort(p uint16) uint16 { return p<<8 | p>>8 }
 
 // request is every client→usbmuxd message; unused keys are omitted.

@@ -1,7 +1,7 @@
 // Package usbmux speaks the usbmuxd protocol in both roles: Client is the
 // host side every iPhone tool uses to reach a USB (or Wi-Fi-synced) device,
-// Server plays usbmuxd for simulated devices. The contract is
-// shared/spec/usbmux-lockdown.md §1–§3 and §7.
+// Server plays usbmuxd for simulated devices. The protocol is
+// docs/protocols/usbmux.md.
 //
 // Every message, in both directions, is a 16-byte little-endian header
 // (length including the header, version 1, message 8 = plist, tag) and an

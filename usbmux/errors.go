@@ -9,7 +9,7 @@ import (
 // a truncated payload, a plist that does not decode or lacks a required key.
 var ErrMalformed = errors.New("usbmux: malformed message")
 
-// ResultCode is the Number of a Result message (spec §2.2). Non-zero codes
+// ResultCode is the Number of a Result message (usbmux.md §2.2). Non-zero codes
 // from real usbmuxd are also negated errno values (ENOENT for a missing pair
 // record, EINVAL for a bad request), which is why 2 doubles as BADDEV and
 // "no such record".

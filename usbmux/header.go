@@ -6,7 +6,7 @@ import (
 )
 
 // HeaderLen is the size of the fixed header in front of every usbmuxd
-// message, in both directions (spec usbmux-lockdown.md §2).
+// message, in both directions (usbmux.md §2).
 const HeaderLen = 16
 
 // MaxMessageLen bounds the total length (header included) of one message we
@@ -17,14 +17,14 @@ const MaxMessageLen = 1 << 20
 
 // Protocol versions carried in Header.Version.
 const (
-	VersionBinary uint32 = 0 // legacy binary protocol (spec §4), not spoken
+	VersionBinary uint32 = 0 // legacy binary protocol (usbmux.md §4), not spoken
 	VersionPlist  uint32 = 1 // plist protocol, the only one iosmux speaks
 )
 
 // MessageType is the third header word.
 type MessageType uint32
 
-// Message types (spec §2). Only MessagePlist is used by the plist protocol;
+// Message types (usbmux.md §2). Only MessagePlist is used by the plist protocol;
 // the others appear in the legacy binary protocol.
 const (
 	MessageResult       MessageType = 1

@@ -23,7 +23,7 @@ type ServerConfig struct {
 	Logger *slog.Logger
 }
 
-// Server plays usbmuxd for a set of served devices (spec §7): the simulator
+// Server plays usbmuxd for a set of served devices (usbmux.md §5): the simulator
 // and the interop tests put it on a UNIX socket and point clients at it
 // with USBMUXD_SOCKET_ADDRESS. It speaks the plist protocol only and keeps
 // pair records in memory.

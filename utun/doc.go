@@ -1,5 +1,5 @@
 // Package utun provides the host's end of a tunnel as a tun.Device
-// (wireguard-go's interface, STYLE.md §2): a kernel TUN interface configured
+// (wireguard-go's interface, reused unchanged): a kernel TUN interface configured
 // from the CDTunnel handshake (tunnel.md §9; rtnetlink on Linux, utun ioctls
 // on macOS), or, without root, a userspace gVisor stack (Netstack) with a
 // DialContext and listeners, plus a Forwarder that exposes device ports on

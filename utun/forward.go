@@ -18,7 +18,7 @@ import (
 type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
 
 // forwardDialTimeout bounds one dial through the tunnel (go-ios uses 15 s
-// for dials through its tunnel, tunnel.md §8).
+// for dials through its tunnel, tunnel.md §8.2).
 const forwardDialTimeout = 15 * time.Second
 
 // Forwarder relays every connection accepted on a listener (a 127.0.0.1

@@ -55,7 +55,7 @@ type NetstackConfig struct {
 // Netstack is a gVisor TCP/IP stack that is also a tun.Device: packets the
 // stack sends are read with Read, packets written with Write arrive at the
 // stack. It replaces a kernel TUN where there is no root, and it is the
-// simulated iPhone's own stack (STYLE.md §2).
+// simulated iPhone's own stack (wireguard-go's tun/netstack is the model).
 //
 // Read and Write may run concurrently; Close unblocks Read, which then
 // returns os.ErrClosed.

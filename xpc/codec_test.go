@@ -233,7 +233,7 @@ func TestGoIOSFixtures(t *testing.T) {
 	}
 }
 
-// TestSpecInlineBytes checks the scalar table of spec §3.3.
+// TestSpecInlineBytes checks the scalar table of xpc.md §3.3.
 func TestSpecInlineBytes(t *testing.T) {
 	u, _ := ParseUUID("6f1d0e8a-3b2c-4d5e-8f90-a1b2c3d4e5f6")
 	tests := []struct {

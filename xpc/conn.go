@@ -11,7 +11,7 @@ import (
 	"golang.org/x/net/http2"
 )
 
-// Channel is an HTTP/2 stream that carries XPC messages (spec §1.2).
+// Channel is an HTTP/2 stream that carries XPC messages (xpc.md §1.2).
 type Channel uint32
 
 const (
@@ -35,7 +35,7 @@ func (c Channel) String() string {
 // Defaults for Config fields left zero.
 const (
 	// DefaultWindowSize is the INITIAL_WINDOW_SIZE macOS remoted and
-	// CoreDeviceService advertise (spec §1.3).
+	// CoreDeviceService advertise (xpc.md §1.3).
 	DefaultWindowSize = 1 << 20
 	// DefaultMaxQueued bounds the bytes of received messages waiting for
 	// Receive before the connection stops reading from the peer.
@@ -44,7 +44,7 @@ const (
 	DefaultFrameTimeout = 30 * time.Second
 	// maxFrameSend is the largest DATA payload we send: the default
 	// SETTINGS_MAX_FRAME_SIZE; iOS resets connections for larger frames
-	// (spec §1.4).
+	// (xpc.md §1.4).
 	maxFrameSend = 16384
 	// maxControlBacklog bounds queued control frames (SETTINGS and PING
 	// ACKs); past it we stop reading until the peer reads ours.
@@ -62,7 +62,7 @@ type Config struct {
 	Logger *slog.Logger
 	// WindowSize is the INITIAL_WINDOW_SIZE we advertise and the connection
 	// window we open; 0 means DefaultWindowSize. Must be ≥ 16384 (go-ios uses
-	// the server's value as its maximum frame size, spec §1.3).
+	// the server's value as its maximum frame size, xpc.md §1.3).
 	WindowSize uint32
 	// Decode bounds incoming messages (DecodeOptions.MaxBody also bounds
 	// per-stream reassembly).
@@ -78,7 +78,7 @@ type Config struct {
 	// service such as the untrusted tunnel service puts {"ServiceVersion": 2}
 	// there: pymobiledevice3 reads it from the first non-empty dictionary it
 	// receives, go-ios consumes the mirror and ignores its body (tunnel.md
-	// Appendix A.2). Ignored in the client role.
+	// §5.2). Ignored in the client role.
 	HeaderReply *Dict
 }
 
@@ -197,7 +197,7 @@ type sendOp struct {
 }
 
 // Client runs the host side of a RemoteXPC connection on nc: it writes the
-// set-up sequence of spec §1.6 and returns once the peer mirrored the HEADER
+// set-up sequence of xpc.md §1.6 and returns once the peer mirrored the HEADER
 // messages on streams 1 and 3 (frida's readiness rule). ctx bounds the set-up
 // only. On error nc is closed.
 func Client(ctx context.Context, nc net.Conn, cfg *Config) (*Conn, error) {
@@ -207,7 +207,7 @@ func Client(ctx context.Context, nc net.Conn, cfg *Config) (*Conn, error) {
 // Server runs the device side on an accepted nc: it sends SETTINGS and
 // WINDOW_UPDATE, answers each client set-up frame only after it arrived, and
 // returns once the client's PING and INIT_HANDSHAKE were received and
-// mirrored (spec §1.7). Only then may the caller send on the root channel
+// mirrored (xpc.md §1.7). Only then may the caller send on the root channel
 // (an RSD Handshake any earlier makes CoreDeviceService reset stream 3).
 func Server(ctx context.Context, nc net.Conn, cfg *Config) (*Conn, error) {
 	return start(ctx, nc, cfg, false)
@@ -313,7 +313,7 @@ func (c *Conn) submit(ctx context.Context, op *sendOp) error {
 
 // Request sends body on the root channel as a request wanting a reply
 // (flags 0x00010101) and waits for the reply with the same message id on
-// the reply channel (spec §1.8). Ids count up from 1.
+// the reply channel (xpc.md §1.8). Ids count up from 1.
 func (c *Conn) Request(ctx context.Context, body *Dict) (Message, error) {
 	c.mu.Lock()
 	id := c.nextID

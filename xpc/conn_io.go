@@ -99,7 +99,7 @@ func (c *Conn) readLoop() {
 		fr.next()
 	}
 	framer := http2.NewFramer(nil, fr)
-	// Peers send DATA frames of any size (spec §1.4): accept the maximum.
+	// Peers send DATA frames of any size (xpc.md §1.4): accept the maximum.
 	framer.SetMaxReadFrameSize(1<<24 - 1)
 	for {
 		f, err := framer.ReadFrame()

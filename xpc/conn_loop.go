@@ -183,7 +183,7 @@ func (st *connState) flushGoAway(batches chan<- []byte) {
 	}
 }
 
-// begin queues what each role sends before reading anything (spec §1.6,
+// begin queues what each role sends before reading anything (xpc.md §1.6,
 // §1.7): the client its whole set-up, the server SETTINGS and WINDOW_UPDATE.
 func (st *connState) begin() {
 	iws := st.c.cfg.WindowSize
@@ -202,7 +202,7 @@ func (st *connState) begin() {
 		return
 	}
 	// The canonical order of CoreDeviceService, pmd3 and appium: HEADERS(3)
-	// before the stream-1 PING, which some daemons require (spec §1.6).
+	// before the stream-1 PING, which some daemons require (xpc.md §1.6).
 	s1, s3 := st.stream(1), st.stream(3)
 	s1.opened, s1.headersOut, s3.opened, s3.headersOut = true, true, true, true
 	st.writeHeaders(1)
@@ -229,7 +229,7 @@ func (st *connState) writeRaw(s *stream, m *Message) {
 // mirror answers a set-up message on s. It goes out right away, in the
 // order the client's frames arrived and ahead of anything sent after set-up
 // (the RSD Handshake must follow the INIT_HANDSHAKE mirror on the wire, as a
-// device sends them, origin.md §5.3), unless s already has messages queued
+// device sends them, overview.md §5.3), unless s already has messages queued
 // or the peer's windows are too small; then it queues behind them.
 func (st *connState) mirror(s *stream, m *Message) {
 	b, _ := m.AppendBinary(nil)
@@ -413,8 +413,8 @@ func (st *connState) handleRead(r readResult) error {
 func (st *connState) onHeaders(id uint32) error {
 	op := fmt.Sprintf("HEADERS frame on stream %d", id)
 	if st.client {
-		// The device echoes our HEADERS; clients ignore them (spec §1.5).
-		// Device-opened even streams carry file downloads (§5.5), which we do
+		// The device echoes our HEADERS; clients ignore them (xpc.md §1.5).
+		// Device-opened even streams carry file downloads (xpc.md §4), which we do
 		// not serve yet: their data is dropped.
 		if st.streams[id] == nil {
 			st.stream(id).discard = true
@@ -422,7 +422,7 @@ func (st *connState) onHeaders(id uint32) error {
 		return nil
 	}
 	if id%2 == 0 {
-		// What the device answers (spec §1.2).
+		// What the device answers (xpc.md §1.2).
 		return st.protoErr(op, http2.ErrCodeProtocol, "request HEADERS: invalid stream_id")
 	}
 	s := st.stream(id)
@@ -435,7 +435,7 @@ func (st *connState) onHeaders(id uint32) error {
 		st.setStep("waiting for the HEADER message on stream 1")
 	case 3:
 	default:
-		// Host file-transfer streams (spec §5.5) are not served yet; refuse
+		// Host file-transfer streams (xpc.md §4) are not served yet; refuse
 		// them so the peer sees a clear answer rather than silence.
 		s.discard = true
 		_ = st.wfr.WriteRSTStream(id, http2.ErrCodeRefusedStream)

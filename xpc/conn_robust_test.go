@@ -227,7 +227,7 @@ func TestUnreadMessagesPauseReading(t *testing.T) {
 }
 
 // TestReassembly: messages split across DATA frames (down to one byte) and
-// several messages in one frame are cut correctly (spec §1.8).
+// several messages in one frame are cut correctly (xpc.md §1.8).
 func TestReassembly(t *testing.T) {
 	a, b := bufPipe(1 << 20)
 	p := newPeer(t, a)

@@ -282,7 +282,7 @@ var (
 	initMsg = &Message{Flags: FlagsReplyOpen}
 )
 
-// TestServerSetupOrders plays every client set-up order of spec §1.6 and
+// TestServerSetupOrders plays every client set-up order of xpc.md §1.6 and
 // checks that the server answers each trigger, and only after it.
 func TestServerSetupOrders(t *testing.T) {
 	h1 := expect{http2.FrameHeaders, 1, 0}

@@ -8,7 +8,7 @@ import (
 	"unicode/utf8"
 )
 
-// Decoder bounds (spec §2.1, §3.11).
+// Decoder bounds (xpc.md §2.1, §3.11).
 const (
 	// DefaultMaxBody bounds a message's body_length when DecodeOptions.MaxBody
 	// is 0. frida caps at 128 MiB; no RemoteXPC message seen comes near
@@ -50,7 +50,7 @@ type DecodeOptions struct {
 	// MaxDepth bounds container nesting; 0 means DefaultMaxDepth.
 	MaxDepth int
 	// KernelObjects accepts pointer, fd and shmem objects with pmd3's layouts.
-	// Off by default: spec §3.2 requires rejecting every tag that cannot occur
+	// Off by default: xpc.md §3.2 requires rejecting every tag that cannot occur
 	// in RemoteXPC traffic.
 	KernelObjects bool
 }
@@ -271,7 +271,7 @@ func (d *decoder) sized(p, end int, what string) (n, body, next int, err error) 
 }
 
 // text returns the UTF-8 text in b[p:end] up to the first NUL, which must
-// exist (spec §3.6).
+// exist (xpc.md §3.6).
 func (d *decoder) text(p, end int, what string) (string, error) {
 	for i := p; i < end; i++ {
 		if d.b[i] == 0 {
@@ -285,7 +285,7 @@ func (d *decoder) text(p, end int, what string) (string, error) {
 }
 
 // array decodes an array body at p. The length field normally counts the
-// count field and the elements; go-ios writes only the elements (spec §3.5,
+// count field and the elements; go-ios writes only the elements (xpc.md §3.5,
 // vector 15), so both are accepted after parsing by count.
 func (d *decoder) array(p, end, depth int) (Value, int, error) {
 	l, err := d.u32(p, end, "array length")

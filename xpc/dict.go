@@ -13,7 +13,7 @@ type Entry struct {
 
 // Dict is an ordered dictionary object. Entries keep their wire order, so a
 // decoded Dict re-encodes to the same bytes (Apple's encoder emits hash order,
-// spec §3.4). Lookups return the last entry with the key, as every reference
+// xpc.md §3.4). Lookups return the last entry with the key, as every reference
 // decoder does for duplicates; Set replaces in place, so a Dict built with
 // Set or NewDict never holds duplicates.
 //
@@ -29,7 +29,7 @@ type Dict struct {
 //
 // Each key must be a string and each value a Value; anything else is a
 // programming error and panics (Go numbers are deliberately not accepted:
-// int64 versus uint64 must be chosen explicitly, spec §3.7).
+// int64 versus uint64 must be chosen explicitly, xpc.md §3.7).
 func NewDict(kv ...any) *Dict {
 	if len(kv)%2 != 0 {
 		panic("xpc: NewDict needs key/value pairs")
@@ -171,7 +171,7 @@ func (d *Dict) Dict(key string) *Dict { v, _ := d.Get(key).(*Dict); return v }
 func (d *Dict) Array(key string) Array { v, _ := d.Get(key).(Array); return v }
 
 // Integer returns the value under key if it is an Int64 or a Uint64 that fits
-// in an int64. It is for fields whose wire type is UNCONFIRMED (spec §4.3);
+// in an int64. It is for fields whose wire type is UNCONFIRMED (rsd.md §2.3);
 // code that sends must still pick the type explicitly.
 func (d *Dict) Integer(key string) (int64, bool) {
 	switch v := d.Get(key).(type) {

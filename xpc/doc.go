@@ -1,8 +1,9 @@
 // Package xpc implements RemoteXPC: the XPC object encoding, the message
 // wrapper, and a connection over HTTP/2 framing (h2c) in either role.
-// The contract is shared/spec/remotexpc.md; section numbers below refer to it.
+// The protocol, and the choices made where references disagree, are
+// docs/protocols/xpc.md.
 //
-// # Values (§3)
+// # Values (xpc.md §3)
 //
 // Every object keeps its wire type: Int64 and Uint64, UUID and String, Data,
 // Date and Double are distinct Go types, and a Dict keeps its entry order, so
@@ -12,17 +13,17 @@
 //	body := xpc.NewDict("MessageType", xpc.String("Handshake"), "UUID", id)
 //	name := reply.Dict("Properties").String("ProductType")
 //
-// # Messages (§2)
+// # Messages (xpc.md §2)
 //
 // A message is a 24-byte wrapper (magic 0x29B00B92, flags, body length, id)
 // followed, when the body length is not zero, by the payload magic
 // 0x42133742, version 5 and one root dictionary. Message.AppendBinary
 // encodes; Decode and DecodeOptions.Decode parse from a []byte, bounding every
 // length by the remaining input and a configurable maximum, and never panic.
-// The decoder accepts go-ios's short array length (§3.5) but the encoder
+// The decoder accepts go-ios's short array length (xpc.md §3.5) but the encoder
 // never writes it.
 //
-// # Connections (§1)
+// # Connections (xpc.md §1)
 //
 // Client and Server run RemoteXPC over a net.Conn with golang.org/x/net/http2's
 // Framer (no net/http: HEADERS frames are empty). The client (host) writes

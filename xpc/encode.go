@@ -10,7 +10,7 @@ import (
 
 // AppendValue appends the encoding of one object (type tag and body) to b.
 // Containers are written in canonical form: the array length always counts
-// the element count field (never go-ios's short form, spec §3.5), dictionary
+// the element count field (never go-ios's short form, xpc.md §3.5), dictionary
 // entries in the Dict's order.
 func AppendValue(b []byte, v Value) ([]byte, error) {
 	start := len(b)
@@ -166,7 +166,7 @@ func putLen(b []byte, lenAt int) ([]byte, error) {
 }
 
 // checkText enforces what strings and keys must be on the wire: valid UTF-8
-// with no NUL (the decoder rejects anything else, spec §3.4, §3.6).
+// with no NUL (the decoder rejects anything else, xpc.md §3.4, §3.6).
 func checkText(s string) error {
 	if strings.IndexByte(s, 0) >= 0 {
 		return fmt.Errorf("contains NUL")

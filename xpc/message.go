@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// Wire constants of the message wrapper and payload header (spec §2.1, §2.4).
+// Wire constants of the message wrapper and payload header (xpc.md §2.1, §2.4).
 const (
 	WrapperMagic   uint32 = 0x29B00B92 // bytes 92 0b b0 29
 	PayloadMagic   uint32 = 0x42133742 // bytes 42 37 13 42
@@ -19,10 +19,10 @@ const (
 
 // Flags is the wrapper's 32-bit flags word. The references treat it as a bit
 // mask; frida reads it as a version byte, a type byte and 16 bits of flags,
-// which explains every value on the wire (spec §2.2). Both views are offered.
+// which explains every value on the wire (xpc.md §2.2). Both views are offered.
 type Flags uint32
 
-// Flag bits, named after the structural meaning (spec §2.2 table).
+// Flag bits, named after the structural meaning (xpc.md §2.2).
 const (
 	FlagAlwaysSet     Flags = 0x00000001 // protocol version 1 (byte 4)
 	FlagData          Flags = 0x00000100 // type MSG: the message carries a body
@@ -34,7 +34,7 @@ const (
 	FlagInitHandshake Flags = 0x00400000 // opens the reply channel (stream 3)
 )
 
-// The flag words that occur in practice (spec §2.2).
+// The flag words that occur in practice (xpc.md §2.2).
 const (
 	FlagsHeader      = FlagAlwaysSet                             // 0x00000001 channel open
 	FlagsPingMsg     = FlagAlwaysSet | FlagPing                  // 0x00000201
@@ -136,7 +136,7 @@ func ParseHeader(b []byte) (Header, error) {
 }
 
 // Message is one RemoteXPC message: the wrapper fields and an optional body
-// whose root is always a dictionary (spec §2.4; go-ios and appium reject any
+// whose root is always a dictionary (xpc.md §2.4; go-ios and appium reject any
 // other root, and nothing else has been seen on the wire).
 type Message struct {
 	Flags Flags

@@ -10,8 +10,9 @@ import (
 
 // bufPipe returns a connected pair of in-memory net.Conns, each direction
 // buffering up to size bytes. Unlike net.Pipe, both ends can write first
-// (HTTP/2 peers do, STYLE §9.1). Blocking uses channels, so it works inside
-// testing/synctest bubbles; read deadlines are supported.
+// (HTTP/2 peers do, and would deadlock on net.Pipe; x/crypto's
+// ssh/mempipe_test.go is the model). Blocking uses channels, so it works
+// inside testing/synctest bubbles; read deadlines are supported.
 func bufPipe(size int) (net.Conn, net.Conn) {
 	a2b, b2a := newHalf(size), newHalf(size)
 	return &pipeEnd{r: b2a, w: a2b, name: "a"}, &pipeEnd{r: a2b, w: b2a, name: "b"}

@@ -9,11 +9,11 @@ import (
 	"time"
 )
 
-// Kind is an XPC object's wire type tag (spec §3.2). The numeric value is the
+// Kind is an XPC object's wire type tag (xpc.md §3.2). The numeric value is the
 // u32le tag written before the object's body.
 type Kind uint32
 
-// The type tags of spec §3.2. Only null … dictionary and file_transfer occur
+// The type tags of xpc.md §3.2. Only null … dictionary and file_transfer occur
 // in RemoteXPC traffic; the others exist so errors can name them and Opaque
 // values can carry them.
 const (
@@ -83,13 +83,13 @@ type Bool bool
 type Int64 int64
 
 // Uint64 is an unsigned 64-bit integer object (tag 0x4000). CoreDevice
-// decoders reject it where they expect Int64 and vice versa (spec §3.7).
+// decoders reject it where they expect Int64 and vice versa (xpc.md §3.7).
 type Uint64 uint64
 
 // Double is an IEEE-754 binary64 object, little-endian on the wire.
 type Double float64
 
-// Date is a date object: nanoseconds since the Unix epoch, signed (spec §3.9).
+// Date is a date object: nanoseconds since the Unix epoch, signed (xpc.md §3.9).
 type Date int64
 
 // Data is a byte-string object.
@@ -99,13 +99,13 @@ type Data []byte
 type String string
 
 // UUID is a uuid object: 16 raw bytes in the order of the canonical text form.
-// A UUID sent as text is a String, a different object (spec §3.8).
+// A UUID sent as text is a String, a different object (xpc.md §3.8).
 type UUID [16]byte
 
 // Array is an array object.
 type Array []Value
 
-// FileTransfer announces a file sent on an extra stream (spec §3.10, §5.5).
+// FileTransfer announces a file sent on an extra stream (xpc.md §3.10, §4).
 // Object is, on the wire, always a dictionary {"s": Uint64 size}; it is kept
 // as a Value so odd shapes still round-trip.
 type FileTransfer struct {
@@ -133,7 +133,7 @@ type Shmem struct {
 // endpoint, connection, mach ports, …). The encoder writes Type, then Body
 // padded with zeros to a multiple of 4. The decoder never produces one: without
 // a known layout it cannot find where the body ends, so it rejects such tags
-// (spec §3.2 requires that). Opaque exists so a misbehaving simulator can
+// (xpc.md §3.2 requires that). Opaque exists so a misbehaving simulator can
 // send them and errors can name them.
 type Opaque struct {
 	Type Kind
@@ -212,7 +212,7 @@ func (u UUID) String() string {
 }
 
 // IsZero reports whether u is all zero bytes. CoreDeviceService drops a peer
-// whose handshake UUID is zero (spec §4.2).
+// whose handshake UUID is zero (rsd.md §3).
 func (u UUID) IsZero() bool { return u == UUID{} }
 
 // MarshalText implements encoding.TextMarshaler (canonical dashed form).

@@ -31,8 +31,8 @@ tcp://host:port, host:port, [v6]:port.`
 const usbmuxAddressHelp = "usbmuxd address (env PYMOBILEDEVICE3_USBMUX, USBMUXD_SOCKET_ADDRESS; default /var/run/usbmuxd)"
 
 // newUsbmuxClient resolves the usbmuxd address: the flag, then
-// PYMOBILEDEVICE3_USBMUX, then USBMUXD_SOCKET_ADDRESS (spec
-// usbmux-lockdown.md §1), then the platform default.
+// PYMOBILEDEVICE3_USBMUX, then USBMUXD_SOCKET_ADDRESS
+// (usbmux.md §1), then the platform default.
 func newUsbmuxClient(a *app, flagValue string) (*usbmux.Client, error) {
 	addr := usbmux.DefaultAddr()
 	for _, src := range []struct{ name, value string }{

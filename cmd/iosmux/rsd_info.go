@@ -31,14 +31,14 @@ does (UUIDs as text, data as base64, 64-bit integers exact).
 The host announces itself with a stable UUID kept in the state directory
 (--state-dir, env IOSMUX_STATE_DIR, default ~/.local/state/iosmux).
 
---demo starts an RSD server on loopback serving the example iPhone of the
-RemoteXPC spec (§4.5, with a fresh random device UUID) and queries it with the
-same client over TCP.`
+--demo starts an RSD server on loopback serving the published example iPhone
+(docs/protocols/rsd.md §5, with a fresh random device UUID) and queries it
+with the same client over TCP.`
 
 func runRSDInfo(ctx context.Context, a *app, args []string) error {
 	fs := newFlags(a, "rsd-info", "(--rsd HOST PORT | --demo) [--json]", rsdInfoHelp)
 	asJSON := fs.Bool("json", false, "print the Handshake as JSON")
-	demo := fs.Bool("demo", false, "serve the spec's example device on loopback and query it")
+	demo := fs.Bool("demo", false, "serve the published example device on loopback and query it")
 	timeout := fs.Duration("timeout", 10*time.Second, "time allowed to connect and read the Handshake")
 	stateDir := fs.String("state-dir", "", "directory holding the host's RSD UUID (env IOSMUX_STATE_DIR)")
 	fs.Bool("rsd", false, "HOST PORT: the RSD endpoint to query (two arguments)")
@@ -128,8 +128,8 @@ func rsdStateDir(a *app, flagDir string) (string, error) {
 	return filepath.Join(home, ".local", "state", "iosmux"), nil
 }
 
-// startDemoRSD serves the spec's example device on a loopback port until
-// stop is called.
+// startDemoRSD serves the published example device (rsd.md §5) on a
+// loopback port until stop is called.
 func startDemoRSD(ctx context.Context, a *app) (stop func(), addr *net.TCPAddr, err error) {
 	srv, err := rsd.NewServer(rsd.ServerConfig{
 		Properties: rsd.ExampleProperties(),
@@ -154,7 +154,7 @@ func startDemoRSD(ctx context.Context, a *app) (stop func(), addr *net.TCPAddr, 
 			a.log.Error("demo rsd server", "err", err)
 		}
 	}()
-	a.log.Info("demo: serving the spec's example iPhone", "rsd", ln.Addr().String(), "device_uuid", srv.UUID())
+	a.log.Info("demo: serving the published example iPhone", "rsd", ln.Addr().String(), "device_uuid", srv.UUID())
 	return func() { cancel(); <-done }, ln.Addr().(*net.TCPAddr), nil
 }
 

@@ -94,15 +94,15 @@ const (
 
 // Browse queries for cfg.Service on one interface and returns the instances
 // seen before the timeout: every instance with an SRV record, in the order
-// they were first seen. It queries at once and again after 1 s, 2 s, … (RFC
-// 6762 §5.2), each time also asking for the SRV/TXT of instances and the
+// they were first seen. It queries at once and again after 1 s, 2 s, …
+// (RFC 6762 §5.2), each time also asking for the SRV/TXT of instances and the
 // addresses of hosts still missing (pymobiledevice3 relies on additional
 // records alone; asking costs nothing and survives a responder that omits
 // them). Instances withdrawn with a goodbye are dropped.
 //
 // Browse listens on port 5353 (shared with the system responder); if that
 // port cannot be had it queries from an ephemeral port and receives unicast
-// replies (§6.7). It returns ctx's error if ctx ends first, with what was
+// replies (RFC 6762 §6.7). It returns ctx's error if ctx ends first, with what was
 // collected so far.
 func Browse(ctx context.Context, cfg BrowseConfig) ([]Instance, error) {
 	ifi, err := net.InterfaceByName(cfg.Interface)
@@ -297,7 +297,8 @@ func (c *collector) query() *Packet {
 			break
 		}
 	}
-	// The PTR answers already known go along for suppression (§7.1).
+	// The PTR answers already known go along for suppression (RFC 6762
+	// §7.1).
 	for _, inst := range c.order {
 		pk.Answers = append(pk.Answers, Record{Name: c.typeName, Type: TypePTR, TTL: ttlOther, Target: c.names[inst]})
 	}

@@ -48,7 +48,8 @@ const servicesMeta = "_services._dns-sd._udp.local."
 const (
 	ttlHost  = 120
 	ttlOther = 4500
-	// legacyTTL caps TTLs in replies to legacy unicast queriers (§6.7).
+	// legacyTTL caps TTLs in replies to legacy unicast queriers
+	// (RFC 6762 §6.7).
 	legacyTTL = 10
 )
 
@@ -67,9 +68,9 @@ type ResponderConfig struct {
 // It answers PTR, SRV, TXT, A, AAAA and ANY questions, puts SRV, TXT and
 // addresses as additional records in PTR answers (pymobiledevice3 sends no
 // follow-up queries, discovery.md §2.3), honours the QU bit and legacy
-// unicast queriers (§6.7), and suppresses PTR answers the querier already
-// knows (§7.1). It does not probe for name conflicts (§8.1) nor delay
-// shared answers (§6): it is meant for a simulated device on a link the
+// unicast queriers (RFC 6762 §6.7), and suppresses PTR answers the querier
+// already knows (§7.1). It does not probe for name conflicts (§8.1) nor
+// delay shared answers (§6): it is meant for a simulated device on a link the
 // caller owns.
 type Responder struct {
 	c    *conn
@@ -146,8 +147,8 @@ func buildRecords(s Service, addrs []netip.Addr) svcRecords {
 	return sr
 }
 
-// announcement is an unsolicited response with every record (§8.3); with
-// ttl 0 it is the goodbye (§10.1).
+// announcement is an unsolicited response with every record (RFC 6762
+// §8.3); with ttl 0 it is the goodbye (§10.1).
 func (r *Responder) announcement(ttl uint32) *Packet {
 	pk := &Packet{Response: true}
 	for _, s := range r.svcs {
@@ -204,7 +205,8 @@ func (r *Responder) handle(d datagram) {
 	legacy := d.src.Port() != Port
 	switch {
 	case legacy:
-		// §6.7: echo ID and questions, short TTLs, no cache-flush bits.
+		// RFC 6762 §6.7: echo ID and questions, short TTLs, no cache-flush
+		// bits.
 		reply.ID = pk.ID
 		reply.Questions = pk.Questions
 		for _, sec := range [][]Record{reply.Answers, reply.Additionals} {
@@ -222,7 +224,8 @@ func (r *Responder) handle(d datagram) {
 }
 
 // answer adds the records of s that answer q, minus those listed in known
-// with at least half their TTL left (known-answer suppression, §7.1).
+// with at least half their TTL left (known-answer suppression,
+// RFC 6762 §7.1).
 func (r *Responder) answer(reply *Packet, s *svcRecords, q Question, known []Record) {
 	all := q.Type == TypeANY
 	add := func(rec Record) {
@@ -258,7 +261,7 @@ func (r *Responder) answer(reply *Packet, s *svcRecords, q Question, known []Rec
 			if q.Type == a.Type || all {
 				add(a)
 			} else if q.Type == TypeA || q.Type == TypeAAAA {
-				// §6.2: answering one family, offer the other.
+				// RFC 6762 §6.2: answering one family, offer the other.
 				extra(a)
 			}
 		}

@@ -1,5 +1,6 @@
 // Package deptest holds the import-graph test: a package may import only
-// packages of its own layer or below (STYLE.md §11, §9.13).
+// packages of its own layer or below (the layers of the README's layout
+// table; tailscale's tstest/deptest is the model).
 package deptest
 
 import (
@@ -147,7 +148,7 @@ func TestImportLayers(t *testing.T) {
 			}
 			for _, f := range forbidden[owner] {
 				if iowner == f {
-					t.Errorf("%s imports %s, which STYLE.md §11 forbids", r, ir)
+					t.Errorf("%s imports %s, which the layer map forbids", r, ir)
 				}
 			}
 			if allowed, ok := onlyFrom[iowner]; ok && !contains(allowed, owner) {

@@ -1,3 +1,5 @@
 // Package deptest has no code of its own; its test enforces the package
-// layering of STYLE.md §11 over the whole module.
+// layering of the README's layout table over the whole module, and that
+// every citation in the repository names a file (and section) it holds
+// (citations_test.go).
 package deptest

@@ -17,7 +17,7 @@ const (
 
 // Unmarshal decodes exactly one value from b. After the value, one extra
 // 0x03 is tolerated (opack2 and appium end a 0xEF dictionary with two;
-// spec §11); anything else is ErrTrailing.
+// remotepairing.md §11); anything else is ErrTrailing.
 func Unmarshal(b []byte) (any, error) {
 	d := decoder{in: b}
 	v, err := d.value(0)
@@ -38,8 +38,8 @@ type decoder struct {
 	in  []byte
 	off int
 	// refs holds the objects a back-reference may name, in decoding order
-	// (pyatv's rule, spec §5.2: strings, data, UUIDs, dates, floats and
-	// integers in the 0x30…0x33 forms).
+	// (pyatv's rule, remotepairing.md §5.2: strings, data, UUIDs, dates,
+	// floats and integers in the 0x30…0x33 forms).
 	refs []any
 }
 
@@ -166,7 +166,7 @@ func (d *decoder) value(depth int) (any, error) {
 }
 
 // blob reads the bytes of a string or data item. The 2/4/8-byte length forms
-// are little-endian, following idevice and pyatv (spec §11).
+// are little-endian, following idevice and pyatv (remotepairing.md §11).
 func (d *decoder) blob(tag, short, long byte, at int) ([]byte, error) {
 	var n uint64
 	if tag-short <= maxShortLen {

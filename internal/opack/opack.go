@@ -1,6 +1,6 @@
 // Package opack encodes and decodes OPACK, Apple's byte-tagged object
 // encoding, as used for the INFO dictionaries of RemotePairing pair-setup
-// (shared/spec/remotepairing.md §4.7, §5.2).
+// (remotepairing.md §4.7, §5.2).
 //
 // Values map to Go types as follows:
 //
@@ -15,11 +15,12 @@
 //	arrays               []any
 //	dictionaries         Dict (ordered; key order is kept both ways)
 //
-// The encoder writes only the forms every reference agrees on (spec §5.2
-// "iosmux rules"): short and one-byte-length strings and data, at most 14
+// The encoder writes only the forms every reference agrees on (remotepairing.md §5.2,
+// iosmux's rules): short and one-byte-length strings and data, at most 14
 // entries per array or dictionary, small integers and the 1/4/8-byte integer
 // forms. It returns an error for anything else instead of guessing a
-// disputed form. The decoder accepts the whole table of §5.2.
+// disputed form. The decoder accepts the whole table of
+// remotepairing.md §5.2.
 //
 // The package is pure: byte slices in and out, no I/O, no logging.
 package opack
@@ -29,14 +30,14 @@ import (
 	"fmt"
 )
 
-// Null is OPACK's null (0x04, decoded only; spec §11).
+// Null is OPACK's null (0x04, decoded only; remotepairing.md §11).
 type Null struct{}
 
 // UUID is a 16-byte OPACK UUID (0x05, decoded only).
 type UUID [16]byte
 
 // Date is an OPACK date (0x06): a float64 whose epoch is UNCONFIRMED
-// (spec §5.2), so it is returned uninterpreted.
+// (remotepairing.md §5.2), so it is returned uninterpreted.
 type Date float64
 
 // Pair is one dictionary entry.
@@ -82,7 +83,7 @@ var (
 	ErrUnsupported = errors.New("opack: value outside the encodable subset")
 )
 
-// Tag bytes (spec §5.2).
+// Tag bytes (remotepairing.md §5.2).
 const (
 	tagTrue       = 0x01
 	tagFalse      = 0x02

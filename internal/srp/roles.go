@@ -51,7 +51,7 @@ func (c *Client) SessionKey() []byte { return append([]byte{}, c.k...) }
 
 // Ambiguous reports whether A or S has a zero top byte, the only case in
 // which implementations disagree on K, M1 or M2. The host then draws a new a
-// (spec §4.3 "iosmux host rule").
+// (remotepairing.md §4.3, host rule).
 func (c *Client) Ambiguous() bool { return topZero(c.pubA) || topZero(c.secret) }
 
 // VerifyServerProof reports, in constant time, whether m2 is the device's
@@ -67,8 +67,8 @@ type Server struct {
 }
 
 // NewServer computes v from the password and B = k·v + g^b from the private
-// value b. The device redraws b while B has a zero top byte (spec §9.4); see
-// Ambiguous.
+// value b. The device redraws b while B has a zero top byte
+// (remotepairing.md §9.4); see Ambiguous.
 func NewServer(username, password, salt, b []byte) *Server {
 	v := new(big.Int).SetBytes(Verifier(username, password, salt))
 	bInt := new(big.Int).SetBytes(b)

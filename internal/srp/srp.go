@@ -1,5 +1,5 @@
 // Package srp implements SRP-6a as RemotePairing pair-setup uses it
-// (shared/spec/remotepairing.md §4.3): the RFC 5054 3072-bit group, g = 5,
+// (remotepairing.md §4.3): the RFC 5054 3072-bit group, g = 5,
 // SHA-512, with the byte conventions the references agree on:
 //
 //	k  = H(PAD(N) ‖ PAD(g))
@@ -11,7 +11,7 @@
 //
 // PAD is big-endian left-padded to 384 bytes, MIN big-endian without leading
 // zeros. The conventions differ between implementations only when A, B or S
-// has a zero top byte (spec §4.3 padding note, §11); a Client reports that
+// has a zero top byte (remotepairing.md §4.3, §11); a Client reports that
 // case through Ambiguous so the caller can draw a new private value, and a
 // Server, which cannot choose the client's values, tries the other
 // conventions before rejecting a proof.

@@ -1,5 +1,5 @@
 // Package tlv8 encodes and decodes the TLV8 items that carry RemotePairing
-// handshake data (shared/spec/remotepairing.md §5.1).
+// handshake data (remotepairing.md §5.1).
 //
 // An item is one type byte, one length byte (0…255) and that many value
 // bytes; a buffer is a plain concatenation of items. Values longer than 255
@@ -16,7 +16,7 @@ import (
 )
 
 // Type is an item's type byte. The names follow the HomeKit/RemotePairing
-// table (spec §5.1.3); only some are used by RemotePairing.
+// table (remotepairing.md §5.1.3); only some are used by RemotePairing.
 type Type byte
 
 const (
@@ -81,7 +81,7 @@ var ErrTruncated = errors.New("tlv8: truncated item")
 
 // Append appends v as one or more items of type t: 255-byte items followed by
 // the remainder. An empty v is one zero-length item; a value whose length is a
-// multiple of 255 ends without an empty item (spec §5.1.2).
+// multiple of 255 ends without an empty item (remotepairing.md §5.1.2).
 func Append(b []byte, t Type, v []byte) []byte {
 	if len(v) == 0 {
 		return append(b, byte(t), 0)
@@ -125,8 +125,9 @@ func Split(b []byte) ([]Item, error) {
 
 // Values is a decoded buffer: each type maps to the concatenation of all its
 // items' values. Unknown types are kept. A SEPARATOR never splits a value
-// (no RemotePairing message repeats a type for two values, spec §5.1.2); it
-// appears under its own type like any item (shared tlv8.json "empty-value").
+// (no RemotePairing message repeats a type for two values,
+// remotepairing.md §5.1.2); it appears under its own type like any item
+// (testdata/tlv8.json "empty-value").
 type Values map[Type][]byte
 
 // Parse decodes b into Values. The returned slices never alias b.

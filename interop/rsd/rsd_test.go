@@ -17,7 +17,8 @@ import (
 	"github.com/iosmux/iosmux/xpc"
 )
 
-// startServer serves the spec's example device on a loopback port.
+// startServer serves the published example device (rsd.md §5) on a
+// loopback port.
 func startServer(t *testing.T) (*rsd.Server, int) {
 	t.Helper()
 	srv, err := rsd.NewServer(rsd.ServerConfig{Properties: rsd.ExampleProperties(), Services: rsd.ExampleServices()})

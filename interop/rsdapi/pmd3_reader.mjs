@@ -1,5 +1,5 @@
-// A reader of pymobiledevice3's tunneld JSON, written from the spec
-// (tunneld-api.md §1.3–§1.4) the way its two consumers read it:
+// A reader of pymobiledevice3's tunneld JSON, written from
+// docs/protocols/tunneld-api.md §1.3–§1.4 the way its two consumers read it:
 //   - jkcoxson/idevice tunneld.rs: its own HTTP/1.1 client ("Connection:
 //     close", Content-Length or chunked body), requires a JSON object, takes
 //     the first entry per UDID, skips entries that do not parse;

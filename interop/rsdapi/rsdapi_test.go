@@ -1,7 +1,8 @@
 // Package rsdapi_test checks iosmux's tunnel APIs against the clients that
 // read them: go-ios v1.3.2's agent client, appium-ios-remotexpc's registry
-// client, and a reader of pymobiledevice3's JSON written from the spec. The
-// servers run on loopback over a fake registry.
+// client, and a reader of pymobiledevice3's JSON written from
+// docs/protocols/tunneld-api.md. The servers run on loopback over a fake
+// registry.
 package rsdapi_test
 
 import (

@@ -193,7 +193,7 @@ func TestClientAgainstSServer(t *testing.T) {
 	for _, s := range suites {
 		vs = append(vs, variant{s.openssl, s.id, s.openssl, false, ""})
 	}
-	// tlspsk's client offers no extensions by default (tunnel.md §6); once
+	// tlspsk's client offers no extensions by default (tlspsk.md §2); once
 	// with EMS and an identity hint, to cover those paths against OpenSSL.
 	vs = append(vs, variant{"PSK-AES256-GCM-SHA384/ems+hint", suites[0].id, suites[0].openssl, true, "iosmux-hint"})
 	for _, v := range vs {
