@@ -2,15 +2,10 @@ package rsd
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"time"
 
-	"github.com/iosmux/iosmux/internal/safeplist"
-	"howett.net/plist"
+	"github.com/iosmux/iosmux/lockdown"
 )
 
 // DefaultMaxPlist bounds one framed plist read by a ShimConn.
@@ -123,62 +118,24 @@ func (c *ShimConn) fail(step string, err error) error {
 }
 
 // Send writes v as one XML plist (the references' format) with its u32be
-// length, in a single Write.
+// length, in a single Write (lockdown.PlistConn).
 func (c *ShimConn) Send(ctx context.Context, v any) error {
-	body, err := plist.Marshal(v, plist.XMLFormat)
-	if err != nil {
-		return fmt.Errorf("rsd: encoding plist: %w", err)
-	}
-	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(body)), uint32(len(body)))
-	b = append(b, body...)
-	return withDeadline(ctx, c.nc, func() error {
-		_, err := c.nc.Write(b)
-		return err
-	})
+	return c.plist().Send(ctx, v)
 }
 
 // Receive reads one framed plist (XML or binary) into v.
 func (c *ShimConn) Receive(ctx context.Context, v any) error {
+	return c.plist().Receive(ctx, v)
+}
+
+// PlistConn is the connection as a lockdown.PlistConn, for services that
+// speak framed plists after the checkin.
+func (c *ShimConn) PlistConn() *lockdown.PlistConn { return c.plist() }
+
+func (c *ShimConn) plist() *lockdown.PlistConn {
 	max := c.MaxSize
 	if max <= 0 {
 		max = DefaultMaxPlist
 	}
-	var body []byte
-	err := withDeadline(ctx, c.nc, func() error {
-		var hdr [4]byte
-		if _, err := io.ReadFull(c.nc, hdr[:]); err != nil {
-			return err
-		}
-		n := binary.BigEndian.Uint32(hdr[:])
-		if n == 0 || uint64(n) > uint64(max) {
-			return fmt.Errorf("plist length %d outside 1..%d", n, max)
-		}
-		body = make([]byte, n)
-		_, err := io.ReadFull(c.nc, body)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if err := safeplist.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("decoding plist: %w", err)
-	}
-	return nil
-}
-
-// withDeadline runs f with ctx's deadline and cancellation applied to nc.
-func withDeadline(ctx context.Context, nc net.Conn, f func() error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	dl, _ := ctx.Deadline()
-	_ = nc.SetDeadline(dl)
-	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
-	err := f()
-	if !stop() {
-		// ctx ended during f: report that rather than the i/o timeout.
-		err = errors.Join(context.Cause(ctx), err)
-	}
-	_ = nc.SetDeadline(time.Time{})
-	return err
+	return lockdown.NewPlistConn(c.nc, max)
 }

@@ -38,6 +38,12 @@ var layer = map[string]int{
 	"discovery": 2,
 	// L3 session
 	"tunnel": 3,
+	// L3' developer services (STYLE.md §11): the shared opener, then one
+	// package per service. They sit on L1 (and the opener), never on
+	// tunnel: a service client takes a connection, not a tunnel.
+	"services/reach":   3,
+	"services/amfi":    3,
+	"services/mounter": 3,
 	// L4 servers
 	"rsdapi":  4,
 	"backend": 4,
@@ -56,6 +62,10 @@ var forbidden = map[string][]string{
 	"sim":     {"backend"},
 	"rsdapi":  {"sim", "backend"},
 	"tunneld": {"sim", "backend"},
+	// Service packages reach each other only through services/reach.
+	"services/reach":   {"tunnel", "services/amfi", "services/mounter"},
+	"services/amfi":    {"tunnel", "services/mounter"},
+	"services/mounter": {"tunnel", "services/amfi"},
 }
 
 // onlyFrom lists packages that may be imported by the named importers alone
