@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -16,16 +14,14 @@ import (
 	"github.com/iosmux/iosmux/backend"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/rsd"
+	"github.com/iosmux/iosmux/rsdapi"
 	"github.com/iosmux/iosmux/sim"
 	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/usbmux"
 	"github.com/iosmux/iosmux/utun"
+	"github.com/spf13/cobra"
 	"golang.zx2c4.com/wireguard/tun"
 )
-
-func init() {
-	register(&command{name: "backend", summary: "serve an iPhone's RSD to CoreDeviceService (and other RSD clients) through iosmux's tunnel", run: runBackend})
-}
 
 const backendHelp = `
 Plays the iPhone's side of RemoteXPC/RSD towards macOS CoreDeviceService
@@ -36,10 +32,11 @@ is a forwarder to the device. The device sees one RSD peer with this
 host's stable UUID, whatever the number of clients.
 
 Where the device is (one of):
-  --rsd HOST:PORT   its trusted RSD inside a kernel tunnel (iosmux
-                    start-tunnel, or tunnel-address/tunnel-port of tunneld)
-  --udid UDID       follow the device's tunnel in tunneld's API (--tunneld;
-                    kernel TUN mode), re-attaching when it is rebuilt
+  --rsd HOST PORT   its trusted RSD inside a kernel tunnel, as iosmux
+                    start-tunnel prints it (HOST:PORT and [v6]:PORT work too)
+  --tunnel UDID     follow the device's tunnel in tunneld's API (--tunneld;
+                    kernel TUN mode), re-attaching when it is rebuilt; it
+                    says what it waits for until tunneld lists the device
   --simulate        a built-in simulated iPhone behind a userspace tunnel
 
 Clients can also pair with the backend (its own identity per device, kept
@@ -62,46 +59,69 @@ type backendOut struct {
 	WireLog   string `json:"wireLog,omitempty"`
 }
 
-func runBackend(ctx context.Context, a *app, args []string) error {
-	fs := newFlags(a, "backend", "[flags] (--rsd HOST:PORT | --udid UDID | --simulate)", backendHelp)
-	listen := fs.String("listen", "[::1]:0", "RSD address to serve (give this to CoreDeviceService)")
-	rsdAddr := fs.String("rsd", "", "the device's trusted RSD inside its kernel tunnel, HOST:PORT")
-	udid := fs.String("udid", "", "follow this device's tunnel in tunneld's API")
-	tunneldAddr := fs.String("tunneld", "127.0.0.1:49151", "tunneld's pymobiledevice3 API, for --udid")
-	simulate := fs.Bool("simulate", false, "serve a built-in simulated iPhone (userspace tunnel)")
-	simProfile := fs.String("simulate-profile", sim.DefaultProfile, "iOS profile of the simulated iPhone: "+strings.Join(sim.Profiles, ", "))
-	untrusted := fs.String("untrusted", "", "serve an untrusted RSD (pairing) here, e.g. [::]:58783")
-	pairingAddr := fs.String("pairing", "", "serve network pairing (RPPairing) here, e.g. [::]:0")
-	mdnsIfs := fs.String("mdns", "", "advertise the pairing surfaces on these interfaces (comma-separated)")
-	stateDir := fs.String("state-dir", "", "directory of the host UUID and the backend's pairing identities (env IOSMUX_STATE_DIR)")
-	wireLog := fs.String("wire-log", "", "record every frame and XPC message as JSON lines in this file")
-	wireLogSize := fs.Int("wire-log-size", 64, "MiB at which the wire log rotates")
-	wireLogKeep := fs.Int("wire-log-keep", backend.DefaultWireLogBackups, "rotated wire logs kept")
-	asJSON := fs.Bool("json", false, "print the endpoints as JSON")
-	if err := parseFlags(fs, args); err != nil {
+type backendOptions struct {
+	listen, untrusted, pairingAddr, mdnsIfs string
+	target                                  *rsdTarget
+	simulate                                int
+	simState, simProfile                    string
+	stateDir, wireLog                       string
+	wireLogSize, wireLogKeep                int
+	asJSON                                  bool
+}
+
+func newBackendCmd(a *app) *cobra.Command {
+	var o backendOptions
+	cmd := &cobra.Command{
+		Use:   "backend (--rsd HOST PORT | --tunnel UDID | --simulate)",
+		Short: "serve an iPhone's RSD to CoreDeviceService (and other RSD clients) through iosmux's tunnel",
+		Long:  backendHelp,
+		Example: `  iosmux backend --tunnel 00008110-001A2B3C4D5E6F70 --listen [::1]:58783
+  iosmux backend --rsd fd7b:e5b:6f53::1 64337 --json
+  iosmux backend --simulate --untrusted 127.0.0.1:0 --wire-log wire.jsonl`,
+		RunE: func(cmd *cobra.Command, args []string) error { return runBackend(cmd.Context(), a, cmd, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", "[::1]:0", "RSD address to serve, `HOST:PORT` (give this to CoreDeviceService)")
+	o.target = addRSDTarget(a, cmd)
+	aliasFlag(cmd, "udid", "tunnel", true)
+	addSimulateFlags(cmd, &o.simulate, &o.simState, &o.simProfile, 0, 1, "serve a built-in simulated iPhone (userspace tunnel)")
+	f.StringVar(&o.untrusted, "untrusted", "", "serve an untrusted RSD (pairing) here, e.g. [::]:58783")
+	f.StringVar(&o.pairingAddr, "pairing", "", "serve network pairing (RPPairing) here, e.g. [::]:0")
+	f.StringVar(&o.mdnsIfs, "mdns", "", "advertise the pairing surfaces on these interfaces (comma-separated)")
+	addStateDirFlag(cmd, &o.stateDir)
+	f.StringVar(&o.wireLog, "wire-log", "", "record every frame and XPC message as JSON lines in this `FILE`")
+	intFlag(cmd, &o.wireLogSize, "wire-log-size", 64, 1, 1<<20, "MiB at which the wire log rotates")
+	intFlag(cmd, &o.wireLogKeep, "wire-log-keep", backend.DefaultWireLogBackups, 1, 1000, "rotated wire logs kept")
+	addJSONFlag(cmd, &o.asJSON, "the endpoints")
+	return cmd
+}
+
+func runBackend(ctx context.Context, a *app, cmd *cobra.Command, o backendOptions) error {
+	if err := o.target.check(cmd); err != nil {
 		return err
 	}
 	modes := 0
-	for _, on := range []bool{*rsdAddr != "", *udid != "", *simulate} {
+	for _, on := range []bool{o.target.rsd.given(), cmd.Flags().Changed("tunnel"), o.simulate > 0} {
 		if on {
 			modes++
 		}
 	}
-	if fs.NArg() != 0 || modes != 1 || *wireLogSize <= 0 || *wireLogKeep <= 0 {
-		fmt.Fprintln(a.stderr, "iosmux backend: give exactly one of --rsd, --udid, --simulate")
-		fs.Usage()
-		return errUsage
+	if modes != 1 {
+		return usagef("give exactly one of --rsd HOST PORT, --tunnel UDID, --simulate")
+	}
+	if cmd.Flags().Changed("tunnel") && o.target.tunnel == "" {
+		return usagef("--tunnel needs the device's UDID here: the backend follows one device")
 	}
 	var ifs []string
-	for _, s := range strings.Split(*mdnsIfs, ",") {
+	for _, s := range strings.Split(o.mdnsIfs, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			ifs = append(ifs, s)
 		}
 	}
-	if len(ifs) > 0 && *untrusted == "" && *pairingAddr == "" {
-		*pairingAddr = "[::]:0"
+	if len(ifs) > 0 && o.untrusted == "" && o.pairingAddr == "" {
+		o.pairingAddr = "[::]:0"
 	}
-	sdir, err := rsdStateDir(a, *stateDir)
+	sdir, err := rsdStateDir(a, o.stateDir)
 	if err != nil {
 		return err
 	}
@@ -109,20 +129,20 @@ func runBackend(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg := backend.Config{Listen: *listen, Untrusted: *untrusted, Pairing: *pairingAddr, MDNS: ifs,
+	cfg := backend.Config{Listen: o.listen, Untrusted: o.untrusted, Pairing: o.pairingAddr, MDNS: ifs,
 		StateDir: filepath.Join(sdir, "backend"), HostUUID: hostUUID, Logger: a.log}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return err
 	}
-	if *wireLog != "" {
-		wl, err := backend.OpenWireLog(backend.WireLogConfig{Path: *wireLog, MaxSize: int64(*wireLogSize) << 20, Backups: *wireLogKeep})
+	if o.wireLog != "" {
+		wl, err := backend.OpenWireLog(backend.WireLogConfig{Path: o.wireLog, MaxSize: int64(o.wireLogSize) << 20, Backups: o.wireLogKeep})
 		if err != nil {
 			return err
 		}
 		defer wl.Close()
 		cfg.WireLog = wl
 	}
-	for _, addr := range []string{*untrusted, *pairingAddr} {
+	for _, addr := range []string{o.untrusted, o.pairingAddr} {
 		if addr != "" && !loopbackAddr(addr) {
 			a.log.Warn("backend: pairing is served beyond loopback and accepts every client: anyone who reaches it can reach the device", "listen", addr)
 		}
@@ -133,7 +153,7 @@ func runBackend(ctx context.Context, a *app, args []string) error {
 	}
 	defer b.Close()
 
-	out := backendOut{RSD: b.Addr().String(), WireLog: *wireLog}
+	out := backendOut{RSD: b.Addr().String(), WireLog: o.wireLog}
 	if u := b.UntrustedAddr(); u != nil {
 		out.Untrusted = u.String()
 	}
@@ -144,7 +164,7 @@ func runBackend(ctx context.Context, a *app, args []string) error {
 		if h := b.Handshake(); h != nil {
 			out.UDID, out.UUID = h.Device().UDID, h.UUID.String()
 		}
-		if *asJSON {
+		if o.asJSON {
 			writeJSON(a.stdout, out)
 			return
 		}
@@ -157,20 +177,28 @@ func runBackend(ctx context.Context, a *app, args []string) error {
 		}
 	}
 	switch {
-	case *rsdAddr != "":
-		ap, err := netip.ParseAddrPort(*rsdAddr)
+	case o.target.rsd.given():
+		ap, err := netip.ParseAddrPort(o.target.rsd.addr())
 		if err != nil {
-			return fmt.Errorf("--rsd %q: %w", *rsdAddr, err)
+			return usagef("--rsd %s: want an IP address and port (the device's address inside its tunnel): %v", o.target.rsd.addr(), err)
 		}
 		return followStatic(ctx, a, b, ap, attached)
-	case *udid != "":
-		return followTunneld(ctx, a, b, *tunneldAddr, *udid, attached)
-	default:
-		prof, err := sim.ParseProfile(*simProfile)
+	case o.simulate > 0:
+		prof, err := sim.ParseProfile(o.simProfile)
 		if err != nil {
-			return fmt.Errorf("--simulate-profile: %w", err)
+			return usageErr(err)
 		}
-		return followSimulated(ctx, a, b, prof, filepath.Join(sdir, "backend-sim"), attached)
+		dir := o.simState
+		if dir == "" {
+			dir = filepath.Join(sdir, "backend-sim")
+		}
+		return followSimulated(ctx, a, b, prof, dir, attached)
+	default:
+		api := o.target.tunneld
+		if api == "" {
+			api = envOr(a.getenv, "IOSMUX_TUNNELD", rsdapi.DefaultPMD3Addr)
+		}
+		return followTunneld(ctx, a, b, api, o.target.tunnel, o.asJSON, attached)
 	}
 }
 
@@ -200,24 +228,33 @@ func followStatic(ctx context.Context, a *app, b *backend.Backend, ap netip.Addr
 }
 
 // followTunneld polls tunneld's GET / for udid and attaches whenever its
-// tunnel appears or changes.
-func followTunneld(ctx context.Context, a *app, b *backend.Backend, api, udid string, attached func()) error {
-	hc := &http.Client{Timeout: 5 * time.Second}
+// tunnel appears or changes. Until the first attach it says what it waits
+// for.
+func followTunneld(ctx context.Context, a *app, b *backend.Backend, api, udid string, asJSON bool, attached func()) error {
+	c := &rsdapi.Client{Addr: api}
 	var cur netip.AddrPort
+	w := a.wait(fmt.Sprintf("waiting for device %s's tunnel in tunneld at %s", udid, api), asJSON)
+	defer w.Done()
+	lastErr := ""
 	for {
-		ap, err := tunneldRSD(ctx, hc, api, udid)
+		ap, err := tunneldRSD(ctx, c, udid)
 		switch {
 		case err != nil:
-			a.log.Warn("backend: tunneld", "api", api, "err", err)
+			if err.Error() != lastErr {
+				a.log.Warn("backend: tunneld", "api", api, "err", err)
+				lastErr = err.Error()
+			}
 		case !ap.IsValid() && cur.IsValid():
 			a.log.Info("backend: the device's tunnel is gone", "udid", udid)
 			b.Detach()
 			cur = netip.AddrPort{}
 		case ap.IsValid() && ap != cur:
+			lastErr = ""
 			if err := b.Attach(ctx, backend.Link{RSD: ap, Dial: kernelDial}); err != nil {
 				a.log.Warn("backend: attaching", "udid", udid, "rsd", ap.String(), "err", err)
 			} else {
 				cur = ap
+				w.Done()
 				attached()
 			}
 		}
@@ -229,37 +266,15 @@ func followTunneld(ctx context.Context, a *app, b *backend.Backend, api, udid st
 
 // tunneldRSD returns udid's first tunnel in tunneld's listing (zero if
 // none).
-func tunneldRSD(ctx context.Context, hc *http.Client, api, udid string) (netip.AddrPort, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+api+"/", nil)
+func tunneldRSD(ctx context.Context, c *rsdapi.Client, udid string) (netip.AddrPort, error) {
+	l, err := c.Find(ctx, udid)
+	if errors.Is(err, rsdapi.ErrNoTunnel) {
+		return netip.AddrPort{}, nil
+	}
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return netip.AddrPort{}, fmt.Errorf("GET /: %s", resp.Status)
-	}
-	var list map[string][]struct {
-		Address string `json:"tunnel-address"`
-		Port    uint16 `json:"tunnel-port"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		return netip.AddrPort{}, fmt.Errorf("GET /: %w", err)
-	}
-	for id, entries := range list {
-		if !usbmux.SameUDID(id, udid) || len(entries) == 0 {
-			continue
-		}
-		addr, err := netip.ParseAddr(entries[0].Address)
-		if err != nil {
-			return netip.AddrPort{}, fmt.Errorf("tunnel-address %q: %w", entries[0].Address, err)
-		}
-		return netip.AddrPortFrom(addr, entries[0].Port), nil
-	}
-	return netip.AddrPort{}, nil
+	return l.RSD()
 }
 
 // followSimulated runs one simulated iPhone and keeps a userspace

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,11 +21,10 @@ func TestBackendCommand(t *testing.T) {
 	wire := filepath.Join(state, "wire.jsonl")
 	out := &lockedBuffer{ready: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &app{stdout: out, stderr: io.Discard, log: slog.New(slog.DiscardHandler), getenv: func(string) string { return "" }}
 	done := make(chan error, 1)
 	go func() {
-		done <- runBackend(ctx, a, []string{"--simulate", "--listen", "127.0.0.1:0", "--untrusted", "127.0.0.1:0",
-			"--state-dir", state, "--wire-log", wire, "--json"})
+		done <- execIn(ctx, out, io.Discard, nil, "backend", "--simulate", "--listen", "127.0.0.1:0", "--untrusted", "127.0.0.1:0",
+			"--state-dir", state, "--wire-log", wire, "--json")
 	}()
 	select {
 	case <-out.ready:
@@ -83,13 +80,12 @@ func firstLine(b []byte) string {
 }
 
 func TestBackendCommandUsage(t *testing.T) {
-	a := &app{stdout: io.Discard, stderr: io.Discard, log: slog.New(slog.DiscardHandler), getenv: func(string) string { return "" }}
 	for _, args := range [][]string{
 		{},
 		{"--simulate", "--rsd", "[fd00::1]:1234"},
 		{"--udid", "x", "extra"},
 	} {
-		if err := runBackend(context.Background(), a, args); !errors.Is(err, errUsage) {
+		if err := execIn(context.Background(), io.Discard, io.Discard, nil, append([]string{"backend"}, args...)...); !isUsage(err) {
 			t.Errorf("backend %q: %v, want a usage error", args, err)
 		}
 	}

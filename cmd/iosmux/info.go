@@ -16,11 +16,8 @@ import (
 
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/usbmux"
+	"github.com/spf13/cobra"
 )
-
-func init() {
-	register(&command{name: "info", summary: "print a device's lockdown values (like ideviceinfo)", run: runInfo})
-}
 
 const infoHelp = `
 Reads lockdownd values of a device attached through usbmuxd, like
@@ -36,30 +33,41 @@ nested ones indented, and data that is text (PEM keys) prints as text.
 --udid may be left out when exactly one device is attached. The usbmuxd
 address is chosen as for 'iosmux list'.`
 
-func runInfo(ctx context.Context, a *app, args []string) error {
-	fs := newFlags(a, "info", "[--udid UDID] [--domain D] [--key K] [--no-session] [--json]", infoHelp)
-	udid := fs.String("udid", "", "device UDID (dashes and case ignored)")
-	domain := fs.String("domain", "", "lockdown domain to query (default: the top level)")
-	key := fs.String("key", "", "single key to query (default: the whole domain)")
-	noSession := fs.Bool("no-session", false, "query without a session (no pair record needed)")
-	asJSON := fs.Bool("json", false, "print the value as JSON")
-	addrFlag := fs.String("usbmux-address", "", usbmuxAddressHelp)
-	timeout := fs.Duration("timeout", 15*time.Second, "time allowed for the whole query")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+type infoOptions struct {
+	udid, domain, key, muxAddr string
+	noSession, asJSON          bool
+	timeout                    time.Duration
+}
+
+func newInfoCmd(a *app) *cobra.Command {
+	var o infoOptions
+	cmd := &cobra.Command{
+		Use:     "info",
+		Short:   "print a device's lockdown values (like ideviceinfo)",
+		Long:    infoHelp,
+		Example: "  iosmux info\n  iosmux info --udid 00008110-001A2B3C4D5E6F70 --key ProductVersion\n  iosmux info --domain com.apple.disk_usage --json\n  iosmux info --no-session",
+		RunE:    func(cmd *cobra.Command, args []string) error { return runInfo(cmd.Context(), a, o) },
 	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return errUsage
-	}
-	mux, err := newUsbmuxClient(a, *addrFlag)
+	addUDIDFlag(cmd, &o.udid, "")
+	f := cmd.Flags()
+	f.StringVar(&o.domain, "domain", "", "lockdown domain to query (default: the top level)")
+	f.StringVar(&o.key, "key", "", "single key to query (default: the whole domain)")
+	f.BoolVar(&o.noSession, "no-session", false, "query without a session (no pair record needed)")
+	addJSONFlag(cmd, &o.asJSON, "the value")
+	addUsbmuxFlag(cmd, &o.muxAddr)
+	addTimeoutFlag(cmd, &o.timeout, 15*time.Second, "for the whole query")
+	return cmd
+}
+
+func runInfo(ctx context.Context, a *app, o infoOptions) error {
+	mux, err := newUsbmuxClient(a, o.muxAddr)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 
-	dev, err := findDevice(ctx, mux, *udid)
+	dev, err := a.findDevice(ctx, mux, o.udid)
 	if err != nil {
 		return err
 	}
@@ -78,7 +86,7 @@ func runInfo(ctx context.Context, a *app, args []string) error {
 	if typ != lockdown.TypeLockdown {
 		return step("QueryType", fmt.Errorf("device is in %q mode, not normal lockdown", typ))
 	}
-	if !*noSession {
+	if !o.noSession {
 		rec, err := lockdown.ReadPairRecord(ctx, mux, name)
 		if errors.Is(err, usbmux.ErrNoPairRecord) {
 			return step("read pair record", fmt.Errorf("%w; pair the device with this host first, or pass --no-session", err))
@@ -93,52 +101,14 @@ func runInfo(ctx context.Context, a *app, args []string) error {
 			return step("StartSession", err)
 		}
 	}
-	v, err := lc.GetValue(ctx, *domain, *key)
+	v, err := lc.GetValue(ctx, o.domain, o.key)
 	if err != nil {
 		return step("GetValue", err)
 	}
-	if *asJSON {
+	if o.asJSON {
 		return writeJSON(a.stdout, plistJSON(v))
 	}
 	return writeValue(a.stdout, v, 0)
-}
-
-// findDevice picks the device to talk to: the one matching udid (dashes
-// and case ignored, USB preferred when it is listed twice, as pmd3 does),
-// or the only attached device when udid is empty.
-func findDevice(ctx context.Context, mux *usbmux.Client, udid string) (usbmux.Device, error) {
-	devs, err := mux.ListDevices(ctx)
-	if err != nil {
-		return usbmux.Device{}, fmt.Errorf("list devices: %w", err)
-	}
-	if udid == "" {
-		udids := map[string]bool{}
-		for _, d := range devs {
-			udids[strings.ToUpper(strings.ReplaceAll(d.SerialNumber, "-", ""))] = true
-		}
-		switch len(udids) {
-		case 0:
-			return usbmux.Device{}, errors.New("no device attached")
-		case 1:
-			udid = devs[0].SerialNumber
-		default:
-			return usbmux.Device{}, fmt.Errorf("%d devices attached; choose one with --udid", len(udids))
-		}
-	}
-	var found *usbmux.Device
-	for i := range devs {
-		d := &devs[i]
-		if !usbmux.SameUDID(d.SerialNumber, udid) {
-			continue
-		}
-		if found == nil || d.ConnectionType == usbmux.ConnectionUSB && found.ConnectionType != usbmux.ConnectionUSB {
-			found = d
-		}
-	}
-	if found == nil {
-		return usbmux.Device{}, fmt.Errorf("device %s is not attached (usbmuxd at %s lists %d devices)", udid, mux.Addr(), len(devs))
-	}
-	return *found, nil
 }
 
 // plistJSON maps a decoded plist value onto what encoding/json prints

@@ -2,18 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
 
 	"github.com/iosmux/iosmux/lockdown"
-	"github.com/iosmux/iosmux/usbmux"
+	"github.com/spf13/cobra"
 )
-
-func init() {
-	register(&command{name: "list", summary: "list devices attached through usbmuxd: UDID, connection, model, iOS version, name", run: runList})
-}
 
 const listHelp = `
 Asks usbmuxd for its devices and each device's lockdownd for ProductType,
@@ -27,33 +22,6 @@ PYMOBILEDEVICE3_USBMUX, else env USBMUXD_SOCKET_ADDRESS, else
 /var/run/usbmuxd. Accepted forms: /path, UNIX:/path, unix:///path,
 tcp://host:port, host:port, [v6]:port.`
 
-// usbmuxAddressHelp is the --usbmux-address flag text shared by commands.
-const usbmuxAddressHelp = "usbmuxd address (env PYMOBILEDEVICE3_USBMUX, USBMUXD_SOCKET_ADDRESS; default /var/run/usbmuxd)"
-
-// newUsbmuxClient resolves the usbmuxd address: the flag, then
-// PYMOBILEDEVICE3_USBMUX, then USBMUXD_SOCKET_ADDRESS
-// (usbmux.md §1), then the platform default.
-func newUsbmuxClient(a *app, flagValue string) (*usbmux.Client, error) {
-	addr := usbmux.DefaultAddr()
-	for _, src := range []struct{ name, value string }{
-		{"--usbmux-address", flagValue},
-		{"PYMOBILEDEVICE3_USBMUX", a.getenv("PYMOBILEDEVICE3_USBMUX")},
-		{"USBMUXD_SOCKET_ADDRESS", a.getenv("USBMUXD_SOCKET_ADDRESS")},
-	} {
-		if src.value == "" {
-			continue
-		}
-		parsed, err := usbmux.ParseAddr(src.value)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", src.name, err)
-		}
-		addr = parsed
-		break
-	}
-	a.log.Debug("usbmuxd address", "addr", addr.String())
-	return usbmux.NewClient(usbmux.Config{Addr: addr}), nil
-}
-
 // listEntry is one device of `iosmux list --json`.
 type listEntry struct {
 	UDID           string `json:"udid"`
@@ -65,23 +33,33 @@ type listEntry struct {
 	Error          string `json:"error,omitempty"`
 }
 
-func runList(ctx context.Context, a *app, args []string) error {
-	fs := newFlags(a, "list", "[--json] [--usbmux-address ADDR]", listHelp)
-	asJSON := fs.Bool("json", false, "print the devices as JSON")
-	addrFlag := fs.String("usbmux-address", "", usbmuxAddressHelp)
-	timeout := fs.Duration("timeout", 10*time.Second, "time allowed per device (and for listing)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+func newListCmd(a *app) *cobra.Command {
+	var o listOptions
+	cmd := &cobra.Command{
+		Use:     "list",
+		Short:   "list devices attached through usbmuxd: UDID, connection, model, iOS version, name",
+		Long:    listHelp,
+		Example: "  iosmux list\n  iosmux list --json\n  USBMUXD_SOCKET_ADDRESS=UNIX:/tmp/sim/usbmuxd iosmux list",
+		RunE:    func(cmd *cobra.Command, args []string) error { return runList(cmd.Context(), a, o) },
 	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return errUsage
-	}
-	mux, err := newUsbmuxClient(a, *addrFlag)
+	addJSONFlag(cmd, &o.asJSON, "the devices")
+	addUsbmuxFlag(cmd, &o.muxAddr)
+	addTimeoutFlag(cmd, &o.timeout, 10*time.Second, "per device (and for listing)")
+	return cmd
+}
+
+type listOptions struct {
+	asJSON  bool
+	muxAddr string
+	timeout time.Duration
+}
+
+func runList(ctx context.Context, a *app, o listOptions) error {
+	mux, err := newUsbmuxClient(a, o.muxAddr)
 	if err != nil {
 		return err
 	}
-	lctx, cancel := context.WithTimeout(ctx, *timeout)
+	lctx, cancel := context.WithTimeout(ctx, o.timeout)
 	devs, err := mux.ListDevices(lctx)
 	cancel()
 	if err != nil {
@@ -90,8 +68,8 @@ func runList(ctx context.Context, a *app, args []string) error {
 	entries := make([]listEntry, 0, len(devs))
 	for _, d := range devs {
 		e := listEntry{UDID: d.UDID(), DeviceID: d.DeviceID, ConnectionType: d.ConnectionType}
-		dctx, cancel := context.WithTimeout(ctx, *timeout)
-		vals, err := deviceSummary(dctx, mux, d)
+		dctx, cancel := context.WithTimeout(ctx, o.timeout)
+		vals, err := lockdown.ReadSummary(dctx, mux, d)
 		cancel()
 		if err != nil {
 			e.Error = err.Error()
@@ -102,7 +80,7 @@ func runList(ctx context.Context, a *app, args []string) error {
 		e.Name, _ = vals["DeviceName"].(string)
 		entries = append(entries, e)
 	}
-	if *asJSON {
+	if o.asJSON {
 		return writeJSON(a.stdout, entries)
 	}
 	if len(entries) == 0 {
@@ -119,52 +97,4 @@ func runList(ctx context.Context, a *app, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.UDID, e.ConnectionType, dash(e.ProductType), dash(e.ProductVersion), name)
 	}
 	return tw.Flush()
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// summaryKeys are what `list` shows.
-var summaryKeys = []string{"ProductType", "ProductVersion", "DeviceName"}
-
-// deviceSummary reads the top-level lockdown values of d, from a session
-// if the values before one lack a summary key and a pair record exists.
-func deviceSummary(ctx context.Context, mux *usbmux.Client, d usbmux.Device) (lockdown.Message, error) {
-	lc, err := lockdown.DialUsbmux(ctx, mux, d.DeviceID, lockdown.ClientConfig{})
-	if err != nil {
-		return nil, err
-	}
-	defer lc.Close()
-	vals, err := lc.GetValues(ctx, "")
-	if err != nil {
-		return nil, fmt.Errorf("GetValue: %w", err)
-	}
-	complete := true
-	for _, k := range summaryKeys {
-		if _, ok := vals[k]; !ok {
-			complete = false
-		}
-	}
-	if complete {
-		return vals, nil
-	}
-	rec, err := lockdown.ReadPairRecord(ctx, mux, d.UDID())
-	if errors.Is(err, usbmux.ErrNoPairRecord) {
-		return vals, nil // unpaired: show what the device gives
-	}
-	if err != nil {
-		return vals, err
-	}
-	if _, err := lc.StartSession(ctx, rec); err != nil {
-		return vals, fmt.Errorf("StartSession: %w", err)
-	}
-	all, err := lc.GetValues(ctx, "")
-	if err != nil {
-		return vals, fmt.Errorf("GetValue in a session: %w", err)
-	}
-	return all, nil
 }

@@ -2,130 +2,133 @@
 // pairing, tunnels, the tunneld HTTP API and the CoreDevice backend.
 //
 // It is the only package that reads the environment, installs the slog
-// handler, handles signals and calls os.Exit. Each subcommand lives in its own
-// file and registers itself in commands.
+// handler, handles signals and calls os.Exit. The command tree is built in
+// one place, tree.go; each command's constructor lives in its own file.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
 )
-
-// command is one subcommand. run receives the arguments after the
-// subcommand name; it returns errUsage (possibly wrapped) for bad arguments.
-type command struct {
-	name    string
-	summary string
-	run     func(ctx context.Context, app *app, args []string) error
-}
-
-var commands = map[string]*command{}
-
-// register adds a subcommand; called from init in each command file (the
-// only work those inits do).
-func register(c *command) {
-	if _, dup := commands[c.name]; dup {
-		panic("iosmux: duplicate command " + c.name)
-	}
-	commands[c.name] = c
-}
-
-// errUsage marks bad command-line input: exit status 2, usage already printed.
-var errUsage = errors.New("usage")
 
 // app carries what every command shares: output streams, the logger and the
 // environment lookups made once here.
 type app struct {
 	stdout, stderr io.Writer
+	stdin          io.Reader
 	log            *slog.Logger
-	getenv         func(string) string
+	// getenv reads only the variables declared in env.go (others panic in
+	// tests, so the list in docs/cli.md stays complete).
+	getenv func(string) string
+	// terminal reports whether a stream is a terminal: progress bars and the
+	// device picker appear only there.
+	terminal func(any) bool
+	// argv0 is how the user ran us ("iosmux", "./bin/iosmux"), for the
+	// commands we print for them to paste.
+	argv0 string
+
+	// Global flags.
+	logLevel, logFormat string
+
+	// usedSpelling holds the long flag names as typed (for the deprecation
+	// warnings).
+	usedSpelling map[string]bool
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+	argv0 := "iosmux"
+	if len(os.Args) > 0 && strings.ContainsRune(os.Args[0], '/') && !strings.HasPrefix(os.Args[0], "/") {
+		argv0 = os.Args[0] // ./bin/iosmux: what the user typed
+	}
+	a := newApp(os.Stdout, os.Stderr, os.Getenv)
+	a.argv0 = argv0
+	os.Exit(a.main(os.Args[1:]))
 }
 
+// run runs one command line in-process, as main does: the entry point of the
+// tests. It returns the exit status: 0, 1 for a failure, 2 for bad usage.
 func run(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	global := flag.NewFlagSet("iosmux", flag.ContinueOnError)
-	global.SetOutput(stderr)
-	logLevel := global.String("log-level", envOr(getenv, "IOSMUX_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env IOSMUX_LOG_LEVEL)")
-	logFormat := global.String("log-format", envOr(getenv, "IOSMUX_LOG_FORMAT", "text"), "log format: text or json (env IOSMUX_LOG_FORMAT)")
-	global.Usage = func() { usage(stderr, global) }
-	if err := global.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	return newApp(stdout, stderr, getenv).main(args)
+}
+
+func newApp(stdout, stderr io.Writer, getenv func(string) string) *app {
+	return &app{
+		stdout: stdout, stderr: stderr, stdin: os.Stdin,
+		log:          slog.New(slog.DiscardHandler),
+		getenv:       declaredEnv(getenv),
+		terminal:     isTerminal,
+		argv0:        "iosmux",
+		usedSpelling: map[string]bool{},
 	}
-	rest := global.Args()
-	if len(rest) == 0 {
-		usage(stderr, global)
-		return 2
-	}
-	if rest[0] == "help" {
-		if len(rest) > 1 {
-			if c, ok := commands[rest[1]]; ok {
-				return run([]string{"--log-level", *logLevel, c.name, "-h"}, stdout, stderr, getenv)
-			}
-		}
-		usage(stdout, global)
-		return 0
-	}
-	c, ok := commands[rest[0]]
-	if !ok {
-		fmt.Fprintf(stderr, "iosmux: unknown command %q (see 'iosmux help')\n", rest[0])
-		return 2
-	}
-	logger, err := newLogger(stderr, *logLevel, *logFormat)
-	if err != nil {
-		fmt.Fprintf(stderr, "iosmux: %v\n", err)
-		return 2
-	}
+}
+
+// main runs args until SIGINT/SIGTERM and reports the outcome.
+func (a *app) main(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a := &app{stdout: stdout, stderr: stderr, log: logger, getenv: getenv}
-	if err := c.run(ctx, a, rest[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		if errors.Is(err, errUsage) {
-			return 2
-		}
-		fmt.Fprintf(stderr, "iosmux %s: %v\n", c.name, err)
-		return 1
-	}
-	return 0
+	cmd, err := a.execute(ctx, args)
+	return a.report(cmd, err)
 }
 
-func usage(w io.Writer, global *flag.FlagSet) {
-	fmt.Fprintf(w, "usage: iosmux [global flags] <command> [flags]\n\ncommands:\n")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
+// execute builds the tree and runs args through it; cmd is the command the
+// arguments named (the root when none).
+func (a *app) execute(ctx context.Context, args []string) (*cobra.Command, error) {
+	root := newRootCmd(a)
+	if args == nil {
+		args = []string{} // nil would make cobra read os.Args
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-14s %s\n", n, commands[n].summary)
+	args = a.normalizeArgs(root, args)
+	root.SetArgs(args)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	root.SetIn(a.stdin)
+	return root.ExecuteContextC(ctx)
+}
+
+// report prints err as one line (plus where to read more for bad usage) and
+// returns the exit status.
+func (a *app) report(cmd *cobra.Command, err error) int {
+	if err == nil {
+		return 0
 	}
-	fmt.Fprintf(w, "\nglobal flags:\n")
-	global.SetOutput(w)
-	global.PrintDefaults()
-	fmt.Fprintf(w, "\nRun 'iosmux help <command>' for a command's flags.\n")
+	name := "iosmux"
+	if cmd != nil {
+		name = cmd.CommandPath()
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(a.stderr, "%s: %v\n", name, ue.err)
+		fmt.Fprintf(a.stderr, "see '%s --help'\n", name)
+		return 2
+	}
+	fmt.Fprintf(a.stderr, "%s: %v\n", name, err)
+	return 1
+}
+
+// setUp runs before every command: the logger from the global flags.
+func (a *app) setUp(cmd *cobra.Command) error {
+	l, err := newLogger(a.stderr, a.logLevel, a.logFormat)
+	if err != nil {
+		return err
+	}
+	a.log = l
+	a.warnDeprecated(cmd)
+	return nil
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("bad --log-level %q: want debug, info, warn or error", level)
+		return nil, usageErr(fmt.Errorf("log level %q (--log-level or IOSMUX_LOG_LEVEL): want debug, info, warn or error", level))
 	}
 	opts := &slog.HandlerOptions{Level: l}
 	switch strings.ToLower(format) {
@@ -134,7 +137,7 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return nil, fmt.Errorf("bad --log-format %q: want text or json", format)
+	return nil, usageErr(fmt.Errorf("log format %q (--log-format or IOSMUX_LOG_FORMAT): want text or json", format))
 }
 
 func envOr(getenv func(string) string, key, def string) string {
@@ -144,30 +147,12 @@ func envOr(getenv func(string) string, key, def string) string {
 	return def
 }
 
-// newFlags returns a FlagSet for a subcommand whose -h prints the summary,
-// the synopsis and the flags.
-func newFlags(a *app, name, synopsis, help string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(a.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(a.stderr, "usage: iosmux %s %s\n", name, synopsis)
-		if help != "" {
-			fmt.Fprintf(a.stderr, "\n%s\n", strings.TrimSpace(help))
-		}
-		fmt.Fprintf(a.stderr, "\nflags:\n")
-		fs.PrintDefaults()
+// isTerminal reports whether s is a character device (a terminal).
+func isTerminal(s any) bool {
+	f, ok := s.(*os.File)
+	if !ok {
+		return false
 	}
-	return fs
-}
-
-// parseFlags parses args, mapping parse failures to errUsage and -h to
-// flag.ErrHelp (exit 0).
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	return nil
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

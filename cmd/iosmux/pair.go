@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -18,11 +17,8 @@ import (
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/xpc"
+	"github.com/spf13/cobra"
 )
-
-func init() {
-	register(&command{name: "pair", summary: "pair with an iPhone (RemotePairing); list, forget or import pair records", run: runPair})
-}
 
 const pairHelp = `
 Pairs this computer with an iPhone in one shot: if a pair record for the
@@ -41,81 +37,51 @@ Connections:
                              _remotepairing-manual-pairing._tcp); an Apple TV or
                              Vision Pro shows a PIN: pass it with --pin or type it
 
+HOST PORT may also be written HOST:PORT or [IPv6]:PORT.
+
 Records are pymobiledevice3's (remote_<identifier>.plist, mode 0600) in
 --pair-records DIR, env IOSMUX_PAIR_RECORDS, default ~/.pymobiledevice3 (the
-invoking user's under sudo), so either tool can use them.
+invoking user's under sudo), so either tool can use them.`
 
-Subcommands:
-  iosmux pair list [--json]                 list the records
-  iosmux pair forget ID                     delete a record
-  iosmux pair import --go-ios DIR [UDID...] convert go-ios's pair records`
-
-// pairTwoValueFlags take HOST PORT; package flag cannot express that.
-var pairTwoValueFlags = []string{"rsd", "remotepairing"}
-
-// splitTwoValueFlags pulls "--name A B" out of args for each name.
-func splitTwoValueFlags(args []string, names []string) (map[string][2]string, []string, error) {
-	found := map[string][2]string{}
-	var rest []string
-	for i := 0; i < len(args); i++ {
-		name, matched := "", false
-		for _, n := range names {
-			if args[i] == "--"+n || args[i] == "-"+n {
-				name, matched = n, true
-			}
-		}
-		if !matched {
-			rest = append(rest, args[i])
-			continue
-		}
-		if i+2 >= len(args) {
-			return nil, nil, fmt.Errorf("--%s needs HOST and PORT", name)
-		}
-		found[name] = [2]string{args[i+1], args[i+2]}
-		i += 2
-	}
-	return found, rest, nil
+type pairOptions struct {
+	udid, muxAddr, pin, recordsDir, stateDir string
+	timeout                                  time.Duration
+	asJSON                                   bool
+	rsd, remotepairing                       hostPortValue
 }
 
-func runPair(ctx context.Context, a *app, args []string) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "list":
-			return runPairList(ctx, a, args[1:])
-		case "forget":
-			return runPairForget(ctx, a, args[1:])
-		case "import":
-			return runPairImport(ctx, a, args[1:])
-		}
+func newPairCmd(a *app) *cobra.Command {
+	var o pairOptions
+	cmd := &cobra.Command{
+		Use:   "pair [--udid U] [--rsd HOST PORT | --remotepairing HOST PORT [--pin PIN]]",
+		Short: "pair with an iPhone (RemotePairing); list, forget or import pair records",
+		Long:  pairHelp,
+		Example: `  iosmux pair --udid 00008110-001A2B3C4D5E6F70
+  iosmux pair --rsd fd7b:e5b:6f53::1 58783
+  iosmux pair --remotepairing 192.168.2.20 49152 --pin 123456
+  iosmux pair list`,
+		RunE: func(cmd *cobra.Command, args []string) error { return runPair(cmd.Context(), a, o) },
 	}
-	fs := newFlags(a, "pair", "[--udid U] [--rsd HOST PORT | --remotepairing HOST PORT [--pin PIN]] [--timeout D] [--json]", pairHelp)
-	udid := fs.String("udid", "", "the device's UDID: picks the USB device, is checked against RSD, names the record of a network pairing")
-	muxAddr := fs.String("usbmux-address", "", usbmuxAddressHelp)
-	pin := fs.String("pin", "", "the PIN the device shows (network pairing)")
-	timeout := fs.Duration("timeout", 3*time.Minute, "time allowed for the whole pairing, including the user tapping Trust")
-	asJSON := fs.Bool("json", false, "print the result as JSON")
-	recordsDir := fs.String("pair-records", "", "pair record folder (env IOSMUX_PAIR_RECORDS, default ~/.pymobiledevice3)")
-	stateDir := fs.String("state-dir", "", "directory holding the host's RSD UUID (env IOSMUX_STATE_DIR)")
-	fs.Bool("rsd", false, "HOST PORT: pair through the device's RSD tunnel service (two arguments)")
-	fs.Bool("remotepairing", false, "HOST PORT: pair over the network pairing port (two arguments)")
-	two, rest, err := splitTwoValueFlags(args, pairTwoValueFlags)
-	if err != nil {
-		fmt.Fprintf(a.stderr, "iosmux pair: %v\n", err)
-		return errUsage
+	f := cmd.Flags()
+	addUDIDFlag(cmd, &o.udid, "the device's UDID: picks the USB device, is checked against RSD, names the record of a network pairing")
+	f.Var(&o.rsd, "rsd", "pair through the device's RSD tunnel service (USB-NCM link, port 58783)")
+	f.Var(&o.remotepairing, "remotepairing", "pair over a network pairing port (_remotepairing._tcp)")
+	f.StringVar(&o.pin, "pin", "", "the PIN the device shows (network pairing)")
+	addTimeoutFlag(cmd, &o.timeout, 3*time.Minute, "for the whole pairing, including the user tapping Trust")
+	addJSONFlag(cmd, &o.asJSON, "the result")
+	addRecordsFlag(cmd, &o.recordsDir)
+	addStateDirFlag(cmd, &o.stateDir)
+	addUsbmuxFlag(cmd, &o.muxAddr)
+	cmd.AddCommand(newPairListCmd(a), newPairForgetCmd(a), newPairImportCmd(a))
+	return cmd
+}
+
+func runPair(ctx context.Context, a *app, o pairOptions) error {
+	viaRSD, viaRP := o.rsd.given(), o.remotepairing.given()
+	if viaRSD && viaRP {
+		return usagef("give at most one of --rsd HOST PORT and --remotepairing HOST PORT")
 	}
-	if err := parseFlags(fs, rest); err != nil {
-		return err
-	}
-	rsdAddr, viaRSD := two["rsd"]
-	rpAddr, viaRP := two["remotepairing"]
-	if fs.NArg() != 0 || viaRSD && viaRP {
-		if viaRSD && viaRP {
-			fmt.Fprintln(a.stderr, "iosmux pair: give at most one of --rsd HOST PORT and --remotepairing HOST PORT")
-		}
-		fs.Usage()
-		return errUsage
-	}
-	dir, err := pairRecordsDir(a, *recordsDir)
+	dir, err := pairRecordsDir(a, o.recordsDir)
 	if err != nil {
 		return err
 	}
@@ -123,12 +89,12 @@ func runPair(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return fmt.Errorf("host name: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 
 	// The prompt goes where the user looks; with --json stdout is data.
 	msgs := a.stdout
-	if *asJSON {
+	if o.asJSON {
 		msgs = a.stderr
 	}
 	cfg := &pairing.PairConfig{
@@ -144,11 +110,11 @@ func runPair(ctx context.Context, a *app, args []string) error {
 	var target string
 	switch {
 	case !viaRSD && !viaRP:
-		mux, err := newUsbmuxClient(a, *muxAddr)
+		mux, err := newUsbmuxClient(a, o.muxAddr)
 		if err != nil {
 			return err
 		}
-		dev, err := findDevice(ctx, mux, *udid)
+		dev, err := a.findDevice(ctx, mux, o.udid)
 		if err != nil {
 			return err
 		}
@@ -160,21 +126,16 @@ func runPair(ctx context.Context, a *app, args []string) error {
 		cfg.Host.Lockdown = true
 		cfg.Dial = func(ctx context.Context) (pairing.Transport, error) { return pairing.DialLockdown(ctx, st) }
 	case viaRSD:
-		target = "RSD " + net.JoinHostPort(rsdAddr[0], rsdAddr[1])
-		closeRSD, err := rsdPairingDial(ctx, a, cfg, rsdAddr, *udid, *stateDir)
+		target = "RSD " + o.rsd.addr()
+		closeRSD, err := rsdPairingDial(ctx, a, cfg, &o.rsd, o.udid, o.stateDir)
 		if err != nil {
 			return fmt.Errorf("device at %s: %w", target, err)
 		}
 		defer closeRSD()
 	case viaRP:
-		target = net.JoinHostPort(rpAddr[0], rpAddr[1])
-		addr := target
-		target = "RemotePairing " + target
-		if _, err := strconv.ParseUint(rpAddr[1], 10, 16); err != nil {
-			fmt.Fprintf(a.stderr, "iosmux pair: bad port %q\n", rpAddr[1])
-			return errUsage
-		}
-		cfg.Identifier = *udid
+		addr := o.remotepairing.addr()
+		target = "RemotePairing " + addr
+		cfg.Identifier = o.udid
 		cfg.Dial = func(ctx context.Context) (pairing.Transport, error) {
 			var d net.Dialer
 			nc, err := d.DialContext(ctx, "tcp", addr)
@@ -184,8 +145,8 @@ func runPair(ctx context.Context, a *app, args []string) error {
 			return pairing.NewRPPairing(nc), nil
 		}
 		cfg.Host.PIN = func(context.Context) (string, error) {
-			if *pin != "" {
-				return *pin, nil
+			if o.pin != "" {
+				return o.pin, nil
 			}
 			return promptPIN(msgs, os.Stdin)
 		}
@@ -195,7 +156,7 @@ func runPair(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return pairFailure(target, res, err)
 	}
-	return printPairResult(a, res, *asJSON)
+	return printPairResult(a, res, o.asJSON)
 }
 
 // pairFailure turns the common failures into sentences that say what to do.
@@ -224,10 +185,7 @@ func pairFailure(target string, res *pairing.PairResult, err error) error {
 // rsdPairingDial reads the RSD Handshake, finds the tunnel service and sets
 // cfg.Dial to open RemoteXPC connections to it. The RSD connection stays
 // open until the returned func is called.
-func rsdPairingDial(ctx context.Context, a *app, cfg *pairing.PairConfig, hp [2]string, udid, stateDir string) (func(), error) {
-	if _, err := strconv.ParseUint(hp[1], 10, 16); err != nil {
-		return nil, fmt.Errorf("bad port %q", hp[1])
-	}
+func rsdPairingDial(ctx context.Context, a *app, cfg *pairing.PairConfig, hp *hostPortValue, udid, stateDir string) (func(), error) {
 	sdir, err := rsdStateDir(a, stateDir)
 	if err != nil {
 		return nil, err
@@ -236,7 +194,7 @@ func rsdPairingDial(ctx context.Context, a *app, cfg *pairing.PairConfig, hp [2]
 	if err != nil {
 		return nil, err
 	}
-	addr := net.JoinHostPort(hp[0], hp[1])
+	addr := hp.addr()
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -256,7 +214,7 @@ func rsdPairingDial(ctx context.Context, a *app, cfg *pairing.PairConfig, hp [2]
 		c.Close()
 		return nil, fmt.Errorf("rsd: device %s lists no %s", dev.UDID, pairing.TunnelServiceName)
 	}
-	svcAddr := net.JoinHostPort(hp[0], strconv.Itoa(int(svc.Port)))
+	svcAddr := net.JoinHostPort(hp.host, strconv.Itoa(int(svc.Port)))
 	cfg.Dial = func(ctx context.Context) (pairing.Transport, error) {
 		var d net.Dialer
 		nc, err := d.DialContext(ctx, "tcp", svcAddr)
@@ -340,9 +298,4 @@ func pairRecordsDir(a *app, flagDir string) (string, error) {
 		}
 	}
 	return filepath.Join(home, pairing.RecordDirName), nil
-}
-
-// addRecordsFlag adds --pair-records to a subcommand's flags.
-func addRecordsFlag(fs *flag.FlagSet) *string {
-	return fs.String("pair-records", "", "pair record folder (env IOSMUX_PAIR_RECORDS, default ~/.pymobiledevice3)")
 }

@@ -1,24 +1,29 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+
+	"github.com/spf13/cobra"
 )
 
-func runPairForget(ctx context.Context, a *app, args []string) error {
-	flags := newFlags(a, "pair forget", "ID [--pair-records DIR]", "Deletes the pair record of device ID (as 'pair list' shows it). The device keeps its side until it is reset or the host is removed there.")
-	recordsDir := addRecordsFlag(flags)
-	if err := parseFlags(flags, args); err != nil {
-		return err
+func newPairForgetCmd(a *app) *cobra.Command {
+	var recordsDir string
+	cmd := &cobra.Command{
+		Use:     "forget ID",
+		Short:   "delete a pair record",
+		Long:    "Deletes the pair record of device ID (as 'pair list' shows it). The device keeps its side until it is reset or the host is removed there.",
+		Example: "  iosmux pair forget 00008110-001A2B3C4D5E6F70\n  iosmux pair forget appletv --pair-records ./records",
+		Args:    exactArgs(1, "the record's ID"),
+		RunE:    func(cmd *cobra.Command, args []string) error { return runPairForget(a, args[0], recordsDir) },
 	}
-	if flags.NArg() != 1 {
-		flags.Usage()
-		return errUsage
-	}
-	id := flags.Arg(0)
-	dir, err := pairRecordsDir(a, *recordsDir)
+	addRecordsFlag(cmd, &recordsDir)
+	return cmd
+}
+
+func runPairForget(a *app, id, recordsDir string) error {
+	dir, err := pairRecordsDir(a, recordsDir)
 	if err != nil {
 		return err
 	}

@@ -1,12 +1,12 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strconv"
 
 	"github.com/iosmux/iosmux/pairing"
+	"github.com/spf13/cobra"
 )
 
 const pairImportHelp = `
@@ -28,27 +28,38 @@ func pairingStore(a *app, dir string) pairing.RecordStore {
 	return s
 }
 
-func runPairImport(ctx context.Context, a *app, args []string) error {
-	fs := newFlags(a, "pair import", "--go-ios DIR [--pair-records DIR] [--json] [UDID...]", pairImportHelp)
-	goios := fs.String("go-ios", "", "go-ios pair record folder")
-	asJSON := fs.Bool("json", false, "print the imported records as JSON")
-	recordsDir := addRecordsFlag(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
+func newPairImportCmd(a *app) *cobra.Command {
+	var goios, recordsDir string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:     "import --go-ios DIR [UDID...]",
+		Short:   "convert go-ios's pair records into pymobiledevice3 records",
+		Long:    pairImportHelp,
+		Example: "  iosmux pair import --go-ios ~/.go-ios\n  iosmux pair import --go-ios /var/lib/go-ios 00008110-001A2B3C4D5E6F70",
+		Args:    cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if goios == "" {
+				return usagef("--go-ios DIR is required: go-ios's pair record folder")
+			}
+			return runPairImport(a, goios, recordsDir, asJSON, args)
+		},
 	}
-	if *goios == "" {
-		fs.Usage()
-		return errUsage
-	}
-	dir, err := pairRecordsDir(a, *recordsDir)
+	cmd.Flags().StringVar(&goios, "go-ios", "", "go-ios pair record `DIR` (its --pair-record-path)")
+	addJSONFlag(cmd, &asJSON, "the imported records")
+	addRecordsFlag(cmd, &recordsDir)
+	return cmd
+}
+
+func runPairImport(a *app, goios, recordsDir string, asJSON bool, udids []string) error {
+	dir, err := pairRecordsDir(a, recordsDir)
 	if err != nil {
 		return err
 	}
-	got, err := pairing.ImportGoIOS(*goios, pairingStore(a, dir), fs.Args())
+	got, err := pairing.ImportGoIOS(goios, pairingStore(a, dir), udids)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		type entry struct {
 			Identifier string `json:"identifier"`
 			Path       string `json:"path"`

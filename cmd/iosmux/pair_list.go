@@ -1,9 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"text/tabwriter"
+
+	"github.com/spf13/cobra"
 )
 
 // pairListEntry is one record in 'pair list --json'; no key material.
@@ -18,18 +19,23 @@ type pairListEntry struct {
 	Error          string `json:"error,omitempty"`
 }
 
-func runPairList(ctx context.Context, a *app, args []string) error {
-	fs := newFlags(a, "pair list", "[--json] [--pair-records DIR]", "Lists the RemotePairing records (pymobiledevice3's format).")
-	asJSON := fs.Bool("json", false, "print the records as JSON")
-	recordsDir := addRecordsFlag(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
+func newPairListCmd(a *app) *cobra.Command {
+	var recordsDir string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:     "list",
+		Short:   "list the RemotePairing records (pymobiledevice3's format)",
+		Long:    "Lists the RemotePairing records in the record folder: identifier, device, whether it holds a remote unlock key, path. No key material is printed.",
+		Example: "  iosmux pair list\n  iosmux pair list --json --pair-records ./records",
+		RunE:    func(cmd *cobra.Command, args []string) error { return runPairList(a, recordsDir, asJSON) },
 	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return errUsage
-	}
-	dir, err := pairRecordsDir(a, *recordsDir)
+	addJSONFlag(cmd, &asJSON, "the records")
+	addRecordsFlag(cmd, &recordsDir)
+	return cmd
+}
+
+func runPairList(a *app, recordsDir string, asJSON bool) error {
+	dir, err := pairRecordsDir(a, recordsDir)
 	if err != nil {
 		return err
 	}
@@ -49,7 +55,7 @@ func runPairList(ctx context.Context, a *app, args []string) error {
 		}
 		out = append(out, e)
 	}
-	if *asJSON {
+	if asJSON {
 		return writeJSON(a.stdout, out)
 	}
 	if len(out) == 0 {

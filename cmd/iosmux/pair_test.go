@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -209,18 +210,18 @@ func TestPairUsage(t *testing.T) {
 }
 
 func TestPairRecordsDir(t *testing.T) {
-	a := &app{getenv: func(k string) string { return map[string]string{"HOME": "/h"}[k] }}
+	a := testApp(io.Discard, map[string]string{"HOME": "/h"})
 	if d, _ := pairRecordsDir(a, ""); d != "/h/.pymobiledevice3" {
 		t.Errorf("default: %s", d)
 	}
-	a.getenv = func(k string) string { return map[string]string{"HOME": "/h", "IOSMUX_PAIR_RECORDS": "/env"}[k] }
+	a = testApp(io.Discard, map[string]string{"HOME": "/h", "IOSMUX_PAIR_RECORDS": "/env"})
 	if d, _ := pairRecordsDir(a, ""); d != "/env" {
 		t.Errorf("env: %s", d)
 	}
 	if d, _ := pairRecordsDir(a, "/flag"); d != "/flag" {
 		t.Errorf("flag: %s", d)
 	}
-	a.getenv = func(k string) string { return map[string]string{"HOME": "/root", "SUDO_USER": "root"}[k] }
+	a = testApp(io.Discard, map[string]string{"HOME": "/root", "SUDO_USER": "root"})
 	if d, _ := pairRecordsDir(a, ""); d != "/root/.pymobiledevice3" {
 		t.Errorf("sudo: %s", d)
 	}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -16,14 +14,13 @@ import (
 
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/xpc"
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	register(&command{name: "rsd-info", summary: "print a device's RSD Handshake: properties and services", run: runRSDInfo})
-}
-
 const rsdInfoHelp = `
-Connects to a RemoteServiceDiscovery port (RemoteXPC over h2c), reads the
+Connects to a RemoteServiceDiscovery port (RemoteXPC over h2c): --rsd HOST
+PORT as start-tunnel prints it, or --tunnel UDID to ask the running tunneld
+where the device's tunnel is (as pymobiledevice3's --tunnel does). It reads the
 device's Handshake and prints its properties and service table, like
 'pymobiledevice3 remote rsd-info'. --json prints the Handshake as pymobiledevice3
 does (UUIDs as text, data as base64, 64-bit integers exact).
@@ -35,66 +32,72 @@ The host announces itself with a stable UUID kept in the state directory
 (docs/protocols/rsd.md §5, with a fresh random device UUID) and queries it
 with the same client over TCP.`
 
-func runRSDInfo(ctx context.Context, a *app, args []string) error {
-	fs := newFlags(a, "rsd-info", "(--rsd HOST PORT | --demo) [--json]", rsdInfoHelp)
-	asJSON := fs.Bool("json", false, "print the Handshake as JSON")
-	demo := fs.Bool("demo", false, "serve the published example device on loopback and query it")
-	timeout := fs.Duration("timeout", 10*time.Second, "time allowed to connect and read the Handshake")
-	stateDir := fs.String("state-dir", "", "directory holding the host's RSD UUID (env IOSMUX_STATE_DIR)")
-	fs.Bool("rsd", false, "HOST PORT: the RSD endpoint to query (two arguments)")
-	// --rsd takes two values, which package flag cannot express: pull them
-	// out before parsing.
-	var host, port string
-	var rest []string
-	for i := 0; i < len(args); i++ {
-		if args[i] == "--rsd" || args[i] == "-rsd" {
-			if i+2 >= len(args) {
-				fmt.Fprintln(a.stderr, "iosmux rsd-info: --rsd needs HOST and PORT")
-				return errUsage
+type rsdInfoOptions struct {
+	target   *rsdTarget
+	asJSON   bool
+	demo     bool
+	timeout  time.Duration
+	stateDir string
+}
+
+func newRSDInfoCmd(a *app) *cobra.Command {
+	var o rsdInfoOptions
+	cmd := &cobra.Command{
+		Use:   "rsd-info (--rsd HOST PORT | --tunnel UDID | --demo)",
+		Short: "print a device's RSD Handshake: properties and services",
+		Long:  rsdInfoHelp,
+		Example: `  iosmux rsd-info --tunnel 00008110-001A2B3C4D5E6F70
+  iosmux rsd-info --rsd fd7b:e5b:6f53::1 64337
+  iosmux rsd-info --rsd [fd7b:e5b:6f53::1]:64337 --json
+  iosmux rsd-info --demo`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.target.check(cmd); err != nil {
+				return err
 			}
-			host, port = args[i+1], args[i+2]
-			i += 2
-			continue
-		}
-		rest = append(rest, args[i])
+			if o.target.given(cmd) == o.demo {
+				return usagef("give one of --rsd HOST PORT, --tunnel UDID or --demo")
+			}
+			return runRSDInfo(cmd.Context(), a, cmd, o)
+		},
 	}
-	if err := parseFlags(fs, rest); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 || (host == "") == !*demo {
-		fs.Usage()
-		return errUsage
-	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	o.target = addRSDTarget(a, cmd)
+	f := cmd.Flags()
+	f.BoolVar(&o.demo, "demo", false, "serve the published example device on loopback and query it")
+	addJSONFlag(cmd, &o.asJSON, "the Handshake")
+	addTimeoutFlag(cmd, &o.timeout, 10*time.Second, "to connect and read the Handshake")
+	addStateDirFlag(cmd, &o.stateDir)
+	return cmd
+}
+
+func runRSDInfo(ctx context.Context, a *app, cmd *cobra.Command, o rsdInfoOptions) error {
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 
 	var hostID xpc.UUID
-	if *demo {
-		stop, addr, err := startDemoRSD(ctx, a)
+	var addr string
+	if o.demo {
+		stop, demoAddr, err := startDemoRSD(ctx, a)
 		if err != nil {
 			return err
 		}
 		defer stop()
-		host, port = addr.IP.String(), strconv.Itoa(addr.Port)
+		addr = demoAddr.String()
 		hostID, err = xpc.NewRandomUUID(nil) // the demo leaves no state behind
 		if err != nil {
 			return err
 		}
 	} else {
-		dir, err := rsdStateDir(a, *stateDir)
+		dir, err := rsdStateDir(a, o.stateDir)
 		if err != nil {
 			return err
 		}
 		if hostID, err = rsd.LoadOrCreateHostUUID(dir); err != nil {
 			return err
 		}
+		if addr, err = o.target.resolve(ctx, a, cmd); err != nil {
+			return err
+		}
 	}
-	p, err := strconv.ParseUint(port, 10, 16)
-	if err != nil || p == 0 {
-		fmt.Fprintf(a.stderr, "iosmux rsd-info: bad port %q\n", port)
-		return errUsage
-	}
-	addr := net.JoinHostPort(host, port)
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -105,27 +108,10 @@ func runRSDInfo(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	defer c.Close()
-	if *asJSON {
+	if o.asJSON {
 		return writeJSON(a.stdout, xpcJSON(c.Handshake.Body()))
 	}
 	return printHandshake(a, c.Handshake)
-}
-
-func rsdStateDir(a *app, flagDir string) (string, error) {
-	if flagDir != "" {
-		return flagDir, nil
-	}
-	if d := a.getenv("IOSMUX_STATE_DIR"); d != "" {
-		return d, nil
-	}
-	if d := a.getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "iosmux"), nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("no state directory: set --state-dir or IOSMUX_STATE_DIR: %w", err)
-	}
-	return filepath.Join(home, ".local", "state", "iosmux"), nil
 }
 
 // startDemoRSD serves the published example device (rsd.md §5) on a

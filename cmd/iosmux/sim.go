@@ -9,11 +9,8 @@ import (
 
 	"github.com/iosmux/iosmux/sim"
 	"github.com/iosmux/iosmux/tunnel"
+	"github.com/spf13/cobra"
 )
-
-func init() {
-	register(&command{name: "sim", summary: "run simulated iPhones behind a simulated usbmuxd (no hardware needed)", run: runSim})
-}
 
 const simHelp = `
 Runs N simulated iPhones (package sim) until SIGINT/SIGTERM: a usbmuxd
@@ -28,76 +25,115 @@ serves a control endpoint for faults:
        stall?on=true, reset?after=0, garbage?on=true, trust?answer=deny)
 
 Point clients at the devices with USBMUXD_SOCKET_ADDRESS=UNIX:<socket>.
-With --state-dir, identities, keys and pairings survive restarts.
+With --simulate-state DIR, identities, keys and pairings survive restarts
+(the same folder 'iosmux tunneld --simulate N --simulate-state DIR' uses).
+tunneld's spellings --simulate-profile and --simulate-control work here too.
 
 Profiles: 17.0 (no CoreDeviceProxy), 17.4, 18.2 (no QUIC), 27.2 (RSD peer
 re-attach), or any iOS version from 17.0.`
 
-func runSim(ctx context.Context, a *app, args []string) error {
-	fs := newFlags(a, "sim", "[flags]", simHelp)
-	count := fs.Int("count", 1, "number of devices")
-	profile := fs.String("profile", sim.DefaultProfile, "iOS profile: "+strings.Join(sim.Profiles, ", ")+" or another version ≥ 17.0")
-	stateDir := fs.String("state-dir", "", "keep identities, keys and pairings here (and the usbmuxd socket, unless --socket)")
-	seed := fs.String("seed", sim.DefaultSeed, "seed the identities derive from")
-	socket := fs.String("socket", "", "usbmuxd UNIX socket path (default: <state-dir>/usbmuxd or a temporary directory)")
-	control := fs.String("control", "127.0.0.1:0", "control endpoint: host:port or unix:/path; \"none\" disables it")
-	loopback := fs.Bool("loopback", true, "serve each device's untrusted RSD and network pairing on 127.0.0.1")
-	ncm := fs.Bool("ncm", false, "emulate USB-NCM: each device in its own network namespace, a veth link per device (Linux, root)")
-	wifi := fs.Bool("wifi", false, "with --ncm, add a Wi-Fi link per device with _remotepairing._tcp")
-	realism := fs.String("realism", "ideal", "ideal, or usb2 (drops above 8 KiB under load, one packet per read, 40 MB/s)")
-	linkRate := fs.Int64("link-rate", -1, "cap each device's USB link in bytes/s per direction (overrides --realism; 0 = none)")
-	dropAbove := fs.Int("drop-above", -1, "drop host→device tunnel packets above this size after 4 MiB (overrides --realism; 0 = never)")
-	boundary := fs.String("boundary", "", "tunnel read mode: stream, drop or break (overrides --realism)")
-	undashed := fs.Bool("undashed-serial", false, "report UDIDs without the dash in usbmuxd, as Linux usbmuxd does")
-	trust := fs.String("trust", "accept", "answer to Trust dialogs: accept, deny or pending")
-	jsonOut := fs.Bool("json", false, "print the endpoints as JSON")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+type simOptions struct {
+	count                           int
+	profile, stateDir, seed, socket string
+	control                         string
+	loopback, ncm, wifi, undashed   bool
+	realism, boundary, trust        string
+	linkRate                        int64
+	dropAbove                       int
+	asJSON                          bool
+}
+
+// profileFlag adds --name taking a sim profile: one of sim.Profiles or
+// another iOS version from 17.0.
+func profileFlag(cmd *cobra.Command, p *string, name, usage string) {
+	*p = sim.DefaultProfile
+	cmd.Flags().Var(&checkedValue{p: p, typ: "VERSION", choices: sim.Profiles, check: func(s string) error {
+		if _, err := sim.ParseProfile(s); err != nil {
+			return fmt.Errorf("want %s, or another iOS version from 17.0", strings.Join(sim.Profiles, ", "))
+		}
+		return nil
+	}}, name, usage+": "+strings.Join(sim.Profiles, ", ")+" or another iOS version from 17.0")
+	cmd.RegisterFlagCompletionFunc(name, func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return sim.Profiles, cobra.ShellCompDirectiveNoFileComp
+	})
+}
+
+// addSimulateFlags adds the flags tunneld and backend share for their
+// simulated devices: --simulate [N], --simulate-state, --simulate-profile.
+func addSimulateFlags(cmd *cobra.Command, n *int, state, profile *string, lo, hi int, usage string) {
+	countFlag(cmd, n, "simulate", lo, hi, usage+"; --simulate alone is 1")
+	cmd.Flags().StringVar(state, "simulate-state", "", "where the simulated devices keep their identities and pairings, `DIR` (default <state dir>/sim)")
+	profileFlag(cmd, profile, "simulate-profile", "iOS profile of the simulated devices")
+}
+
+func newSimCmd(a *app) *cobra.Command {
+	var o simOptions
+	cmd := &cobra.Command{
+		Use:   "sim",
+		Short: "run simulated iPhones behind a simulated usbmuxd (no hardware needed)",
+		Long:  simHelp,
+		Example: `  iosmux sim --count 4
+  iosmux sim --profile 17.4 --simulate-state ./simstate --json
+  sudo iosmux sim --ncm --wifi --trust deny`,
+		RunE: func(cmd *cobra.Command, args []string) error { return runSim(cmd.Context(), a, o) },
 	}
-	if fs.NArg() != 0 || *count < 1 {
-		fs.Usage()
-		return errUsage
+	f := cmd.Flags()
+	intFlag(cmd, &o.count, "count", 1, 1, 1000, "number of devices")
+	profileFlag(cmd, &o.profile, "profile", "iOS profile")
+	aliasFlag(cmd, "simulate-profile", "profile", false)
+	f.StringVar(&o.stateDir, "simulate-state", "", "keep identities, keys and pairings in `DIR` (and the usbmuxd socket, unless --socket); default: a temporary folder")
+	aliasFlag(cmd, "state-dir", "simulate-state", true)
+	f.StringVar(&o.seed, "seed", sim.DefaultSeed, "seed the identities derive from")
+	f.StringVar(&o.socket, "socket", "", "usbmuxd UNIX socket `PATH` (default: <simulate-state>/usbmuxd or a temporary folder)")
+	f.StringVar(&o.control, "control", "127.0.0.1:0", "control endpoint: HOST:PORT or unix:/path; \"none\" disables it")
+	aliasFlag(cmd, "simulate-control", "control", false)
+	f.BoolVar(&o.loopback, "loopback", true, "serve each device's untrusted RSD and network pairing on 127.0.0.1")
+	f.BoolVar(&o.ncm, "ncm", false, "emulate USB-NCM: each device in its own network namespace, a veth link per device (Linux, root)")
+	f.BoolVar(&o.wifi, "wifi", false, "with --ncm, add a Wi-Fi link per device with _remotepairing._tcp")
+	enumFlag(cmd, &o.realism, "realism", "", "ideal", []string{"ideal", "usb2"}, "link model: ideal, or usb2 (drops above 8 KiB under load, one packet per read, 40 MB/s)")
+	f.Int64Var(&o.linkRate, "link-rate", -1, "cap each device's USB link in bytes/s per direction (overrides --realism; 0 = none)")
+	f.IntVar(&o.dropAbove, "drop-above", -1, "drop host→device tunnel packets above this size after 4 MiB (overrides --realism; 0 = never)")
+	enumFlag(cmd, &o.boundary, "boundary", "", "", []string{"stream", "drop", "break"}, "tunnel read mode (overrides --realism)")
+	f.BoolVar(&o.undashed, "undashed-serial", false, "report UDIDs without the dash in usbmuxd, as Linux usbmuxd does")
+	enumFlag(cmd, &o.trust, "trust", "", "accept", []string{"accept", "deny", "pending"}, "answer to Trust dialogs")
+	addJSONFlag(cmd, &o.asJSON, "the endpoints")
+	return cmd
+}
+
+func runSim(ctx context.Context, a *app, o simOptions) error {
+	if o.wifi && !o.ncm {
+		return usagef("--wifi adds a Wi-Fi link next to the USB-NCM one: it needs --ncm")
 	}
-	prof, err := sim.ParseProfile(*profile)
+	prof, err := sim.ParseProfile(o.profile)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return usageErr(err)
 	}
 	var real sim.Realism
-	switch *realism {
-	case "ideal":
-	case "usb2":
+	if o.realism == "usb2" {
 		real = sim.USB2
-	default:
-		return fmt.Errorf("%w: --realism %q: want ideal or usb2", errUsage, *realism)
 	}
-	if *linkRate >= 0 {
-		real.LinkRate = *linkRate
+	if o.linkRate >= 0 {
+		real.LinkRate = o.linkRate
 	}
-	if *dropAbove >= 0 {
-		real.DropAbove, real.DropAfter = *dropAbove, 4<<20
+	if o.dropAbove >= 0 {
+		real.DropAbove, real.DropAfter = o.dropAbove, 4<<20
 	}
-	if *boundary != "" {
-		m, ok := map[string]tunnel.BoundaryMode{"stream": tunnel.BoundaryStream, "drop": tunnel.BoundaryDrop, "break": tunnel.BoundaryBreak}[*boundary]
-		if !ok {
-			return fmt.Errorf("%w: --boundary %q: want stream, drop or break", errUsage, *boundary)
-		}
-		real.Boundary = m
+	if o.boundary != "" {
+		real.Boundary = map[string]tunnel.BoundaryMode{"stream": tunnel.BoundaryStream, "drop": tunnel.BoundaryDrop, "break": tunnel.BoundaryBreak}[o.boundary]
 	}
-	tr, err := sim.ParseTrust(*trust)
+	tr, err := sim.ParseTrust(o.trust)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return usageErr(err)
 	}
-	cfg := sim.FleetConfig{Count: *count, Seed: *seed, Profile: prof, StateDir: *stateDir, SocketPath: *socket,
-		Loopback: *loopback, UndashedSerial: *undashed, Realism: real, Trust: tr, Logger: a.log}
-	if *ncm {
-		cfg.NCM = &sim.NCMConfig{WiFi: *wifi}
-	} else if *wifi {
-		return fmt.Errorf("%w: --wifi needs --ncm", errUsage)
+	cfg := sim.FleetConfig{Count: o.count, Seed: o.seed, Profile: prof, StateDir: o.stateDir, SocketPath: o.socket,
+		Loopback: o.loopback, UndashedSerial: o.undashed, Realism: real, Trust: tr, Logger: a.log}
+	if o.ncm {
+		cfg.NCM = &sim.NCMConfig{WiFi: o.wifi}
 	}
 	start := time.Now()
 	f, err := sim.StartFleet(cfg)
 	if err != nil {
-		return fmt.Errorf("starting %d simulated devices: %w", *count, err)
+		return fmt.Errorf("starting %d simulated devices: %w", o.count, err)
 	}
 	defer func() {
 		if err := f.Close(); err != nil {
@@ -105,16 +141,16 @@ func runSim(ctx context.Context, a *app, args []string) error {
 		}
 	}()
 	out := f.Endpoints()
-	if *control != "none" {
-		c, err := f.ServeControl(*control)
+	if o.control != "none" {
+		c, err := f.ServeControl(o.control)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
 		out.Control = c.Addr()
 	}
-	a.log.Info("sim: devices up", "count", *count, "profile", prof.Name, "took", time.Since(start).Round(time.Millisecond))
-	if *jsonOut {
+	a.log.Info("sim: devices up", "count", o.count, "profile", prof.Name, "took", time.Since(start).Round(time.Millisecond))
+	if o.asJSON {
 		if err := writeJSON(a.stdout, out); err != nil {
 			return err
 		}

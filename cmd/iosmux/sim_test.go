@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"sync"
 	"testing"
@@ -38,10 +37,9 @@ func TestSimCommand(t *testing.T) {
 	state := t.TempDir()
 	out := &lockedBuffer{ready: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &app{stdout: out, stderr: io.Discard, log: slog.New(slog.DiscardHandler), getenv: func(string) string { return "" }}
 	done := make(chan error, 1)
 	go func() {
-		done <- runSim(ctx, a, []string{"--count", "3", "--profile", "17.4", "--state-dir", state, "--json"})
+		done <- execIn(ctx, out, io.Discard, nil, "sim", "--count", "3", "--profile", "17.4", "--simulate-state", state, "--json")
 	}()
 	select {
 	case <-out.ready:

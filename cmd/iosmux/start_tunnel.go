@@ -17,12 +17,9 @@ import (
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/utun"
+	"github.com/spf13/cobra"
 	"golang.zx2c4.com/wireguard/tun"
 )
-
-func init() {
-	register(&command{name: "start-tunnel", summary: "open a tunnel to an iPhone (iOS 17+) and keep it up until interrupted", run: runStartTunnel})
-}
 
 const startTunnelHelp = `
 Opens an IPv6 tunnel to the device and keeps it up until SIGINT or SIGTERM,
@@ -30,7 +27,7 @@ then tears it down (the TUN interface disappears). Once the tunnel is up it
 prints what pymobiledevice3's start-tunnel prints, so scripts written for it
 keep working; --script-mode prints only "<rsd-address> <rsd-port>".
 
-Connections:
+Connections (-t/--connection, or --connection-type as pymobiledevice3 spells it):
   --connection usbmux   CoreDeviceProxy through usbmuxd (USB, or usbmuxd's
                         network devices); iOS 17.4 or later; needs only the
                         usual lockdown pairing. The default.
@@ -39,7 +36,9 @@ Connections:
   --connection wifi     RemotePairing over the network: _remotepairing._tcp
                         found by mDNS (or given with --remotepairing HOST PORT)
 The RemotePairing connections need a pair record ('iosmux pair'). Their
-transport is --protocol tcp (TLS-PSK, every iOS) or quic (iOS 17.0-18.1).
+transport is -p/--protocol tcp (TLS-PSK, every iOS) or quic (iOS 17.0-18.1).
+HOST PORT may also be written HOST:PORT or [IPv6]:PORT. Without an address,
+the device is looked for by mDNS for up to --timeout, saying so.
 
 --userspace needs no root: the tunnel ends in a network stack inside this
 process, and the RSD port is forwarded to a port on 127.0.0.1, which is what
@@ -49,35 +48,48 @@ userspace-tunnel protocol (a client sends the 16-byte IPv6 destination and
 the port as 4 bytes little endian, then talks to that service), the same
 port 'iosmux tunneld --userspace' lists as userspaceTunPort.`
 
-// startTunnelTwoValueFlags take HOST PORT.
-var startTunnelTwoValueFlags = []string{"rsd", "remotepairing"}
+type startTunnelOptions struct {
+	udid, connection, protocol    string
+	userspace, scriptMode, asJSON bool
+	muxAddr, recordsDir, stateDir string
+	secrets                       string
+	timeout                       time.Duration
+	rsd, remotepairing            hostPortValue
+}
 
-func runStartTunnel(ctx context.Context, a *app, args []string) error {
-	fs := newFlags(a, "start-tunnel", "[--udid U] [--connection usbmux|usb|wifi] [--rsd HOST PORT | --remotepairing HOST PORT] [--protocol tcp|quic] [--userspace] [--script-mode] [--json]", startTunnelHelp)
-	udid := fs.String("udid", "", "the device's UDID (needed when several are connected)")
-	connection := fs.String("connection", "", "usbmux, usb or wifi (default usbmux; usb with --rsd, wifi with --remotepairing)")
-	protocol := fs.String("protocol", "tcp", "RemotePairing transport: tcp or quic")
-	userspace := fs.Bool("userspace", false, "no TUN interface: a network stack in this process, RSD forwarded to 127.0.0.1")
-	scriptMode := fs.Bool("script-mode", false, "print only '<rsd-address> <rsd-port>'")
-	asJSON := fs.Bool("json", false, "print the tunnel as JSON")
-	muxAddr := fs.String("usbmux-address", "", usbmuxAddressHelp)
-	recordsDir := addRecordsFlag(fs)
-	stateDir := fs.String("state-dir", "", "directory holding the host's RSD UUID (env IOSMUX_STATE_DIR)")
-	secrets := fs.String("secrets", "", "write the QUIC TLS secrets (NSS key log) to this file, for Wireshark")
-	timeout := fs.Duration("timeout", 30*time.Second, "time allowed to find the device and set the tunnel up")
-	fs.Bool("rsd", false, "HOST PORT: the device's untrusted RSD (USB-NCM link, port 58783; two arguments)")
-	fs.Bool("remotepairing", false, "HOST PORT: the device's network pairing port (two arguments)")
-	two, rest, err := splitTwoValueFlags(args, startTunnelTwoValueFlags)
-	if err != nil {
-		fmt.Fprintf(a.stderr, "iosmux start-tunnel: %v\n", err)
-		return errUsage
+func newStartTunnelCmd(a *app) *cobra.Command {
+	var o startTunnelOptions
+	cmd := &cobra.Command{
+		Use:   "start-tunnel [--udid U] [-t usbmux|usb|wifi] [--rsd HOST PORT | --remotepairing HOST PORT] [-p tcp|quic]",
+		Short: "open a tunnel to an iPhone (iOS 17+) and keep it up until interrupted",
+		Long:  startTunnelHelp,
+		Example: `  sudo iosmux start-tunnel --udid 00008110-001A2B3C4D5E6F70
+  iosmux start-tunnel --userspace
+  sudo iosmux start-tunnel -t usb --rsd fe80::1%enp0s20u1 58783
+  sudo iosmux start-tunnel -t wifi -p quic --script-mode`,
+		RunE: func(cmd *cobra.Command, args []string) error { return runStartTunnel(cmd.Context(), a, o) },
 	}
-	if err := parseFlags(fs, rest); err != nil {
-		return err
-	}
-	_, viaRSD := two["rsd"]
-	_, viaRP := two["remotepairing"]
-	conn := strings.ToLower(*connection)
+	f := cmd.Flags()
+	addUDIDFlag(cmd, &o.udid, "")
+	enumFlag(cmd, &o.connection, "connection", "t", "", []string{"usbmux", "usb", "wifi"}, "how to reach the device (default usbmux; usb with --rsd, wifi with --remotepairing)")
+	aliasFlag(cmd, "connection-type", "connection", false)
+	enumFlag(cmd, &o.protocol, "protocol", "p", "tcp", []string{"tcp", "quic"}, "RemotePairing transport")
+	f.Var(&o.rsd, "rsd", "the device's untrusted RSD (USB-NCM link, port 58783)")
+	f.Var(&o.remotepairing, "remotepairing", "the device's network pairing port (_remotepairing._tcp)")
+	f.BoolVar(&o.userspace, "userspace", false, "no TUN interface (no root): a network stack in this process, RSD forwarded to 127.0.0.1")
+	f.BoolVar(&o.scriptMode, "script-mode", false, "print only '<rsd-address> <rsd-port>'")
+	addJSONFlag(cmd, &o.asJSON, "the tunnel")
+	addTimeoutFlag(cmd, &o.timeout, 30*time.Second, "to find the device and set the tunnel up")
+	f.StringVar(&o.secrets, "secrets", "", "write the QUIC TLS secrets (NSS key log) to this `FILE`, for Wireshark")
+	addRecordsFlag(cmd, &o.recordsDir)
+	addStateDirFlag(cmd, &o.stateDir)
+	addUsbmuxFlag(cmd, &o.muxAddr)
+	return cmd
+}
+
+func runStartTunnel(ctx context.Context, a *app, o startTunnelOptions) error {
+	viaRSD, viaRP := o.rsd.given(), o.remotepairing.given()
+	conn := o.connection
 	switch {
 	case conn == "" && viaRSD:
 		conn = "usb"
@@ -86,26 +98,31 @@ func runStartTunnel(ctx context.Context, a *app, args []string) error {
 	case conn == "":
 		conn = "usbmux"
 	}
-	proto := tunnel.Protocol(strings.ToLower(*protocol))
-	bad := fs.NArg() != 0 || viaRSD && viaRP || viaRSD && conn != "usb" || viaRP && conn != "wifi" ||
-		conn != "usbmux" && conn != "usb" && conn != "wifi" || proto != tunnel.TCP && proto != tunnel.QUIC ||
-		conn == "usbmux" && proto != tunnel.TCP || *scriptMode && *asJSON
-	if bad {
-		fs.Usage()
-		return errUsage
+	proto := tunnel.Protocol(o.protocol)
+	switch {
+	case viaRSD && viaRP:
+		return usagef("give at most one of --rsd HOST PORT and --remotepairing HOST PORT")
+	case viaRSD && conn != "usb":
+		return usagef("--rsd is the USB-NCM link's RSD: it goes with --connection usb, not %s", conn)
+	case viaRP && conn != "wifi":
+		return usagef("--remotepairing is a network pairing port: it goes with --connection wifi, not %s", conn)
+	case conn == "usbmux" && proto != tunnel.TCP:
+		return usagef("--connection usbmux (CoreDeviceProxy) is always tcp; --protocol quic needs --connection usb or wifi")
+	case o.scriptMode && o.asJSON:
+		return usagef("give --script-mode or --json, not both")
 	}
 
-	opt := tunnel.Options{Protocol: proto, UDID: *udid, Logger: a.log}
+	opt := tunnel.Options{Protocol: proto, UDID: o.udid, Logger: a.log}
 	var stack *utun.Netstack
-	if *userspace {
+	if o.userspace {
 		opt.NewTUN = func(p tunnel.Params) (tun.Device, error) {
 			ns, err := utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
 			stack = ns
 			return ns, err
 		}
 	}
-	if *secrets != "" {
-		f, err := os.OpenFile(*secrets, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if o.secrets != "" {
+		f, err := os.OpenFile(o.secrets, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
 			return fmt.Errorf("--secrets: %w", err)
 		}
@@ -113,7 +130,7 @@ func runStartTunnel(ctx context.Context, a *app, args []string) error {
 		opt.KeyLog = f
 	}
 	if conn != "usbmux" {
-		dir, err := pairRecordsDir(a, *recordsDir)
+		dir, err := pairRecordsDir(a, o.recordsDir)
 		if err != nil {
 			return err
 		}
@@ -122,7 +139,7 @@ func runStartTunnel(ctx context.Context, a *app, args []string) error {
 			return fmt.Errorf("host name: %w", err)
 		}
 		if conn == "usb" {
-			sdir, err := rsdStateDir(a, *stateDir)
+			sdir, err := rsdStateDir(a, o.stateDir)
 			if err != nil {
 				return err
 			}
@@ -132,44 +149,42 @@ func runStartTunnel(ctx context.Context, a *app, args []string) error {
 		}
 	}
 
-	sctx, cancel := context.WithTimeout(ctx, *timeout)
+	sctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	tn, err := startTunnel(sctx, a, conn, opt, *muxAddr, *udid, two)
+	tn, err := startTunnel(sctx, a, conn, opt, o)
 	if err != nil {
-		if !*userspace && errors.Is(err, os.ErrPermission) {
+		if !o.userspace && errors.Is(err, os.ErrPermission) {
 			err = fmt.Errorf("%w (a TUN interface needs root or CAP_NET_ADMIN; or use --userspace)", err)
 		}
 		return err
 	}
 	defer tn.Close()
 	cancel()
-	return serveTunnel(ctx, a, tn, stack, *userspace, *scriptMode, *asJSON, *secrets)
+	return serveTunnel(ctx, a, tn, stack, o.userspace, o.scriptMode, o.asJSON, o.secrets)
 }
 
 // startTunnel establishes the tunnel over the chosen connection.
-func startTunnel(ctx context.Context, a *app, conn string, opt tunnel.Options, muxAddr, udid string, two map[string][2]string) (*tunnel.Tunnel, error) {
-	rsdAddr, viaRSD := two["rsd"]
-	rpAddr, viaRP := two["remotepairing"]
+func startTunnel(ctx context.Context, a *app, conn string, opt tunnel.Options, o startTunnelOptions) (*tunnel.Tunnel, error) {
 	sctx := ctx
 	switch conn {
 	case "usbmux":
-		mux, err := newUsbmuxClient(a, muxAddr)
+		mux, err := newUsbmuxClient(a, o.muxAddr)
 		if err != nil {
 			return nil, err
 		}
-		dev, err := findDevice(sctx, mux, udid)
+		dev, err := a.findDevice(sctx, mux, o.udid)
 		if err != nil {
 			return nil, fmt.Errorf("usbmuxd: %w", err)
 		}
 		return tunnel.StartCoreDeviceProxy(sctx, mux, dev, opt)
 	case "usb":
-		addrs, err := targets(sctx, a, viaRSD, rsdAddr, discovery.SourceNCM)
+		addrs, err := targets(sctx, a, &o.rsd, discovery.SourceNCM, o.asJSON || o.scriptMode)
 		if err != nil {
 			return nil, err
 		}
 		return tryEach(addrs, func(addr string) (*tunnel.Tunnel, error) { return tunnel.StartRSD(sctx, addr, opt) })
 	default:
-		addrs, err := targets(sctx, a, viaRP, rpAddr, discovery.SourceRemotePairing)
+		addrs, err := targets(sctx, a, &o.remotepairing, discovery.SourceRemotePairing, o.asJSON || o.scriptMode)
 		if err != nil {
 			return nil, err
 		}
@@ -222,12 +237,9 @@ func serveTunnel(ctx context.Context, a *app, tn *tunnel.Tunnel, stack *utun.Net
 // targets returns the addresses to try: the one given, or what mDNS finds
 // within the context (pmd3 tries discovery three times; here the monitor
 // browses repeatedly until the first sighting or the timeout).
-func targets(ctx context.Context, a *app, given bool, hp [2]string, src discovery.Source) ([]string, error) {
-	if given {
-		if _, err := strconv.ParseUint(hp[1], 10, 16); err != nil {
-			return nil, fmt.Errorf("bad port %q: %w", hp[1], errUsage)
-		}
-		return []string{net.JoinHostPort(hp[0], hp[1])}, nil
+func targets(ctx context.Context, a *app, given *hostPortValue, src discovery.Source, quiet bool) ([]string, error) {
+	if given.given() {
+		return []string{given.addr()}, nil
 	}
 	var mon discovery.Monitor
 	what := "USB-NCM (_remoted._tcp)"
@@ -237,7 +249,13 @@ func targets(ctx context.Context, a *app, given bool, hp [2]string, src discover
 		mon = &discovery.BrowseMonitor{Service: discovery.NewWiFiMonitor().Service, Logger: a.log}
 		what = "the network (_remotepairing._tcp)"
 	}
+	what4 := "a device on " + what
+	if dl, ok := ctx.Deadline(); ok {
+		what4 += fmt.Sprintf(" (up to %s; or give its address)", time.Until(dl).Round(time.Second))
+	}
+	w := a.wait("looking for "+what4, quiet)
 	found := discover(ctx, mon)
+	w.Done()
 	if len(found) == 0 {
 		return nil, fmt.Errorf("no device found on %s: is it connected (and, over Wi-Fi, paired)? Or give its address with --rsd/--remotepairing", what)
 	}
@@ -335,7 +353,7 @@ func printTunnel(a *app, t tunnelOutput, scriptMode, asJSON bool, secrets string
 		err = writeJSON(w, t)
 	case scriptMode:
 		_, err = fmt.Fprintf(w, "%s %d\n", t.Address, t.Port)
-	case isTerminal(w) && a.getenv("NO_COLOR") == "":
+	case a.terminal(w) && a.getenv("NO_COLOR") == "":
 		err = writeColored(w, t, secrets)
 	default:
 		err = writePlain(w, t, secrets)
@@ -393,14 +411,4 @@ func writeColored(w io.Writer, t tunnelOutput, secrets string) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-// isTerminal reports whether w is a character device (a terminal).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

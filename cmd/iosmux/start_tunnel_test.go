@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -57,11 +56,10 @@ func TestStartTunnelUserspace(t *testing.T) {
 	ep := fleet.Endpoints().Devices[0]
 	records := t.TempDir()
 	state := t.TempDir()
-	a := &app{stdout: io.Discard, stderr: io.Discard, log: slog.New(slog.DiscardHandler), getenv: func(string) string { return "" }}
 	host, port, _ := net.SplitHostPort(ep.UntrustedRSD)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := runPair(ctx, a, []string{"--rsd", host, port, "--pair-records", records, "--state-dir", state}); err != nil {
+	if err := execIn(ctx, io.Discard, io.Discard, nil, "pair", "--rsd", host, port, "--pair-records", records, "--state-dir", state); err != nil {
 		t.Fatalf("pair: %v", err)
 	}
 	rpHost, rpPort, _ := net.SplitHostPort(ep.NetworkPairing)
@@ -73,12 +71,11 @@ func TestStartTunnelUserspace(t *testing.T) {
 			// --json adds the userspace proxy, through which every device
 			// port is reached with go-ios's preamble.
 			out := &lockedBuffer{ready: make(chan struct{})}
-			a := &app{stdout: out, stderr: io.Discard, log: slog.New(slog.DiscardHandler), getenv: func(string) string { return "" }}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			done := make(chan error, 1)
 			go func() {
-				done <- runStartTunnel(ctx, a, append(args, "--userspace", "--json", "--pair-records", records, "--state-dir", state))
+				done <- execIn(ctx, out, io.Discard, nil, append(append([]string{"start-tunnel"}, args...), "--userspace", "--json", "--pair-records", records, "--state-dir", state)...)
 			}()
 			select {
 			case <-out.ready: // the whole JSON document
@@ -141,12 +138,11 @@ func TestStartTunnelUserspace(t *testing.T) {
 		})
 		t.Run(args[0], func(t *testing.T) {
 			out := &lineBuffer{line: make(chan struct{})}
-			a := &app{stdout: out, stderr: io.Discard, log: slog.New(slog.DiscardHandler), getenv: func(string) string { return "" }}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			done := make(chan error, 1)
 			go func() {
-				done <- runStartTunnel(ctx, a, append(args, "--userspace", "--script-mode", "--pair-records", records, "--state-dir", state))
+				done <- execIn(ctx, out, io.Discard, nil, append(append([]string{"start-tunnel"}, args...), "--userspace", "--script-mode", "--pair-records", records, "--state-dir", state)...)
 			}()
 			select {
 			case <-out.line:
@@ -211,7 +207,7 @@ func TestStartTunnelOutput(t *testing.T) {
 		t.Errorf("userspace plain output %q", b.String())
 	}
 	b.Reset()
-	a := &app{stdout: &b, getenv: func(string) string { return "" }}
+	a := testApp(&b, nil)
 	printTunnel(a, o, true, false, "")
 	if b.String() != "fd7b:e5b:6f53::1 64337\n" {
 		t.Errorf("script mode %q", b.String())

@@ -3,14 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,11 +19,8 @@ import (
 	"github.com/iosmux/iosmux/sim"
 	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/tunneld"
+	"github.com/spf13/cobra"
 )
-
-func init() {
-	register(&command{name: "tunneld", summary: "keep a tunnel to every iPhone and serve pymobiledevice3's tunneld API (drop-in for 'pymobiledevice3 remote tunneld')", run: runTunneld})
-}
 
 const tunneldHelp = `
 A drop-in replacement for 'pymobiledevice3 remote tunneld': finds every
@@ -38,7 +34,8 @@ devices. Stops on SIGINT/SIGTERM or GET /shutdown, removing every TUN.
                   their identities, keys and pairings persist in
                   --simulate-state, so a restart finds the same devices.
                   Only the simulated usbmuxd is watched, unless --usb,
-                  --wifi or --mobdev2 are given explicitly.
+                  --wifi or --mobdev2 are given explicitly. --simulate
+                  alone means --simulate 1.
   --userspace     no TUN interfaces (no root needed): tunnels end in a
                   network stack inside this process, reachable through
                   go-ios's userspace proxy port listed by the go-ios API.
@@ -52,6 +49,10 @@ devices. Stops on SIGINT/SIGTERM or GET /shutdown, removing every TUN.
   --api LIST      also serve go-ios's agent API (goios, port 60105) and
                   appium's tunnel registry (appium, port 42314).
 
+Once a tunnel is up it prints a command to try it, e.g.
+'iosmux rsd-info --tunnel UDID', which asks this tunneld where the
+device is, as 'pymobiledevice3 … --tunnel UDID' does.
+
 Kernel TUNs need root, as pymobiledevice3's tunneld does; with --simulate
 and without root, --userspace is chosen for you. The APIs listen on
 loopback only unless --host says otherwise (then anyone who can reach
@@ -62,86 +63,94 @@ pymobiledevice3's switches: --usb/--no-usb, --wifi/--no-wifi,
 
 // boolSwitch is pymobiledevice3's --name/--no-name pair.
 type boolSwitch struct {
-	name string
-	on   *bool
-	off  *bool
+	name    string
+	on, off bool
 }
 
-func addSwitch(fs *flag.FlagSet, name, help string) *boolSwitch {
-	return &boolSwitch{
-		name: name,
-		on:   fs.Bool(name, true, help),
-		off:  fs.Bool("no-"+name, false, "turn --"+name+" off"),
-	}
+func addSwitch(cmd *cobra.Command, name, help string) *boolSwitch {
+	s := &boolSwitch{name: name}
+	cmd.Flags().BoolVar(&s.on, name, true, help)
+	cmd.Flags().BoolVar(&s.off, "no-"+name, false, "turn --"+name+" off")
+	return s
 }
 
-func (s *boolSwitch) value() bool { return *s.on && !*s.off }
+func (s *boolSwitch) value() bool { return s.on && !s.off }
 
-func runTunneld(ctx context.Context, a *app, args []string) error {
-	fs := newFlags(a, "tunneld", "[flags]", tunneldHelp)
-	host := fs.String("host", tunneld.DefaultHost, "address the APIs listen on")
-	port := fs.Int("port", rsdapi.DefaultPMD3Port, "pymobiledevice3 API port")
-	daemonize := fs.Bool("daemonize", false, "run in the background (pid and log files in the temporary folder)")
-	fs.BoolVar(daemonize, "d", false, "short for --daemonize")
-	protocol := fs.String("protocol", "tcp", "RemotePairing tunnel transport: tcp or quic (CoreDeviceProxy is always tcp)")
-	fs.StringVar(protocol, "p", "tcp", "short for --protocol")
-	usb := addSwitch(fs, "usb", "watch USB-NCM links (_remoted._tcp)")
-	wifi := addSwitch(fs, "wifi", "watch Wi-Fi RemotePairing (_remotepairing._tcp)")
-	usbmuxOn := addSwitch(fs, "usbmux", "watch usbmuxd (CoreDeviceProxy)")
-	mobdev2 := addSwitch(fs, "mobdev2", "watch Wi-Fi lockdown (_apple-mobdev2._tcp)")
-	muxAddr := fs.String("usbmux-address", "", usbmuxAddressHelp)
-	simulate := fs.Int("simulate", 0, "attach N built-in simulated iPhones")
-	simState := fs.String("simulate-state", "", "where simulated devices keep their state (default <state dir>/sim)")
-	simControl := fs.String("simulate-control", "", "serve the simulated devices' fault control endpoint here (host:port or unix:/path; see 'iosmux help sim')")
-	simProfile := fs.String("simulate-profile", sim.DefaultProfile, "iOS profile of the simulated devices: "+strings.Join(sim.Profiles, ", "))
-	userspace := fs.Bool("userspace", false, "tunnels in a userspace network stack instead of TUN interfaces (no root)")
-	apis := fs.String("api", tunneld.APIPMD3, "APIs to serve, comma separated: pmd3, goios, appium")
-	goiosPort := fs.Int("go-ios-port", rsdapi.DefaultGoIOSPort, "go-ios agent API port")
-	appiumPort := fs.Int("appium-port", rsdapi.DefaultAppiumPort, "appium tunnel registry port")
-	recordsDir := addRecordsFlag(fs)
-	stateDir := fs.String("state-dir", "", "directory holding the host's RSD UUID (env IOSMUX_STATE_DIR)")
-	advertise := fs.String("advertise", "device", "what the APIs list as each tunnel's RSD: device or backend")
-	backendHost := fs.String("backend-host", "::1", "with --advertise backend: the address the backends listen on")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	proto := tunnel.Protocol(strings.ToLower(*protocol))
-	if fs.NArg() != 0 || *simulate < 0 || (proto != tunnel.TCP && proto != tunnel.QUIC) ||
-		(*advertise != "device" && *advertise != "backend") {
-		fs.Usage()
-		return errUsage
-	}
-	apiList := strings.Split(*apis, ",")
-	for i, s := range apiList {
-		apiList[i] = strings.ToLower(strings.TrimSpace(s))
-		if !slices.Contains([]string{tunneld.APIPMD3, tunneld.APIGoIOS, tunneld.APIAppium}, apiList[i]) {
-			fmt.Fprintf(a.stderr, "iosmux tunneld: --api: unknown API %q (want pmd3, goios, appium)\n", apiList[i])
-			return errUsage
-		}
-	}
-	if *daemonize {
-		return daemonizeTunneld(a, *host, *port)
-	}
+type tunneldOptions struct {
+	host                             string
+	port, goiosPort, appiumPort      int
+	daemonize, userspace             bool
+	protocol                         string
+	usb, wifi, usbmuxOn, mobdev2     *boolSwitch
+	muxAddr                          string
+	simulate                         int
+	simState, simControl, simProfile string
+	apis                             []string
+	recordsDir, stateDir             string
+	advertise, backendHost           string
+}
 
-	if !*userspace && os.Geteuid() != 0 {
-		if *simulate == 0 {
+func newTunneldCmd(a *app) *cobra.Command {
+	var o tunneldOptions
+	cmd := &cobra.Command{
+		Use:   "tunneld",
+		Short: "keep a tunnel to every iPhone and serve pymobiledevice3's tunneld API (drop-in for 'pymobiledevice3 remote tunneld')",
+		Long:  tunneldHelp,
+		Example: `  sudo iosmux tunneld
+  sudo iosmux tunneld --api pmd3,goios,appium -d
+  iosmux tunneld --simulate 2 --userspace
+  sudo iosmux tunneld --advertise backend --backend-host ::1`,
+		RunE: func(cmd *cobra.Command, args []string) error { return runTunneld(cmd.Context(), a, cmd, &o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.host, "host", tunneld.DefaultHost, "address the APIs listen on")
+	portFlag(cmd, &o.port, "port", rsdapi.DefaultPMD3Port, "pymobiledevice3 API port (0: any free port)")
+	f.BoolVarP(&o.daemonize, "daemonize", "d", false, "run in the background (pid and log files in the temporary folder)")
+	enumFlag(cmd, &o.protocol, "protocol", "p", "tcp", []string{"tcp", "quic"}, "RemotePairing tunnel transport (CoreDeviceProxy is always tcp)")
+	o.usb = addSwitch(cmd, "usb", "watch USB-NCM links (_remoted._tcp)")
+	o.wifi = addSwitch(cmd, "wifi", "watch Wi-Fi RemotePairing (_remotepairing._tcp)")
+	o.usbmuxOn = addSwitch(cmd, "usbmux", "watch usbmuxd (CoreDeviceProxy)")
+	o.mobdev2 = addSwitch(cmd, "mobdev2", "watch Wi-Fi lockdown (_apple-mobdev2._tcp)")
+	f.BoolVar(&o.userspace, "userspace", false, "tunnels in a userspace network stack instead of TUN interfaces (no root)")
+	enumListFlag(cmd, &o.apis, "api", []string{tunneld.APIPMD3}, []string{tunneld.APIPMD3, tunneld.APIGoIOS, tunneld.APIAppium}, "APIs to serve, comma separated")
+	portFlag(cmd, &o.goiosPort, "go-ios-port", rsdapi.DefaultGoIOSPort, "go-ios agent API port")
+	portFlag(cmd, &o.appiumPort, "appium-port", rsdapi.DefaultAppiumPort, "appium tunnel registry port")
+	enumFlag(cmd, &o.advertise, "advertise", "", "device", []string{"device", "backend"}, "what the APIs list as each tunnel's RSD")
+	f.StringVar(&o.backendHost, "backend-host", "::1", "with --advertise backend: the address the backends listen on")
+	addSimulateFlags(cmd, &o.simulate, &o.simState, &o.simProfile, 0, 1000, "attach N built-in simulated iPhones (no hardware needed)")
+	f.StringVar(&o.simControl, "simulate-control", "", "serve the simulated devices' fault control endpoint here (HOST:PORT or unix:/path; see 'iosmux help sim')")
+	addRecordsFlag(cmd, &o.recordsDir)
+	addStateDirFlag(cmd, &o.stateDir)
+	addUsbmuxFlag(cmd, &o.muxAddr)
+	return cmd
+}
+
+func runTunneld(ctx context.Context, a *app, cmd *cobra.Command, o *tunneldOptions) error {
+	set := func(name string) bool { return cmd.Flags().Changed(name) }
+	proto := tunnel.Protocol(o.protocol)
+	apiList := o.apis
+	if o.daemonize {
+		return daemonizeTunneld(a, o.host, o.port)
+	}
+	userspace := o.userspace
+
+	if !userspace && os.Geteuid() != 0 {
+		if o.simulate == 0 {
 			// pymobiledevice3's wording; it then exits 0 (UNCONFIRMED), we
 			// fail: nothing was started.
 			fmt.Fprintln(a.stderr, `This command requires root privileges. Consider retrying with "sudo".`)
 			return errors.New("not root: kernel TUN interfaces need root (or use --userspace)")
 		}
 		a.log.Warn("tunneld: not root: using --userspace (kernel TUN interfaces need root)")
-		*userspace = true
+		userspace = true
 	}
-	if ip := net.ParseIP(*host); ip == nil || !ip.IsLoopback() {
-		a.log.Warn("tunneld: THE TUNNEL APIS ARE REACHABLE FROM THE NETWORK: anyone who reaches " + *host +
+	if ip := net.ParseIP(o.host); ip == nil || !ip.IsLoopback() {
+		a.log.Warn("tunneld: THE TUNNEL APIS ARE REACHABLE FROM THE NETWORK: anyone who reaches " + o.host +
 			" can list, create and stop tunnels (no authentication). Use --host 127.0.0.1 unless you mean it.")
-		fmt.Fprintf(a.stderr, "\n  WARNING: listening on %s, not loopback. The APIs have no authentication.\n\n", *host)
+		fmt.Fprintf(a.stderr, "\n  WARNING: listening on %s, not loopback. The APIs have no authentication.\n\n", o.host)
 	}
 
-	sdir, err := rsdStateDir(a, *stateDir)
+	sdir, err := rsdStateDir(a, o.stateDir)
 	if err != nil {
 		return err
 	}
@@ -154,19 +163,19 @@ func runTunneld(ctx context.Context, a *app, args []string) error {
 		return p
 	}
 	cfg := tunneld.Config{
-		Host: *host, Port: anyPort(*port), GoIOSPort: anyPort(*goiosPort), AppiumPort: anyPort(*appiumPort), APIs: apiList,
-		USB: usb.value(), WiFi: wifi.value(), Mobdev2: mobdev2.value(),
-		Protocol: proto, Userspace: *userspace, Logger: a.log,
+		Host: o.host, Port: anyPort(o.port), GoIOSPort: anyPort(o.goiosPort), AppiumPort: anyPort(o.appiumPort), APIs: apiList,
+		USB: o.usb.value(), WiFi: o.wifi.value(), Mobdev2: o.mobdev2.value(),
+		Protocol: proto, Userspace: userspace, Logger: a.log,
 	}
-	if ip := net.ParseIP(*host); ip == nil {
-		cfg.AllowedHosts = []string{*host}
+	if ip := net.ParseIP(o.host); ip == nil {
+		cfg.AllowedHosts = []string{o.host}
 	}
 	if cfg.HostUUID, err = rsd.LoadOrCreateHostUUID(sdir); err != nil {
 		return err
 	}
 
-	if *advertise == "backend" {
-		bs, err := newBackends(backend.Config{Listen: backendListen(*backendHost), StateDir: filepath.Join(sdir, "backend"),
+	if o.advertise == "backend" {
+		bs, err := newBackends(backend.Config{Listen: backendListen(o.backendHost), StateDir: filepath.Join(sdir, "backend"),
 			HostUUID: cfg.HostUUID, Logger: a.log}, a.log)
 		if err != nil {
 			return err
@@ -177,57 +186,65 @@ func runTunneld(ctx context.Context, a *app, args []string) error {
 	}
 
 	var fleet *sim.Fleet
-	if *simulate > 0 {
-		prof, err := sim.ParseProfile(*simProfile)
+	muxAddr, recordsDir := o.muxAddr, o.recordsDir
+	if o.simulate > 0 {
+		prof, err := sim.ParseProfile(o.simProfile)
 		if err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
+			return usageErr(err)
 		}
-		dir := *simState
+		dir := o.simState
 		if dir == "" {
 			dir = filepath.Join(sdir, "sim")
 		}
 		start := time.Now()
-		fleet, err = sim.StartFleet(sim.FleetConfig{Count: *simulate, Profile: prof, StateDir: dir, Logger: a.log})
+		fleet, err = sim.StartFleet(sim.FleetConfig{Count: o.simulate, Profile: prof, StateDir: dir, Logger: a.log})
 		if err != nil {
-			return fmt.Errorf("starting %d simulated iPhones: %w", *simulate, err)
+			return fmt.Errorf("starting %d simulated iPhones: %w", o.simulate, err)
 		}
 		defer func() {
 			if err := fleet.Close(); err != nil {
 				a.log.Error("tunneld: stopping the simulated iPhones", "err", err)
 			}
 		}()
-		if *simControl != "" {
-			c, err := fleet.ServeControl(*simControl)
+		if o.simControl != "" {
+			c, err := fleet.ServeControl(o.simControl)
 			if err != nil {
 				return fmt.Errorf("--simulate-control: %w", err)
 			}
 			defer c.Close()
 			fmt.Fprintf(a.stdout, "simulated devices' control: %s\n", c.Addr())
 		}
-		a.log.Info("tunneld: simulated iPhones up", "count", *simulate, "profile", prof.Name, "state", dir, "took", time.Since(start).Round(time.Millisecond))
-		*muxAddr = "UNIX:" + fleet.UsbmuxSocket()
+		a.log.Info("tunneld: simulated iPhones up", "count", o.simulate, "profile", prof.Name, "state", dir, "took", time.Since(start).Round(time.Millisecond))
+		muxAddr = "UNIX:" + fleet.UsbmuxSocket()
 		// The real-network monitors only see real devices.
-		cfg.USB = set["usb"] && usb.value()
-		cfg.WiFi = set["wifi"] && wifi.value()
-		cfg.Mobdev2 = set["mobdev2"] && mobdev2.value()
-		if *recordsDir == "" {
+		cfg.USB = set("usb") && o.usb.value()
+		cfg.WiFi = set("wifi") && o.wifi.value()
+		cfg.Mobdev2 = set("mobdev2") && o.mobdev2.value()
+		if recordsDir == "" {
 			// Keep the simulated pairings out of the user's real folder.
-			*recordsDir = filepath.Join(dir, "pair-records")
+			recordsDir = filepath.Join(dir, "pair-records")
 		}
 	}
-	rdir, err := pairRecordsDir(a, *recordsDir)
+	rdir, err := pairRecordsDir(a, recordsDir)
 	if err != nil {
 		return err
 	}
 	cfg.Records = pairingStore(a, rdir)
-	if usbmuxOn.value() {
-		if cfg.Usbmux, err = newUsbmuxClient(a, *muxAddr); err != nil {
+	if o.usbmuxOn.value() {
+		if cfg.Usbmux, err = newUsbmuxClient(a, muxAddr); err != nil {
 			return err
 		}
 	}
-	cfg.OnTunnel = func(up bool, t rsdapi.Tunnel) { printTunnelEvent(a, up, t) }
+	var d *tunneld.Daemon
+	var hinted sync.Once
+	cfg.OnTunnel = func(up bool, t rsdapi.Tunnel) {
+		printTunnelEvent(a, up, t)
+		if up && slices.Contains(apiList, tunneld.APIPMD3) {
+			hinted.Do(func() { printTryHint(a, d, t) })
+		}
+	}
 
-	d, err := tunneld.New(cfg)
+	d, err = tunneld.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -251,6 +268,16 @@ func printAPIs(a *app, d *tunneld.Daemon, apis []string, fleet *sim.Fleet) {
 		fmt.Fprintf(a.stdout, "list the tunnels:            curl http://%s/\n", d.Addr(tunneld.APIPMD3))
 	}
 	fmt.Fprintln(a.stdout, "waiting for devices (Ctrl-C stops and removes every tunnel)...")
+}
+
+// printTryHint prints, once, a command to paste to see a device answer
+// through this tunneld: what a newcomer wants right after 'make run'.
+func printTryHint(a *app, d *tunneld.Daemon, t rsdapi.Tunnel) {
+	cmd := a.argv0 + " rsd-info --tunnel " + t.UDID
+	if api := d.Addr(tunneld.APIPMD3); api != rsdapi.DefaultPMD3Addr {
+		cmd += " --tunneld " + api
+	}
+	fmt.Fprintf(a.stdout, "try it:      %s\n", cmd)
 }
 
 func printTunnelEvent(a *app, up bool, t rsdapi.Tunnel) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"regexp"
@@ -32,13 +31,12 @@ func TestTunneldAdvertiseBackend(t *testing.T) {
 	out := &lockedBuffer{ready: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	a := &app{stdout: out, stderr: io.Discard, log: slog.New(slog.DiscardHandler), getenv: func(string) string { return "" }}
 	state := t.TempDir()
 	done := make(chan error, 1)
 	go func() {
-		done <- runTunneld(ctx, a, []string{"--simulate", "1", "--simulate-profile", "27.2", "--userspace",
+		done <- execIn(ctx, out, io.Discard, nil, "tunneld", "--simulate", "1", "--simulate-profile", "27.2", "--userspace",
 			"--advertise", "backend", "--port", "0", "--api", "pmd3,appium", "--appium-port", "0",
-			"--simulate-control", "127.0.0.1:0", "--simulate-state", state + "/sim", "--state-dir", state})
+			"--simulate-control", "127.0.0.1:0", "--simulate-state", state+"/sim", "--state-dir", state)
 	}()
 	text := func() string {
 		out.mu.Lock()

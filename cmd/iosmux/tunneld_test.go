@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,12 +23,11 @@ func TestTunneldCommand(t *testing.T) {
 	out := &lockedBuffer{ready: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	a := &app{stdout: out, stderr: io.Discard, log: slog.New(slog.DiscardHandler), getenv: func(string) string { return "" }}
 	state := t.TempDir()
 	done := make(chan error, 1)
 	go func() {
-		done <- runTunneld(ctx, a, []string{"--simulate", "2", "--userspace", "--port", "0", "--api", "pmd3,goios",
-			"--go-ios-port", "0", "--simulate-state", state + "/sim", "--state-dir", state})
+		done <- execIn(ctx, out, io.Discard, nil, "tunneld", "--simulate", "2", "--userspace", "--port", "0", "--api", "pmd3,goios",
+			"--go-ios-port", "0", "--simulate-state", state+"/sim", "--state-dir", state)
 	}()
 	text := func() string {
 		out.mu.Lock()
@@ -90,8 +87,7 @@ func TestTunneldBadFlags(t *testing.T) {
 		{"--advertise", "both"},
 		{"extra"},
 	} {
-		a := &app{stdout: io.Discard, stderr: io.Discard, log: slog.New(slog.DiscardHandler), getenv: func(string) string { return "" }}
-		if err := runTunneld(context.Background(), a, args); !errors.Is(err, errUsage) {
+		if err := execIn(context.Background(), io.Discard, io.Discard, nil, append([]string{"tunneld"}, args...)...); !isUsage(err) {
 			t.Errorf("%v: %v, want a usage error", args, err)
 		}
 	}
@@ -130,33 +126,20 @@ func TestDistArgs(t *testing.T) {
 	if len(lines) != 2 {
 		t.Fatalf("found %d command lines, want 2", len(lines))
 	}
-	globals := map[string]bool{"--log-format": true, "--log-level": true}
 	for _, args := range lines {
-		if filepath.Base(args[0]) != "iosmux" {
-			t.Errorf("%v does not run iosmux", args)
+		if filepath.Base(args[0]) != "iosmux" || !slices.Contains(args, "tunneld") {
+			t.Errorf("%v does not run iosmux tunneld", args)
 			continue
-		}
-		i := slices.Index(args, "tunneld")
-		if i < 0 {
-			t.Errorf("%v does not run tunneld", args)
-			continue
-		}
-		for j := 1; j < i; j += 2 {
-			if !globals[args[j]] {
-				t.Errorf("%v: unknown global flag %s", args, args[j])
-			}
 		}
 		// Parse for real, on ephemeral ports, with nothing to watch; the
 		// cancelled context stops the daemon at once.
 		dir := t.TempDir()
-		a := &app{stdout: io.Discard, stderr: io.Discard, log: slog.New(slog.DiscardHandler), getenv: func(k string) string {
-			return map[string]string{"IOSMUX_STATE_DIR": dir, "IOSMUX_PAIR_RECORDS": dir + "/records"}[k]
-		}}
+		env := map[string]string{"IOSMUX_STATE_DIR": dir, "IOSMUX_PAIR_RECORDS": dir + "/records"}
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		run := append(slices.Clone(args[i+1:]), "--port", "0", "--go-ios-port", "0", "--appium-port", "0",
+		run := append(slices.Clone(args[1:]), "--port", "0", "--go-ios-port", "0", "--appium-port", "0",
 			"--no-usbmux", "--no-usb", "--no-wifi", "--no-mobdev2", "--userspace")
-		if err := runTunneld(ctx, a, run); err != nil {
+		if err := execIn(ctx, io.Discard, io.Discard, env, run...); err != nil {
 			t.Errorf("%v: %v", args, err)
 		}
 	}
