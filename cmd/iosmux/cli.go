@@ -219,7 +219,7 @@ func (a *app) normalizeArgs(root *cobra.Command, args []string) []string {
 				continue
 			}
 		case *countValue:
-			if i+1 < len(args) && isDigits(args[i+1]) {
+			if i+1 < len(args) && isDigits(strings.TrimPrefix(args[i+1], "-")) {
 				out = append(out, s+"="+args[i+1])
 				i++
 				continue

@@ -32,10 +32,9 @@ func (e *enumValue) Set(s string) error {
 	*e.p = ls
 	return nil
 }
-func (e *enumValue) String() string       { return *e.p }
-func (e *enumValue) Type() string         { return strings.Join(e.allowed, "|") }
-func (e *enumValue) Choices() []string    { return e.allowed }
-func (e *enumValue) completion() []string { return e.allowed }
+func (e *enumValue) String() string    { return *e.p }
+func (e *enumValue) Type() string      { return strings.Join(e.allowed, "|") }
+func (e *enumValue) Choices() []string { return e.allowed }
 
 // enumFlag adds --name (and -short) taking one of allowed, default def.
 func enumFlag(cmd *cobra.Command, p *string, name, short, def string, allowed []string, usage string) {

@@ -44,9 +44,12 @@ Bad usage exits 2, a failure 1.`,
 	root.SetFlagErrorFunc(flagError)
 	root.SetVersionTemplate("{{.Version}}\n")
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.logLevel, "log-level", envOr(a.getenv, "IOSMUX_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env IOSMUX_LOG_LEVEL)")
-	pf.StringVar(&a.logFormat, "log-format", envOr(a.getenv, "IOSMUX_LOG_FORMAT", "text"), "log format: text or json (env IOSMUX_LOG_FORMAT)")
-	for name, allowed := range map[string][]string{"log-level": {"debug", "info", "warn", "error"}, "log-format": {"text", "json"}} {
+	a.logLevel = envOr(a.getenv, "IOSMUX_LOG_LEVEL", "info")
+	a.logFormat = envOr(a.getenv, "IOSMUX_LOG_FORMAT", "text")
+	pf.Var(&enumValue{p: &a.logLevel, allowed: []string{"debug", "info", "warn", "error"}}, "log-level", "log level (env IOSMUX_LOG_LEVEL)")
+	pf.Var(&enumValue{p: &a.logFormat, allowed: []string{"text", "json"}}, "log-format", "log format (env IOSMUX_LOG_FORMAT)")
+	for _, name := range []string{"log-level", "log-format"} {
+		allowed := pf.Lookup(name).Value.(*enumValue).allowed
 		root.RegisterFlagCompletionFunc(name, func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 			return allowed, cobra.ShellCompDirectiveNoFileComp
 		})
