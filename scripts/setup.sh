@@ -23,6 +23,8 @@ have python3      || need_apt+=(python3)   # node-gyp runs python
 # Node from another source (e.g. NodeSource) must not be replaced by Debian's.
 have node         || need_apt+=(nodejs)
 have npm          || need_apt+=(npm)
+# cmd/iosmux's completion test sources the script the way a user's shell does
+[ -f /usr/share/bash-completion/bash_completion ] || need_apt+=(bash-completion)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
