@@ -153,23 +153,17 @@ func writeMarkdown(w io.Writer, a *app, root *cobra.Command) {
 	}
 }
 
-// readmeUsing is the command list of README.md's "Using it" section: the
-// first example of each command with its summary.
+// readmeUsing is the command list of README.md's "Using it" section:
+// each command's summary and its first example.
 func readmeUsing(root *cobra.Command) string {
-	var rows [][2]string
-	width := 0
+	var b strings.Builder
 	walk(root, func(c *cobra.Command) {
 		if c == root || !c.IsAvailableCommand() || c.Example == "" {
 			return
 		}
 		ex := strings.TrimSpace(strings.SplitN(dedent(c.Example), "\n", 2)[0])
-		rows = append(rows, [2]string{ex, c.Short})
-		width = max(width, len(ex))
+		fmt.Fprintf(&b, "# %s\n%s\n", c.Short, ex)
 	})
-	var b strings.Builder
-	for _, r := range rows {
-		fmt.Fprintf(&b, "%-*s  # %s\n", width, r[0], r[1])
-	}
 	return b.String()
 }
 

@@ -41,6 +41,7 @@ Bad usage exits 2, a failure 1.`,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return a.setUp(cmd) },
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
+	cobra.EnableCommandSorting = false // the order below is the help's
 	root.SetFlagErrorFunc(flagError)
 	root.SetVersionTemplate("{{.Version}}\n")
 	pf := root.PersistentFlags()
