@@ -62,6 +62,12 @@ func TestTunneldCommand(t *testing.T) {
 	if err != nil || len(listing) != 2 {
 		t.Fatalf("GET / = %v, %v", listing, err)
 	}
+	// One command to paste, naming a listed device and this API.
+	api := strings.TrimSuffix(strings.TrimPrefix(m[1], "http://"), "/")
+	try := regexp.MustCompile(`try it: +iosmux rsd-info --tunnel (\S+) --tunneld (\S+)\n`).FindStringSubmatch(text())
+	if try == nil || listing[try[1]] == nil || try[2] != api || strings.Count(text(), "try it:") != 1 {
+		t.Errorf("no single 'try it: iosmux rsd-info --tunnel UDID --tunneld %s' line for a listed device in:\n%s", api, text())
+	}
 	if !strings.Contains(text(), "go-ios proxy 127.0.0.1:") {
 		t.Errorf("userspace tunnels without their proxy port:\n%s", text())
 	}
