@@ -176,26 +176,3 @@ func TestPyQuote(t *testing.T) {
 		t.Errorf("pyQuote = %q, want %q", got, want)
 	}
 }
-
-func TestMetricsNames(t *testing.T) {
-	m := NewMetrics()
-	for _, bad := range []string{"", "1x", "a-b"} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("Counter(%q) did not panic", bad)
-				}
-			}()
-			m.Counter(bad, "h")
-		}()
-	}
-	c := m.Counter("x_total", "a\\b\nc", "l")
-	c.Add(-1, "v")
-	c.Add(2, "v\n\"\\")
-	var b bytes.Buffer
-	m.WriteTo(&b)
-	want := "# HELP x_total a\\\\b\\nc\n# TYPE x_total counter\nx_total{l=\"v\\n\\\"\\\\\"} 2\n"
-	if b.String() != want {
-		t.Errorf("got %q, want %q", b.String(), want)
-	}
-}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -333,32 +335,29 @@ func TestPMD3FederationLoopIsBounded(t *testing.T) {
 	r.want(t, 200, json, want)
 }
 
+// TestPMD3Metrics: GET /metrics is the daemon's handler, and every
+// request of every API is reported with its status code once answered.
 func TestPMD3Metrics(t *testing.T) {
-	m := rsdapi.NewMetrics()
-	dm := rsdapi.NewDaemonMetrics(m)
-	srv, _ := serve(t, pmd3, rsdapitest.New(), func(c *rsdapi.Config) { c.Metrics = m; c.DaemonMetrics = dm })
-	dm.Tunnels.Set(2, "usbmux-usb")
-	dm.Bytes.Add(1500, "in")
-	dm.Errors.Inc(`pair "verify"`)
+	var mu sync.Mutex
+	var seen []string
+	srv, _ := serve(t, pmd3, rsdapitest.New(), func(c *rsdapi.Config) {
+		c.Metrics = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+			io.WriteString(w, "iosmux_tunnels 0\n")
+		})
+		c.OnRequest = func(api string, code int) {
+			mu.Lock()
+			seen = append(seen, fmt.Sprintf("%s %d", api, code))
+			mu.Unlock()
+		}
+	})
 	do(t, srv, "GET", "/hello", "")
 	do(t, srv, "GET", "/nope", "")
-	r := do(t, srv, "GET", "/metrics", "")
-	want := `# HELP iosmux_tunnels Established tunnels by path.
-# TYPE iosmux_tunnels gauge
-iosmux_tunnels{path="usbmux-usb"} 2
-# HELP iosmux_tunnel_reconnects_total Tunnels rebuilt after their device came back.
-# TYPE iosmux_tunnel_reconnects_total counter
-iosmux_tunnel_reconnects_total 0
-# HELP iosmux_tunnel_bytes_total Bytes moved through tunnels.
-# TYPE iosmux_tunnel_bytes_total counter
-iosmux_tunnel_bytes_total{direction="in"} 1500
-# HELP iosmux_errors_total Errors by kind.
-# TYPE iosmux_errors_total counter
-iosmux_errors_total{kind="pair \"verify\""} 1
-# HELP iosmux_http_requests_total HTTP API requests by API and status code.
-# TYPE iosmux_http_requests_total counter
-iosmux_http_requests_total{api="pmd3",code="200"} 1
-iosmux_http_requests_total{api="pmd3",code="404"} 1
-`
-	r.want(t, 200, "text/plain; version=0.0.4; charset=utf-8", want)
+	do(t, srv, "GET", "/metrics", "").want(t, 200, "text/plain; version=0.0.4", "iosmux_tunnels 0\n")
+	do(t, srv, "POST", "/metrics", "").want(t, 405, json, `{"detail":"Method Not Allowed"}`)
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"pmd3 200", "pmd3 404", "pmd3 200", "pmd3 405"}; !slices.Equal(seen, want) {
+		t.Errorf("requests reported %q, want %q", seen, want)
+	}
 }

@@ -25,10 +25,13 @@ type Config struct {
 	// Logger receives debug lines (unreachable upstreams); nil discards.
 	Logger *slog.Logger
 
-	// Metrics, when set, is served at /metrics of the pymobiledevice3 API,
-	// and DaemonMetrics.Requests (if registered on it) counts requests.
-	Metrics       *Metrics
-	DaemonMetrics *DaemonMetrics
+	// Metrics, when set, is served at GET /metrics of the pymobiledevice3
+	// API: the daemon's Prometheus exposition.
+	Metrics http.Handler
+	// OnRequest, when set, is called once each request has been answered,
+	// with the API's name ("pmd3", "goios", "appium") and the status code:
+	// the daemon's request counter.
+	OnRequest func(api string, code int)
 
 	// AllowedHosts are extra host names (besides IP literals and
 	// "localhost") accepted in the Host header, e.g. the --host name.
@@ -54,14 +57,14 @@ type Config struct {
 // the upstream set, the change signal for long-polls and appium's stored
 // entries.
 type Server struct {
-	reg      Registry
-	log      *slog.Logger
-	metrics  *Metrics
-	dm       *DaemonMetrics
-	guard    *guard
-	maxBody  int64
-	now      func() time.Time
-	upstream *upstreams
+	reg       Registry
+	log       *slog.Logger
+	metrics   http.Handler
+	onRequest func(api string, code int)
+	guard     *guard
+	maxBody   int64
+	now       func() time.Time
+	upstream  *upstreams
 
 	changeMu sync.Mutex
 	changed  chan struct{} // closed and replaced by Notify
@@ -75,15 +78,15 @@ func New(cfg Config) *Server {
 		panic("rsdapi: Config.Registry is nil")
 	}
 	s := &Server{
-		reg:     cfg.Registry,
-		log:     cfg.Logger,
-		metrics: cfg.Metrics,
-		dm:      cfg.DaemonMetrics,
-		guard:   newGuard(cfg.AllowedHosts),
-		maxBody: cfg.MaxBodyBytes,
-		now:     cfg.Now,
-		changed: make(chan struct{}),
-		appium:  newAppiumStore(),
+		reg:       cfg.Registry,
+		log:       cfg.Logger,
+		metrics:   cfg.Metrics,
+		onRequest: cfg.OnRequest,
+		guard:     newGuard(cfg.AllowedHosts),
+		maxBody:   cfg.MaxBodyBytes,
+		now:       cfg.Now,
+		changed:   make(chan struct{}),
+		appium:    newAppiumStore(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -138,14 +141,14 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 // bound and the request counter. refuse writes the API's own error shape.
 func (s *Server) wrap(api string, refuse func(w http.ResponseWriter, code int, msg string), h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.dm != nil && s.dm.Requests != nil {
+		if s.onRequest != nil {
 			rec := &statusRecorder{ResponseWriter: w}
 			defer func() {
 				code := rec.code
 				if code == 0 {
 					code = http.StatusOK
 				}
-				s.dm.Requests.Inc(api, strconv.Itoa(code))
+				s.onRequest(api, code)
 			}()
 			w = rec
 		}

@@ -114,8 +114,7 @@ type Daemon struct {
 	est     *establisher
 	mgr     *tunnel.Manager
 	api     *rsdapi.Server
-	metrics *rsdapi.Metrics
-	dm      *rsdapi.DaemonMetrics
+	dm      *daemonMetrics
 	sync    *metricsSync
 	reg     *registry
 	started time.Time
@@ -193,11 +192,10 @@ func New(cfg Config) (*Daemon, error) {
 		hostName: cfg.HostName, hostUUID: cfg.HostUUID, protocol: cfg.Protocol, userspace: cfg.Userspace,
 		newKernelTUN: newKernel, kernelDial: kdial, catalogWait: 5 * time.Second, advertiseFn: cfg.Advertise, log: log,
 	}
-	d.metrics = rsdapi.NewMetrics()
-	d.dm = rsdapi.NewDaemonMetrics(d.metrics)
+	d.dm = newDaemonMetrics()
 	d.reg = &registry{d: d}
 	d.api = rsdapi.New(rsdapi.Config{
-		Registry: d.reg, Logger: log, Metrics: d.metrics, DaemonMetrics: d.dm,
+		Registry: d.reg, Logger: log, Metrics: d.dm.handler(), OnRequest: d.dm.request,
 		AllowedHosts: cfg.AllowedHosts,
 	})
 	d.sync = newMetricsSync(d.dm, cfg.OnTunnel)

@@ -1,18 +1,79 @@
 package tunneld
 
 import (
+	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/iosmux/iosmux/rsdapi"
 	"github.com/iosmux/iosmux/tunnel"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// metricsSync copies the manager's counters into the Prometheus families
-// (rsdapi counters only add, so it keeps what it has added) and tells
-// OnTunnel which tunnels came and went.
+// daemonMetrics are the series tunneld exports at GET /metrics: tunnels,
+// reconnects, bytes, errors by kind and API requests, plus the Go runtime's
+// and the process's own (goroutines, descriptors, memory), so a leak shows
+// from outside. Each daemon has its own registry.
+type daemonMetrics struct {
+	reg        *prometheus.Registry
+	tunnels    *prometheus.GaugeVec   // iosmux_tunnels{path}
+	reconnects prometheus.Counter     // iosmux_tunnel_reconnects_total
+	bytes      *prometheus.CounterVec // iosmux_tunnel_bytes_total{direction="in"|"out"}
+	errors     *prometheus.CounterVec // iosmux_errors_total{kind}
+	requests   *prometheus.CounterVec // iosmux_http_requests_total{api,code}
+}
+
+// paths are the values of iosmux_tunnels' label, listed at 0 from the start
+// so a dashboard sees every path before its first tunnel.
+var paths = []rsdapi.Path{rsdapi.PathUsbmuxUSB, rsdapi.PathUSBNCM, rsdapi.PathUsbmuxNetwork, rsdapi.PathMobdev2, rsdapi.PathWiFi}
+
+func newDaemonMetrics() *daemonMetrics {
+	m := &daemonMetrics{
+		reg: prometheus.NewRegistry(),
+		tunnels: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "iosmux_tunnels", Help: "Established tunnels by path.",
+		}, []string{"path"}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "iosmux_tunnel_reconnects_total", Help: "Tunnels rebuilt after their device came back.",
+		}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "iosmux_tunnel_bytes_total", Help: "Bytes moved through tunnels.",
+		}, []string{"direction"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "iosmux_errors_total", Help: "Errors by kind.",
+		}, []string{"kind"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "iosmux_http_requests_total", Help: "HTTP API requests by API and status code.",
+		}, []string{"api", "code"}),
+	}
+	m.reg.MustRegister(m.tunnels, m.reconnects, m.bytes, m.errors, m.requests,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, p := range paths {
+		m.tunnels.WithLabelValues(string(p))
+	}
+	m.bytes.WithLabelValues("in")
+	m.bytes.WithLabelValues("out")
+	return m
+}
+
+// handler serves the exposition (text format, or what the scraper asks for).
+func (m *daemonMetrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// request counts one answered API request.
+func (m *daemonMetrics) request(api string, code int) {
+	m.requests.WithLabelValues(api, strconv.Itoa(code)).Inc()
+}
+
+// metricsSync copies the manager's counters into the Prometheus series
+// (counters only add, so it keeps what it has added) and tells OnTunnel
+// which tunnels came and went.
 type metricsSync struct {
-	dm       *rsdapi.DaemonMetrics
+	dm       *daemonMetrics
 	onTunnel func(up bool, t rsdapi.Tunnel)
 
 	mu     sync.Mutex
@@ -24,11 +85,11 @@ type metricsSync struct {
 	listed map[string]rsdapi.Tunnel
 }
 
-func newMetricsSync(dm *rsdapi.DaemonMetrics, onTunnel func(bool, rsdapi.Tunnel)) *metricsSync {
+func newMetricsSync(dm *daemonMetrics, onTunnel func(bool, rsdapi.Tunnel)) *metricsSync {
 	return &metricsSync{dm: dm, onTunnel: onTunnel, errors: map[string]uint64{}, paths: map[string]bool{}, listed: map[string]rsdapi.Tunnel{}}
 }
 
-// stats brings the families up to s.
+// stats brings the series up to s.
 func (m *metricsSync) stats(s tunnel.ManagerStats) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -36,17 +97,17 @@ func (m *metricsSync) stats(s tunnel.ManagerStats) {
 		m.paths[p] = true
 	}
 	for p := range m.paths {
-		m.dm.Tunnels.Set(int64(s.ByPath[p]), p)
+		m.dm.tunnels.WithLabelValues(p).Set(float64(s.ByPath[p]))
 	}
-	add := func(c *rsdapi.Counter, have *uint64, now uint64, labels ...string) {
+	add := func(c prometheus.Counter, have *uint64, now uint64) {
 		if now > *have {
-			c.Add(int64(now-*have), labels...)
+			c.Add(float64(now - *have))
 			*have = now
 		}
 	}
-	add(m.dm.Reconnects, &m.recon, s.Reconnects)
-	add(m.dm.Bytes, &m.sent, s.Sent, "out")
-	add(m.dm.Bytes, &m.recv, s.Received, "in")
+	add(m.dm.reconnects, &m.recon, s.Reconnects)
+	add(m.dm.bytes.WithLabelValues("out"), &m.sent, s.Sent)
+	add(m.dm.bytes.WithLabelValues("in"), &m.recv, s.Received)
 	kinds := make([]string, 0, len(s.Errors))
 	for k := range s.Errors {
 		kinds = append(kinds, k)
@@ -54,7 +115,7 @@ func (m *metricsSync) stats(s tunnel.ManagerStats) {
 	slices.Sort(kinds)
 	for _, k := range kinds {
 		have := m.errors[k]
-		add(m.dm.Errors, &have, s.Errors[k], k)
+		add(m.dm.errors.WithLabelValues(k), &have, s.Errors[k])
 		m.errors[k] = have
 	}
 }

@@ -74,6 +74,16 @@ var onlyFrom = map[string][]string{
 	"sim": {"cmd/iosmux"},
 }
 
+// thirdParty pins where some third-party modules may be imported (module
+// path prefix → the only importers): the command line's libraries stay in
+// the command, the metrics library in the daemon.
+var thirdParty = map[string][]string{
+	"github.com/spf13/cobra":              {"cmd/iosmux"},
+	"github.com/spf13/pflag":              {"cmd/iosmux"},
+	"github.com/schollz/progressbar":      {"cmd/iosmux"},
+	"github.com/prometheus/client_golang": {"tunneld"},
+}
+
 type pkgInfo struct {
 	ImportPath string
 	Imports    []string
@@ -140,6 +150,11 @@ func TestImportLayers(t *testing.T) {
 		for _, imp := range p.Imports {
 			ir, ours := rel(imp)
 			if !ours {
+				for prefix, allowed := range thirdParty {
+					if (imp == prefix || strings.HasPrefix(imp, prefix+"/")) && !contains(allowed, owner) {
+						t.Errorf("%s imports %s, which only %v may import", r, imp, allowed)
+					}
+				}
 				continue
 			}
 			iowner, il, ok := place(ir)
