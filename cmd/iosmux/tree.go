@@ -14,8 +14,11 @@ import (
 // then add one line to the AddCommand list below (a noun with subcommands,
 // such as pair, builds its own children in its constructor). TestTree
 // checks every command has a summary and an example and that its --help
-// works; docs/cli.md is regenerated with `go test ./cmd/iosmux -run
-// TestCLIDoc -update`.
+// works; docs/cli.md is regenerated with `make docs`. A device command
+// picks its device with a.findDevice (the picker) or rsdTarget.resolve
+// (--rsd/--tunnel); a long wait says what it waits for with a.wait, and a
+// transfer shows a bar with a.progressOut(asJSON).Bytes (package
+// cmd/iosmux/internal/progress: nothing on a non-terminal or with --json).
 func newRootCmd(a *app) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "iosmux",

@@ -262,6 +262,30 @@ func node(t *testing.T, script string, args ...string) []byte {
 	return out
 }
 
+// tryPrinted runs the command tunneld printed for a newcomer to paste
+// ("try it: iosmux rsd-info --tunnel UDID") with our binary: through the
+// pmd3 API's listing it reaches that device's RSD inside its kernel tunnel.
+func tryPrinted(t *testing.T, bin string, p *daemonProc, state string) {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^try it: +iosmux (rsd-info --tunnel (\S+))$`).FindStringSubmatch(p.stdout.String())
+	if m == nil {
+		t.Errorf("tunneld printed no 'try it: iosmux rsd-info --tunnel UDID' line:\n%s", p.stdout.String())
+		return
+	}
+	cmd := exec.Command(bin, append(strings.Fields(m[1]), "--json", "--state-dir", state)...)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Errorf("iosmux %s: %v", m[1], err)
+		return
+	}
+	var h struct {
+		Properties struct{ UniqueDeviceID string }
+	}
+	if err := json.Unmarshal(out, &h); err != nil || h.Properties.UniqueDeviceID != m[2] {
+		t.Errorf("iosmux %s: device %q, %v; want %s", m[1], h.Properties.UniqueDeviceID, err, m[2])
+	}
+}
+
 // pmd3Body is pymobiledevice3's GET / as FastAPI's JSONResponse writes it:
 // compact separators, entries with keys in this order.
 var pmd3Body = regexp.MustCompile(`^\{"[0-9A-F]{8}-[0-9A-F]{16}":\[\{"tunnel-address":"fd[0-9a-f:]+","tunnel-port":\d+,"interface":"usbmux-[0-9A-F]{8}-[0-9A-F]{16}-USB"\}\](,"[0-9A-F]{8}-[0-9A-F]{16}":\[\{"tunnel-address":"fd[0-9a-f:]+","tunnel-port":\d+,"interface":"usbmux-[0-9A-F]{8}-[0-9A-F]{16}-USB"\}\])*\}$`)
@@ -296,6 +320,7 @@ func inNetns(t *testing.T) {
 	if n := len(tunInterfaces(t)); n != 4 {
 		t.Errorf("%d TUN interfaces, want 4", n)
 	}
+	tryPrinted(t, bin, p, state)
 	udids := slices.Sorted(func(yield func(string) bool) {
 		for u := range listing() {
 			if !yield(u) {
