@@ -233,7 +233,7 @@ func followStatic(ctx context.Context, a *app, b *backend.Backend, ap netip.Addr
 func followTunneld(ctx context.Context, a *app, b *backend.Backend, api, udid string, asJSON bool, attached func()) error {
 	c := &rsdapi.Client{Addr: api}
 	var cur netip.AddrPort
-	w := a.wait(fmt.Sprintf("waiting for device %s's tunnel in tunneld at %s", udid, api), asJSON)
+	w := a.wait(fmt.Sprintf("device %s's tunnel in tunneld at %s", udid, api), asJSON)
 	defer w.Done()
 	lastErr := ""
 	for {

@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/iosmux/iosmux/rsd"
+	"github.com/iosmux/iosmux/rsdapi"
+	"github.com/iosmux/iosmux/rsdapi/rsdapitest"
 )
 
 // TestBackendCommand: `iosmux backend --simulate --json` serves the
@@ -88,5 +92,36 @@ func TestBackendCommandUsage(t *testing.T) {
 		if err := execIn(context.Background(), io.Discard, io.Discard, nil, append([]string{"backend"}, args...)...); !isUsage(err) {
 			t.Errorf("backend %q: %v, want a usage error", args, err)
 		}
+	}
+}
+
+// TestBackendWaitsForTunnel: backend --tunnel says what it waits for while
+// tunneld does not list the device yet (and keeps waiting).
+func TestBackendWaitsForTunnel(t *testing.T) {
+	api := httptest.NewServer(rsdapi.New(rsdapi.Config{Registry: rsdapitest.New()}).PMD3Handler())
+	defer api.Close()
+	addr := strings.TrimPrefix(api.URL, "http://")
+	var errb lineBuffer
+	errb.line = make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- execIn(ctx, io.Discard, &errb, nil, "backend", "--tunnel", "00008110-000000000000000A", "--tunneld", addr,
+			"--listen", "127.0.0.1:0", "--state-dir", t.TempDir())
+	}()
+	want := "waiting for device 00008110-000000000000000A's tunnel in tunneld at " + addr
+	for start := time.Now(); !strings.Contains(errb.String(), want); time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("stderr %q lacks %q", errb.String(), want)
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("backend gave up: %v", err)
+	default:
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

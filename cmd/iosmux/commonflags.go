@@ -219,12 +219,13 @@ func (a *app) progressOut(asJSON bool) progress.Out {
 	return progress.Out{W: a.stderr, On: !asJSON && a.terminal(a.stderr)}
 }
 
-// wait says what a possibly long wait waits for: a spinner on a terminal,
-// else one log line. Call Done on the result when the wait ends.
+// wait says what a possibly long wait waits for ("waiting for " + what): a
+// spinner on a terminal, else one log line. Call Done on the result when
+// the wait ends.
 func (a *app) wait(what string, asJSON bool) *progress.Bar {
 	out := a.progressOut(asJSON)
 	if !out.On {
-		a.log.Info("waiting: " + what)
+		a.log.Info("waiting for " + what)
 	}
-	return out.Wait(what)
+	return out.Wait("waiting for " + what)
 }

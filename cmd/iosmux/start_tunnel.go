@@ -249,11 +249,11 @@ func targets(ctx context.Context, a *app, given *hostPortValue, src discovery.So
 		mon = &discovery.BrowseMonitor{Service: discovery.NewWiFiMonitor().Service, Logger: a.log}
 		what = "the network (_remotepairing._tcp)"
 	}
-	what4 := "a device on " + what
+	waitFor := "a device on " + what
 	if dl, ok := ctx.Deadline(); ok {
-		what4 += fmt.Sprintf(" (up to %s; or give its address)", time.Until(dl).Round(time.Second))
+		waitFor += fmt.Sprintf(" (up to %s; or give its address)", time.Until(dl).Round(time.Second))
 	}
-	w := a.wait("looking for "+what4, quiet)
+	w := a.wait(waitFor, quiet)
 	found := discover(ctx, mon)
 	w.Done()
 	if len(found) == 0 {
