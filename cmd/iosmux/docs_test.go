@@ -25,8 +25,8 @@ func TestCLIDoc(t *testing.T) {
 	var md bytes.Buffer
 	writeMarkdown(&md, a, root)
 
-	const docPath = "../../docs/cli.md"
-	const readmePath = "../../README.md"
+	docPath := filepath.Join("..", "..", "docs/cli.md")
+	readmePath := filepath.Join("..", "..", "README.md")
 	readme, err := os.ReadFile(readmePath)
 	if err != nil {
 		t.Fatal(err)
