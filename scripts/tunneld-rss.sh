@@ -23,5 +23,5 @@ PY
 }
 measure first
 measure restart
-$IOSMUX --log-level warn sim --count $N --state-dir $ST/sim --control none >/dev/null 2>&1 & P=$!
+$IOSMUX --log-level warn sim --count $N --simulate-state $ST/sim --control none >/dev/null 2>&1 & P=$!
 sleep 3; rss=$(grep VmRSS /proc/$P/status | awk '{print $2}'); echo "sim-only devices=$N rss=$((rss/1024))MiB"; kill $P; wait $P
