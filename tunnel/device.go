@@ -145,7 +145,10 @@ func (d *Device) Close() error {
 		d.closed = true
 		sessions := make([]*Session, 0, len(d.sessions))
 		for _, s := range d.sessions {
-			if s != nil { // nil: an address reserved by a handshake in progress
+			// nil: an address reserved by a handshake in progress; no
+			// pump yet: the session is still starting, and startSession
+			// closes it once it sees d.closed.
+			if s != nil && s.pump != nil {
 				sessions = append(sessions, s)
 			}
 		}
@@ -245,6 +248,12 @@ func (d *Device) startSession(ctx context.Context, hs io.ReadWriter, closer io.C
 	if d.faults.DropAbove > 0 || d.faults.RateLimit > 0 {
 		conn = newFaultConn(conn, d.faults, &s.fc)
 	}
+	// The router must know the session before its pump writes the host's
+	// first packet into the stack: a SYN answered before then would be
+	// dropped, and the host would wait a second for the retransmission.
+	d.mu.Lock()
+	d.sessions[client] = s
+	d.mu.Unlock()
 	pump, err := NewPump(Config{
 		TUN:     s.tun,
 		Conn:    conn,
@@ -259,15 +268,14 @@ func (d *Device) startSession(ctx context.Context, hs io.ReadWriter, closer io.C
 		d.release(client)
 		return nil, err
 	}
-	s.pump = pump
 	d.mu.Lock()
+	s.pump = pump
 	if d.closed {
 		d.mu.Unlock()
 		pump.Close()
 		d.release(client)
 		return nil, net.ErrClosed
 	}
-	d.sessions[client] = s
 	d.wg.Add(1)
 	d.mu.Unlock()
 	go func() {
