@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/iosmux/iosmux/utun"
 	"golang.zx2c4.com/wireguard/tun"
@@ -22,6 +24,16 @@ import (
 // transport handed to StartSession runs the CDTunnel server handshake, gets
 // the next host address in the prefix, and then moves packets between the
 // transport and the stack until the transport ends.
+//
+// Each session is a point-to-point link, as each tunnel is an interface of
+// its own on a real device: what the stack sends goes back down the session
+// its peer is on. That peer is usually the session's host address, but not
+// always: a host whose tunnel address is still tentative (pymobiledevice3 and
+// go-ios add it without IFA_F_NODAD, and Linux holds it until its address
+// work runs, the moment it also sends its Router Solicitation) picks another
+// of its addresses as the source of a connection opened at once, and keeps
+// it for every retransmission. So the router also learns, per session, the
+// other source addresses the host sent from (learnedPerSession at most).
 
 // DeviceConfig configures a Device.
 type DeviceConfig struct {
@@ -55,8 +67,11 @@ type Device struct {
 
 	mu       sync.Mutex
 	sessions map[netip.Addr]*Session
-	next     uint64 // last host number handed out
+	learned  map[netip.Addr]*Session // other host source addresses, by session
+	next     uint64                  // last host number handed out
 	closed   bool
+
+	unroutable atomic.Uint64
 
 	wg        sync.WaitGroup
 	stop      chan struct{}
@@ -110,6 +125,7 @@ func NewDevice(cfg DeviceConfig) (*Device, error) {
 		log:      log,
 		stack:    stack,
 		sessions: map[netip.Addr]*Session{},
+		learned:  map[netip.Addr]*Session{},
 		next:     1,
 		stop:     make(chan struct{}),
 	}
@@ -136,6 +152,10 @@ func (d *Device) Stack() *utun.Netstack { return d.stack }
 func (d *Device) ListenTCP(port uint16) (net.Listener, error) {
 	return d.stack.ListenTCP(netip.AddrPortFrom(d.addr, port))
 }
+
+// Unroutable counts packets the device's stack sent to an address no
+// session owns or has sent from; they are dropped, as a router would.
+func (d *Device) Unroutable() uint64 { return d.unroutable.Load() }
 
 // Close ends every session, closes the stack with its listeners and
 // connections, and waits for every goroutine. It is idempotent.
@@ -179,10 +199,38 @@ func (d *Device) allocate() (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("tunnel: device prefix %v has no free address", d.prefix)
 }
 
+// release frees a's session and what it learned.
 func (d *Device) release(a netip.Addr) {
 	d.mu.Lock()
+	if s := d.sessions[a]; s != nil {
+		for _, l := range s.tun.learned {
+			if d.learned[l] == s {
+				delete(d.learned, l)
+			}
+		}
+	}
 	delete(d.sessions, a)
 	d.mu.Unlock()
+}
+
+// learn records that s's host sent from src, another address than its own.
+// The latest session to send from an address owns it (two hosts behind
+// one tunnel each could use the same one; the newer connection wins).
+func (d *Device) learn(s *Session, src netip.Addr) {
+	d.mu.Lock()
+	if d.sessions[s.params.ClientAddress] == s {
+		d.learned[src] = s
+	}
+	d.mu.Unlock()
+}
+
+// lookup returns the session owning dst: the session whose host address it
+// is, else the one that last sent from it. Called with d.mu held.
+func (d *Device) lookup(dst netip.Addr) *Session {
+	if s := d.sessions[dst]; s != nil {
+		return s
+	}
+	return d.learned[dst]
 }
 
 // StartSession runs the CDTunnel server handshake on rwc, which it owns, and
@@ -236,7 +284,7 @@ func (d *Device) startSession(ctx context.Context, hs io.ReadWriter, closer io.C
 		in:     make(chan *[]byte, sessionQueue),
 		closed: make(chan struct{}),
 	}
-	s.tun = &sessionTUN{s: s}
+	s.tun = &sessionTUN{s: s, self: client.As16()}
 	conn := pc
 	switch {
 	case conn != nil:
@@ -325,11 +373,12 @@ func (d *Device) route() {
 			if len(pkt) < ipv6HeaderLen {
 				continue
 			}
-			dst, _ := netip.AddrFromSlice(pkt[24:40])
+			dst := netip.AddrFrom16([16]byte(pkt[24:40]))
 			d.mu.Lock()
-			s := d.sessions[dst]
+			s := d.lookup(dst)
 			d.mu.Unlock()
 			if s == nil {
+				d.unroutable.Add(1)
 				continue
 			}
 			select {
@@ -402,10 +451,19 @@ func (s *Session) Stats() SessionStats {
 	}
 }
 
+// learnedPerSession bounds the source addresses one session's host can
+// make the router learn (a host has a few; a spoofing one gets no more).
+const learnedPerSession = 16
+
 // sessionTUN is the session's view of the device stack as a tun.Device: it
 // reads the packets the router hands it and writes straight into the stack.
 type sessionTUN struct {
-	s *Session
+	s    *Session
+	self [16]byte // the host's tunnel address
+	// learned holds the other source addresses the host sent from; only
+	// Write (the pump's one receive loop) changes it, and release reads it
+	// once the pump has ended.
+	learned []netip.Addr
 }
 
 func (t *sessionTUN) File() *os.File           { return nil }
@@ -455,8 +513,24 @@ func (t *sessionTUN) Write(bufs [][]byte, offset int) (int, error) {
 	// host with a 1280-byte packet buffer, go-ios, depends on both).
 	for _, b := range bufs {
 		clampMSS(b[offset:], t.s.params.MTU-tcpOverhead)
+		t.learn(b[offset:])
 	}
 	return t.s.dev.stack.Write(bufs, offset)
+}
+
+// learn makes the router send replies to pkt's source down this session
+// when that source is not the host's tunnel address (see Device).
+func (t *sessionTUN) learn(pkt []byte) {
+	if len(pkt) < ipv6HeaderLen || pkt[0]>>4 != 6 || [16]byte(pkt[8:24]) == t.self {
+		return
+	}
+	src := netip.AddrFrom16([16]byte(pkt[8:24]))
+	if src.IsUnspecified() || src.IsMulticast() || src == t.s.dev.addr || slices.Contains(t.learned, src) ||
+		len(t.learned) >= learnedPerSession {
+		return
+	}
+	t.learned = append(t.learned, src)
+	t.s.dev.learn(t.s, src)
 }
 
 func (t *sessionTUN) Close() error {

@@ -61,7 +61,10 @@
 //
 // Device (device.go) is the simulated iPhone's end: a gVisor stack holding
 // the device address, where services listen, serving one Session per
-// transport, with Faults that reproduce the real forwarder's limits.
+// transport, with Faults that reproduce the real forwarder's limits. Each
+// session is a point-to-point link: replies go down the session the peer
+// sent from, also when the host used another of its addresses (a tentative
+// tunnel address makes Linux do that for a connection opened at once).
 //
 // Manager (manager.go, manager_loop.go) keeps one tunnel per UDID for the
 // tunneld daemon: discovery events go in through Apply, an Establisher
