@@ -167,7 +167,7 @@ func (s *Server) appiumEntry(t Tunnel) object {
 	}
 	e := object{
 		{"udid", t.serial()}, {"deviceId", int64(t.DeviceID)},
-		{"address", t.Address}, {"rsdPort", int64(t.RSDPort)},
+		{"address", t.ListedAddress()}, {"rsdPort", int64(t.RSDPort)},
 		{"services", services},
 	}
 	if !t.CatalogAt.IsZero() {

@@ -107,7 +107,7 @@ func (s *Server) pmd3List(w http.ResponseWriter, r *http.Request) {
 		if t.UDID == "" {
 			continue // still being identified: invisible, as in pymobiledevice3
 		}
-		entry := object{{"tunnel-address", t.Address}, {"tunnel-port", int64(t.RSDPort)}, {"interface", t.Key}}
+		entry := object{{"tunnel-address", t.ListedAddress()}, {"tunnel-port", int64(t.RSDPort)}, {"interface", t.Key}}
 		appendEntries(&listing, t.UDID, []value{entry})
 	}
 	ups := s.upstream.fetchAll(r.Context(), hopsOf(r), func(url string, err error) {
@@ -179,7 +179,7 @@ func (s *Server) pmd3Start(w http.ResponseWriter, r *http.Request) {
 }
 
 func startReply(t Tunnel) object {
-	return object{{"interface", t.Interface}, {"port", int64(t.RSDPort)}, {"address", t.Address}}
+	return object{{"interface", t.Interface}, {"port", int64(t.RSDPort)}, {"address", t.ListedAddress()}}
 }
 
 // exceptionName names err for a 501 reply: the error's own choice, then

@@ -361,3 +361,26 @@ func TestPMD3Metrics(t *testing.T) {
 		t.Errorf("requests reported %q, want %q", seen, want)
 	}
 }
+
+// TestLocalAddressListed: a userspace tunnel relayed at a loopback address
+// of its own is listed there by pymobiledevice3's API (GET / and
+// /start-tunnel) and appium's, while go-ios's keeps the tunnel address and
+// its userspace proxy.
+func TestLocalAddressListed(t *testing.T) {
+	tu := rsdapitest.Sample(0)
+	tu.Userspace, tu.UserspacePort, tu.LocalAddress = true, 60106, "127.94.1.7"
+	reg := rsdapitest.New(tu)
+	srv, _ := serve(t, pmd3, reg)
+	do(t, srv, "GET", "/", "").want(t, 200, json,
+		`{"00008030-0000000000000000":[{"tunnel-address":"127.94.1.7","tunnel-port":50000,"interface":"usbmux-00008030-0000000000000000-USB"}]}`)
+	do(t, srv, "GET", "/start-tunnel?udid="+udid0, "").want(t, 200, json,
+		`{"interface": "utun0", "port": 50000, "address": "127.94.1.7"}`)
+	srv, _ = serve(t, goios, reg)
+	do(t, srv, "GET", "/tunnels", "").want(t, 200, json,
+		`[{"address":"fd00::0:1","rsdPort":50000,"udid":"00008030-0000000000000000","userspaceTun":true,"userspaceTunPort":60106}]`+"\n")
+	srv, _ = serve(t, appium, reg)
+	r := do(t, srv, "GET", "/remotexpc/tunnels/"+udid0, "")
+	if r.code != 200 || !strings.Contains(r.body, `"address":"127.94.1.7","rsdPort":50000`) {
+		t.Fatalf("appium: %d %s", r.code, r.body)
+	}
+}

@@ -139,6 +139,12 @@ type Tunnel struct {
 	// stack whose TCP proxy listens on UserspacePort (tunneld-api.md §2.5).
 	Userspace     bool
 	UserspacePort uint16
+	// LocalAddress, when set (userspace mode), is a loopback address of
+	// the device's own where the daemon relays its RSD port and every port
+	// its RSD lists: pymobiledevice3's and appium's listings give it in
+	// place of Address, which nothing outside the daemon can reach. go-ios's
+	// listing keeps Address and the userspace proxy.
+	LocalAddress string
 
 	// Services is the RSD catalog fetched over the tunnel (appium lists an
 	// entry as ready only when it is non-empty), CatalogAt when it was read.
@@ -146,6 +152,15 @@ type Tunnel struct {
 	CatalogAt time.Time
 	CreatedAt time.Time
 	UpdatedAt time.Time
+}
+
+// ListedAddress is the address clients are told to connect to:
+// LocalAddress when the tunnel has one, else Address.
+func (t *Tunnel) ListedAddress() string {
+	if t.LocalAddress != "" {
+		return t.LocalAddress
+	}
+	return t.Address
 }
 
 // serial is the identity go-ios and appium list: usbmuxd's SerialNumber.

@@ -48,6 +48,10 @@ type Config struct {
 	AllowedHosts []string
 	// Listen opens the API listeners; nil means net.Listen.
 	Listen func(network, address string) (net.Listener, error)
+	// ListenLoopback opens the userspace tunnels' listeners at their
+	// loopback addresses (loopback.go); nil means net.Listen. Tests use it
+	// to play a system without loopback aliases.
+	ListenLoopback func(network, address string) (net.Listener, error)
 
 	// Usbmux is usbmuxd: its Listen monitor and the P1 path. nil disables
 	// both.
@@ -191,6 +195,7 @@ func New(cfg Config) (*Daemon, error) {
 		mux: cfg.Usbmux, records: classicRecords{store: cfg.Records}, store: cfg.Records,
 		hostName: cfg.HostName, hostUUID: cfg.HostUUID, protocol: cfg.Protocol, userspace: cfg.Userspace,
 		newKernelTUN: newKernel, kernelDial: kdial, catalogWait: 5 * time.Second, advertiseFn: cfg.Advertise, log: log,
+		loopback: newLoopbackPool(cfg.ListenLoopback, log),
 	}
 	d.dm = newDaemonMetrics()
 	d.reg = &registry{d: d}

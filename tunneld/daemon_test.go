@@ -15,8 +15,9 @@ import (
 
 // TestSimulatedFleet is the acceptance run in-process (userspace
 // mode): four simulated iPhones are listed in pymobiledevice3's JSON, each
-// RSD answers through its tunnel, and unplug, replug, reboot and a stalled
-// device are healed. Latencies are logged, not asserted.
+// at a loopback address of its own where its RSD answers, and unplug,
+// replug, reboot and a stalled device are healed (the reboot's new RSD
+// port answers at the same address). Latencies are logged, not asserted.
 func TestSimulatedFleet(t *testing.T) {
 	testkit.CheckLeaks(t)
 	f := fleet(t, 4, "")
@@ -26,14 +27,22 @@ func TestSimulatedFleet(t *testing.T) {
 	t.Logf("4 tunnels listed %v after start", time.Since(start).Round(time.Millisecond))
 
 	m := listing(t, r)
+	addrs := map[string]string{}
 	for _, d := range f.Devices() {
 		es := m[d.UDID()]
 		if len(es) != 1 {
 			t.Fatalf("%s: %d entries, want 1", d.UDID(), len(es))
 		}
 		ep := d.Endpoints()
-		if es[0].Interface != "usbmux-"+d.UDID()+"-USB" || es[0].Address != ep.TunnelAddress || es[0].Port != int(ep.TrustedRSDPort) {
-			t.Errorf("%s: entry %+v, device says %s port %d", d.UDID(), es[0], ep.TunnelAddress, ep.TrustedRSDPort)
+		if es[0].Interface != "usbmux-"+d.UDID()+"-USB" || !ownLoopback(es[0].Address) || es[0].Port != int(ep.TrustedRSDPort) {
+			t.Errorf("%s: entry %+v, device says port %d", d.UDID(), es[0], ep.TrustedRSDPort)
+		}
+		if other, dup := addrs[es[0].Address]; dup {
+			t.Errorf("%s and %s share %s", d.UDID(), other, es[0].Address)
+		}
+		addrs[es[0].Address] = d.UDID()
+		if got := rsdAt(t, es[0]); got != d.UDID() {
+			t.Errorf("RSD at %s's listed address says %q", d.UDID(), got)
 		}
 		// Pair records: usbmuxd's and ours.
 		if _, err := os.Stat(filepath.Join(r.records, d.UDID()+".plist")); err != nil {
@@ -72,8 +81,8 @@ func TestSimulatedFleet(t *testing.T) {
 	}
 	t.Logf("reboot: device up after %v, listed %v after that", time.Since(up).Round(time.Millisecond),
 		waitFor(t, "rebooted device", func() bool { return listed(t, r, d1.UDID()) }).Round(time.Millisecond))
-	if e := listing(t, r)[d1.UDID()][0]; e.Address != d1.Endpoints().TunnelAddress {
-		t.Errorf("after reboot listed %s, device's new address is %s", e.Address, d1.Endpoints().TunnelAddress)
+	if e := listing(t, r)[d1.UDID()][0]; addrs[e.Address] != d1.UDID() || e.Port != int(d1.Endpoints().TrustedRSDPort) || rsdAt(t, e) != d1.UDID() {
+		t.Errorf("after reboot listed %+v, want the same loopback address with the device's new RSD port %d", e, d1.Endpoints().TrustedRSDPort)
 	}
 
 	d2.Stall(true)

@@ -18,9 +18,14 @@
 // answered (the catalog appium needs is read then); it leaves the listing
 // the moment its device is detached or its transport or liveness probe
 // fails, and is rebuilt as soon as the device answers again. In userspace
-// mode every tunnel also gets go-ios's userspace proxy port, the only way
-// other processes can reach a device whose tunnel lives in our own network
-// stack.
+// mode the tunnel lives in our own network stack, which no other process
+// can route to: each device gets a loopback address of its own (any
+// 127.0.0.0/8 address on Linux) where its RSD port and every port its RSD
+// lists are relayed, and pymobiledevice3's and appium's listings give that
+// address (loopback.go); go-ios's listing gives the tunnel address with
+// go-ios's userspace proxy port. Where the system has only 127.0.0.1
+// (macOS without lo0 aliases) the tunnel address is listed, as before,
+// and the log says so.
 //
 // Every RSD session tunneld opens (catalog, refresh-services, pairing over
 // the untrusted RSD) presents Config.HostUUID: iOS 27.2 keeps one RSD peer

@@ -43,7 +43,9 @@ type establisher struct {
 	catalogWait time.Duration
 	// advertiseFn is Config.Advertise.
 	advertiseFn func(context.Context, AdvertiseRequest) (Advert, error)
-	log         *slog.Logger
+	// loopback gives userspace tunnels their loopback address (loopback.go).
+	loopback *loopbackPool
+	log      *slog.Logger
 }
 
 // tunnelMeta is what the daemon keeps with each tunnel (Entry.Meta).
@@ -53,20 +55,27 @@ type tunnelMeta struct {
 	userspacePort uint16
 	// advert, if set, is listed instead of the tunnel's RSD and catalog.
 	advert *Advert
+	// relay, if set, serves the device's ports at a loopback address of
+	// its own (userspace mode), which the listing then gives.
+	relay *utun.PortRelay
 	// dial reaches the device through the tunnel (refresh-services).
 	dial func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
 // link is the manager's view of a tunnel plus what the daemon added to
-// it (go-ios's userspace proxy), closed with it.
+// it (go-ios's userspace proxy, the loopback relay), closed with it.
 type link struct {
 	tunnel.Link
 	proxy *utun.Forwarder
+	relay *utun.PortRelay
 }
 
 func (l *link) Close() error {
 	if l.proxy != nil {
 		l.proxy.Close()
+	}
+	if l.relay != nil {
+		l.relay.Close()
 	}
 	return l.Link.Close()
 }
@@ -181,9 +190,39 @@ func (e *establisher) Establish(ctx context.Context, path discovery.Event) (*tun
 			}
 			out.proxy = utun.NewPreambleForwarder(ln, h.ns.DialContext, e.log)
 			meta.userspacePort = uint16(ln.Addr().(*net.TCPAddr).Port)
+			out.relay = e.relayLoopback(udid, rsdAddr, h, meta)
+			meta.relay = out.relay
 		}
 	}
 	return &tunnel.Established{UDID: udid, Interface: ifName, Params: params, Protocol: string(proto), Link: out, Meta: meta}, nil
+}
+
+// relayLoopback relays a userspace tunnel's RSD port and catalog ports at
+// the device's loopback address (loopback.go). Without one the tunnel is
+// listed at its tunnel address, which only go-ios's userspace proxy
+// reaches, and the log says so.
+func (e *establisher) relayLoopback(udid string, rsdAddr netip.AddrPort, h *hostTUN, meta *tunnelMeta) *utun.PortRelay {
+	r, err := e.loopback.relay(udid, rsdAddr.Addr(), rsdAddr.Port(), h.ns.DialContext)
+	if err != nil {
+		e.log.Warn("tunneld: userspace tunnel listed at its tunnel address, which only go-ios's userspace proxy reaches",
+			"udid", udid, "address", rsdAddr.String(), "userspace_proxy_port", meta.userspacePort, "reason", err)
+		return nil
+	}
+	if err := r.AddAll(servicePorts(meta.services)); err != nil {
+		e.log.Warn("tunneld: some of the device's service ports are not relayed at its loopback address", "udid", udid, "err", err)
+	}
+	e.log.Info("tunneld: userspace tunnel listed at a loopback address of its own", "udid", udid,
+		"address", r.Local().String(), "rsd_port", rsdAddr.Port(), "ports_relayed", len(r.Ports()), "tunnel_address", rsdAddr.Addr().String())
+	return r
+}
+
+// servicePorts lists the catalog's ports.
+func servicePorts(svcs []rsdapi.Service) []uint16 {
+	ports := make([]uint16, 0, len(svcs))
+	for _, s := range svcs {
+		ports = append(ports, s.Port)
+	}
+	return ports
 }
 
 // readCatalog fetches the trusted RSD's service list through the tunnel.

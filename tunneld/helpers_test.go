@@ -252,3 +252,36 @@ func proxyDial(port int) utun.DialFunc {
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
+
+// ownLoopback reports whether a is a loopback address of a device's own
+// (userspace mode on Linux): IPv4 127/8, not 127.0.0.1.
+func ownLoopback(a string) bool {
+	ip, err := netip.ParseAddr(a)
+	return err == nil && ip.Is4() && ip.IsLoopback() && ip != netip.AddrFrom4([4]byte{127, 0, 0, 1})
+}
+
+// rsdAt runs an RSD handshake at a listed address and port, as a client
+// that knows nothing of iosmux does, and returns the UDID the device
+// reports.
+func rsdAt(t testing.TB, e pmd3Entry) string {
+	t.Helper()
+	c := rsdClientAt(t, e)
+	defer c.Close()
+	return c.Handshake.Device().UDID
+}
+
+func rsdClientAt(t testing.TB, e pmd3Entry) *rsd.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(e.Address, fmt.Sprint(e.Port)))
+	if err != nil {
+		t.Fatalf("listed RSD %s:%d: %v", e.Address, e.Port, err)
+	}
+	c, err := rsd.NewClient(ctx, nc, nil)
+	if err != nil {
+		t.Fatalf("RSD at %s:%d: %v", e.Address, e.Port, err)
+	}
+	return c
+}

@@ -64,6 +64,9 @@ func apiTunnel(e tunnel.Entry) rsdapi.Tunnel {
 			t.UpdatedAt = t.CatalogAt
 		}
 		t.Userspace, t.UserspacePort = m.userspacePort != 0, m.userspacePort
+		if m.relay != nil {
+			t.LocalAddress = m.relay.Local().String()
+		}
 	}
 	return t
 }
@@ -177,6 +180,12 @@ func (r *registry) RefreshServices(ctx context.Context, udid string) (rsdapi.Tun
 		catalogs.Lock()
 		m.services, m.catalogAt = svcs, time.Now()
 		catalogs.Unlock()
+		if m.relay != nil {
+			// Ports the device lists now are reachable where it is listed.
+			if err := m.relay.AddAll(servicePorts(svcs)); err != nil {
+				r.d.log.Warn("tunneld: some of the device's service ports are not relayed at its loopback address", "udid", t.UDID, "err", err)
+			}
+		}
 		return apiTunnel(e), nil
 	}
 	return rsdapi.Tunnel{}, fmt.Errorf("tunneld: no tunnel for %s", udid)

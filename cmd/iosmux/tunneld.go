@@ -289,7 +289,7 @@ func printTunnelEvent(a *app, up bool, t rsdapi.Tunnel) {
 	if t.Userspace {
 		via = fmt.Sprintf("userspace, go-ios proxy 127.0.0.1:%d", t.UserspacePort)
 	}
-	fmt.Fprintf(a.stdout, "tunnel up    %s  --rsd %s %d  (%s, %s)\n", t.UDID, t.Address, t.RSDPort, via, t.Key)
+	fmt.Fprintf(a.stdout, "tunnel up    %s  --rsd %s %d  (%s, %s)\n", t.UDID, t.ListedAddress(), t.RSDPort, via, t.Key)
 }
 
 // daemonizeTunneld starts this command again in a new session without
