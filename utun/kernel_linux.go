@@ -17,7 +17,8 @@ const defaultLinuxName = "tun%d"
 // createKernel opens /dev/net/tun through wireguard-go (IFF_TUN | IFF_NO_PI
 // | IFF_VNET_HDR, so reads and writes are bare packets with segmentation
 // offload) and configures it over rtnetlink: address with IFA_F_NODAD so it
-// is usable at once, MTU, up, and a peer route when needed.
+// is usable at once, MTU, up, and a peer route when needed; it returns once
+// the kernel takes packets for the address (waitLocal).
 func createKernel(cfg Config) (tun.Device, string, error) {
 	name := cfg.Name
 	if name == "" {
@@ -62,7 +63,7 @@ func configureLinux(name string, cfg Config) error {
 			return fmt.Errorf("add route to %v: %w", cfg.Peer, err)
 		}
 	}
-	return nil
+	return nl.waitLocal(cfg.Address.Addr())
 }
 
 // enableIPv6 clears disable_ipv6 on the interface if it is set: the

@@ -3,6 +3,7 @@ package utun
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/internal/testkit"
+	"golang.org/x/sys/unix"
 )
 
 // createIn creates a kernel TUN inside ns.
@@ -167,5 +169,55 @@ func TestKernelToNetstack(t *testing.T) {
 func TestEnableIPv6MissingInterface(t *testing.T) {
 	if err := enableIPv6("no-such-if0"); err == nil {
 		t.Fatal("no error for a missing interface")
+	}
+}
+
+// TestKernelAddressLocalOnReturn: when CreateKernel returns, the kernel
+// already delivers packets to the tunnel address (its local route is in).
+// Linux installs that route only when its address work runs after the link
+// is up; before, a SYN-ACK to the address was dropped (Ip6InAddrErrors) and
+// a connection opened at once waited a second for the retransmission.
+func TestKernelAddressLocalOnReturn(t *testing.T) {
+	testkit.CheckLeaks(t)
+	ns := testkit.NewNetNS(t)
+	for i := range 20 {
+		err := ns.Do(func() error {
+			k, err := CreateKernel(Config{Address: hostPrefix, Peer: devAddr, MTU: 16000})
+			if err != nil {
+				return err
+			}
+			defer k.Close()
+			nl, err := openRTNL()
+			if err != nil {
+				return err
+			}
+			defer nl.close()
+			typ, err := nl.routeType(hostPrefix.Addr())
+			if err != nil {
+				return err
+			}
+			if typ != unix.RTN_LOCAL {
+				return fmt.Errorf("tunnel %d: route type of %v is %d right after CreateKernel, want RTN_LOCAL (%d)", i, hostPrefix.Addr(), typ, unix.RTN_LOCAL)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestParseReply(t *testing.T) {
+	c := &rtnl{seq: 3}
+	route := nlMsg(unix.RTM_NEWROUTE, 3, []byte{unix.AF_INET6, 128, 0, 0, 254, 2, 0, unix.RTN_LOCAL, 0, 0, 0, 0})
+	ack := nlMsg(unix.NLMSG_ERROR, 3, make([]byte, 4))
+	p, done, err := c.parseReply(append(route, ack...), unix.RTM_NEWROUTE)
+	if !done || err != nil || len(p) != 12 || p[7] != unix.RTN_LOCAL {
+		t.Fatalf("parseReply = %x, %v, %v", p, done, err)
+	}
+	// Another request's answer is not ours.
+	p, done, _ = c.parseReply(nlMsg(unix.RTM_NEWROUTE, 2, make([]byte, 12)), unix.RTM_NEWROUTE)
+	if p != nil || done {
+		t.Fatalf("took seq 2's answer: %x %v", p, done)
 	}
 }

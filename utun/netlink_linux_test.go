@@ -61,9 +61,13 @@ func TestNLAttrPadding(t *testing.T) {
 
 func FuzzParseAck(f *testing.F) {
 	f.Add(nlMsg(unix.NLMSG_ERROR, 1, make([]byte, 4)))
+	f.Add(append(nlMsg(unix.RTM_NEWROUTE, 1, make([]byte, 12)), nlMsg(unix.NLMSG_ERROR, 1, make([]byte, 4))...))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c := &rtnl{seq: 1}
 		c.parseAck(b)
+		if p, _, _ := c.parseReply(b, unix.RTM_NEWROUTE); len(p) > len(b) {
+			t.Fatalf("payload of %d bytes from %d", len(p), len(b))
+		}
 	})
 }
