@@ -1,9 +1,11 @@
 // Command goiosagent is what go-ios v1.3.2 does with a tunnel agent, run
 // against iosmux tunneld: IsAgentRunning, WaitUntilAgentReady,
 // ListRunningTunnels and TunnelInfoForDevice (ios/tunnel), then go-ios's own
-// RSD client (ios.NewWithAddrPort + Handshake) to every listed tunnel's
-// address and port, as `ios` commands needing a tunnel do. It prints what it
-// read as JSON. Usage: goiosagent (GO_IOS_AGENT_HOST/PORT select the agent).
+// RSD client (ios.NewWithAddrPortDevice + Handshake) to every listed
+// tunnel's address and port, as `ios` commands needing a tunnel do
+// (cli_device_resolution.go: a userspace tunnel is reached through the
+// agent host's userspace proxy port). It prints what it read as JSON.
+// Usage: goiosagent (GO_IOS_AGENT_HOST/PORT select the agent).
 package main
 
 import (
@@ -43,7 +45,9 @@ func main() {
 		d := device{Tunnel: t}
 		if d.ByUDID, err = tunnel.TunnelInfoForDevice(t.Udid, host, port); err != nil {
 			d.Err = fmt.Sprintf("TunnelInfoForDevice: %v", err)
-		} else if s, err := ios.NewWithAddrPort(t.Address, t.RsdPort); err != nil {
+		} else if s, err := ios.NewWithAddrPortDevice(t.Address, t.RsdPort, ios.DeviceEntry{
+			UserspaceTUN: d.ByUDID.UserspaceTUN, UserspaceTUNHost: host, UserspaceTUNPort: d.ByUDID.UserspaceTUNPort,
+		}); err != nil {
 			d.Err = fmt.Sprintf("RSD connect: %v", err)
 		} else {
 			h, err := s.Handshake()
