@@ -13,6 +13,18 @@ import (
 	"github.com/iosmux/iosmux/internal/testkit"
 )
 
+// rsdDevice is a device serving the bulk service on its RSD port.
+func rsdDevice(t *testing.T) *Device {
+	t.Helper()
+	dev := newTestDevice(t, Faults{})
+	ln, err := dev.ListenTCP(testRSDPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(serveBulkTB(t, ln))
+	return dev
+}
+
 // firstSYN opens a session on dev over an in-memory pipe and makes a SYN
 // from src to the device's RSD port the very first packet the host sends.
 // It returns once the device has answered with a SYN-ACK on this session,
@@ -83,12 +95,7 @@ func waitSYNACK(c net.Conn, syn []byte, wait time.Duration) error {
 // delivered the SYN).
 func TestDeviceAnswersFirstSYN(t *testing.T) {
 	testkit.CheckLeaks(t)
-	dev := newTestDevice(t, Faults{})
-	ln, err := dev.ListenTCP(testRSDPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	dev := rsdDevice(t)
 	own := func(p Params) netip.Addr { return p.ClientAddress }
 	other := netip.MustParseAddr("fd99:1:2:3::9") // the host's address on another interface
 	foreign := func(Params) netip.Addr { return other }
@@ -113,12 +120,7 @@ func TestDeviceAnswersFirstSYN(t *testing.T) {
 // the device learn more than learnedPerSession addresses.
 func TestDeviceLearnedSources(t *testing.T) {
 	testkit.CheckLeaks(t)
-	dev := newTestDevice(t, Faults{})
-	ln, err := dev.ListenTCP(testRSDPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	dev := rsdDevice(t)
 	other := netip.MustParseAddr("fd99::9")
 	_, c1, err := firstSYN(t, dev, func(Params) netip.Addr { return other }, 40001, 5*time.Second)
 	if err != nil {

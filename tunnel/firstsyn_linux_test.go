@@ -131,37 +131,40 @@ func (h *tentativeHost) connectNow(dst netip.AddrPort, bindOther bool, wait time
 	return local, err
 }
 
+// freshTunnel is one new tunnel to dev over loopback TCP, its host side on
+// newTUN.
+func freshTunnel(t *testing.T, dev *Device, newTUN func(Params) (tun.Device, error)) (*Pump, Params) {
+	t.Helper()
+	hostRaw, devRaw := tcpLoopback(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sessc := make(chan error, 1)
+	go func() {
+		_, err := dev.StartSession(ctx, devRaw)
+		sessc <- err
+	}()
+	pump, params, err := StartHost(ctx, hostRaw, HostConfig{NewTUN: newTUN})
+	if err != nil {
+		t.Fatalf("host: %v", err)
+	}
+	if err := <-sessc; err != nil {
+		t.Fatalf("device: %v", err)
+	}
+	return pump, params
+}
+
 // TestKernelFirstSYNFreshTunnels: 200 fresh tunnels to one device, each
 // from a pmd3-style host TUN with a connection opened the instant it is up
 // (every fourth one bound to the host's other address, the source the
 // kernel picks while the tunnel address is tentative). None may be lost.
 func TestKernelFirstSYNFreshTunnels(t *testing.T) {
 	testkit.CheckLeaks(t)
-	dev := newTestDevice(t, Faults{})
-	ln, err := dev.ListenTCP(testRSDPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(serveBulkTB(t, ln))
+	dev := rsdDevice(t)
 	h := newTentativeHost(t)
 	const n = 200
 	var natural, bound int
 	for i := range n {
-		hostRaw, devRaw := tcpLoopback(t)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		sessc := make(chan error, 1)
-		go func() {
-			_, err := dev.StartSession(ctx, devRaw)
-			sessc <- err
-		}()
-		pump, params, err := StartHost(ctx, hostRaw, HostConfig{NewTUN: h.newTUN(t)})
-		cancel()
-		if err != nil {
-			t.Fatalf("tunnel %d: host: %v", i, err)
-		}
-		if err := <-sessc; err != nil {
-			t.Fatalf("tunnel %d: device: %v", i, err)
-		}
+		pump, params := freshTunnel(t, dev, h.newTUN(t))
 		bind := i%4 == 3
 		// 5 s: past gVisor's first SYN-ACK retransmission (1 s) and the
 		// kernel's first SYN retransmissions, far below anything a lost
@@ -214,12 +217,7 @@ func TestEstablishFirstSYNTentativeHost(t *testing.T) {
 // in 10 before utun waited for the address's local route).
 func TestKernelHostFreshTunnelsNoLoss(t *testing.T) {
 	testkit.CheckLeaks(t)
-	dev := newTestDevice(t, Faults{})
-	ln, err := dev.ListenTCP(testRSDPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(serveBulkTB(t, ln))
+	dev := rsdDevice(t)
 	ns := testkit.NewNetNS(t)
 	newTUN := func(p Params) (dev tun.Device, err error) {
 		err = ns.Do(func() (err error) {
@@ -229,21 +227,7 @@ func TestKernelHostFreshTunnelsNoLoss(t *testing.T) {
 		return dev, err
 	}
 	for i := range 100 {
-		hostRaw, devRaw := tcpLoopback(t)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		sessc := make(chan error, 1)
-		go func() {
-			_, err := dev.StartSession(ctx, devRaw)
-			sessc <- err
-		}()
-		pump, params, err := StartHost(ctx, hostRaw, HostConfig{NewTUN: newTUN})
-		cancel()
-		if err != nil {
-			t.Fatalf("tunnel %d: host: %v", i, err)
-		}
-		if err := <-sessc; err != nil {
-			t.Fatalf("tunnel %d: device: %v", i, err)
-		}
+		pump, params := freshTunnel(t, dev, newTUN)
 		if err := ns.Do(func() error {
 			d := net.Dialer{Timeout: 10 * time.Second}
 			c, err := d.Dial("tcp6", netip.AddrPortFrom(params.ServerAddress, params.ServerRSDPort).String())
