@@ -54,7 +54,9 @@ func TestTunneldOutsideClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, b := range []struct{ out, pkg, dir string }{
-		{"iosmux", "github.com/iosmux/iosmux/cmd/iosmux", interopDir()},
+		// In the main module, whose go.mod lists the command's own
+		// dependencies (cobra and the like).
+		{"iosmux", "./cmd/iosmux", filepath.Dir(interopDir())},
 		{"goiosagent", ".", filepath.Join(interopDir(), "tunneld", "goiosagent")},
 		{"pmd3client", "./pmd3client", filepath.Join(interopDir(), "tunneld", "goiosagent")},
 	} {
