@@ -53,6 +53,14 @@ type DecodeOptions struct {
 	// Off by default: xpc.md §3.2 requires rejecting every tag that cannot occur
 	// in RemoteXPC traffic.
 	KernelObjects bool
+	// Handles accepts, for every kind that cannot cross a process (see
+	// IsHandleKind), the type tag followed by a u64le handle id, decoded as
+	// an Opaque whose Body is those 8 bytes (NewHandle). It is for the
+	// private socket between iosmux and its dylib inside CoreDeviceService
+	// (docs/protocols/coredevice-bridge.md), never for RemoteXPC traffic,
+	// which must keep rejecting these tags. It takes precedence over
+	// KernelObjects.
+	Handles bool
 }
 
 // Decode decodes exactly one message from b with default options.
@@ -91,7 +99,7 @@ func (o DecodeOptions) Decode(b []byte) (Message, error) {
 	if v := binary.LittleEndian.Uint32(b[HeaderLen+4:]); v != PayloadVersion {
 		return Message{}, &SyntaxError{Offset: HeaderLen + 4, Msg: fmt.Sprintf("unsupported payload version %d", v)}
 	}
-	d := decoder{b: b, maxDepth: o.maxDepth(), kernel: o.KernelObjects}
+	d := decoder{b: b, maxDepth: o.maxDepth(), kernel: o.KernelObjects, handles: o.Handles}
 	root := HeaderLen + payloadHeaderLen
 	if k := Kind(binary.LittleEndian.Uint32(b[root:])); k != KindDict {
 		return Message{}, &SyntaxError{Offset: root, Msg: fmt.Sprintf("root object is %v, want dictionary", k)}
@@ -109,7 +117,7 @@ func (o DecodeOptions) Decode(b []byte) (Message, error) {
 
 // DecodeValue decodes exactly one object (tag and body) filling b.
 func (o DecodeOptions) DecodeValue(b []byte) (Value, error) {
-	d := decoder{b: b, maxDepth: o.maxDepth(), kernel: o.KernelObjects}
+	d := decoder{b: b, maxDepth: o.maxDepth(), kernel: o.KernelObjects, handles: o.Handles}
 	v, next, err := d.value(0, len(b), 0)
 	if err != nil {
 		return nil, err
@@ -140,6 +148,7 @@ type decoder struct {
 	b        []byte
 	maxDepth int
 	kernel   bool
+	handles  bool
 }
 
 // short reports that n bytes at p do not fit before end.
@@ -174,6 +183,12 @@ func (d *decoder) value(p, end, depth int) (Value, int, error) {
 	at := p
 	p += 4
 	k := Kind(tag)
+	if d.handles && IsHandleKind(k) {
+		if end-p < 8 {
+			return nil, p, d.short(p, end, 8, k.String()+" handle")
+		}
+		return Opaque{Type: k, Body: append([]byte(nil), d.b[p:p+8]...)}, p + 8, nil
+	}
 	switch k {
 	case KindNull:
 		return Null{}, p, nil

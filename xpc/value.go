@@ -2,6 +2,7 @@ package xpc
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -131,10 +132,12 @@ type Shmem struct {
 
 // Opaque carries an object whose body layout no reference documents (error,
 // endpoint, connection, mach ports, …). The encoder writes Type, then Body
-// padded with zeros to a multiple of 4. The decoder never produces one: without
-// a known layout it cannot find where the body ends, so it rejects such tags
-// (xpc.md §3.2 requires that). Opaque exists so a misbehaving simulator can
-// send them and errors can name them.
+// padded with zeros to a multiple of 4. The RemoteXPC decoder never produces
+// one: without a known layout it cannot find where the body ends, so it
+// rejects such tags (xpc.md §3.2 requires that). Opaque exists so a
+// misbehaving simulator can send them, errors can name them, and, with an
+// 8-byte handle as Body (NewHandle), so the private dylib socket can refer to
+// objects that stay inside CoreDeviceService (DecodeOptions.Handles).
 type Opaque struct {
 	Type Kind
 	Body []byte
@@ -173,6 +176,35 @@ func (Pointer) isValue()      {}
 func (FD) isValue()           {}
 func (Shmem) isValue()        {}
 func (Opaque) isValue()       {}
+
+// IsHandleKind reports whether objects of kind k are process-local in
+// libxpc (descriptors, ports, connections, endpoints and the like): they
+// cannot be encoded by value, only referred to by a handle on a private
+// socket (DecodeOptions.Handles).
+func IsHandleKind(k Kind) bool {
+	switch k {
+	case KindPointer, KindFD, KindShmem, KindMachSend, KindError, KindConnection, KindEndpoint,
+		KindSerializer, KindPipe, KindMachRecv, KindBundle, KindService, KindServiceInstance, KindActivity:
+		return true
+	}
+	return false
+}
+
+// NewHandle returns the handle form of a process-local object: its type
+// tag and a u64le id chosen by the process that holds the object. Only
+// decoders with DecodeOptions.Handles accept it.
+func NewHandle(k Kind, id uint64) Opaque {
+	return Opaque{Type: k, Body: binary.LittleEndian.AppendUint64(nil, id)}
+}
+
+// Handle returns the id of a handle made by NewHandle (or decoded with
+// DecodeOptions.Handles).
+func (o Opaque) Handle() (uint64, bool) {
+	if !IsHandleKind(o.Type) || len(o.Body) != 8 {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint64(o.Body), true
+}
 
 // DateOf returns the Date for t (nanosecond precision).
 func DateOf(t time.Time) Date { return Date(t.UnixNano()) }
