@@ -100,7 +100,8 @@ var Actions = []*Action{
 	{Short: "tags", Output: VoidType, Shape: ShapeSymbols, Why: "input schema unknown: the tags cannot be read"},
 	{Short: "gettrainname", Output: GetTrainNameOutputType, Shape: ShapeSymbols, Why: "no device source for the OS train name"},
 	{Short: "darwinnotificationobserve", Output: VoidType, Shape: ShapeSymbols, Why: "no delivery path for observed notifications back to Xcode"},
-	{Short: "darwinnotificationpost", Output: arrayOf(DarwinNotificationPostActionResultType), Shape: ShapeSymbols},
+	{Short: "darwinnotificationpost", Output: arrayOf(DarwinNotificationPostActionResultType), Shape: ShapeSymbols,
+		Why: "DarwinNotificationPostActionResult schema unknown, and posting needs the device's notification proxy"},
 	{Short: "enableddiservices", Output: EnableDeveloperDiskImageResultType, Shape: ShapeSymbols},
 	{Short: "disableddiservicesaction", Output: DeviceStateSnapshotType, Shape: ShapeSymbols, answer: answerDisableDDIServices},
 	{Short: "fetchddimetadata", Output: DDIMetadataType, Shape: ShapeSymbols},
@@ -155,6 +156,8 @@ func Answer(msg *xpc.Dict, f *Facts) Result {
 		return passthrough(r.Action, "device %s is not an iosmux device", r.DeviceText)
 	}
 	switch {
+	case f.Tunnel != TunnelUp:
+		return passthrough(r.Action, "tunnel %v: no honest device state", f.Tunnel)
 	case a.Output == nil:
 		return passthrough(r.Action, "%s", a.Why)
 	case !a.Output.Known():

@@ -63,7 +63,36 @@ func kindOf(v xpc.Value) string {
 func (r *Request) reply(output xpc.Value) *xpc.Dict {
 	d := xpc.NewDict()
 	for _, k := range echoedKeys {
-		d.Set(k, r.Raw.Get(k))
+		d.Set(k, Clone(r.Raw.Get(k)))
 	}
 	return d.Set(KeyOutput, output)
+}
+
+// Clone returns a deep copy of v (dictionaries, arrays and byte slices are
+// not shared), so a reply never aliases the request it echoes.
+func Clone(v xpc.Value) xpc.Value {
+	switch v := v.(type) {
+	case *xpc.Dict:
+		if v == nil {
+			return v
+		}
+		d := xpc.NewDict()
+		for k, e := range v.All() {
+			d.Set(k, Clone(e))
+		}
+		return d
+	case xpc.Array:
+		a := make(xpc.Array, len(v))
+		for i, e := range v {
+			a[i] = Clone(e)
+		}
+		return a
+	case xpc.Data:
+		return append(xpc.Data(nil), v...)
+	case xpc.Opaque:
+		return xpc.Opaque{Type: v.Type, Body: append([]byte(nil), v.Body...)}
+	case xpc.FileTransfer:
+		return xpc.FileTransfer{ID: v.ID, Object: Clone(v.Object)}
+	}
+	return v
 }

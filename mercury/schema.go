@@ -75,8 +75,11 @@ func (t *Type) container() bool {
 	return false
 }
 
-// Known reports whether t and everything inside it has a known encoding, so
-// that any value of it could be built and judged.
+// Known reports whether some value of t has a known encoding, so that it
+// can be built and judged: t is not FormUnknown, a struct's required fields
+// are known, an enum has a case whose payload is known. An array, set or
+// dictionary of an unknown type is known (only empty, in effect: Validate
+// rejects any element it cannot judge).
 func (t *Type) Known() bool { return t.known(map[*Type]bool{}) }
 
 func (t *Type) known(seen map[*Type]bool) bool {
@@ -89,18 +92,17 @@ func (t *Type) known(seen map[*Type]bool) bool {
 		return false
 	case FormStruct:
 		for _, f := range t.Fields {
-			if !f.Type.known(seen) {
+			if !f.Optional && !f.Type.known(seen) {
 				return false
 			}
 		}
 	case FormEnum:
 		for _, c := range t.Cases {
-			if !c.Payload.known(seen) {
-				return false
+			if c.Payload.known(seen) {
+				return true
 			}
 		}
-	case FormArray, FormSet, FormMap:
-		return t.Elem.known(seen)
+		return false
 	}
 	return true
 }

@@ -33,6 +33,9 @@ var layer = map[string]int{
 	"lockdown": 1,
 	"pairing":  1,
 	"rsd":      1,
+	// The socket protocol between iosmux and its dylib inside
+	// CoreDeviceService: both roles over a conn the caller supplies.
+	"dylib": 1,
 	// L2 transports
 	"utun":      2,
 	"discovery": 2,
@@ -49,6 +52,7 @@ var layer = map[string]int{
 	"backend": 4,
 	"sim":     4,
 	"tunneld": 4,
+	"mercury": 4,
 	// L5 command
 	"cmd/iosmux": 5,
 	// Outside the layers: test-only helpers.
