@@ -140,8 +140,10 @@ func structOf(name string, fields ...Field) *Type {
 func req(key string, t *Type) Field { return Field{Key: key, Type: t} }
 func opt(key string, t *Type) Field { return Field{Key: key, Type: t, Optional: true} }
 
-func arrayOf(t *Type) *Type { return &Type{Name: "Swift.Array<" + t.Name + ">", Form: FormArray, Elem: t} }
-func setOf(t *Type) *Type   { return &Type{Name: "Swift.Set<" + t.Name + ">", Form: FormSet, Elem: t} }
+func arrayOf(t *Type) *Type {
+	return &Type{Name: "Swift.Array<" + t.Name + ">", Form: FormArray, Elem: t}
+}
+func setOf(t *Type) *Type { return &Type{Name: "Swift.Set<" + t.Name + ">", Form: FormSet, Elem: t} }
 func mapOf(t *Type) *Type {
 	return &Type{Name: "Swift.Dictionary<Swift.String, " + t.Name + ">", Form: FormMap, Elem: t}
 }

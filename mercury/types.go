@@ -20,16 +20,16 @@ var (
 
 // Referenced types never captured (schema.md §"Unknown types").
 var (
-	DeviceCapabilityImplementationType    = unknown("CoreDevice.DeviceCapabilityImplementation")
-	DefaultUserCredentialType             = unknown("CoreDevice.DefaultUserCredential")
-	CodableValueType                      = unknown("CoreDevice.CodableValue")
-	NSErrorContainerType                  = unknown("Mercury.NSErrorContainer")
-	UsageAssertionInformationType         = unknown("CoreDevice.UsageAssertionInformation")
-	DarwinNotificationPostActionResultType= unknown("CoreDevice.DarwinNotificationPostActionResult")
-	EnableDeveloperDiskImageResultType    = unknown("CoreDevice.EnableDeveloperDiskImageResult")
-	DDIMetadataType                       = unknown("CoreDevice.DDIMetadata")
-	UpdateHostDDIsResultType              = unknown("CoreDevice.UpdateHostDDIsResult")
-	RemoveHostDDIsResultType              = unknown("CoreDevice.RemoveHostDDIsResult")
+	DeviceCapabilityImplementationType     = unknown("CoreDevice.DeviceCapabilityImplementation")
+	DefaultUserCredentialType              = unknown("CoreDevice.DefaultUserCredential")
+	CodableValueType                       = unknown("CoreDevice.CodableValue")
+	NSErrorContainerType                   = unknown("Mercury.NSErrorContainer")
+	UsageAssertionInformationType          = unknown("CoreDevice.UsageAssertionInformation")
+	DarwinNotificationPostActionResultType = unknown("CoreDevice.DarwinNotificationPostActionResult")
+	EnableDeveloperDiskImageResultType     = unknown("CoreDevice.EnableDeveloperDiskImageResult")
+	DDIMetadataType                        = unknown("CoreDevice.DDIMetadata")
+	UpdateHostDDIsResultType               = unknown("CoreDevice.UpdateHostDDIsResult")
+	RemoveHostDDIsResultType               = unknown("CoreDevice.RemoveHostDDIsResult")
 )
 
 // VoidType is the Output of a _VoidBox action: an empty dictionary.
