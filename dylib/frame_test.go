@@ -18,7 +18,7 @@ func sampleFrames() []Frame {
 	u := xpc.UUID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
 	name := "iPhone"
 	req := xpc.NewDict("CoreDevice.actionIdentifier", xpc.String("com.apple.coredevice.action.pair"),
-		"CoreDevice.input", xpc.NewDict("endpoint", xpc.NewHandle(xpc.KindEndpoint, 7)))
+		"CoreDevice.input", xpc.NewDict("endpoint", xpc.NewHandle(xpc.KindEndpoint, 1)))
 	return []Frame{
 		{Kind: KindHello, Payload: Hello{PID: 42, UID: 501, Arch: "arm64e", DylibVersion: "0.1", Protocol: 1,
 			Build: Build{"a", "b", "c"}, Hooks: xpc.NewDict("gambit", xpc.Bool(true))}.Value()},
@@ -28,10 +28,10 @@ func sampleFrames() []Frame {
 		{Kind: KindDeviceDetach, Payload: DetachValue(u)},
 		{Kind: KindActionRequest, Correlation: 9, Payload: RequestValue(req)},
 		{Kind: KindActionResponse, Flags: FlagResponse, Correlation: 9, Payload: ActionResponse{Disposition: DispositionReply, Reply: xpc.NewDict("CoreDevice.output", xpc.NewDict()),
-			Followups: []Followup{{Kind: KindSideChannelSend, Payload: xpc.NewDict("endpoint", xpc.NewHandle(xpc.KindEndpoint, 7))}}}.Value()},
-		{Kind: KindSideChannelSend, Payload: xpc.NewDict("endpoint", xpc.NewHandle(xpc.KindEndpoint, 7), "message", xpc.NewDict(), "keepOpen", xpc.Bool(false))},
+			Followups: []Followup{{Kind: KindSideChannelSend, Payload: xpc.NewDict("endpoint", xpc.NewHandle(xpc.KindEndpoint, 1))}}}.Value()},
+		{Kind: KindSideChannelSend, Payload: xpc.NewDict("endpoint", xpc.NewHandle(xpc.KindEndpoint, 1), "message", xpc.NewDict(), "keepOpen", xpc.Bool(false))},
 		{Kind: KindBroadcastEvent, Payload: xpc.NewDict("event", xpc.NewDict("mangledTypeName", xpc.String("x"), "value", xpc.NewDict()))},
-		{Kind: KindReleaseHandle, Payload: xpc.NewDict("handles", xpc.Array{xpc.Uint64(7)})},
+		{Kind: KindReleaseHandle, Payload: xpc.NewDict("handles", xpc.Array{xpc.Uint64(1)})},
 		{Kind: KindLog, Payload: Log{Level: "info", Msg: "hello"}.Value()},
 		{Kind: KindError, Payload: Error{Code: "kind", Msg: "x"}.Value()},
 		{Kind: KindLog, Correlation: 1<<64 - 1}, // empty payload
