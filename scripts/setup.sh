@@ -20,6 +20,13 @@ have unshare      || need_apt+=(util-linux)
 have make         || need_apt+=(make)
 have g++          || need_apt+=(g++ build-essential)
 have python3      || need_apt+=(python3)   # node-gyp runs python
+# inject/ (the macOS dylib) is syntax-checked with clang and its converter
+# built under AddressSanitizer (dylib/inject_test.go): clang and its
+# sanitizer runtimes.
+have clang        || need_apt+=(clang)
+if ! have clang || [ ! -e "$(clang -print-resource-dir 2>/dev/null)/lib/linux/libclang_rt.asan-$(uname -m).a" ]; then
+  need_apt+=(libclang-rt-dev)
+fi
 # Node from another source (e.g. NodeSource) must not be replaced by Debian's.
 have node         || need_apt+=(nodejs)
 have npm          || need_apt+=(npm)

@@ -8,8 +8,12 @@
 typedef struct objc_object *id;
 typedef struct objc_class *Class;
 typedef struct objc_selector *SEL;
-typedef id (*IMP)(id, SEL, ...);
+#endif
+/* As with OBJC_OLD_DISPATCH_PROTOTYPES=0: cast before calling. */
+typedef void (*IMP)(void);
 typedef signed char BOOL;
+#ifndef nil
+#define nil ((id)0)
 #endif
 typedef struct objc_method *Method;
 typedef struct objc_ivar *Ivar;

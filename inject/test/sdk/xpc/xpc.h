@@ -89,6 +89,7 @@ const uint8_t *xpc_dictionary_get_uuid(xpc_object_t xdict, const char *key);
 xpc_connection_t xpc_dictionary_get_remote_connection(xpc_object_t xdict);
 
 xpc_connection_t xpc_connection_create_from_endpoint(xpc_endpoint_t endpoint);
+xpc_connection_t xpc_connection_create(const char *name, dispatch_queue_t targetq);
 void xpc_connection_set_event_handler(xpc_connection_t connection, xpc_handler_t handler);
 void xpc_connection_resume(xpc_connection_t connection);
 void xpc_connection_cancel(xpc_connection_t connection);
