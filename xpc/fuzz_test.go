@@ -57,8 +57,12 @@ func FuzzDecodeValue(f *testing.F) {
 		}
 	}
 	f.Add([]byte{0, 0xa0, 1, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0})
+	// Handles (the dylib socket's endpoint handle) are tried on odd-length
+	// inputs.
+	f.Add([]byte{0x00, 0x20, 0x01, 0x00, 7, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		v, err := DecodeOptions{MaxDepth: 16}.DecodeValue(in)
+		opts := DecodeOptions{MaxDepth: 16, Handles: len(in)%2 == 1}
+		v, err := opts.DecodeValue(in)
 		if err != nil {
 			return
 		}
@@ -66,7 +70,7 @@ func FuzzDecodeValue(f *testing.F) {
 		if err != nil {
 			t.Fatalf("decoded value does not encode: %v", err)
 		}
-		v2, err := DecodeValue(b1)
+		v2, err := opts.DecodeValue(b1)
 		if err != nil {
 			t.Fatalf("re-encoded value does not decode: %v", err)
 		}
