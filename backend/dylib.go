@@ -63,6 +63,8 @@ type Bridge struct {
 	facts   *mercury.Facts           // nil while no device is offered
 	dev     *dylib.Device            // what the dylibs were last told
 	names   map[*view]*string
+	sources sourceFacts // the fact sources' last answers
+	forced  bool        // Refresh asked: ask the sources again
 
 	// testHookAnswer, if set, runs before each answer (tests hold a
 	// request in flight with it).
@@ -100,8 +102,12 @@ func (b *Backend) StartBridge(cfg BridgeConfig) (*Bridge, error) {
 	return br, nil
 }
 
-// Refresh asks for a pass now (a fact source calls it after a change).
+// Refresh asks for a pass now, asking the fact sources again (call it
+// after a change they would report, such as a DDI mount).
 func (br *Bridge) Refresh() {
+	br.mu.Lock()
+	br.forced = true
+	br.mu.Unlock()
 	select {
 	case br.refresh <- struct{}{}:
 	default:

@@ -20,7 +20,7 @@ import (
 )
 
 // The facts the dylib bridge answers CoreDeviceService with
-// (docs/protocols/coredevice-schema.md §"Facts"), gathered from the
+// (docs/protocols/coredevice-schema.md §5), gathered from the
 // backend's view of the device and from the sources below.
 
 // PairingSource tells the host's pairing with a device. A Bridge without
@@ -123,8 +123,61 @@ func (s *deviceIDs) get(udid string) (xpc.UUID, error) {
 	return u, nil
 }
 
-// sourceTimeout bounds one question to a fact source.
-const sourceTimeout = 5 * time.Second
+// sourceTimeout bounds one question to a fact source; sourceTTL is how
+// long an answer is reused (Bridge.Refresh asks again at once), so a
+// device is not asked every scan.
+const (
+	sourceTimeout = 5 * time.Second
+	sourceTTL     = 30 * time.Second
+)
+
+// sourceFacts are the last answers of the fact sources for one view.
+type sourceFacts struct {
+	view       *view
+	at         time.Time
+	pair       mercury.PairRecordState
+	ddiKnown   bool
+	ddiMounted bool
+	devMode    mercury.DeveloperMode
+}
+
+// askSources refreshes br.sources when they are for another view, older
+// than sourceTTL, or a refresh was asked for.
+func (br *Bridge) askSources(ctx context.Context, v *view, udid string) {
+	br.mu.Lock()
+	fresh := br.sources.view == v && time.Since(br.sources.at) < sourceTTL && !br.forced
+	br.forced = false
+	br.mu.Unlock()
+	if fresh {
+		return
+	}
+	sf := sourceFacts{view: v, at: time.Now(), pair: mercury.PairVerified}
+	sctx, cancel := context.WithTimeout(ctx, sourceTimeout)
+	defer cancel()
+	if br.cfg.Pairing != nil {
+		st, err := br.cfg.Pairing.PairRecord(sctx, udid)
+		if err != nil {
+			br.log.Debug("backend: pairing state unknown", "udid", udid, "err", err)
+			st = mercury.PairPresent // not verified now: never claimed
+		}
+		sf.pair = st
+	}
+	if br.cfg.Developer != nil {
+		if m, err := br.cfg.Developer.DDIMounted(sctx, udid); err == nil {
+			sf.ddiKnown, sf.ddiMounted = true, m
+		} else {
+			br.log.Debug("backend: DDI state unknown", "udid", udid, "err", err)
+		}
+		if dm, err := br.cfg.Developer.DeveloperMode(sctx, udid); err == nil {
+			sf.devMode = dm
+		} else {
+			br.log.Debug("backend: Developer Mode unknown", "udid", udid, "err", err)
+		}
+	}
+	br.mu.Lock()
+	br.sources = sf
+	br.mu.Unlock()
+}
 
 // gather builds the facts of the device the backend serves now, or nil
 // when none is attached. name caches lockdown's DeviceName per view.
@@ -175,24 +228,15 @@ func (br *Bridge) gather(ctx context.Context) (*mercury.Facts, *view) {
 	}
 	f.DeviceName = name
 
-	sctx, cancel := context.WithTimeout(ctx, sourceTimeout)
-	defer cancel()
+	br.askSources(ctx, v, udid)
+	br.mu.Lock()
+	src := br.sources
+	br.mu.Unlock()
 	if br.cfg.Pairing != nil {
-		st, err := br.cfg.Pairing.PairRecord(sctx, udid)
-		if err != nil {
-			br.log.Debug("backend: pairing state unknown", "udid", udid, "err", err)
-			st = mercury.PairPresent // not verified now: never claimed
-		}
-		f.PairRecord = st
+		f.PairRecord = src.pair
 	}
-	if br.cfg.Developer != nil {
-		if m, err := br.cfg.Developer.DDIMounted(sctx, udid); err == nil {
-			f.DDI.Known, f.DDI.Mounted = true, m
-		}
-		if dm, err := br.cfg.Developer.DeveloperMode(sctx, udid); err == nil {
-			f.DeveloperMode = dm
-		}
-	}
+	f.DDI.Known, f.DDI.Mounted = src.ddiKnown, src.ddiMounted
+	f.DeveloperMode = src.devMode
 	f.ExtendedInfoLoaded = f.DeviceName != nil && f.DeveloperMode != mercury.DeveloperModeUnknown
 	br.counter.Stamp(f)
 	return f, v
