@@ -6,7 +6,7 @@ import (
 	"github.com/iosmux/iosmux/xpc"
 )
 
-// The message payloads (docs/protocols/coredevice-bridge.md §"Messages").
+// The message payloads (docs/protocols/coredevice-bridge.md §4).
 // Each has a Value (its payload dictionary) and a parse function that
 // rejects a missing or mistyped required key.
 

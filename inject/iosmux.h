@@ -26,7 +26,7 @@
  * socket down. */
 #define IOSMUX_STALE_SECONDS 30
 
-/* Message kinds (docs/protocols/coredevice-bridge.md §"Messages"). */
+/* Message kinds (docs/protocols/coredevice-bridge.md §4). */
 enum iosmux_kind {
 	IOSMUX_HELLO = 0x01,
 	IOSMUX_HELLO_ACK = 0x02,

@@ -2,7 +2,7 @@
  * Devices iosmux attached: the fast-path list the invoke hook checks, the
  * data md_proxy answers from, and the device object CDS is given.
  *
- * Registration follows docs/xcode.md ("Device registration"): an
+ * Registration follows docs/xcode.md §5: an
  * OS_remote_device built from the pushed Properties (RemoteServiceDiscovery
  * ivars, looked up by name and cross-checked). Wrapping it in an
  * RSDDeviceWrapper and a ServiceDeviceRepresentation for CDS's
@@ -198,7 +198,7 @@ static void register_device(struct device *d)
 		return;
 	}
 	iosmux_log("warn", "device object built, but registering it with ServiceDeviceManager needs this "
-			   "CoreDevice build's entry points (docs/xcode.md): not done");
+			   "CoreDevice build's entry points (docs/xcode.md section 5): not done");
 }
 
 void iosmux_device_attach(xpc_object_t payload, bool update)

@@ -8,7 +8,7 @@
  * away, slow, or answers passthrough, it calls the original. It never
  * reports "handled" for a message it did not answer (an over-broad hook
  * once swallowed DeviceManagerCheckInRequest and broke device listing).
- * docs/xcode.md ("The dylib") and docs/protocols/coredevice-bridge.md.
+ * docs/protocols/coredevice-bridge.md §5–§6.
  */
 #include <dlfcn.h>
 #include <libkern/OSCacheControl.h>
@@ -208,7 +208,7 @@ bool iosmux_gambit_install(void)
 	return true;
 #else
 	/* arm64e: pointer authentication and code-signing rules make inline
-	 * patching different; not attempted (docs/xcode.md). */
+	 * patching different; not attempted (docs/xcode.md §5). */
 	iosmux_log("warn", "invoke hook not supported on this architecture: actions run natively");
 	return false;
 #endif

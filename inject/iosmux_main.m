@@ -1,8 +1,7 @@
 /*
  * iosmux dylib: constructor, the socket iosmux connects to, frames, and the
  * request/response rendezvous used by the invoke hook.
- * docs/protocols/coredevice-bridge.md; the fail-safe rules are in
- * docs/xcode.md ("The dylib").
+ * docs/protocols/coredevice-bridge.md; the fail-safe rules are its §6.
  */
 #include <errno.h>
 #include <mach-o/dyld.h>

@@ -8,7 +8,7 @@
  * return types) are not confirmed; the dylib installs these replacements
  * only where the class has both selectors as class methods, and assumes an
  * NSUUID argument and an xpc dictionary / string result, as the original
- * served them from its handshake cache. docs/xcode.md lists this among the
+ * served them from its handshake cache. docs/xcode.md §5 lists this among the
  * things only a Mac can verify.
  */
 #include <objc/message.h>

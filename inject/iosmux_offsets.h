@@ -1,7 +1,7 @@
 /*
- * Per-build knowledge the dylib must not guess (docs/xcode.md, "What only a
- * Mac can verify"). Everything here is checked against the running
- * process before use; a mismatch disables the feature, never CDS.
+ * Per-build knowledge the dylib must not guess (docs/xcode.md §5).
+ * Everything here is checked against the running process before use; a
+ * mismatch disables the feature, never CDS.
  */
 #ifndef IOSMUX_OFFSETS_H
 #define IOSMUX_OFFSETS_H

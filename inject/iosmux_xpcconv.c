@@ -1,6 +1,6 @@
 /*
  * Converter between libxpc objects and the socket encoding.
- * docs/protocols/coredevice-bridge.md §"Values". Every length is checked
+ * docs/protocols/coredevice-bridge.md §3. Every length is checked
  * against the bytes left; nothing is read past n; nesting is bounded.
  */
 #include "iosmux_xpcconv.h"

@@ -2,7 +2,7 @@
  * Typed-value converter between libxpc objects and the socket's object
  * encoding (RemoteXPC's, little-endian, 4-byte aligned, plus handles for
  * objects that cannot leave the process: type tag + u64le id).
- * docs/protocols/coredevice-bridge.md §"Values".
+ * docs/protocols/coredevice-bridge.md §3.
  */
 #ifndef IOSMUX_XPCCONV_H
 #define IOSMUX_XPCCONV_H

@@ -54,7 +54,7 @@ func (d Disposition) String() string {
 }
 
 // FollowupKind is a side effect the dylib runs after sending a reply; the
-// values are the socket message kinds (docs/protocols/coredevice-bridge.md).
+// values are the socket message kinds (docs/protocols/coredevice-bridge.md §4).
 type FollowupKind uint8
 
 const (
@@ -89,7 +89,7 @@ func passthrough(action, format string, args ...any) Result {
 var ErrNoSideChannel = errors.New("mercury: no endpoint in the input")
 
 // Actions is the allow-list, in the order of docs/protocols/coredevice-schema.md
-// §"Actions".
+// §6.
 var Actions = []*Action{
 	{Short: "pair", Output: DeviceConnectionChangeResultType, Shape: ShapeConfirmed, answer: answerPair},
 	{Short: "unpair", Shape: ShapeConflicting, Why: "Output container disputed (Void or DeviceConnectionChangeResult) and the host's pairing is not removed on Xcode's request"},

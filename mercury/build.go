@@ -8,7 +8,7 @@ import (
 )
 
 // DeviceInfo builds CoreDeviceProtocols.DeviceInfo from f
-// (docs/protocols/coredevice-schema.md §"Derivation"). notes explain
+// (docs/protocols/coredevice-schema.md §5). notes explain
 // fields left out for bad input (a negative ECID); the caller logs them.
 // Without a live tunnel there is no honest DeviceInfo.state, and without a
 // known DDI state no honest areDeveloperDiskImageServicesAvailable: both are

@@ -8,7 +8,7 @@ import (
 )
 
 // Facts is everything iosmux knows about one device, gathered before any
-// reply is built (docs/protocols/coredevice-schema.md §"Facts"). Builders
+// reply is built (docs/protocols/coredevice-schema.md §5). Builders
 // read nothing else. The zero value of each fact means "not known".
 type Facts struct {
 	// DeviceUUID is the device's CoreDevice identifier, assigned by iosmux

@@ -8,7 +8,7 @@ import (
 	"github.com/iosmux/iosmux/xpc"
 )
 
-// The Codable forms of docs/protocols/coredevice-schema.md §"Forms". Each
+// The Codable forms of docs/protocols/coredevice-schema.md §2. Each
 // returns an xpc value; none converts between wire types.
 
 // RawEnum is an enum with a String raw value (F2): the bare raw string.

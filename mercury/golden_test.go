@@ -10,7 +10,7 @@ import (
 )
 
 // The golden cases G01–G35, G39 and G40 of
-// docs/protocols/coredevice-schema.md §"Golden cases". G36–G38 are in
+// docs/protocols/coredevice-schema.md §7. G36–G38 are in
 // package dylib.
 
 func mustReply(t *testing.T, req *xpc.Dict, f *Facts) *xpc.Dict {

@@ -9,7 +9,7 @@ import (
 )
 
 // The seventeen Pair-button iterations that derived the Pair reply
-// (docs/protocols/coredevice-schema.md §"Iteration trail"), replayed
+// (docs/protocols/coredevice-schema.md §4), replayed
 // cumulatively: each builds the reply of that click (every earlier fix
 // applied, every later one not yet) and expects the error Apple's decoder
 // logged for it; the seventeenth must pass.

@@ -3,7 +3,7 @@ package mercury
 import "github.com/iosmux/iosmux/xpc"
 
 // Form is how a Swift type is encoded by CDS's XPC Codable bridge
-// (docs/protocols/coredevice-schema.md §"Forms").
+// (docs/protocols/coredevice-schema.md §2).
 type Form uint8
 
 const (

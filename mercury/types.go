@@ -18,7 +18,7 @@ var (
 	UUIDType   = scalar("Foundation.UUID", xpc.KindUUID)
 )
 
-// Referenced types never captured (schema.md §"Unknown types").
+// Referenced types never captured (coredevice-schema.md §3).
 var (
 	DeviceCapabilityImplementationType     = unknown("CoreDevice.DeviceCapabilityImplementation")
 	DefaultUserCredentialType              = unknown("CoreDevice.DefaultUserCredential")

@@ -122,7 +122,7 @@ func with(path []string, step string) []string {
 // Validate reports whether Apple's Codable bridge would decode v as t, and
 // if not, the first error it would log. It mirrors the decoder's order as
 // the iteration trail shows it (docs/protocols/coredevice-schema.md
-// §"Decoder order"): within a struct, fields read through a nested
+// §4.1): within a struct, fields read through a nested
 // container (structs, enums, arrays, dictionaries) are decoded before
 // single-value fields, each group in declaration order; unknown keys are
 // ignored; an auto-Codable enum counts only keys that are its case names
@@ -262,7 +262,7 @@ func (t *Type) keysName() string {
 	return swiftShort(t.Name) + ".CodingKeys"
 }
 
-// Envelope keys (docs/protocols/coredevice-schema.md §"Envelope").
+// Envelope keys (docs/protocols/coredevice-schema.md §1.1).
 const (
 	KeyActionIdentifier     = "CoreDevice.actionIdentifier"
 	KeyInvocationIdentifier = "CoreDevice.invocationIdentifier"
