@@ -44,6 +44,7 @@ const (
 	TrustAccept  TrustAnswer = iota // pair
 	TrustPending                    // dialog still showing: PairingDialogResponsePending
 	TrustDeny                       // Don't Trust: UserDeniedPairing
+	TrustLocked                     // locked with a passcode: PasswordProtected
 )
 
 // DeviceConfig configures the device role.

@@ -328,6 +328,8 @@ func (c *devConn) pair(req Message) Message {
 			return errReply(CodePairingDialogResponsePending)
 		case TrustDeny:
 			return errReply(CodeUserDeniedPairing)
+		case TrustLocked:
+			return errReply(CodePasswordProtected)
 		}
 	}
 	bag := make([]byte, 32)

@@ -1,6 +1,9 @@
 package lockdown
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Error is a lockdownd reply carrying an Error string (lockdown.md §3), or the
 // Result = "Failure" of pre-iOS-5 devices (Code "Failure").
@@ -55,4 +58,14 @@ var (
 	ErrPasswordProtected = &Error{Code: CodePasswordProtected}
 	// ErrMissingValue: no such key.
 	ErrMissingValue = &Error{Code: CodeMissingValue}
+)
+
+// Pairing outcomes that are not lockdownd replies.
+var (
+	// ErrTrustTimeout: the Trust dialog showed and nobody answered it
+	// before the caller's context ended.
+	ErrTrustTimeout = errors.New("lockdown: no answer to the Trust dialog")
+	// ErrNotPaired: usbmuxd holds no pair record the device accepts, and
+	// pairing was not allowed (PairOptions.NoAutopair).
+	ErrNotPaired = errors.New("lockdown: not paired with this host")
 )

@@ -121,7 +121,7 @@ func (r *rig) dial(t testing.TB) *Client {
 // (PairUsbmux, what tunneld and the backend use).
 func (r *rig) pair(t testing.TB) *PairRecord {
 	t.Helper()
-	rec, err := PairUsbmux(testCtx(t), r.mux, usbmux.Device{DeviceID: r.deviceID, SerialNumber: testUDID}, "test host")
+	rec, err := PairUsbmux(testCtx(t), r.mux, usbmux.Device{DeviceID: r.deviceID, SerialNumber: testUDID}, PairOptions{HostName: "test host"})
 	if err != nil {
 		t.Fatalf("Pair: %v", err)
 	}

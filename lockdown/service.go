@@ -83,6 +83,11 @@ type PairConfig struct {
 	// PollInterval is the wait between attempts while the Trust dialog is
 	// pending (pmd3 polls every second); 0 means 1 s. ctx bounds the wait.
 	PollInterval time.Duration
+	// OnPrompt, if set, is called once, when the device first answers
+	// that its Trust dialog is showing (PairingDialogResponsePending): the
+	// moment to tell the user to tap Trust. A device that trusts at once
+	// never calls it.
+	OnPrompt func()
 	// Rand feeds key generation; nil means crypto/rand.
 	Rand io.Reader
 	// Now is the certificates' clock; nil means time.Now.
@@ -91,7 +96,9 @@ type PairConfig struct {
 
 // Pair creates a host identity for the device and asks it to trust it
 // (lockdown.md §6). While the user has not answered the Trust dialog it
-// retries every PollInterval until ctx ends. The returned record holds the
+// retries every PollInterval until ctx ends (ErrTrustTimeout, wrapping
+// ctx's cause). Don't Trust is ErrUserDeniedPairing, a device locked with
+// a passcode ErrPasswordProtected. The returned record holds the
 // device's EscrowBag, UDID and Wi-Fi address; storing it (usbmuxd
 // SavePairRecord, see SavePairRecord) is the caller's step.
 func (c *Client) Pair(ctx context.Context, cfg PairConfig) (*PairRecord, error) {
@@ -136,17 +143,26 @@ func (c *Client) Pair(ctx context.Context, cfg PairConfig) (*PairRecord, error) 
 		"ProtocolVersion": "2",
 		"PairingOptions":  map[string]any{"ExtendedPairingErrors": true},
 	}
+	prompted := false
 	for {
 		rep, err := c.Request(ctx, req)
 		if errors.Is(err, ErrPairingDialogResponsePending) {
+			if !prompted && cfg.OnPrompt != nil {
+				cfg.OnPrompt()
+			}
+			prompted = true
 			t := time.NewTimer(cfg.PollInterval)
 			select {
 			case <-t.C:
 				continue
 			case <-ctx.Done():
 				t.Stop()
-				return nil, fmt.Errorf("lockdown: Pair: waiting for the Trust dialog: %w", context.Cause(ctx))
+				return nil, fmt.Errorf("%w: %w", ErrTrustTimeout, context.Cause(ctx))
 			}
+		}
+		if prompted && ctx.Err() != nil {
+			// The request itself was cut short while the dialog showed.
+			return nil, fmt.Errorf("%w: %w", ErrTrustTimeout, context.Cause(ctx))
 		}
 		if err != nil {
 			return nil, err

@@ -2,6 +2,7 @@ package lockdown
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -44,33 +45,6 @@ func SavePairRecord(ctx context.Context, mux *usbmux.Client, udid string, device
 	return mux.SavePairRecord(ctx, udid, deviceID, b)
 }
 
-// PairUsbmux runs the classic Pair with a device attached through usbmuxd
-// (the host's SystemBUID from usbmuxd; the device shows its Trust dialog)
-// and stores the new record in usbmuxd, as pmd3 and libimobiledevice do.
-func PairUsbmux(ctx context.Context, mux *usbmux.Client, dev usbmux.Device, hostName string) (*PairRecord, error) {
-	udid := dev.UDID()
-	buid, err := mux.ReadBUID(ctx)
-	if err != nil {
-		return nil, err
-	}
-	lc, err := DialUsbmux(ctx, mux, dev.DeviceID, ClientConfig{})
-	if err != nil {
-		return nil, err
-	}
-	defer lc.Close()
-	rec, err := lc.Pair(ctx, PairConfig{SystemBUID: buid, HostName: hostName})
-	if err != nil {
-		return nil, err
-	}
-	if rec.UDID == "" {
-		rec.UDID = udid
-	}
-	if err := SavePairRecord(ctx, mux, udid, dev.DeviceID, rec); err != nil {
-		return nil, fmt.Errorf("lockdown: saving the pair record of %s in usbmuxd: %w", udid, err)
-	}
-	return rec, nil
-}
-
 // DialService connects to a started service through usbmuxd and runs
 // ServiceTLS on the new connection.
 func DialService(ctx context.Context, mux *usbmux.Client, deviceID uint32, info ServiceInfo, rec *PairRecord, timeout time.Duration) (net.Conn, error) {
@@ -93,15 +67,27 @@ func DialService(ctx context.Context, mux *usbmux.Client, deviceID uint32, info 
 func OpenService(ctx context.Context, mux *usbmux.Client, dev usbmux.Device, name string, cfg ClientConfig) (net.Conn, ServiceInfo, error) {
 	udid := dev.UDID()
 	rec, err := ReadPairRecord(ctx, mux, udid)
+	if errors.Is(err, usbmux.ErrNoPairRecord) {
+		return nil, ServiceInfo{}, fmt.Errorf("lockdown: %s: read pair record: %w; pair it first with 'iosmux lockdown pair --udid %s' (tap Trust on the iPhone)", udid, err, udid)
+	}
 	if err != nil {
 		return nil, ServiceInfo{}, fmt.Errorf("lockdown: %s: read pair record: %w", udid, err)
 	}
+	return openService(ctx, mux, dev, rec, name, cfg)
+}
+
+// openService is OpenService with the record in hand.
+func openService(ctx context.Context, mux *usbmux.Client, dev usbmux.Device, rec *PairRecord, name string, cfg ClientConfig) (net.Conn, ServiceInfo, error) {
+	udid := dev.UDID()
 	c, err := DialUsbmux(ctx, mux, dev.DeviceID, cfg)
 	if err != nil {
 		return nil, ServiceInfo{}, fmt.Errorf("lockdown: %s: %w", udid, err)
 	}
 	defer c.Close()
 	if _, err := c.StartSession(ctx, rec); err != nil {
+		if errors.Is(err, ErrInvalidHostID) {
+			err = fmt.Errorf("%w (the device no longer trusts this host's pair record: pair again with 'iosmux lockdown pair')", err)
+		}
 		return nil, ServiceInfo{}, fmt.Errorf("lockdown: %s: %w", udid, err)
 	}
 	info, err := c.StartService(ctx, name, nil)
