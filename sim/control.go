@@ -25,7 +25,7 @@ import (
 //	POST /devices/{udid}/stall?on=true|false
 //	POST /devices/{udid}/reset?after=N      (bytes; 0 = now)
 //	POST /devices/{udid}/garbage?on=true|false
-//	POST /devices/{udid}/trust?answer=accept|deny|pending
+//	POST /devices/{udid}/trust?answer=accept|deny|pending|locked
 //
 // {udid} may be "all". Every POST answers the device's state afterwards;
 // errors are {"error": "..."} with a 4xx/5xx status.

@@ -87,6 +87,11 @@ const (
 	TrustAccept  Trust = iota // taps Trust
 	TrustDeny                 // taps Don't Trust
 	TrustPending              // never answers while pending
+	// TrustLocked: locked with a passcode. Lockdown's Pair answers
+	// PasswordProtected; RemotePairing's consent waits as if pending (a
+	// real device shows its dialog once unlocked; SIM: what it sends
+	// while locked is not documented).
+	TrustLocked
 )
 
 func (t Trust) String() string {
@@ -97,18 +102,20 @@ func (t Trust) String() string {
 		return "deny"
 	case TrustPending:
 		return "pending"
+	case TrustLocked:
+		return "locked"
 	}
 	return fmt.Sprintf("Trust(%d)", int32(t))
 }
 
-// ParseTrust reads "accept", "deny" or "pending".
+// ParseTrust reads "accept", "deny", "pending" or "locked".
 func ParseTrust(s string) (Trust, error) {
-	for _, t := range []Trust{TrustAccept, TrustDeny, TrustPending} {
+	for _, t := range []Trust{TrustAccept, TrustDeny, TrustPending, TrustLocked} {
 		if strings.EqualFold(s, t.String()) {
 			return t, nil
 		}
 	}
-	return 0, fmt.Errorf("sim: trust %q: want accept, deny or pending", s)
+	return 0, fmt.Errorf("sim: trust %q: want accept, deny, pending or locked", s)
 }
 
 // State is where a device is in its life.
@@ -144,6 +151,9 @@ type Device struct {
 	trust atomic.Int32
 	ncm   *ncmHost // nil without NCM
 	stats stats
+	// dialogShowing: lockdown's Trust dialog is up (the last Pair was
+	// answered pending).
+	dialogShowing atomic.Bool
 
 	life   context.Context
 	cancel context.CancelFunc
@@ -162,7 +172,7 @@ type Device struct {
 }
 
 type stats struct {
-	boots, pairSetups, verifies, sessions, reattaches atomic.Int64
+	boots, pairSetups, verifies, sessions, reattaches, trustPrompts atomic.Int64
 
 	mu    sync.Mutex
 	live  map[*tunnel.Session]struct{}
@@ -208,12 +218,16 @@ func (d *Device) tunnelStats() tunnel.SessionStats {
 
 // Stats counts what a device has done since New.
 type Stats struct {
-	Boots       int64 `json:"boots"`
-	PairSetups  int64 `json:"pairSetups"`  // RemotePairing pair-setups completed
-	Verifies    int64 `json:"verifies"`    // RemotePairing pair-verifies completed
-	Sessions    int64 `json:"sessions"`    // tunnel sessions started
-	Reattaches  int64 `json:"reattaches"`  // iOS 27.2 service moves
-	Connections int   `json:"connections"` // live connections now
+	Boots      int64 `json:"boots"`
+	PairSetups int64 `json:"pairSetups"` // RemotePairing pair-setups completed
+	// TrustPrompts counts the Trust dialogs shown: lockdown Pair requests
+	// from an unknown host and RemotePairing consents asked, whatever
+	// the answer (a pending dialog polled again is not a new one).
+	TrustPrompts int64 `json:"trustPrompts"`
+	Verifies     int64 `json:"verifies"`    // RemotePairing pair-verifies completed
+	Sessions     int64 `json:"sessions"`    // tunnel sessions started
+	Reattaches   int64 `json:"reattaches"`  // iOS 27.2 service moves
+	Connections  int   `json:"connections"` // live connections now
 	// Realism at work in tunnels: host→device packets dropped for their
 	// size, and transport reads that were not exactly one packet.
 	DroppedAbove       uint64 `json:"droppedAbove"`
@@ -259,21 +273,16 @@ func New(cfg Config) (*Device, error) {
 	if d.prof.CoreDeviceProxy {
 		services[lockdown.CoreDeviceProxy] = lockdown.Service{SSL: true, Serve: d.serveCoreDeviceProxy}
 	}
+	// RemotePairing over lockdown: every iOS 17+ device has it.
+	// EnableServiceSSL is SIM (no reference shows the reply).
+	services[pairing.LockdownServiceName] = lockdown.Service{SSL: true, Serve: d.serveRemotePairingLockdown}
 	d.ld, err = lockdown.NewDevice(lockdown.DeviceConfig{
 		Values:   d.values,
 		Domains:  d.domains,
 		Key:      key,
 		Services: services,
 		Ports:    devicePorts{d},
-		Trust: func(string) lockdown.TrustAnswer {
-			switch Trust(d.trust.Load()) {
-			case TrustDeny:
-				return lockdown.TrustDeny
-			case TrustPending:
-				return lockdown.TrustPending
-			}
-			return lockdown.TrustAccept
-		},
+		Trust:    d.lockdownTrust,
 		// A real iPhone keeps a pairing the moment it is made: save the
 		// record usbmuxd holds whenever a session proves it, so a host
 		// killed without Close (kill -9) finds the device still trusting
@@ -357,7 +366,8 @@ func (d *Device) setStateLocked(s State) {
 func (d *Device) Stats() Stats {
 	s := Stats{
 		Boots: d.stats.boots.Load(), PairSetups: d.stats.pairSetups.Load(), Verifies: d.stats.verifies.Load(),
-		Sessions: d.stats.sessions.Load(), Reattaches: d.stats.reattaches.Load(),
+		TrustPrompts: d.stats.trustPrompts.Load(),
+		Sessions:     d.stats.sessions.Load(), Reattaches: d.stats.reattaches.Load(),
 	}
 	if b := d.currentBoot(); b != nil {
 		s.Connections = b.conns.len()
@@ -442,10 +452,36 @@ func (d *Device) serveCoreDeviceProxy(conn net.Conn) {
 	b.ep.ServeCoreDeviceProxy(conn)
 }
 
+// serveRemotePairingLockdown is the lockdown service
+// com.apple.dt.remotepairingdeviced.lockdown (remotepairing.md §1.4):
+// RPPairing framing on the service connection, pair-setup without a
+// prompt (the lockdown session already proved the host trusted), no
+// tunnels. Hosts paired here join the store every other surface verifies
+// against. The connection stays open until the host closes it.
+func (d *Device) serveRemotePairingLockdown(conn net.Conn) {
+	b := d.currentBoot()
+	if b == nil {
+		conn.Close()
+		return
+	}
+	pd, err := d.newPairingDevice(pairing.ModeLockdown, nil)
+	if err != nil {
+		d.log.Warn("sim: RemotePairing over lockdown", "udid", d.id.UDID, "err", err)
+		return
+	}
+	if err := pd.Serve(b.ctx, pairing.NewRPPairing(conn)); err != nil {
+		d.log.Debug("sim: RemotePairing over lockdown", "udid", d.id.UDID, "err", err)
+	}
+}
+
 // pairingDevice is the RemotePairing device role for one surface;
 // createListener opens tunnel ports where that surface's host reaches the
 // device.
 func (d *Device) pairingDevice(createListener func(context.Context, string, pairing.ListenerRequest) (*pairing.Listener, error)) (*pairing.Device, error) {
+	return d.newPairingDevice(pairing.ModeTrust, createListener)
+}
+
+func (d *Device) newPairingDevice(mode pairing.Mode, createListener func(context.Context, string, pairing.ListenerRequest) (*pairing.Listener, error)) (*pairing.Device, error) {
 	name := d.id.DeviceName
 	return pairing.NewDevice(&pairing.DeviceConfig{
 		Identity: pairing.DeviceIdentity{
@@ -466,7 +502,7 @@ func (d *Device) pairingDevice(createListener func(context.Context, string, pair
 				AllowsSharingSensitiveInfo: true, AllowsPinlessPairing: false},
 			Device: pairing.PeerDeviceInfo{Identifier: d.id.UDID, UDID: d.id.UDID, Name: name, Model: d.id.ProductType},
 		},
-		Mode:           pairing.ModeTrust,
+		Mode:           mode,
 		Consent:        d.consent,
 		Hosts:          d.hosts,
 		CreateListener: createListener,
@@ -476,8 +512,27 @@ func (d *Device) pairingDevice(createListener func(context.Context, string, pair
 	})
 }
 
+// lockdownTrust is the simulated user at lockdown's Trust dialog. A Pair
+// answered pending and asked again is the same dialog, not a new one.
+func (d *Device) lockdownTrust(string) lockdown.TrustAnswer {
+	t := Trust(d.trust.Load())
+	if !d.dialogShowing.Swap(t == TrustPending) {
+		d.stats.trustPrompts.Add(1)
+	}
+	switch t {
+	case TrustDeny:
+		return lockdown.TrustDeny
+	case TrustPending:
+		return lockdown.TrustPending
+	case TrustLocked:
+		return lockdown.TrustLocked
+	}
+	return lockdown.TrustAccept
+}
+
 // consent is the simulated user at the Trust dialog.
 func (d *Device) consent(ctx context.Context, host string) (bool, error) {
+	d.stats.trustPrompts.Add(1)
 	for {
 		switch Trust(d.trust.Load()) {
 		case TrustAccept:
