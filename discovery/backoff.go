@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 )
@@ -103,7 +104,7 @@ func Retry(ctx context.Context, b *Backoff, f func(context.Context) error) error
 			return p.err
 		}
 		if cerr := sleep(ctx, b.Next()); cerr != nil {
-			return errors.Join(cerr, err)
+			return fmt.Errorf("%w (last error: %w)", cerr, err)
 		}
 	}
 }

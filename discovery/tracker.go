@@ -101,20 +101,36 @@ func (t *Tracker) Devices() []Device {
 	out := make([]Device, 0, len(t.order))
 	for _, id := range t.order {
 		d := t.devices[id]
-		paths := make([]Event, 0, len(d.paths))
-		for _, e := range d.paths {
-			paths = append(paths, e)
-		}
-		slices.SortFunc(paths, func(a, b Event) int {
-			if a.rank() != b.rank() {
-				return a.rank() - b.rank()
-			}
-			if a.Key() < b.Key() {
-				return -1
-			}
-			return 1
-		})
-		out = append(out, Device{UDID: d.udid, Paths: paths})
+		out = append(out, Device{UDID: d.udid, Paths: sortedPaths(d)})
 	}
 	return out
+}
+
+// Paths returns the paths to the device with this UDID (any form), best
+// first; nil when it is not tracked.
+func (t *Tracker) Paths(udid string) []Event {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	d := t.devices[NormalizeUDID(udid)]
+	if d == nil {
+		return nil
+	}
+	return sortedPaths(d)
+}
+
+func sortedPaths(d *tracked) []Event {
+	paths := make([]Event, 0, len(d.paths))
+	for _, e := range d.paths {
+		paths = append(paths, e)
+	}
+	slices.SortFunc(paths, func(a, b Event) int {
+		if a.rank() != b.rank() {
+			return a.rank() - b.rank()
+		}
+		if a.Key() < b.Key() {
+			return -1
+		}
+		return 1
+	})
+	return paths
 }

@@ -2,7 +2,7 @@ package pairing
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"io"
 	"time"
 )
@@ -56,7 +56,7 @@ func ioWithContext(ctx context.Context, conn any, read bool, fn func() error) er
 	err := fn()
 	if !stop() || ctx.Err() != nil {
 		if cause := context.Cause(ctx); cause != nil {
-			return errors.Join(cause, err)
+			return fmt.Errorf("%w (%w)", cause, err)
 		}
 	}
 	return err

@@ -151,12 +151,13 @@ func (e *Error) Unwrap() error { return e.Err }
 var ErrNotPaired = errors.New("not paired")
 
 // ErrNoCoreDeviceProxy means lockdown does not offer CoreDeviceProxy: iOS
-// before 17.4 (tunnel.md §1).
-var ErrNoCoreDeviceProxy = errors.New("the device has no CoreDeviceProxy (iOS 17.4 or later is needed; use the RemotePairing paths)")
+// before 17.4 (tunnel.md §1). Retrying cannot help; the text names what
+// works instead.
+var ErrNoCoreDeviceProxy = errors.New("the device has no CoreDeviceProxy (iOS 17.4 or later has it; this is 17.0-17.3): tunnel over its USB-NCM link instead, 'iosmux start-tunnel --connection usb' after 'iosmux pair --udid UDID' (tunneld does so by itself with --usb, on by default)")
 
 // ErrQUICUnsupported means the QUIC listener could not be reached: iOS 18.2
 // removed it (tunnel.md §1, pymobiledevice3's wording).
-var ErrQUICUnsupported = errors.New("iOS 18.2+ removed QUIC protocol support; use TCP")
+var ErrQUICUnsupported = errors.New("iOS 18.2+ removed QUIC protocol support; use TCP (--protocol tcp)")
 
 // Tunnel is an established host-side tunnel: the pump, the TUN and the
 // connections that must stay open with it (tunnel.md §7).

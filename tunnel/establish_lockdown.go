@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/usbmux"
@@ -20,7 +21,7 @@ func StartCoreDeviceProxy(ctx context.Context, mux *usbmux.Client, dev usbmux.De
 	conn, _, err := lockdown.OpenService(ctx, mux, dev, lockdown.CoreDeviceProxy, lockdown.ClientConfig{})
 	if err != nil {
 		if errors.Is(err, lockdown.ErrInvalidService) {
-			err = errors.Join(ErrNoCoreDeviceProxy, err)
+			err = fmt.Errorf("%w: %w", ErrNoCoreDeviceProxy, err)
 		}
 		return nil, &Error{Device: udid, Step: StepLockdown, Err: err}
 	}

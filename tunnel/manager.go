@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -108,6 +109,11 @@ type ManagerConfig struct {
 	// with ±20 % jitter. (go-ios waits 30 s to 300 s; a device that comes
 	// back is retried at once anyway, through its Attached event.)
 	Backoff discovery.Backoff
+	// SlowBackoff is the schedule after an attempt whose error asks for
+	// RetrySlow (the user tapped Don't Trust: another dialog a second
+	// later would only nag); the zero value means 1 min doubling to
+	// 15 min. An Attached event (replug) still retries at once.
+	SlowBackoff discovery.Backoff
 	// AttemptTimeout bounds one establishment, Trust dialog included
 	// (discovery.md §8: 30 s).
 	AttemptTimeout time.Duration
@@ -133,6 +139,71 @@ var (
 	// ErrAttemptCanceled: the attempt was abandoned (Clear, the path went away).
 	ErrAttemptCanceled = errors.New("tunnel: attempt canceled")
 )
+
+// RetryPolicy says when the manager tries a device again after a failed
+// attempt. An establishment error chooses one by implementing Retrier
+// (found with errors.As); any other error gets RetryBackoff.
+type RetryPolicy int
+
+const (
+	// RetryBackoff: after the device's back-off (ManagerConfig.Backoff).
+	RetryBackoff RetryPolicy = iota
+	// RetrySlow: after the slow back-off (ManagerConfig.SlowBackoff),
+	// minutes: the user refused, and a new attempt would ask again.
+	RetrySlow
+	// RetryOnAttach: not until the device is attached again (replug):
+	// the failure is permanent for this path (no CoreDeviceProxy before
+	// iOS 17.4, an unsupported protocol).
+	RetryOnAttach
+)
+
+func (p RetryPolicy) String() string {
+	switch p {
+	case RetryBackoff:
+		return "backoff"
+	case RetrySlow:
+		return "slow"
+	case RetryOnAttach:
+		return "on-attach"
+	}
+	return fmt.Sprintf("RetryPolicy(%d)", int(p))
+}
+
+// Retrier is implemented by errors that choose their RetryPolicy.
+type Retrier interface {
+	Retry() RetryPolicy
+}
+
+// RetryOf is the policy err asks for: the first Retrier in its chain, or
+// RetryBackoff.
+func RetryOf(err error) RetryPolicy {
+	var r Retrier
+	if errors.As(err, &r) {
+		return r.Retry()
+	}
+	return RetryBackoff
+}
+
+// HeldError is Start's answer for a device that waits after a failed
+// attempt whose policy is RetrySlow or RetryOnAttach: no new attempt is
+// made (it would raise the Trust dialog again, or fail the same way).
+// Err is that attempt's error; Until is when the manager tries again by
+// itself (zero: when the device is attached again).
+type HeldError struct {
+	UDID  string
+	Until time.Time
+	Err   error
+}
+
+func (e *HeldError) Error() string {
+	when := "when it is plugged in again"
+	if !e.Until.IsZero() {
+		when = fmt.Sprintf("in %s, or at once when it is plugged in again", time.Until(e.Until).Round(time.Second))
+	}
+	return fmt.Sprintf("tunnel: device %s: not tried again until later (next try %s): %v", e.UDID, when, e.Err)
+}
+
+func (e *HeldError) Unwrap() error { return e.Err }
 
 // stepKinds are the short names of establishment steps, the /metrics
 // errors{kind} label.
@@ -238,6 +309,12 @@ func NewManager(cfg ManagerConfig) *Manager {
 	}
 	if cfg.Backoff.Max <= 0 {
 		cfg.Backoff.Max = 30 * time.Second
+	}
+	if cfg.SlowBackoff.Min <= 0 {
+		cfg.SlowBackoff.Min = time.Minute
+	}
+	if cfg.SlowBackoff.Max <= 0 {
+		cfg.SlowBackoff.Max = 15 * time.Minute
 	}
 	if cfg.AttemptTimeout <= 0 {
 		cfg.AttemptTimeout = 30 * time.Second

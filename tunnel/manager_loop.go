@@ -21,6 +21,14 @@ type device struct {
 	backoff   discovery.Backoff
 	waiters   []chan<- startResult
 	settled   bool // its first attempt has ended
+	// slow is the back-off after RetrySlow failures; held is the last
+	// such failure while its wait lasts (Start answers with it instead
+	// of raising the Trust dialog again).
+	slow discovery.Backoff
+	held error
+	// dead are paths whose last attempt failed with RetryOnAttach, by
+	// Event.Key: not tried again until that path is attached anew.
+	dead map[string]error
 }
 
 type attempt struct {
@@ -75,8 +83,9 @@ func (m *Manager) run() {
 }
 
 func (m *Manager) newDevice(id, udid string) *device {
-	d := &device{id: id, udid: udid, backoff: m.cfg.Backoff}
+	d := &device{id: id, udid: udid, backoff: m.cfg.Backoff, slow: m.cfg.SlowBackoff, dead: map[string]error{}}
 	d.backoff.Reset()
+	d.slow.Reset()
 	m.devices[id] = d
 	m.unsettled.Add(1)
 	return d
@@ -103,10 +112,14 @@ func (m *Manager) apply(ev discovery.Event) {
 		}
 		if d.live == nil && d.attempt == nil {
 			// The device answers (again): no reason to sit out its
-			// back-off. An API cancel's hold still applies.
+			// back-off, nor a refusal's (a replug is the user asking
+			// again). An API cancel's hold still applies.
 			d.backoff.Reset()
-			d.retryAt = time.Time{}
+			d.slow.Reset()
+			d.retryAt, d.held = time.Time{}, nil
 		}
+		// A path attached anew may work where it failed for good.
+		delete(d.dead, ev.Key())
 		m.consider(d)
 	case discovery.Detached:
 		if d == nil {
@@ -135,16 +148,20 @@ func (m *Manager) consider(d *device) {
 	if d.live != nil || d.attempt != nil {
 		return
 	}
-	best, ok := m.tracker.Best(d.id)
-	if !ok {
+	paths := m.tracker.Paths(d.id)
+	if len(paths) == 0 {
 		m.forget(d)
 		return
+	}
+	i := slices.IndexFunc(paths, func(ev discovery.Event) bool { return d.dead[ev.Key()] == nil })
+	if i < 0 {
+		return // every path failed for good: wait for one to be attached anew
 	}
 	now := time.Now()
 	if now.Before(d.retryAt) || now.Before(d.holdUntil) {
 		return
 	}
-	m.startAttempt(d, best)
+	m.startAttempt(d, paths[i])
 }
 
 func (m *Manager) forget(d *device) {
@@ -233,9 +250,20 @@ func (m *Manager) attemptDone(d *device, a *attempt, est *Established, err error
 	if err != nil {
 		kind := ErrorKind(err)
 		m.countError(kind)
-		wait := d.backoff.Next()
-		d.retryAt = time.Now().Add(wait)
-		m.log.Warn("tunnel: attempt failed", "udid", d.udid, "path", PathName(a.path), "kind", kind, "err", err, "retry_in", wait.Round(time.Millisecond))
+		switch RetryOf(err) {
+		case RetrySlow:
+			wait := d.slow.Next()
+			d.retryAt, d.held = time.Now().Add(wait), err
+			m.log.Warn("tunnel: attempt failed; waiting before asking the device again (replug it to retry now)", "udid", d.udid, "path", PathName(a.path), "kind", kind, "err", err, "retry_in", wait.Round(time.Second))
+		case RetryOnAttach:
+			d.dead[a.path.Key()] = err
+			d.retryAt = time.Time{}
+			m.log.Warn("tunnel: attempt failed for good on this path; not retried until the device is plugged in again", "udid", d.udid, "path", PathName(a.path), "kind", kind, "err", err)
+		default:
+			wait := d.backoff.Next()
+			d.retryAt = time.Now().Add(wait)
+			m.log.Warn("tunnel: attempt failed", "udid", d.udid, "path", PathName(a.path), "kind", kind, "err", err, "retry_in", wait.Round(time.Millisecond))
+		}
 		m.reply(d, startResult{err: err})
 		m.consider(d)
 		return
@@ -250,6 +278,8 @@ func (m *Manager) attemptDone(d *device, a *attempt, est *Established, err error
 	l := &live{entry: e, link: est.Link, pathKey: a.path.Key(), dev: d, stop: make(chan struct{})}
 	d.live = l
 	d.backoff.Reset()
+	d.slow.Reset()
+	d.held = nil
 	if m.everUp[d.id] {
 		m.recon.Add(1)
 	}
@@ -386,6 +416,22 @@ func (m *Manager) start(req StartRequest, reply chan<- startResult) {
 	if i < 0 {
 		reply <- startResult{err: ErrNoPath}
 		return
+	}
+	if d != nil && d.attempt == nil {
+		// A client asking is no reason to raise the Trust dialog the user
+		// just refused, nor to repeat what cannot work: say why instead.
+		if d.held != nil && time.Now().Before(d.retryAt) {
+			reply <- startResult{err: &HeldError{UDID: d.udid, Until: d.retryAt, Err: d.held}}
+			return
+		}
+		if j := slices.IndexFunc(paths, func(ev discovery.Event) bool {
+			return (req.Match == nil || req.Match(ev)) && d.dead[ev.Key()] == nil
+		}); j >= 0 {
+			i = j
+		} else {
+			reply <- startResult{err: &HeldError{UDID: d.udid, Err: d.dead[paths[i].Key()]}}
+			return
+		}
 	}
 	if d == nil {
 		d = m.newDevice(id, paths[i].UDID)

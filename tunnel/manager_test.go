@@ -56,6 +56,7 @@ type fakeEst struct {
 	attempts []attemptRecord
 	links    []*fakeLink
 	reported map[string]string // discovered UDID → UDID the handshake reports
+	failErr  map[string]error  // path name → error of its scripted failures
 	start    time.Time
 }
 
@@ -66,7 +67,8 @@ type attemptRecord struct {
 }
 
 func newFakeEst() *fakeEst {
-	return &fakeEst{fails: map[string]int{}, block: map[string]chan struct{}{}, reported: map[string]string{}, start: time.Now()}
+	return &fakeEst{fails: map[string]int{}, block: map[string]chan struct{}{}, reported: map[string]string{},
+		failErr: map[string]error{}, start: time.Now()}
 }
 
 func (f *fakeEst) Establish(ctx context.Context, ev discovery.Event) (*Established, error) {
@@ -78,6 +80,7 @@ func (f *fakeEst) Establish(ctx context.Context, ev discovery.Event) (*Establish
 		f.fails[ev.UDID]--
 	}
 	udid := f.reported[ev.UDID]
+	failErr := f.failErr[PathName(ev)]
 	f.mu.Unlock()
 	if block != nil {
 		select {
@@ -87,7 +90,10 @@ func (f *fakeEst) Establish(ctx context.Context, ev discovery.Event) (*Establish
 		}
 	}
 	if fail {
-		return nil, &Error{Device: ev.UDID, Step: StepLockdown, Err: errors.New("scripted failure")}
+		if failErr == nil {
+			failErr = errors.New("scripted failure")
+		}
+		return nil, &Error{Device: ev.UDID, Step: StepLockdown, Err: failErr}
 	}
 	l := newFakeLink(100)
 	f.mu.Lock()

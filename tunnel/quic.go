@@ -148,7 +148,7 @@ func startQUIC(ctx context.Context, v *verified, path Path, host string, peers [
 	}
 	qc, err := tr.Dial(ctx, raddr, tlsConf, quicConfig(opt.MaxIdleTimeout))
 	if err != nil {
-		return fail(StepQUIC, errors.Join(ErrQUICUnsupported, err))
+		return fail(StepQUIC, fmt.Errorf("%w: %w", ErrQUICUnsupported, err))
 	}
 	pc, params, err := quicClientHandshake(ctx, qc)
 	if err != nil {
