@@ -111,8 +111,8 @@ type ManagerConfig struct {
 	Backoff discovery.Backoff
 	// SlowBackoff is the schedule after an attempt whose error asks for
 	// RetrySlow (the user tapped Don't Trust: another dialog a second
-	// later would only nag); the zero value means 1 min doubling to
-	// 15 min. An Attached event (replug) still retries at once.
+	// later would only nag); the zero value means 2 min (±20 %) doubling
+	// to 15 min. An Attached event (replug) still retries at once.
 	SlowBackoff discovery.Backoff
 	// AttemptTimeout bounds one establishment, Trust dialog included
 	// (discovery.md §8: 30 s).
@@ -311,7 +311,7 @@ func NewManager(cfg ManagerConfig) *Manager {
 		cfg.Backoff.Max = 30 * time.Second
 	}
 	if cfg.SlowBackoff.Min <= 0 {
-		cfg.SlowBackoff.Min = time.Minute
+		cfg.SlowBackoff.Min = 2 * time.Minute
 	}
 	if cfg.SlowBackoff.Max <= 0 {
 		cfg.SlowBackoff.Max = 15 * time.Minute

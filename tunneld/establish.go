@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -161,7 +160,7 @@ func (e *establisher) Establish(ctx context.Context, path discovery.Event) (*tun
 		err = &tunnel.Error{Device: path.UDID, Step: "path", Err: fmt.Errorf("unknown source %q", path.Source)}
 	}
 	if err != nil {
-		return nil, err
+		return nil, classify(path.UDID, err)
 	}
 	meta := &tunnelMeta{dial: h.dial}
 	out := &link{Link: l}
@@ -240,66 +239,33 @@ func (e *establisher) readCatalog(ctx context.Context, h *hostTUN, udid string, 
 }
 
 // coreDeviceProxy is P1 through usbmuxd. Like pymobiledevice3's tunneld
-// (autopair on), a device without a pair record is paired first (Trust
-// dialog; the attempt timeout bounds it), and a device that no longer
-// trusts our record is paired again.
+// (autopair on), a device without a pair record, or one that no longer
+// trusts ours, is paired first (Trust dialog; the attempt timeout bounds
+// it): lockdown.EnsurePaired, with the record folder as a second home for
+// the record.
 func (e *establisher) coreDeviceProxy(ctx context.Context, path discovery.Event, h *hostTUN) (*tunnel.Tunnel, error) {
 	if e.mux == nil {
 		return nil, &tunnel.Error{Device: path.UDID, Step: tunnel.StepUsbmux, Err: errors.New("usbmuxd monitor disabled")}
 	}
 	dev := usbmux.Device{DeviceID: path.DeviceID, SerialNumber: path.UDID, ConnectionType: path.ConnectionType, ProductID: path.ProductID}
 	udid := dev.UDID()
-	if err := e.ensurePaired(ctx, dev); err != nil {
-		return nil, &tunnel.Error{Device: udid, Step: "pair", Err: err}
-	}
-	t, err := tunnel.StartCoreDeviceProxy(ctx, e.mux, dev, e.options(h, udid))
-	if errors.Is(err, lockdown.ErrInvalidHostID) {
-		e.log.Warn("tunneld: device no longer trusts this host's lockdown record, pairing again", "udid", udid)
-		if perr := e.pair(ctx, dev); perr != nil {
-			return nil, &tunnel.Error{Device: udid, Step: "pair", Err: perr}
-		}
-		h.ns = nil
-		t, err = tunnel.StartCoreDeviceProxy(ctx, e.mux, dev, e.options(h, udid))
-	}
-	return t, err
-}
-
-// ensurePaired makes sure usbmuxd holds a pair record for dev: its own,
-// else ours from the record folder (given back to usbmuxd), else a new
-// pairing.
-func (e *establisher) ensurePaired(ctx context.Context, dev usbmux.Device) error {
-	udid := dev.UDID()
-	_, err := lockdown.ReadPairRecord(ctx, e.mux, udid)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, usbmux.ErrNoPairRecord) {
-		return err
-	}
-	if rec, lerr := e.records.load(udid); lerr == nil {
-		return lockdown.SavePairRecord(ctx, e.mux, udid, dev.DeviceID, rec)
-	} else if !errors.Is(lerr, fs.ErrNotExist) {
-		e.log.Warn("tunneld: stored lockdown pair record unusable", "udid", udid, "err", lerr)
-	}
-	return e.pair(ctx, dev)
-}
-
-// pair runs lockdown Pair and stores the record in usbmuxd and in the
-// record folder (pymobiledevice3 does both).
-func (e *establisher) pair(ctx context.Context, dev usbmux.Device) error {
-	udid := dev.UDID()
-	e.log.Info("tunneld: pairing over lockdown (accept the Trust dialog on the device)", "udid", udid)
-	rec, err := lockdown.PairUsbmux(ctx, e.mux, dev, e.hostName)
-	if err != nil {
-		return err
+	opt := lockdown.PairOptions{
+		HostName: e.hostName,
+		OnPrompt: func() {
+			e.log.Info("tunneld: tap Trust on the iPhone (pairing over lockdown)", "udid", udid)
+		},
 	}
 	if e.records.store.Dir != "" {
-		if err := e.records.save(udid, rec); err != nil {
-			e.log.Warn("tunneld: could not save the lockdown pair record in the record folder", "udid", udid, "err", err)
-		}
+		opt.Store = e.records
 	}
-	e.log.Info("tunneld: paired", "udid", udid)
-	return nil
+	_, paired, err := lockdown.EnsurePaired(ctx, e.mux, dev, opt)
+	if err != nil {
+		return nil, &tunnel.Error{Device: udid, Step: "pair", Err: err}
+	}
+	if paired {
+		e.log.Info("tunneld: paired over lockdown", "udid", udid)
+	}
+	return tunnel.StartCoreDeviceProxy(ctx, e.mux, dev, e.options(h, udid))
 }
 
 // mobdev2 is P1 over Wi-Fi lockdown (discovery.md §5): TCP to lockdownd

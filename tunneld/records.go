@@ -33,6 +33,16 @@ func (c classicRecords) path(udid string) (string, error) {
 	return filepath.Join(c.store.Dir, udid+".plist"), nil
 }
 
+var _ lockdown.RecordStore = classicRecords{}
+
+// LoadRecord implements lockdown.RecordStore.
+func (c classicRecords) LoadRecord(udid string) (*lockdown.PairRecord, error) { return c.load(udid) }
+
+// SaveRecord implements lockdown.RecordStore.
+func (c classicRecords) SaveRecord(udid string, rec *lockdown.PairRecord) error {
+	return c.save(udid, rec)
+}
+
 // load returns the record of udid; a missing one matches fs.ErrNotExist.
 func (c classicRecords) load(udid string) (*lockdown.PairRecord, error) {
 	p, err := c.path(udid)

@@ -115,6 +115,11 @@ func (r *registry) StartTunnel(ctx context.Context, req rsdapi.StartRequest) (rs
 		return rsdapi.Tunnel{}, ctx.Err()
 	case errors.Is(err, tunnel.ErrManagerClosed):
 		return rsdapi.Tunnel{}, rsdapi.ErrNoTask
+	case tunnel.RetryOf(err) != tunnel.RetryBackoff:
+		// Why matters to the client (the user refused to pair; the path
+		// cannot work): a 501 with the exception name and the message,
+		// not the generic 404.
+		return rsdapi.Tunnel{}, err
 	}
 	return rsdapi.Tunnel{}, fmt.Errorf("%w: %w", rsdapi.ErrTunnelFailed, err)
 }
