@@ -335,10 +335,8 @@ func simTunnel(ctx context.Context, mux *usbmux.Client, udid string) (*tunnel.Tu
 	if dev.DeviceID == 0 {
 		return nil, nil, errors.New("not on usbmuxd")
 	}
-	if _, err := mux.ReadPairRecord(ctx, dev.UDID()); err != nil {
-		if _, err := lockdown.PairUsbmux(ctx, mux, dev, "iosmux-backend"); err != nil {
-			return nil, nil, fmt.Errorf("lockdown pair: %w", err)
-		}
+	if _, _, err := lockdown.EnsurePaired(ctx, mux, dev, lockdown.PairOptions{HostName: "iosmux-backend"}); err != nil {
+		return nil, nil, err
 	}
 	var ns *utun.Netstack
 	tn, err := tunnel.StartCoreDeviceProxy(ctx, mux, dev, tunnel.Options{NewTUN: func(p tunnel.Params) (tun.Device, error) {
