@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -77,6 +79,9 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 	defer cancel()
 	conn, err := c.cfg.Dial(ctx, c.cfg.Addr.Net, c.cfg.Addr.Path)
 	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("%w at %s (%w): install and start usbmuxd (Debian/Ubuntu: apt install usbmuxd; it starts when an iPhone is plugged in), give its address with --usbmux-address or USBMUXD_SOCKET_ADDRESS, or try a simulated iPhone with 'iosmux sim'", ErrNotRunning, c.cfg.Addr, err)
+		}
 		return nil, fmt.Errorf("usbmux: connect to usbmuxd at %s: %w", c.cfg.Addr, err)
 	}
 	return conn, nil

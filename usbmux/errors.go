@@ -69,4 +69,7 @@ var (
 	ErrConnRefused = &ResultError{Code: ResultConnRefused}
 	// ErrNoPairRecord: ReadPairRecord found no record for the UDID.
 	ErrNoPairRecord = errors.New("usbmux: no pair record")
+	// ErrNotRunning: nothing listens at usbmuxd's address (no socket, or
+	// the connection is refused).
+	ErrNotRunning = errors.New("usbmux: usbmuxd is not running")
 )
