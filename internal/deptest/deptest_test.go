@@ -26,6 +26,11 @@ var layer = map[string]int{
 	"internal/atomicfile": 0,
 	"internal/netns":      0,
 	"internal/safeplist":  0,
+	// What a daemon owns on disk (private runtime folder, locks, pid and
+	// log files) and systemd's readiness message: used by sim, tunneld
+	// and cmd.
+	"internal/runfile":  0,
+	"internal/sdnotify": 0,
 	// L1 protocol endpoints
 	"xpc":      1,
 	"tlspsk":   1,
