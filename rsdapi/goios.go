@@ -47,6 +47,7 @@ func (s *Server) serveGoIOS(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusMethodNotAllowed)
 			return
 		}
+		s.audit("goios", r)
 		s.reg.Shutdown()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		writeRaw(w, http.StatusOK, []byte("shutting down in 1 second..."))
@@ -88,6 +89,7 @@ func (s *Server) goiosTunnel(w http.ResponseWriter, r *http.Request, udid string
 		writeGoJSON(w, goiosTunnel(t))
 		return
 	}
+	s.audit("goios", r)
 	s.reg.Cancel(t.UDID)
 	s.Notify()
 	w.WriteHeader(http.StatusNoContent)

@@ -12,8 +12,9 @@ import (
 // The pymobiledevice3 tunneld API (tunneld-api.md §1; pymobiledevice3
 // tunneld/server.py, TunneldRunner). Handlers there build a dict and send
 // json.dumps(data) (styleDumps); GET /, GET /upstream and FastAPI's own
-// errors go through JSONResponse (styleCompact). Replies without a
-// Content-Type header (501/404 of /start-tunnel) are reproduced as such.
+// errors go through JSONResponse (styleCompact). /start-tunnel's 501 and
+// 404, which pymobiledevice3 sends without a Content-Type, carry
+// application/json and nosniff here.
 
 // pmd3Route is one path of the FastAPI app with its methods, in
 // registration order (Starlette answers 405 with the Allow list of the first
@@ -51,11 +52,14 @@ func (s *Server) servePMD3(w http.ResponseWriter, r *http.Request) {
 	case path == "/start-tunnel" && get:
 		s.pmd3Start(w, r)
 	case path == "/cancel" && get:
+		s.audit("pmd3", r)
 		s.pmd3Cancel(w, r)
 	case path == "/clear_tunnels" && get:
+		s.audit("pmd3", r)
 		s.reg.Clear()
 		writePy(w, http.StatusOK, object{{"operation", "clear_tunnels"}, {"data", true}, {"message", "Cleared tunnels..."}})
 	case path == "/shutdown" && get:
+		s.audit("pmd3", r)
 		s.reg.Shutdown()
 		writePy(w, http.StatusOK, object{{"operation", "shutdown"}, {"data", true}, {"message", "Server shutting down..."}})
 	case path == "/upstream" && get:
@@ -160,7 +164,7 @@ func (s *Server) pmd3Start(w http.ResponseWriter, r *http.Request) {
 	case ctype == "usbmux" || ctype == "usb" || ctype == "wifi":
 	default:
 		// No branch matches: nothing is attempted.
-		writeRaw(w, http.StatusNotImplemented, encodeJSON(object{{"error", "task not created"}}, styleDumps))
+		writeJSONError(w, http.StatusNotImplemented, object{{"error", "task not created"}})
 		return
 	}
 	ip, _ := q.get("ip")
@@ -169,12 +173,12 @@ func (s *Server) pmd3Start(w http.ResponseWriter, r *http.Request) {
 	case err == nil:
 		writePy(w, http.StatusOK, startReply(t))
 	case errors.Is(err, ErrNoTask):
-		writeRaw(w, http.StatusNotImplemented, encodeJSON(object{{"error", "task not created"}}, styleDumps))
+		writeJSONError(w, http.StatusNotImplemented, object{{"error", "task not created"}})
 	case errors.Is(err, ErrTunnelFailed):
-		writeRaw(w, http.StatusNotFound, encodeJSON(object{{"error", "something went wrong during tunnel creation"}}, styleDumps))
+		writeJSONError(w, http.StatusNotFound, object{{"error", "something went wrong during tunnel creation"}})
 	default:
 		body := object{{"error", object{{"exception", exceptionName(err)}, {"traceback", err.Error()}}}}
-		writeRaw(w, http.StatusNotImplemented, encodeJSON(body, styleDumps))
+		writeJSONError(w, http.StatusNotImplemented, body)
 	}
 }
 
@@ -331,6 +335,16 @@ func writePy(w http.ResponseWriter, code int, v value) {
 func writeCompact(w http.ResponseWriter, code int, v value) {
 	w.Header().Set("Content-Type", "application/json")
 	writeRaw(w, code, encodeJSON(v, styleCompact))
+}
+
+// writeJSONError writes /start-tunnel's error replies: json.dumps(data) as
+// pymobiledevice3 sends them, but typed, so that neither a browser nor a
+// client sniffs the text (pymobiledevice3 sends them without a
+// Content-Type; no client reads one).
+func writeJSONError(w http.ResponseWriter, code int, v value) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	writeRaw(w, code, encodeJSON(v, styleDumps))
 }
 
 // writeRaw writes body as is. Without a Content-Type set by the caller,

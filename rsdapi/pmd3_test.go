@@ -111,12 +111,12 @@ func TestPMD3StartTunnel(t *testing.T) {
 		},
 		{
 			name: "exact match only (no dash tolerance)", target: "/start-tunnel?udid=000080300000000000000001",
-			code: 501, ctype: "-", body: `{"error": {"exception": "DeviceNotFoundError", "traceback": "usbmux: 000080300000000000000001: rsdapi: device not found"}}`,
+			code: 501, ctype: json, body: `{"error": {"exception": "DeviceNotFoundError", "traceback": "usbmux: 000080300000000000000001: rsdapi: device not found"}}`,
 			started: []rsdapi.StartRequest{{UDID: "000080300000000000000001"}},
 		},
 		{
 			name: "unknown connection_type attempts nothing", target: "/start-tunnel?udid=X&connection_type=bogus",
-			code: 501, ctype: "-", body: `{"error": "task not created"}`,
+			code: 501, ctype: json, body: `{"error": "task not created"}`,
 		},
 		{
 			name: "new tunnel", target: "/start-tunnel?udid=NEW&ip=fe80::1%25en7&connection_type=usb",
@@ -131,7 +131,7 @@ func TestPMD3StartTunnel(t *testing.T) {
 			start: func(context.Context, rsdapi.StartRequest) (rsdapi.Tunnel, error) {
 				return rsdapi.Tunnel{}, fmt.Errorf("tunnel: no wifi service: %w", rsdapi.ErrNoTask)
 			},
-			code: 501, ctype: "-", body: `{"error": "task not created"}`,
+			code: 501, ctype: json, body: `{"error": "task not created"}`,
 			started: []rsdapi.StartRequest{{UDID: "NEW", Connection: "wifi"}},
 		},
 		{
@@ -139,7 +139,7 @@ func TestPMD3StartTunnel(t *testing.T) {
 			start: func(context.Context, rsdapi.StartRequest) (rsdapi.Tunnel, error) {
 				return rsdapi.Tunnel{}, fmt.Errorf("tunnel: cdtunnel: %w", rsdapi.ErrTunnelFailed)
 			},
-			code: 404, ctype: "-", body: `{"error": "something went wrong during tunnel creation"}`,
+			code: 404, ctype: json, body: `{"error": "something went wrong during tunnel creation"}`,
 			started: []rsdapi.StartRequest{{UDID: "NEW", Connection: "usbmux"}},
 		},
 		{
@@ -147,7 +147,7 @@ func TestPMD3StartTunnel(t *testing.T) {
 			start: func(context.Context, rsdapi.StartRequest) (rsdapi.Tunnel, error) {
 				return rsdapi.Tunnel{}, fmt.Errorf("wrapped: %w", namedErr{})
 			},
-			code: 501, ctype: "-", body: `{"error": {"exception": "PairingDialogResponsePendingError", "traceback": "wrapped: lockdown: pairing dialog declined"}}`,
+			code: 501, ctype: json, body: `{"error": {"exception": "PairingDialogResponsePendingError", "traceback": "wrapped: lockdown: pairing dialog declined"}}`,
 			started: []rsdapi.StartRequest{{UDID: "NEW"}},
 		},
 		{
@@ -155,7 +155,7 @@ func TestPMD3StartTunnel(t *testing.T) {
 			start: func(context.Context, rsdapi.StartRequest) (rsdapi.Tunnel, error) {
 				return rsdapi.Tunnel{}, fmt.Errorf("outer: %w", &typedErr{"pair-verify"})
 			},
-			code: 501, ctype: "-", body: `{"error": {"exception": "typedErr", "traceback": "outer: tunnel: pair-verify failed"}}`,
+			code: 501, ctype: json, body: `{"error": {"exception": "typedErr", "traceback": "outer: tunnel: pair-verify failed"}}`,
 			started: []rsdapi.StartRequest{{UDID: "NEW"}},
 		},
 		{
@@ -176,7 +176,11 @@ func TestPMD3StartTunnel(t *testing.T) {
 			reg := sampleRegistry()
 			reg.Start = tt.start
 			srv, _ := serve(t, pmd3, reg)
-			do(t, srv, "GET", tt.target, "").want(t, tt.code, tt.ctype, tt.body)
+			r := do(t, srv, "GET", tt.target, "")
+			r.want(t, tt.code, tt.ctype, tt.body)
+			if tt.code >= 400 && tt.ctype == json && tt.code != 400 && tt.code != 422 && r.header.Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("%d reply without X-Content-Type-Options: nosniff", tt.code)
+			}
 			if got := reg.Calls().Starts; !slices.Equal(got, tt.started) {
 				t.Errorf("StartTunnel calls = %+v, want %+v", got, tt.started)
 			}

@@ -22,7 +22,9 @@ const (
 type Config struct {
 	Registry Registry
 
-	// Logger receives debug lines (unreachable upstreams); nil discards.
+	// Logger receives debug lines (unreachable upstreams) and, at info
+	// level, who called /shutdown, /clear_tunnels or /cancel (go-ios:
+	// /shutdown, DELETE /tunnel/…); nil discards.
 	Logger *slog.Logger
 
 	// Metrics, when set, is served at GET /metrics of the pymobiledevice3
@@ -163,6 +165,13 @@ func (s *Server) wrap(api string, refuse func(w http.ResponseWriter, code int, m
 		r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
 		h(w, r)
 	})
+}
+
+// audit logs, at info level, a request that stops the daemon or tears
+// tunnels down: anyone who reaches the port may send one, so the log says
+// who did (peer address) and what (the request line).
+func (s *Server) audit(api string, r *http.Request) {
+	s.log.Info("rsdapi: request", "api", api, "peer", r.RemoteAddr, "request", r.Method+" "+r.URL.RequestURI()+" "+r.Proto)
 }
 
 // NewHTTPServer returns an http.Server for one of the handlers with the
