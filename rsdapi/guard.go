@@ -67,7 +67,7 @@ func (g *guard) hostAllowed(hostport string) bool {
 // refusal message, or "" when the request may proceed.
 func (g *guard) check(r *http.Request) string {
 	if !g.hostAllowed(r.Host) {
-		return "forbidden host header " + quoteForMessage(r.Host) + " (DNS rebinding protection)"
+		return "forbidden host header " + quoteForMessage(r.Host) + " (DNS rebinding protection; the daemon's operator can allow this name with --allow-host " + allowHint(r.Host) + ")"
 	}
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "", "same-origin", "none":
@@ -84,6 +84,16 @@ func (g *guard) check(r *http.Request) string {
 		}
 	}
 	return ""
+}
+
+// allowHint is the name to give --allow-host for hostport, or NAME when
+// the client's value is not a plain host name (nothing unsafe is echoed).
+func allowHint(hostport string) string {
+	h := strings.TrimSuffix(hostOnly(hostport), ".")
+	if h == "" || len(h) > 253 || strings.Trim(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") != "" {
+		return "NAME"
+	}
+	return strings.ToLower(h)
 }
 
 // quoteForMessage bounds and sanitises a client-supplied value before it is

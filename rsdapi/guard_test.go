@@ -24,7 +24,7 @@ func TestGuard(t *testing.T) {
 	}
 	// Each API's /shutdown-like mutating GET, to prove nothing ran.
 	target := map[apiKind]string{pmd3: "/shutdown", goios: "/shutdown", appium: "/remotexpc/tunnels"}
-	const rebinding = "forbidden host header \\\"evil.example:49151\\\" (DNS rebinding protection)"
+	const rebinding = "forbidden host header \\\"evil.example:49151\\\" (DNS rebinding protection; the daemon's operator can allow this name with --allow-host evil.example)"
 	const cross = "cross-origin request refused"
 	tests := []struct {
 		name string
@@ -32,7 +32,8 @@ func TestGuard(t *testing.T) {
 		msg  string // "" = allowed
 	}{
 		{"foreign host", []string{"Host: evil.example:49151"}, rebinding},
-		{"foreign host, no port", []string{"Host: evil.example"}, "forbidden host header \\\"evil.example\\\" (DNS rebinding protection)"},
+		{"foreign host, no port", []string{"Host: evil.example"}, "forbidden host header \\\"evil.example\\\" (DNS rebinding protection; the daemon's operator can allow this name with --allow-host evil.example)"},
+		{"foreign host, odd name", []string{"Host: ev'il"}, "forbidden host header \\\"ev'il\\\" (DNS rebinding protection; the daemon's operator can allow this name with --allow-host NAME)"},
 		{"localhost", []string{"Host: localhost:49151"}, ""},
 		{"LOCALHOST.", []string{"Host: LOCALHOST.:1"}, ""},
 		{"IPv4 literal", []string{"Host: 127.0.0.1:49151"}, ""},
