@@ -8,9 +8,11 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/iosmux/iosmux/discovery"
@@ -106,6 +108,9 @@ type Config struct {
 	// away (the CLI prints them). It is called from one goroutine at a
 	// time and must not block.
 	OnTunnel func(up bool, t rsdapi.Tunnel)
+	// OnReady, if set, is called once Run serves the APIs (systemd's
+	// READY=1, a daemonizing parent waiting for its child).
+	OnReady func()
 
 	Logger *slog.Logger
 }
@@ -174,9 +179,13 @@ func New(cfg Config) (*Daemon, error) {
 		case port < 0:
 			port = 0
 		}
-		ln, err := cfg.Listen("tcp", rsdapi.ListenAddr(cfg.Host, port))
+		addr := rsdapi.ListenAddr(cfg.Host, port)
+		ln, err := cfg.Listen(listenNetwork(cfg.Host), addr)
 		if err != nil {
 			d.closeListeners()
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return nil, fmt.Errorf("tunneld: %s API: %w: another tunneld is probably running on %d (curl http://%s/hello); stop it, or choose another --port", api, err, port, addr)
+			}
 			return nil, fmt.Errorf("tunneld: %s API: %w", api, err)
 		}
 		d.listeners[api] = ln
@@ -205,6 +214,28 @@ func New(cfg Config) (*Daemon, error) {
 	})
 	d.sync = newMetricsSync(d.dm, cfg.OnTunnel)
 	return d, nil
+}
+
+// listenNetwork binds an IPv4 literal (0.0.0.0 included) on IPv4 only, as
+// pymobiledevice3 does: Go would otherwise open "0.0.0.0" on every IPv6
+// address too. An IPv6 literal binds IPv6; a name, what it resolves to.
+func listenNetwork(host string) string {
+	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Is4() {
+			return "tcp4"
+		}
+		return "tcp6"
+	}
+	return "tcp"
+}
+
+// Close releases the API listeners of a daemon whose Run was never
+// called (Run closes them itself).
+func (d *Daemon) Close() error {
+	if d.mgr == nil {
+		d.closeListeners()
+	}
+	return nil
 }
 
 func (d *Daemon) closeListeners() {
@@ -265,6 +296,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 				serveErr <- fmt.Errorf("tunneld: %s API: %w", api, err)
 			}
 		})
+	}
+
+	if d.cfg.OnReady != nil {
+		d.cfg.OnReady()
 	}
 
 	dctx, stopDiscovery := context.WithCancel(context.Background())
