@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/iosmux/iosmux/internal/runfile"
 	"github.com/iosmux/iosmux/usbmux"
 )
 
@@ -57,6 +58,7 @@ type Fleet struct {
 	devices []*Device
 	served  chan error
 
+	lock      *runfile.Lock // the state folder's (or socket's), nil without
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -87,6 +89,26 @@ func StartFleet(cfg FleetConfig) (*Fleet, error) {
 	if err := os.MkdirAll(filepath.Dir(f.socket), 0o755); err != nil {
 		f.cleanup()
 		return nil, fmt.Errorf("sim: usbmuxd socket directory: %w", err)
+	}
+	// One fleet per state folder (and socket): a second one would delete
+	// the first one's socket and write the same device state.
+	if lockPath := f.lockPath(); lockPath != "" {
+		if cfg.StateDir != "" {
+			if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+				f.cleanup()
+				return nil, fmt.Errorf("sim: state folder: %w", err)
+			}
+		}
+		l, err := runfile.TryLock(lockPath)
+		if err != nil {
+			f.socket = "" // not ours to remove
+			f.cleanup()
+			if errors.Is(err, runfile.ErrLocked) {
+				return nil, fmt.Errorf("sim: simulated iPhones already run on this state (%w; another 'iosmux sim' or 'iosmux tunneld --simulate'?): stop that one, or give this one another state folder", err)
+			}
+			return nil, fmt.Errorf("sim: %w", err)
+		}
+		f.lock = l
 	}
 	os.Remove(f.socket) // a stale socket from a previous run
 	ln, err := net.Listen("unix", f.socket)
@@ -210,4 +232,19 @@ func (f *Fleet) cleanup() {
 	} else if f.socket != "" {
 		os.Remove(f.socket)
 	}
+	if f.lock != nil {
+		f.lock.Release(false)
+	}
+}
+
+// lockPath is the lock file guarding the fleet's state folder, or its
+// socket when it has no state folder; "" for a private temporary folder.
+func (f *Fleet) lockPath() string {
+	switch {
+	case f.cfg.StateDir != "":
+		return filepath.Join(f.cfg.StateDir, "fleet.lock")
+	case f.cfg.SocketPath != "":
+		return f.cfg.SocketPath + ".lock"
+	}
+	return ""
 }
