@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/iosmux/iosmux/discovery/mdns"
@@ -39,6 +40,18 @@ type Config struct {
 	// _remoted._tcp for Untrusted (the adverts the simulator and a real
 	// iPhone send).
 	MDNS []string
+	// Advertise is the address clients are told to use (Addr, the APIs'
+	// listing) when Listen is a wildcard (:: or 0.0.0.0), which is no
+	// address a client can dial; zero picks this host's first global
+	// unicast address of that family (IPv4 for ::, when there is no IPv6
+	// one), else loopback.
+	Advertise netip.Addr
+	// AllowClients, when not empty, restricts every listener of the
+	// backend (RSD, tunnel service, forwarders, untrusted RSD, pairing)
+	// to clients whose address lies in one of these prefixes; loopback
+	// clients are always allowed. Nothing else authenticates a client of
+	// the trusted RSD.
+	AllowClients []netip.Prefix
 
 	// StateDir keeps the backend's own pairing identity per device and
 	// the hosts paired with it, in files of mode 0600. Required.
@@ -94,7 +107,9 @@ type Backend struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	host    netip.Addr // where forwarders and the tunnel service listen
+	host    netip.Addr   // where forwarders and the tunnel service listen
+	public  netip.Addr   // what clients are told: host, or a concrete one for a wildcard
+	refused atomic.Int64 // unix nanoseconds of the last refusal logged
 	rsdLn   net.Listener
 	rsdPort uint16
 	tsLn    net.Listener // the tunnel service next to the RSD
@@ -158,6 +173,9 @@ func New(cfg Config) (*Backend, error) {
 	}
 	ap := b.rsdLn.Addr().(*net.TCPAddr).AddrPort()
 	b.host, b.rsdPort = ap.Addr().Unmap(), ap.Port()
+	if b.public, err = publicAddr(b.host, cfg.Advertise); err != nil {
+		return nil, err
+	}
 	if b.tsLn, err = b.listenHost(b.host); err != nil {
 		return nil, fmt.Errorf("backend: tunnel service listener: %w", err)
 	}
@@ -236,6 +254,10 @@ func (b *Backend) goAccept(ln net.Listener, serve func(net.Conn)) bool {
 				continue
 			}
 			failures = 0
+			if !b.allowed(c) {
+				c.Close()
+				continue
+			}
 			if !b.goTracked(func() { serve(c) }) {
 				c.Close()
 				return
@@ -257,25 +279,42 @@ func (b *Backend) goTracked(f func()) bool {
 }
 
 // Addr is the RSD server's address: what to give CoreDeviceService (or
-// list in the tunneld API) instead of the device's tunnel RSD.
+// list in the tunneld API) instead of the device's tunnel RSD. It is
+// never a wildcard (see Config.Advertise).
 func (b *Backend) Addr() netip.AddrPort {
-	return netip.AddrPortFrom(b.host, b.rsdPort)
+	return netip.AddrPortFrom(b.public, b.rsdPort)
 }
 
-// UntrustedAddr is the untrusted RSD's address, if served.
+// UntrustedAddr is the untrusted RSD's address, if served, as clients
+// reach it (a concrete address for a wildcard listener).
 func (b *Backend) UntrustedAddr() net.Addr {
 	if b.utLn == nil {
 		return nil
 	}
-	return b.utLn.Addr()
+	return b.reachable(b.utLn.Addr())
 }
 
-// PairingAddr is the network pairing address, if served.
+// PairingAddr is the network pairing address, if served, as clients
+// reach it.
 func (b *Backend) PairingAddr() net.Addr {
 	if b.pairLn == nil {
 		return nil
 	}
-	return b.pairLn.Addr()
+	return b.reachable(b.pairLn.Addr())
+}
+
+// Exposed reports whether any listener takes clients from beyond this
+// host (not loopback): the command warns then.
+func (b *Backend) Exposed() bool {
+	for _, ln := range []net.Listener{b.rsdLn, b.utLn, b.pairLn} {
+		if ln == nil {
+			continue
+		}
+		if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.AddrPort().Addr().Unmap().IsLoopback() {
+			return true
+		}
+	}
+	return false
 }
 
 // Handshake returns the Handshake clients get now, or nil while no device
