@@ -15,16 +15,17 @@ import (
 	"unicode/utf8"
 
 	"github.com/iosmux/iosmux/lockdown"
-	"github.com/iosmux/iosmux/usbmux"
 	"github.com/spf13/cobra"
 )
 
 const infoHelp = `
 Reads lockdownd values of a device attached through usbmuxd, like
 'ideviceinfo': by default the whole top-level domain, inside a TLS session
-opened with the pair record usbmuxd holds for the device. --domain and --key
-narrow the query. --no-session reads without a session (no pair record
-needed), which gives the reduced set a device shows to unpaired hosts.
+opened with the pair record usbmuxd holds for the device; a device without
+one is paired first (tap Trust on the iPhone), unless --no-autopair.
+--domain and --key narrow the query. --no-session reads without a session
+(no pairing needed), which gives the reduced set a device shows to unpaired
+hosts.
 
 --json prints the value as JSON: data as base64, dates as RFC 3339 text,
 integers exact. Without --json, dictionaries print one "Key: value" per line,
@@ -36,6 +37,7 @@ address is chosen as for 'iosmux list'.`
 type infoOptions struct {
 	udid, domain, key, muxAddr string
 	noSession, asJSON          bool
+	noAutopair                 bool
 	timeout                    time.Duration
 }
 
@@ -53,9 +55,10 @@ func newInfoCmd(a *app) *cobra.Command {
 	f.StringVar(&o.domain, "domain", "", "lockdown domain to query (default: the top level)")
 	f.StringVar(&o.key, "key", "", "single key to query (default: the whole domain)")
 	f.BoolVar(&o.noSession, "no-session", false, "query without a session (no pair record needed)")
+	addAutopairFlag(cmd, &o.noAutopair)
 	addJSONFlag(cmd, &o.asJSON, "the value")
 	addUsbmuxFlag(cmd, &o.muxAddr)
-	addTimeoutFlag(cmd, &o.timeout, 15*time.Second, "for the whole query")
+	addTimeoutFlag(cmd, &o.timeout, 15*time.Second, "for the query (pairing a new device has its own "+pairTimeout.String()+")")
 	return cmd
 }
 
@@ -64,15 +67,25 @@ func runInfo(ctx context.Context, a *app, o infoOptions) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-
-	dev, err := a.findDevice(ctx, mux, o.udid)
+	fctx, cancel := context.WithTimeout(ctx, o.timeout)
+	dev, err := a.findDevice(fctx, mux, o.udid)
+	cancel()
 	if err != nil {
 		return err
 	}
 	name := dev.UDID()
 	step := func(what string, err error) error { return fmt.Errorf("device %s: %s: %w", name, what, err) }
+
+	var rec *lockdown.PairRecord
+	if !o.noSession {
+		// Before the query's own connection, on its own clock: the user
+		// may take a while to tap Trust.
+		if rec, _, err = ensurePaired(ctx, a, mux, dev, o.noAutopair, a.stderr); err != nil {
+			return err
+		}
+	}
+	ctx, cancel = context.WithTimeout(ctx, o.timeout)
+	defer cancel()
 
 	lc, err := lockdown.DialUsbmux(ctx, mux, dev.DeviceID, lockdown.ClientConfig{})
 	if err != nil {
@@ -86,14 +99,7 @@ func runInfo(ctx context.Context, a *app, o infoOptions) error {
 	if typ != lockdown.TypeLockdown {
 		return step("QueryType", fmt.Errorf("device is in %q mode, not normal lockdown", typ))
 	}
-	if !o.noSession {
-		rec, err := lockdown.ReadPairRecord(ctx, mux, name)
-		if errors.Is(err, usbmux.ErrNoPairRecord) {
-			return step("read pair record", fmt.Errorf("%w; pair the device with this host first, or pass --no-session", err))
-		}
-		if err != nil {
-			return step("read pair record", err)
-		}
+	if rec != nil {
 		if _, err := lc.StartSession(ctx, rec); err != nil {
 			if errors.Is(err, lockdown.ErrInvalidHostID) {
 				err = fmt.Errorf("%w (the device no longer trusts this host's pair record)", err)

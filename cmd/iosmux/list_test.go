@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,12 +26,24 @@ type muxRig struct {
 	dev *lockdown.Device
 	id  uint32
 	env map[string]string
+	// trust is the simulated user's answer to Pair; a pending answer
+	// turns into accept once given (the user taps Trust).
+	trust atomic.Int32
+}
+
+func (r *muxRig) answerTrust(string) lockdown.TrustAnswer {
+	a := lockdown.TrustAnswer(r.trust.Load())
+	if a == lockdown.TrustPending {
+		r.trust.Store(int32(lockdown.TrustAccept))
+	}
+	return a
 }
 
 func newMuxRig(t *testing.T) *muxRig {
 	t.Helper()
 	ports := usbmux.NewPortMux(0)
-	dev, err := lockdown.NewDevice(lockdown.DeviceConfig{Values: map[string]any{
+	r := &muxRig{}
+	dev, err := lockdown.NewDevice(lockdown.DeviceConfig{Trust: r.answerTrust, Values: map[string]any{
 		"UniqueDeviceID": muxTestUDID,
 		"ProductVersion": "17.5",
 		"ProductType":    "iPhone15,2",
@@ -64,33 +77,10 @@ func newMuxRig(t *testing.T) *muxRig {
 		<-done
 		os.RemoveAll(dir)
 	})
-	return &muxRig{
-		srv: srv, dev: dev, id: id,
-		mux: usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: path}}),
-		env: map[string]string{"USBMUXD_SOCKET_ADDRESS": "UNIX:" + path},
-	}
-}
-
-func (r *muxRig) pair(t *testing.T) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	buid, err := r.mux.ReadBUID(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lc, err := lockdown.DialUsbmux(ctx, r.mux, r.id, lockdown.ClientConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lc.Close()
-	rec, err := lc.Pair(ctx, lockdown.PairConfig{SystemBUID: buid})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lockdown.SavePairRecord(ctx, r.mux, muxTestUDID, r.id, rec); err != nil {
-		t.Fatal(err)
-	}
+	r.srv, r.dev, r.id = srv, dev, id
+	r.mux = usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: path}})
+	r.env = map[string]string{"USBMUXD_SOCKET_ADDRESS": "UNIX:" + path}
+	return r
 }
 
 func runMux(t *testing.T, env map[string]string, args ...string) (int, string, string) {
@@ -120,10 +110,16 @@ func TestListAndInfo(t *testing.T) {
 		t.Errorf("list text: exit %d, %q", code, out)
 	}
 
-	// Unpaired: info needs --no-session, and says so.
-	code, _, errs = runMux(t, r.env, "info", "--udid", muxTestUDID)
-	if code != 1 || !strings.Contains(errs, "no pair record") || !strings.Contains(errs, muxTestUDID) {
-		t.Errorf("info unpaired: exit %d, %q", code, errs)
+	// Unpaired, --no-autopair: info says what to run.
+	code, _, errs = runMux(t, r.env, "info", "--udid", muxTestUDID, "--no-autopair")
+	if code != 1 || !strings.Contains(errs, "no pair record") || !strings.Contains(errs, "iosmux lockdown pair --udid "+muxTestUDID) {
+		t.Errorf("info unpaired --no-autopair: exit %d, %q", code, errs)
+	}
+	// Don't Trust: a non-zero exit that says so.
+	r.trust.Store(int32(lockdown.TrustDeny))
+	code, _, errs = runMux(t, r.env, "info")
+	if code != 1 || !strings.Contains(errs, "Don't Trust") || !strings.Contains(errs, muxTestUDID) {
+		t.Errorf("info with Trust denied: exit %d, %q", code, errs)
 	}
 	code, out, errs = runMux(t, r.env, "info", "--no-session", "--json")
 	if code != 0 {
@@ -135,10 +131,15 @@ func TestListAndInfo(t *testing.T) {
 		t.Errorf("values without a session = %v", pre)
 	}
 
-	r.pair(t)
+	// The user taps Trust: info pairs first (the prompt on stderr, stdout
+	// stays JSON), then reads.
+	r.trust.Store(int32(lockdown.TrustPending))
 	code, out, errs = runMux(t, r.env, "info", "--udid", strings.ToLower(strings.ReplaceAll(muxTestUDID, "-", "")), "--json")
-	if code != 0 {
-		t.Fatalf("info: exit %d: %s", code, errs)
+	if code != 0 || !strings.Contains(errs, trustPrompt) || strings.Contains(out, trustPrompt) {
+		t.Fatalf("info autopair: exit %d: stdout %q stderr %q", code, out, errs)
+	}
+	if _, err := lockdown.ReadPairRecord(context.Background(), r.mux, muxTestUDID); err != nil {
+		t.Fatalf("usbmuxd holds no record after info paired: %v", err)
 	}
 	var vals map[string]any
 	dec := json.NewDecoder(strings.NewReader(out))

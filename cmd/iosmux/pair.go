@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/xpc"
@@ -29,8 +30,10 @@ new record, reconnects and checks it.
 Connections:
   (none)                     USB through usbmuxd: the lockdown service
                              com.apple.dt.remotepairingdeviced.lockdown, which
-                             pairs without a prompt; needs the classic lockdown
-                             pairing (usbmuxd's pair record) to exist already
+                             pairs without a prompt; it needs the classic
+                             lockdown pairing (usbmuxd's pair record), which is
+                             made first when missing (the Trust dialog) unless
+                             --no-autopair; see 'iosmux lockdown'.
   --rsd HOST PORT            the device's RemoteServiceDiscovery port (USB
                              link, port 58783); pairs through its tunnel service
   --remotepairing HOST PORT  a network pairing port (_remotepairing._tcp or
@@ -46,7 +49,7 @@ invoking user's under sudo), so either tool can use them.`
 type pairOptions struct {
 	udid, muxAddr, pin, recordsDir, stateDir string
 	timeout                                  time.Duration
-	asJSON                                   bool
+	asJSON, noAutopair                       bool
 	rsd, remotepairing                       hostPortValue
 }
 
@@ -69,6 +72,7 @@ func newPairCmd(a *app) *cobra.Command {
 	f.StringVar(&o.pin, "pin", "", "the PIN the device shows (network pairing)")
 	addTimeoutFlag(cmd, &o.timeout, 3*time.Minute, "for the whole pairing, including the user tapping Trust")
 	addJSONFlag(cmd, &o.asJSON, "the result")
+	addAutopairFlag(cmd, &o.noAutopair)
 	addRecordsFlag(cmd, &o.recordsDir)
 	addStateDirFlag(cmd, &o.stateDir)
 	addUsbmuxFlag(cmd, &o.muxAddr)
@@ -102,7 +106,7 @@ func runPair(ctx context.Context, a *app, o pairOptions) error {
 			HostName: hostName,
 			Logger:   a.log,
 			AwaitingConsent: func() {
-				fmt.Fprintln(msgs, "Tap Trust on the iPhone and enter its passcode")
+				fmt.Fprintln(msgs, trustPrompt)
 			},
 		},
 		Store: pairingStore(a, dir),
@@ -119,10 +123,11 @@ func runPair(ctx context.Context, a *app, o pairOptions) error {
 			return err
 		}
 		target = "USB " + dev.UDID()
-		st, err := newLockdownStarter(ctx, mux, dev)
+		rec, _, err := ensurePaired(ctx, a, mux, dev, o.noAutopair, msgs)
 		if err != nil {
-			return fmt.Errorf("device %s: %w", dev.UDID(), err)
+			return err
 		}
+		st := &lockdown.UsbmuxServices{Mux: mux, Device: dev, Record: rec}
 		cfg.Host.Lockdown = true
 		cfg.Dial = func(ctx context.Context) (pairing.Transport, error) { return pairing.DialLockdown(ctx, st) }
 	case viaRSD:

@@ -289,33 +289,20 @@ func TestPairLockdownUSB(t *testing.T) {
 	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: sock}})
 	env := map[string]string{"USBMUXD_SOCKET_ADDRESS": "UNIX:" + sock, "IOSMUX_PAIR_RECORDS": t.TempDir()}
 
-	code, _, errs := runCLI(t, env, "pair")
-	if code != 1 || !strings.Contains(errs, "trust this computer over USB first") {
-		t.Errorf("without a lockdown pairing: exit %d, %q", code, errs)
+	code, _, errs := runCLI(t, env, "pair", "--no-autopair")
+	if code != 1 || !strings.Contains(errs, "iosmux lockdown pair --udid "+testUDID) {
+		t.Errorf("--no-autopair without a lockdown pairing: exit %d, %q", code, errs)
 	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	buid, err := mux.ReadBUID(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lc, err := lockdown.DialUsbmux(ctx, mux, id, lockdown.ClientConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := lc.Pair(ctx, lockdown.PairConfig{SystemBUID: buid})
-	lc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lockdown.SavePairRecord(ctx, mux, testUDID, id, rec); err != nil {
-		t.Fatal(err)
-	}
-
+	// The classic pairing is made first (the device trusts at once), then
+	// RemotePairing over the lockdown service.
 	code, out, errs := runCLI(t, env, "pair", "--udid", testUDID)
 	if code != 0 || !strings.Contains(out, "Paired with Test iPhone") || strings.Contains(out, "Tap Trust") {
 		t.Fatalf("exit %d, %q, %q", code, out, errs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := lockdown.ValidateUsbmux(ctx, mux, usbmux.Device{DeviceID: id, SerialNumber: testUDID}); err != nil {
+		t.Errorf("the classic pairing 'pair' made does not validate: %v", err)
 	}
 	code, out, errs = runCLI(t, env, "pair")
 	if code != 0 || !strings.Contains(out, "Already paired") {

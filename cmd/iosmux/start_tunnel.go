@@ -30,7 +30,9 @@ keep working; --script-mode prints only "<rsd-address> <rsd-port>".
 Connections (-t/--connection, or --connection-type as pymobiledevice3 spells it):
   --connection usbmux   CoreDeviceProxy through usbmuxd (USB, or usbmuxd's
                         network devices); iOS 17.4 or later; needs only the
-                        usual lockdown pairing. The default.
+                        usual lockdown pairing, made first when missing
+                        (tap Trust on the iPhone) unless --no-autopair.
+                        The default.
   --connection usb      RemotePairing over the USB-NCM link: the untrusted
                         RSD found by mDNS (or given with --rsd HOST PORT)
   --connection wifi     RemotePairing over the network: _remotepairing._tcp
@@ -51,6 +53,7 @@ port 'iosmux tunneld --userspace' lists as userspaceTunPort.`
 type startTunnelOptions struct {
 	udid, connection, protocol    string
 	userspace, scriptMode, asJSON bool
+	noAutopair                    bool
 	muxAddr, recordsDir, stateDir string
 	secrets                       string
 	timeout                       time.Duration
@@ -79,7 +82,8 @@ func newStartTunnelCmd(a *app) *cobra.Command {
 	f.BoolVar(&o.userspace, "userspace", false, "no TUN interface (no root): a network stack in this process, RSD forwarded to 127.0.0.1")
 	f.BoolVar(&o.scriptMode, "script-mode", false, "print only '<rsd-address> <rsd-port>'")
 	addJSONFlag(cmd, &o.asJSON, "the tunnel")
-	addTimeoutFlag(cmd, &o.timeout, 30*time.Second, "to find the device and set the tunnel up")
+	addTimeoutFlag(cmd, &o.timeout, 30*time.Second, "to find the device and set the tunnel up (pairing a new device has its own "+pairTimeout.String()+")")
+	addAutopairFlag(cmd, &o.noAutopair)
 	f.StringVar(&o.secrets, "secrets", "", "write the QUIC TLS secrets (NSS key log) to this `FILE`, for Wireshark")
 	addRecordsFlag(cmd, &o.recordsDir)
 	addStateDirFlag(cmd, &o.stateDir)
@@ -149,9 +153,7 @@ func runStartTunnel(ctx context.Context, a *app, o startTunnelOptions) error {
 		}
 	}
 
-	sctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	tn, err := startTunnel(sctx, a, conn, opt, o)
+	tn, err := startTunnel(ctx, a, conn, opt, o)
 	if err != nil {
 		if !o.userspace && errors.Is(err, os.ErrPermission) {
 			err = fmt.Errorf("%w (a TUN interface needs root or CAP_NET_ADMIN; or use --userspace)", err)
@@ -159,13 +161,15 @@ func runStartTunnel(ctx context.Context, a *app, o startTunnelOptions) error {
 		return err
 	}
 	defer tn.Close()
-	cancel()
 	return serveTunnel(ctx, a, tn, stack, o.userspace, o.scriptMode, o.asJSON, o.secrets)
 }
 
-// startTunnel establishes the tunnel over the chosen connection.
+// startTunnel establishes the tunnel over the chosen connection within
+// --timeout; over usbmux a device that is not paired is paired first, on
+// the pairing's own clock, unless --no-autopair.
 func startTunnel(ctx context.Context, a *app, conn string, opt tunnel.Options, o startTunnelOptions) (*tunnel.Tunnel, error) {
-	sctx := ctx
+	sctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
 	switch conn {
 	case "usbmux":
 		mux, err := newUsbmuxClient(a, o.muxAddr)
@@ -176,6 +180,11 @@ func startTunnel(ctx context.Context, a *app, conn string, opt tunnel.Options, o
 		if err != nil {
 			return nil, fmt.Errorf("usbmuxd: %w", err)
 		}
+		if _, _, err := ensurePaired(ctx, a, mux, dev, o.noAutopair, a.stderr); err != nil {
+			return nil, err
+		}
+		sctx, cancel := context.WithTimeout(ctx, o.timeout)
+		defer cancel()
 		return tunnel.StartCoreDeviceProxy(sctx, mux, dev, opt)
 	case "usb":
 		addrs, err := targets(sctx, a, &o.rsd, discovery.SourceNCM, o.asJSON || o.scriptMode)

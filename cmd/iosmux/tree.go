@@ -64,6 +64,7 @@ Bad usage exits 2, a failure 1.`,
 		newListCmd(a),
 		newInfoCmd(a),
 		newPairCmd(a),
+		newLockdownCmd(a),
 		newRSDInfoCmd(a),
 		// Tunnels and servers.
 		newStartTunnelCmd(a),
