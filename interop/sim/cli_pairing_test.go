@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -29,10 +30,12 @@ var buildIosmux = sync.OnceValues(func() (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, "iosmux")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/iosmux/iosmux/cmd/iosmux")
-	cmd.Dir = interopDir()
+	// In the main module: the command's own dependencies (cobra) are not
+	// in this module's go.mod.
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/iosmux")
+	cmd.Dir = filepath.Dir(interopDir())
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", &exec.ExitError{Stderr: out}
+		return "", fmt.Errorf("%v\n%s", err, out)
 	}
 	return bin, nil
 })
