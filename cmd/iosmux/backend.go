@@ -13,7 +13,6 @@ import (
 
 	"github.com/iosmux/iosmux/backend"
 	"github.com/iosmux/iosmux/lockdown"
-	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/rsdapi"
 	"github.com/iosmux/iosmux/sim"
 	"github.com/iosmux/iosmux/tunnel"
@@ -67,6 +66,8 @@ type backendOptions struct {
 	stateDir, wireLog                       string
 	wireLogSize, wireLogKeep                int
 	asJSON                                  bool
+	allowClients                            []string
+	advertiseAddr                           string
 }
 
 func newBackendCmd(a *app) *cobra.Command {
@@ -81,7 +82,9 @@ func newBackendCmd(a *app) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error { return runBackend(cmd.Context(), a, cmd, o) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.listen, "listen", "[::1]:0", "RSD address to serve, `HOST:PORT` (give this to CoreDeviceService)")
+	f.StringVar(&o.listen, "listen", "[::1]:0", "RSD address to serve, `HOST:PORT` (give this to CoreDeviceService); beyond loopback anyone who reaches it reaches the device")
+	f.StringArrayVar(&o.allowClients, "allow-client", nil, "serve only clients in this `PREFIX` (address or CIDR such as 192.168.1.0/24; repeatable; loopback is always served)")
+	f.StringVar(&o.advertiseAddr, "advertise-address", "", "with a wildcard --listen (:: or 0.0.0.0): the `ADDR` clients are told (default: this host's first global address)")
 	o.target = addRSDTarget(a, cmd)
 	aliasFlag(cmd, "udid", "tunnel", true)
 	addSimulateFlags(cmd, &o.simulate, &o.simState, &o.simProfile, 0, 1, "serve a built-in simulated iPhone (userspace tunnel)")
@@ -125,12 +128,22 @@ func runBackend(ctx context.Context, a *app, cmd *cobra.Command, o backendOption
 	if err != nil {
 		return err
 	}
-	hostUUID, err := rsd.LoadOrCreateHostUUID(sdir)
+	hostUUID, err := loadHostUUID(a, sdir)
 	if err != nil {
 		return err
 	}
+	allow, err := parsePrefixes("allow-client", o.allowClients)
+	if err != nil {
+		return err
+	}
+	advertise, err := parseAdvertise("advertise-address", o.advertiseAddr)
+	if err != nil {
+		return err
+	}
+	defer chownBack(a, sdir)
 	cfg := backend.Config{Listen: o.listen, Untrusted: o.untrusted, Pairing: o.pairingAddr, MDNS: ifs,
-		StateDir: filepath.Join(sdir, "backend"), HostUUID: hostUUID, Logger: a.log}
+		StateDir: filepath.Join(sdir, "backend"), HostUUID: hostUUID, Logger: a.log,
+		AllowClients: allow, Advertise: advertise}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return err
 	}
@@ -142,9 +155,11 @@ func runBackend(ctx context.Context, a *app, cmd *cobra.Command, o backendOption
 		defer wl.Close()
 		cfg.WireLog = wl
 	}
+	warnExposed(a, "the backend (trusted RSD and every device service)", o.listen,
+		"can reach the device's services", "Use --listen [::1]:0, or restrict clients with --allow-client.")
 	for _, addr := range []string{o.untrusted, o.pairingAddr} {
-		if addr != "" && !loopbackAddr(addr) {
-			a.log.Warn("backend: pairing is served beyond loopback and accepts every client: anyone who reaches it can reach the device", "listen", addr)
+		if addr != "" {
+			warnExposed(a, "the backend's pairing", addr, "can pair (nobody is asked) and then reach the device", "Restrict clients with --allow-client.")
 		}
 	}
 	b, err := backend.New(cfg)
@@ -200,11 +215,6 @@ func runBackend(ctx context.Context, a *app, cmd *cobra.Command, o backendOption
 		}
 		return followTunneld(ctx, a, b, api, o.target.tunnel, o.asJSON, attached)
 	}
-}
-
-func loopbackAddr(hostport string) bool {
-	ap, err := netip.ParseAddrPort(hostport)
-	return err == nil && ap.Addr().IsLoopback()
 }
 
 var kernelDial = (&net.Dialer{Timeout: 15 * time.Second}).DialContext

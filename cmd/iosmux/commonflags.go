@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -47,7 +46,9 @@ func addTimeoutFlag(cmd *cobra.Command, p *time.Duration, def time.Duration, wha
 	cmd.Flags().DurationVar(p, "timeout", def, "time allowed "+what)
 }
 
-// rsdStateDir resolves the state folder: flag, env, XDG, home.
+// rsdStateDir resolves the state folder: flag, env, XDG, then the invoking
+// user's home (SUDO_USER's under sudo, like the pair records: see
+// statedir.go).
 func rsdStateDir(a *app, flagDir string) (string, error) {
 	if flagDir != "" {
 		return flagDir, nil
@@ -58,7 +59,7 @@ func rsdStateDir(a *app, flagDir string) (string, error) {
 	if d := a.getenv("XDG_STATE_HOME"); d != "" {
 		return filepath.Join(d, "iosmux"), nil
 	}
-	home, err := os.UserHomeDir()
+	home, err := invokingHome(a)
 	if err != nil {
 		return "", fmt.Errorf("no state folder: set --state-dir or IOSMUX_STATE_DIR: %w", err)
 	}

@@ -42,6 +42,8 @@ type app struct {
 	// usedSpelling holds the long flag names as typed (for the deprecation
 	// warnings).
 	usedSpelling map[string]bool
+	// args is the command line as given (tunneld -d runs it again).
+	args []string
 }
 
 func main() {
@@ -75,6 +77,7 @@ func newApp(stdout, stderr io.Writer, getenv func(string) string) *app {
 func (a *app) main(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	a.args = args
 	cmd, err := a.execute(ctx, args)
 	return a.report(cmd, err)
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -195,7 +194,7 @@ func rsdPairingDial(ctx context.Context, a *app, cfg *pairing.PairConfig, hp *ho
 	if err != nil {
 		return nil, err
 	}
-	hostID, err := rsd.LoadOrCreateHostUUID(sdir)
+	hostID, err := loadHostUUID(a, sdir)
 	if err != nil {
 		return nil, err
 	}
@@ -290,17 +289,9 @@ func pairRecordsDir(a *app, flagDir string) (string, error) {
 	if d := a.getenv("IOSMUX_PAIR_RECORDS"); d != "" {
 		return d, nil
 	}
-	if su := a.getenv("SUDO_USER"); su != "" {
-		if u, err := user.Lookup(su); err == nil && u.HomeDir != "" {
-			return filepath.Join(u.HomeDir, pairing.RecordDirName), nil
-		}
-	}
-	home := a.getenv("HOME")
-	if home == "" {
-		var err error
-		if home, err = os.UserHomeDir(); err != nil {
-			return "", fmt.Errorf("no home folder for pair records: set --pair-records or IOSMUX_PAIR_RECORDS: %w", err)
-		}
+	home, err := invokingHome(a)
+	if err != nil {
+		return "", fmt.Errorf("no home folder for pair records: set --pair-records or IOSMUX_PAIR_RECORDS: %w", err)
 	}
 	return filepath.Join(home, pairing.RecordDirName), nil
 }

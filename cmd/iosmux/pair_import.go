@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"strconv"
 
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/spf13/cobra"
@@ -19,13 +17,7 @@ when DIR has no peers/ entries.`
 // pairingStore opens the record folder; under sudo, records it writes
 // belong to the invoking user, as pymobiledevice3's do.
 func pairingStore(a *app, dir string) pairing.RecordStore {
-	s := pairing.RecordStore{Dir: dir}
-	uid, err1 := strconv.Atoi(a.getenv("SUDO_UID"))
-	gid, err2 := strconv.Atoi(a.getenv("SUDO_GID"))
-	if err1 == nil && err2 == nil && os.Geteuid() == 0 {
-		s.Owner = &pairing.FileOwner{UID: uid, GID: gid}
-	}
-	return s
+	return pairing.RecordStore{Dir: dir, Owner: sudoOwner(a)}
 }
 
 func newPairImportCmd(a *app) *cobra.Command {

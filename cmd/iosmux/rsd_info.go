@@ -91,7 +91,7 @@ func runRSDInfo(ctx context.Context, a *app, cmd *cobra.Command, o rsdInfoOption
 		if err != nil {
 			return err
 		}
-		if hostID, err = rsd.LoadOrCreateHostUUID(dir); err != nil {
+		if hostID, err = loadHostUUID(a, dir); err != nil {
 			return err
 		}
 		if addr, err = o.target.resolve(ctx, a, cmd); err != nil {

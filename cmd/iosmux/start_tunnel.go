@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/discovery"
-	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/utun"
 	"github.com/spf13/cobra"
@@ -147,7 +146,7 @@ func runStartTunnel(ctx context.Context, a *app, o startTunnelOptions) error {
 			if err != nil {
 				return err
 			}
-			if opt.HostUUID, err = rsd.LoadOrCreateHostUUID(sdir); err != nil {
+			if opt.HostUUID, err = loadHostUUID(a, sdir); err != nil {
 				return err
 			}
 		}

@@ -5,20 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/iosmux/iosmux/backend"
-	"github.com/iosmux/iosmux/rsd"
+	"github.com/iosmux/iosmux/internal/sdnotify"
 	"github.com/iosmux/iosmux/rsdapi"
 	"github.com/iosmux/iosmux/sim"
 	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/tunneld"
+	"github.com/iosmux/iosmux/utun"
 	"github.com/spf13/cobra"
 )
 
@@ -53,10 +52,19 @@ Once a tunnel is up it prints a command to try it, e.g.
 'iosmux rsd-info --tunnel UDID', which asks this tunneld where the
 device is, as 'pymobiledevice3 … --tunnel UDID' does.
 
-Kernel TUNs need root, as pymobiledevice3's tunneld does; with --simulate
-and without root, --userspace is chosen for you. The APIs listen on
-loopback only unless --host says otherwise (then anyone who can reach
-the port can list and stop your tunnels: there is no authentication).
+Kernel TUNs need CAP_NET_ADMIN: root, as pymobiledevice3's tunneld, or
+an unprivileged service given the capability (dist/iosmux-tunneld.service);
+with --simulate and without it, --userspace is chosen for you. The APIs
+listen on loopback only unless --host says otherwise (then anyone who can
+reach the port can list and stop your tunnels: there is no
+authentication); --host 0.0.0.0 is IPv4 only, as in pymobiledevice3, and
+requests whose Host header is a name (host.docker.internal, mymac.local)
+are refused unless the name is given with --allow-host.
+
+-d runs tunneld in the background and returns once it serves (or says why
+it could not): its pid and log files are tunneld-PORT.pid and .log in
+$XDG_RUNTIME_DIR/iosmux (/run/iosmux for root). Under systemd
+(Type=notify) tunneld reports READY=1 once it serves.
 
 pymobiledevice3's switches: --usb/--no-usb, --wifi/--no-wifi,
 --usbmux/--no-usbmux, --mobdev2/--no-mobdev2 (all on by default).`
@@ -88,6 +96,8 @@ type tunneldOptions struct {
 	apis                             []string
 	recordsDir, stateDir             string
 	advertise, backendHost           string
+	allowHosts, backendAllow         []string
+	backendAdvertise                 string
 }
 
 func newTunneldCmd(a *app) *cobra.Command {
@@ -105,7 +115,8 @@ func newTunneldCmd(a *app) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.host, "host", tunneld.DefaultHost, "address the APIs listen on")
 	portFlag(cmd, &o.port, "port", rsdapi.DefaultPMD3Port, "pymobiledevice3 API port (0: any free port)")
-	f.BoolVarP(&o.daemonize, "daemonize", "d", false, "run in the background (pid and log files in the temporary folder)")
+	f.BoolVarP(&o.daemonize, "daemonize", "d", false, "run in the background, returning once it serves (pid and log files in $XDG_RUNTIME_DIR/iosmux or /run/iosmux)")
+	f.StringArrayVar(&o.allowHosts, "allow-host", nil, "also accept requests whose Host header is this `NAME` (repeatable; e.g. host.docker.internal with --host 0.0.0.0)")
 	enumFlag(cmd, &o.protocol, "protocol", "p", "tcp", []string{"tcp", "quic"}, "RemotePairing tunnel transport (CoreDeviceProxy is always tcp)")
 	o.usb = addSwitch(cmd, "usb", "watch USB-NCM links (_remoted._tcp)")
 	o.wifi = addSwitch(cmd, "wifi", "watch Wi-Fi RemotePairing (_remotepairing._tcp)")
@@ -117,6 +128,8 @@ func newTunneldCmd(a *app) *cobra.Command {
 	portFlag(cmd, &o.appiumPort, "appium-port", rsdapi.DefaultAppiumPort, "appium tunnel registry port")
 	enumFlag(cmd, &o.advertise, "advertise", "", "device", []string{"device", "backend"}, "what the APIs list as each tunnel's RSD")
 	f.StringVar(&o.backendHost, "backend-host", "::1", "with --advertise backend: the address the backends listen on")
+	f.StringArrayVar(&o.backendAllow, "backend-allow-client", nil, "with a --backend-host beyond loopback: serve only clients in this `PREFIX` (address or CIDR; repeatable; loopback is always served)")
+	f.StringVar(&o.backendAdvertise, "backend-advertise-address", "", "with a wildcard --backend-host (:: or 0.0.0.0): the `ADDR` the APIs list (default: this host's first global address)")
 	addSimulateFlags(cmd, &o.simulate, &o.simState, &o.simProfile, 0, 1000, "attach N built-in simulated iPhones (no hardware needed)")
 	f.StringVar(&o.simControl, "simulate-control", "", "serve the simulated devices' fault control endpoint here (HOST:PORT or unix:/path; see 'iosmux help sim')")
 	addRecordsFlag(cmd, &o.recordsDir)
@@ -125,35 +138,49 @@ func newTunneldCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-func runTunneld(ctx context.Context, a *app, cmd *cobra.Command, o *tunneldOptions) error {
+func runTunneld(ctx context.Context, a *app, cmd *cobra.Command, o *tunneldOptions) (err error) {
 	set := func(name string) bool { return cmd.Flags().Changed(name) }
 	proto := tunnel.Protocol(o.protocol)
 	apiList := o.apis
 	if o.daemonize {
-		return daemonizeTunneld(a, o.host, o.port)
+		return daemonizeTunneld(ctx, a, o.host, o.port)
+	}
+	// As the background copy of tunneld -d: hold the pid file, and tell
+	// the waiting parent how the start went.
+	child, err := startDaemonChild(a)
+	if err != nil {
+		return err
+	}
+	defer child.done()
+	defer func() { child.fail(err) }()
+	backendAllow, err := parsePrefixes("backend-allow-client", o.backendAllow)
+	if err != nil {
+		return err
+	}
+	backendAdvertise, err := parseAdvertise("backend-advertise-address", o.backendAdvertise)
+	if err != nil {
+		return err
 	}
 	userspace := o.userspace
 
-	if !userspace && os.Geteuid() != 0 {
+	if !userspace && !utun.CanCreateKernel() {
 		if o.simulate == 0 {
 			// pymobiledevice3's wording; it then exits 0 (UNCONFIRMED), we
 			// fail: nothing was started.
 			fmt.Fprintln(a.stderr, `This command requires root privileges. Consider retrying with "sudo".`)
-			return errors.New("not root: kernel TUN interfaces need root (or use --userspace)")
+			return errors.New("kernel TUN interfaces need CAP_NET_ADMIN (root, or a service given the capability as dist/iosmux-tunneld.service does); or use --userspace")
 		}
-		a.log.Warn("tunneld: not root: using --userspace (kernel TUN interfaces need root)")
+		a.log.Warn("tunneld: no CAP_NET_ADMIN (not root): using --userspace (kernel TUN interfaces need it)")
 		userspace = true
-	}
-	if ip := net.ParseIP(o.host); ip == nil || !ip.IsLoopback() {
-		a.log.Warn("tunneld: THE TUNNEL APIS ARE REACHABLE FROM THE NETWORK: anyone who reaches " + o.host +
-			" can list, create and stop tunnels (no authentication). Use --host 127.0.0.1 unless you mean it.")
-		fmt.Fprintf(a.stderr, "\n  WARNING: listening on %s, not loopback. The APIs have no authentication.\n\n", o.host)
 	}
 
 	sdir, err := rsdStateDir(a, o.stateDir)
 	if err != nil {
 		return err
 	}
+	// Under sudo, what the daemon wrote in the user's state folder (the
+	// simulator's state, the backends') goes back to the user.
+	defer chownBack(a, sdir)
 	// Port 0 on the command line lets the kernel choose (tunneld.Config
 	// takes 0 as "the default port").
 	anyPort := func(p int) int {
@@ -166,17 +193,20 @@ func runTunneld(ctx context.Context, a *app, cmd *cobra.Command, o *tunneldOptio
 		Host: o.host, Port: anyPort(o.port), GoIOSPort: anyPort(o.goiosPort), AppiumPort: anyPort(o.appiumPort), APIs: apiList,
 		USB: o.usb.value(), WiFi: o.wifi.value(), Mobdev2: o.mobdev2.value(),
 		Protocol: proto, Userspace: userspace, Logger: a.log,
+		AllowedHosts: o.allowHosts,
 	}
 	if ip := net.ParseIP(o.host); ip == nil {
-		cfg.AllowedHosts = []string{o.host}
+		cfg.AllowedHosts = append(cfg.AllowedHosts, o.host)
 	}
-	if cfg.HostUUID, err = rsd.LoadOrCreateHostUUID(sdir); err != nil {
+	if cfg.HostUUID, err = loadHostUUID(a, sdir); err != nil {
 		return err
 	}
 
 	if o.advertise == "backend" {
+		warnExposed(a, "the backends (trusted RSD and every device service)", backendListen(o.backendHost),
+			"can reach the device's services", "Use --backend-host ::1, or restrict clients with --backend-allow-client.")
 		bs, err := newBackends(backend.Config{Listen: backendListen(o.backendHost), StateDir: filepath.Join(sdir, "backend"),
-			HostUUID: cfg.HostUUID, Logger: a.log}, a.log)
+			HostUUID: cfg.HostUUID, Advertise: backendAdvertise, AllowClients: backendAllow, Logger: a.log}, a.log)
 		if err != nil {
 			return err
 		}
@@ -185,44 +215,28 @@ func runTunneld(ctx context.Context, a *app, cmd *cobra.Command, o *tunneldOptio
 		cfg.Advertise = bs.advertise
 	}
 
-	var fleet *sim.Fleet
+	// The simulated usbmuxd's socket path is known before the fleet starts,
+	// so the APIs are bound (a second tunneld refused on its busy port)
+	// before anything else runs.
 	muxAddr, recordsDir := o.muxAddr, o.recordsDir
+	var simDir string
+	var prof sim.Profile
 	if o.simulate > 0 {
-		prof, err := sim.ParseProfile(o.simProfile)
-		if err != nil {
+		if prof, err = sim.ParseProfile(o.simProfile); err != nil {
 			return usageErr(err)
 		}
-		dir := o.simState
-		if dir == "" {
-			dir = filepath.Join(sdir, "sim")
+		simDir = o.simState
+		if simDir == "" {
+			simDir = filepath.Join(sdir, "sim")
 		}
-		start := time.Now()
-		fleet, err = sim.StartFleet(sim.FleetConfig{Count: o.simulate, Profile: prof, StateDir: dir, Logger: a.log})
-		if err != nil {
-			return fmt.Errorf("starting %d simulated iPhones: %w", o.simulate, err)
-		}
-		defer func() {
-			if err := fleet.Close(); err != nil {
-				a.log.Error("tunneld: stopping the simulated iPhones", "err", err)
-			}
-		}()
-		if o.simControl != "" {
-			c, err := fleet.ServeControl(o.simControl)
-			if err != nil {
-				return fmt.Errorf("--simulate-control: %w", err)
-			}
-			defer c.Close()
-			fmt.Fprintf(a.stdout, "simulated devices' control: %s\n", c.Addr())
-		}
-		a.log.Info("tunneld: simulated iPhones up", "count", o.simulate, "profile", prof.Name, "state", dir, "took", time.Since(start).Round(time.Millisecond))
-		muxAddr = "UNIX:" + fleet.UsbmuxSocket()
+		muxAddr = "UNIX:" + filepath.Join(simDir, "usbmuxd")
 		// The real-network monitors only see real devices.
 		cfg.USB = set("usb") && o.usb.value()
 		cfg.WiFi = set("wifi") && o.wifi.value()
 		cfg.Mobdev2 = set("mobdev2") && o.mobdev2.value()
 		if recordsDir == "" {
 			// Keep the simulated pairings out of the user's real folder.
-			recordsDir = filepath.Join(dir, "pair-records")
+			recordsDir = filepath.Join(simDir, "pair-records")
 		}
 	}
 	rdir, err := pairRecordsDir(a, recordsDir)
@@ -243,10 +257,44 @@ func runTunneld(ctx context.Context, a *app, cmd *cobra.Command, o *tunneldOptio
 			hinted.Do(func() { printTryHint(a, d, t) })
 		}
 	}
+	cfg.OnReady = func() {
+		child.ready(d.Addr(apiList[0]))
+		if err := sdnotify.Notify(a.getenv("NOTIFY_SOCKET"), sdnotify.Ready); err != nil {
+			a.log.Warn("tunneld: telling systemd it is ready", "err", err)
+		}
+	}
 
 	d, err = tunneld.New(cfg)
 	if err != nil {
 		return err
+	}
+	defer d.Close()
+	for _, api := range apiList {
+		warnExposed(a, "the tunnel APIs", d.Addr(api), "can list, create and stop tunnels", "Use --host 127.0.0.1 unless you mean it.")
+	}
+
+	var fleet *sim.Fleet
+	if o.simulate > 0 {
+		start := time.Now()
+		fleet, err = sim.StartFleet(sim.FleetConfig{Count: o.simulate, Profile: prof, StateDir: simDir,
+			SocketPath: strings.TrimPrefix(muxAddr, "UNIX:"), Logger: a.log})
+		if err != nil {
+			return fmt.Errorf("starting %d simulated iPhones: %w", o.simulate, err)
+		}
+		defer func() {
+			if err := fleet.Close(); err != nil {
+				a.log.Error("tunneld: stopping the simulated iPhones", "err", err)
+			}
+		}()
+		if o.simControl != "" {
+			c, err := fleet.ServeControl(o.simControl)
+			if err != nil {
+				return fmt.Errorf("--simulate-control: %w", err)
+			}
+			defer c.Close()
+			fmt.Fprintf(a.stdout, "simulated devices' control: %s\n", c.Addr())
+		}
+		a.log.Info("tunneld: simulated iPhones up", "count", o.simulate, "profile", prof.Name, "state", simDir, "took", time.Since(start).Round(time.Millisecond))
 	}
 	printAPIs(a, d, apiList, fleet)
 	return d.Run(ctx)
@@ -290,41 +338,4 @@ func printTunnelEvent(a *app, up bool, t rsdapi.Tunnel) {
 		via = fmt.Sprintf("userspace, go-ios proxy 127.0.0.1:%d", t.UserspacePort)
 	}
 	fmt.Fprintf(a.stdout, "tunnel up    %s  --rsd %s %d  (%s, %s)\n", t.UDID, t.ListedAddress(), t.RSDPort, via, t.Key)
-}
-
-// daemonizeTunneld starts this command again in a new session without
-// -d/--daemonize, with its output in a log file, records its pid and
-// returns (pymobiledevice3 forks; Go cannot, so it re-executes).
-func daemonizeTunneld(a *app, host string, port int) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	var args []string
-	for _, s := range os.Args[1:] {
-		switch s {
-		case "-d", "--d", "-daemonize", "--daemonize", "-d=true", "--daemonize=true":
-			continue
-		}
-		args = append(args, s)
-	}
-	tmp := os.TempDir()
-	logPath := filepath.Join(tmp, "iosmux-tunneld.log")
-	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	cmd := exec.Command(exe, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting tunneld in the background: %w", err)
-	}
-	pidPath := filepath.Join(tmp, "iosmux-tunneld.pid")
-	if err := os.WriteFile(pidPath, fmt.Appendf(nil, "%d\n", cmd.Process.Pid), 0o644); err != nil {
-		a.log.Warn("tunneld: pid file", "err", err)
-	}
-	fmt.Fprintf(a.stdout, "starting Tunneld %s (pid %d, log %s, pid file %s)\n", net.JoinHostPort(host, fmt.Sprint(port)), cmd.Process.Pid, logPath, pidPath)
-	return cmd.Process.Release()
 }
