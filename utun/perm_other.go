@@ -2,8 +2,16 @@
 
 package utun
 
-import "os"
+import (
+	"errors"
+	"os"
+)
 
-// CanCreateKernel reports whether this process may create kernel TUN
-// interfaces: on macOS (utun control sockets) that takes root.
-func CanCreateKernel() bool { return os.Geteuid() == 0 }
+// CheckKernel says whether this process may create kernel TUN interfaces:
+// on macOS (utun control sockets) that takes root.
+func CheckKernel() error {
+	if os.Geteuid() != 0 {
+		return errors.New("utun: kernel TUN interfaces need root")
+	}
+	return nil
+}
