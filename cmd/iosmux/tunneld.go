@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -163,14 +162,14 @@ func runTunneld(ctx context.Context, a *app, cmd *cobra.Command, o *tunneldOptio
 	}
 	userspace := o.userspace
 
-	if !userspace && !utun.CanCreateKernel() {
+	if kerr := utun.CheckKernel(); !userspace && kerr != nil {
 		if o.simulate == 0 {
 			// pymobiledevice3's wording; it then exits 0 (UNCONFIRMED), we
 			// fail: nothing was started.
 			fmt.Fprintln(a.stderr, `This command requires root privileges. Consider retrying with "sudo".`)
-			return errors.New("kernel TUN interfaces need CAP_NET_ADMIN (root, or a service given the capability as dist/iosmux-tunneld.service does); or use --userspace")
+			return fmt.Errorf("%w (dist/iosmux-tunneld.service runs it as an unprivileged user with the capability); or use --userspace", kerr)
 		}
-		a.log.Warn("tunneld: no CAP_NET_ADMIN (not root): using --userspace (kernel TUN interfaces need it)")
+		a.log.Warn("tunneld: no kernel TUN interfaces: using --userspace", "why", kerr)
 		userspace = true
 	}
 
