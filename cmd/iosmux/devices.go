@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -47,14 +46,14 @@ func (a *app) findDevice(ctx context.Context, mux *usbmux.Client, udid string) (
 	if udid != "" {
 		d, ok := usbmux.FindDevice(devs, udid)
 		if !ok {
-			return usbmux.Device{}, fmt.Errorf("device %s is not attached (usbmuxd at %s lists %d devices)", udid, mux.Addr(), len(devs))
+			return usbmux.Device{}, fmt.Errorf("device %s is not attached (usbmuxd at %s lists %d devices; 'iosmux list' shows them)", udid, mux.Addr(), len(devs))
 		}
 		return d, nil
 	}
 	one := usbmux.OnePerDevice(devs)
 	switch len(one) {
 	case 0:
-		return usbmux.Device{}, errors.New("no device attached")
+		return usbmux.Device{}, fmt.Errorf("no device attached to usbmuxd at %s: plug the iPhone in and unlock it, or start a simulated one with 'iosmux sim'", mux.Addr())
 	case 1:
 		return one[0], nil
 	}

@@ -129,3 +129,26 @@ func freePort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// TestNoDeviceNamesTheFix: no device at all, or not the one asked for,
+// says what to do.
+func TestNoDeviceNamesTheFix(t *testing.T) {
+	srv := usbmux.NewServer(usbmux.ServerConfig{})
+	dir := t.TempDir()
+	path := filepath.Join(dir, "usbmuxd")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	defer func() { srv.Close(); <-done }()
+	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: path}})
+	a := testApp(io.Discard, nil)
+	if _, err := a.findDevice(context.Background(), mux, ""); err == nil || !strings.Contains(err.Error(), "plug the iPhone in") || !strings.Contains(err.Error(), "iosmux sim") {
+		t.Errorf("no device: %v", err)
+	}
+	if _, err := a.findDevice(context.Background(), mux, "00008110-000000000000000C"); err == nil || !strings.Contains(err.Error(), "'iosmux list'") {
+		t.Errorf("absent device: %v", err)
+	}
+}
