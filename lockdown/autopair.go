@@ -70,13 +70,6 @@ func (e *PairError) Error() string {
 
 func (e *PairError) Unwrap() error { return e.Err }
 
-// pairOutcome reports whether err is a user-facing pairing outcome that
-// PairError explains.
-func pairOutcome(err error) bool {
-	return errors.Is(err, ErrUserDeniedPairing) || errors.Is(err, ErrPasswordProtected) ||
-		errors.Is(err, ErrTrustTimeout) || errors.Is(err, ErrNotPaired)
-}
-
 // PairUsbmux runs the classic Pair with a device attached through usbmuxd
 // (the host's SystemBUID from usbmuxd; the device shows its Trust dialog)
 // and stores the new record in usbmuxd, as pmd3 and libimobiledevice do,
