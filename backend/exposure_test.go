@@ -1,34 +1,17 @@
 package backend
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/iosmux/iosmux/internal/testkit"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func logTo(w *syncBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+func logTo(w *testkit.Buffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
 func TestPickAddr(t *testing.T) {
 	addrs := []netip.Addr{
@@ -76,7 +59,7 @@ func (c fakeConn) LocalAddr() net.Addr  { return c.local }
 // (and logged, at most once a second); loopback always passes; without a
 // list everyone does.
 func TestAllowClients(t *testing.T) {
-	var logs syncBuffer
+	var logs testkit.Buffer
 	b := &Backend{cfg: Config{AllowClients: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24"), netip.MustParsePrefix("2001:db8::/32")}},
 		log: logTo(&logs)}
 	local := &net.TCPAddr{IP: net.IPv6zero, Port: 58783}

@@ -1,31 +1,13 @@
 package rsdapi_test
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/rsdapi"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestAuditLog: the requests that stop the daemon or tear tunnels down are
 // logged at info level with the peer and the request line; a listing is
@@ -45,7 +27,7 @@ func TestAuditLog(t *testing.T) {
 		{goios, "GET", "/tunnels", false},
 	}
 	for _, tt := range tests {
-		var logs syncBuf
+		var logs testkit.Buffer
 		log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		srv, _ := serve(t, tt.api, sampleRegistry(), func(c *rsdapi.Config) { c.Logger = log })
 		r := do(t, srv, tt.method, tt.target, "")

@@ -1,37 +1,18 @@
 package tunneld_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/sim"
 	"github.com/iosmux/iosmux/tunneld"
 )
 
-// logBuffer collects a text log safely across goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func withLog(buf *logBuffer) func(*tunneld.Config) {
+func withLog(buf *testkit.Buffer) func(*tunneld.Config) {
 	return func(c *tunneld.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -46,7 +27,7 @@ func TestTrustRefused(t *testing.T) {
 	f := fleet(t, 1, "")
 	d := f.Devices()[0]
 	d.SetTrust(sim.TrustDeny)
-	var logs logBuffer
+	var logs testkit.Buffer
 	r := daemon(t, f, withLog(&logs))
 	waitFor(t, "the refusal in the log", func() bool { return strings.Contains(logs.String(), "the user refused to pair") })
 	time.Sleep(1500 * time.Millisecond)
@@ -94,7 +75,7 @@ func TestTrustRefused(t *testing.T) {
 // and does not loop.
 func TestNoCoreDeviceProxyNotRetried(t *testing.T) {
 	f := fleetOf(t, 1, "", "17.0")
-	var logs logBuffer
+	var logs testkit.Buffer
 	daemon(t, f, withLog(&logs))
 	waitFor(t, "the failure in the log", func() bool { return strings.Contains(logs.String(), "not retried") })
 	time.Sleep(1500 * time.Millisecond)

@@ -14,36 +14,19 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/iosmux/iosmux/internal/testkit"
 )
-
-// syncWriter is an io.Writer shared with a command's goroutines.
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
 
 // bareTunneld runs tunneld in-process watching nothing (no devices, no
 // root needed) with extra arguments, until the test ends; it returns its
 // stdout, stderr and pymobiledevice3 API address.
-func bareTunneld(t *testing.T, env map[string]string, args ...string) (out, errw *syncWriter, api string, done <-chan error) {
+func bareTunneld(t *testing.T, env map[string]string, args ...string) (out, errw *testkit.Buffer, api string, done <-chan error) {
 	t.Helper()
-	out, errw = &syncWriter{}, &syncWriter{}
+	out, errw = &testkit.Buffer{}, &testkit.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan error, 1)
 	if env == nil {
