@@ -46,7 +46,7 @@ var layer = map[string]int{
 	"discovery": 2,
 	// L3 session
 	"tunnel": 3,
-	// L3' developer services (STYLE.md §11): the shared opener, then one
+	// L3' developer services (README.md, layout): the shared opener, then one
 	// package per service. They sit on L1 (and the opener), never on
 	// tunnel: a service client takes a connection, not a tunnel.
 	"services/reach":   3,
