@@ -27,6 +27,10 @@ type Service struct {
 	// Serve handles one service connection, TLS already done when SSL. It
 	// owns conn and returns when done; Device.Close closes conn.
 	Serve func(conn net.Conn)
+	// Available, if set, is asked at every StartService: false answers
+	// InvalidService, as for a service the device lacks (services that
+	// come with the developer disk image, while it is not mounted).
+	Available func() bool
 }
 
 // PortListener opens device ports for started services. usbmux.PortMux
@@ -177,6 +181,25 @@ func (d *Device) Value(domain, key string) (any, bool) {
 	defer d.mu.Unlock()
 	v, ok := d.values[domain][key]
 	return v, ok
+}
+
+// Domain returns a copy of one domain's values ("" is the top level).
+func (d *Device) Domain(domain string) (map[string]any, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	dom, ok := d.values[domain]
+	return maps.Clone(dom), ok
+}
+
+// SetValue stores a value as the device itself would change it (the
+// simulator's Developer Mode status), outside any host's session.
+func (d *Device) SetValue(domain, key string, v any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.values[domain] == nil {
+		d.values[domain] = map[string]any{}
+	}
+	d.values[domain][key] = v
 }
 
 // HostIDs returns the HostIDs of the paired hosts, sorted.

@@ -299,7 +299,7 @@ func (c *devConn) startService(req Message) Message {
 	}
 	name, _ := req.String("Service")
 	svc, ok := c.d.cfg.Services[name]
-	if !ok || svc.Serve == nil {
+	if !ok || svc.Serve == nil || svc.Available != nil && !svc.Available() {
 		return errReply(CodeInvalidService)
 	}
 	h := c.host

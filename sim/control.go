@@ -26,6 +26,8 @@ import (
 //	POST /devices/{udid}/reset?after=N      (bytes; 0 = now)
 //	POST /devices/{udid}/garbage?on=true|false
 //	POST /devices/{udid}/trust?answer=accept|deny|pending|locked
+//	POST /devices/{udid}/devmode?on=true|false    (Developer Mode, as in Settings)
+//	POST /devices/{udid}/passcode?on=true|false
 //
 // {udid} may be "all". Every POST answers the device's state afterwards;
 // errors are {"error": "..."} with a 4xx/5xx status.
@@ -134,6 +136,15 @@ func parseFault(name string, q map[string][]string) (func(*Device) error, error)
 			}
 		}
 		return func(d *Device) error { d.Reset(n); return nil }, nil
+	case "devmode", "passcode":
+		b, err := on()
+		if err != nil {
+			return nil, fmt.Errorf("%s: bad on %q", name, get("on"))
+		}
+		if name == "devmode" {
+			return func(d *Device) error { return d.SetDeveloperMode(b) }, nil
+		}
+		return func(d *Device) error { d.SetPasscode(b); return nil }, nil
 	case "trust":
 		t, err := ParseTrust(get("answer"))
 		if err != nil {
@@ -141,7 +152,7 @@ func parseFault(name string, q map[string][]string) (func(*Device) error, error)
 		}
 		return func(d *Device) error { d.SetTrust(t); return nil }, nil
 	}
-	return nil, fmt.Errorf("unknown fault %q (unplug, replug, reboot, stall, reset, garbage, trust)", name)
+	return nil, fmt.Errorf("unknown fault %q (unplug, replug, reboot, stall, reset, garbage, trust, devmode, passcode)", name)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -58,6 +58,20 @@ type Config struct {
 	Trust Trust
 	// Services are added to (or replace by name) the trusted RSD's table.
 	Services []Service
+
+	// DeveloperMode starts a new device (no stored state) with Developer
+	// Mode on; otherwise it starts off, as a new iPhone does.
+	DeveloperMode bool
+	// Passcode makes the device refuse to arm Developer Mode.
+	Passcode bool
+	// SeedManifests are DDI folders whose image the device keeps a
+	// manifest for from the start, so mounts take the offline branch
+	// without a signing server (--seed-manifest).
+	SeedManifests []string
+	// RebootDown is how long arming Developer Mode keeps the device down;
+	// 0 means DefaultRebootDown.
+	RebootDown time.Duration
+
 	// Logger receives lifecycle and fault logs; nil discards.
 	Logger *slog.Logger
 }
@@ -145,6 +159,7 @@ type Device struct {
 	domains map[string]map[string]any
 
 	ld    *lockdown.Device
+	dev   *developer // Developer Mode and the mounter
 	hosts *hostStore
 	gate  faultGate
 	link  *link
@@ -269,6 +284,9 @@ func New(cfg Config) (*Device, error) {
 	}
 	d.trust.Store(int32(cfg.Trust))
 	d.link = newLink(cfg.Realism.LinkRate)
+	if d.dev, err = newDeveloper(d); err != nil {
+		return nil, fmt.Errorf("sim: %s: %w", d.id.UDID, err)
+	}
 	services := map[string]lockdown.Service{}
 	if d.prof.CoreDeviceProxy {
 		services[lockdown.CoreDeviceProxy] = lockdown.Service{SSL: true, Serve: d.serveCoreDeviceProxy}
@@ -276,6 +294,7 @@ func New(cfg Config) (*Device, error) {
 	// RemotePairing over lockdown: every iOS 17+ device has it.
 	// EnableServiceSSL is SIM (no reference shows the reply).
 	services[pairing.LockdownServiceName] = lockdown.Service{SSL: true, Serve: d.serveRemotePairingLockdown}
+	d.lockdownServices(append(d.developerServices(), cfg.Services...), services)
 	d.ld, err = lockdown.NewDevice(lockdown.DeviceConfig{
 		Values:   d.values,
 		Domains:  d.domains,
@@ -297,6 +316,7 @@ func New(cfg Config) (*Device, error) {
 		return nil, fmt.Errorf("sim: %s: lockdown: %w", d.id.UDID, err)
 	}
 	d.restoreLockdownPairing()
+	d.dev.save() // publishes the Developer Mode status as lockdownd's value
 	if cfg.NCM != nil {
 		if d.ncm, err = newNCMHost(d, *cfg.NCM); err != nil {
 			d.ld.Close()
@@ -385,6 +405,7 @@ func (d *Device) currentBoot() *boot {
 
 // startLocked boots (and plugs in, if the cable is in). Caller holds opMu.
 func (d *Device) startLocked() error {
+	d.dev.onBoot()
 	b, err := d.newBoot()
 	if err != nil {
 		return fmt.Errorf("sim: %s: boot: %w", d.id.UDID, err)

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"encoding/hex"
 	"errors"
 	"net"
 )
@@ -31,6 +32,10 @@ type Endpoints struct {
 	// tunnel this boot (serverAddress, serverRSDPort).
 	TunnelAddress  string `json:"tunnelAddress,omitempty"`
 	TrustedRSDPort uint16 `json:"trustedRSDPort,omitempty"`
+	// DeveloperMode is on; DDI is the SHA-384 (hex) of the mounted
+	// developer disk image, "" when none is.
+	DeveloperMode bool   `json:"developerMode"`
+	DDI           string `json:"ddi,omitempty"`
 }
 
 // NCMEndpoints describes the emulated USB-NCM (and Wi-Fi) links.
@@ -52,7 +57,10 @@ func (d *Device) Endpoints() Endpoints {
 	e := Endpoints{
 		UDID: d.id.UDID, DeviceName: d.id.DeviceName, ProductType: d.id.ProductType,
 		Profile: d.prof.Name, OSVersion: d.prof.OSVersion, BuildVersion: d.prof.BuildVersion,
-		State: d.State().String(),
+		State: d.State().String(), DeveloperMode: d.DeveloperMode(),
+	}
+	if dg, ok := d.MountedDDI(); ok {
+		e.DDI = hex.EncodeToString(dg)
 	}
 	b := d.currentBoot()
 	if b == nil {

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/iosmux/iosmux/internal/runfile"
 	"github.com/iosmux/iosmux/usbmux"
@@ -44,7 +45,16 @@ type FleetConfig struct {
 	LockdownKey *rsa.PrivateKey
 	// Services are added to every device's trusted RSD.
 	Services []Service
-	Logger   *slog.Logger
+	// DeveloperMode, Passcode, SeedManifests and RebootDown: see Config.
+	DeveloperMode bool
+	Passcode      bool
+	SeedManifests []string
+	RebootDown    time.Duration
+	// TSSAddr, if set, serves the DDI signing stand-in for every device
+	// of the fleet there (loopback, e.g. "127.0.0.1:0"): point a host's
+	// TSS URL at TSSURL.
+	TSSAddr string
+	Logger  *slog.Logger
 }
 
 // Fleet is a running set of devices. Its methods are safe for concurrent
@@ -57,6 +67,7 @@ type Fleet struct {
 	tmpDir  string
 	devices []*Device
 	served  chan error
+	tss     *tssServer
 
 	lock      *runfile.Lock // the state folder's (or socket's), nil without
 	closeOnce sync.Once
@@ -135,6 +146,12 @@ func StartFleet(cfg FleetConfig) (*Fleet, error) {
 		f.Close()
 		return nil, err
 	}
+	if cfg.TSSAddr != "" {
+		if f.tss, err = startTSS(cfg.TSSAddr, f.signing, log); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
 	return f, nil
 }
 
@@ -143,6 +160,7 @@ func (f *Fleet) deviceConfig(i int) Config {
 		Index: i, Seed: f.cfg.Seed, Profile: f.cfg.Profile, LockdownKey: f.cfg.LockdownKey,
 		Mux: f.mux, UndashedSerial: f.cfg.UndashedSerial, Realism: f.cfg.Realism, Trust: f.cfg.Trust,
 		Services: f.cfg.Services, Logger: f.log,
+		DeveloperMode: f.cfg.DeveloperMode, Passcode: f.cfg.Passcode, SeedManifests: f.cfg.SeedManifests, RebootDown: f.cfg.RebootDown,
 	}
 	if f.cfg.StateDir != "" {
 		c.StateDir = filepath.Join(f.cfg.StateDir, fmt.Sprintf("device-%02d", i))
@@ -183,12 +201,13 @@ func (f *Fleet) Device(udid string) (*Device, bool) {
 type FleetEndpoints struct {
 	UsbmuxSocket string      `json:"usbmuxSocket"`
 	Control      string      `json:"control,omitempty"`
+	TSS          string      `json:"tss,omitempty"` // the DDI signing stand-in's URL
 	Devices      []Endpoints `json:"devices"`
 }
 
 // Endpoints reports every device's surfaces.
 func (f *Fleet) Endpoints() FleetEndpoints {
-	e := FleetEndpoints{UsbmuxSocket: f.socket, Devices: make([]Endpoints, 0, len(f.devices))}
+	e := FleetEndpoints{UsbmuxSocket: f.socket, TSS: f.TSSURL(), Devices: make([]Endpoints, 0, len(f.devices))}
 	for _, d := range f.devices {
 		e.Devices = append(e.Devices, d.Endpoints())
 	}
@@ -214,6 +233,9 @@ func (f *Fleet) Close() error {
 			})
 		}
 		wg.Wait()
+		if f.tss != nil {
+			f.tss.close()
+		}
 		if f.mux != nil {
 			f.mux.Close()
 			if err := <-f.served; err != nil && !strings.Contains(err.Error(), "closed") {

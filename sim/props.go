@@ -95,10 +95,11 @@ func lockdownValues(id Identity, p Profile) map[string]any {
 }
 
 // lockdownDomains are the non-top-level domains clients of this phase read
-// (Developer Mode status through amfi's domain, lockdown.md §2).
+// (Developer Mode status through amfi's domain, lockdown.md §2; the
+// developer state publishes its real value at start and on every change).
 func lockdownDomains() map[string]map[string]any {
 	return map[string]map[string]any{
-		"com.apple.security.mac.amfi": {"DeveloperModeStatus": true},
+		"com.apple.security.mac.amfi": {"DeveloperModeStatus": false},
 		"com.apple.mobile.battery":    {"BatteryCurrentCapacity": uint64(100), "BatteryIsCharging": false},
 	}
 }

@@ -29,8 +29,9 @@ type serviceSet struct {
 
 	mu    sync.Mutex
 	defs  []Service
-	lns   []net.Listener
-	ports []uint16
+	lns   []net.Listener // nil for a service not listed now
+	ports []uint16       // 0 for a service not listed now
+	ddi   bool           // DDI services are listed
 }
 
 func newServiceSet(b *boot, sc *scope, surf surface, defs []Service, random bool, listen func(uint16) (net.Listener, error), reserved ...uint16) (*serviceSet, error) {
@@ -49,11 +50,13 @@ func (s *serviceSet) open() error {
 	return s.openLocked(nil)
 }
 
-// openLocked listens for every service, avoiding the ports in avoid (the
-// ones just closed: a moved service must not land on its old port).
+// openLocked listens for every listed service, avoiding the ports in avoid
+// (the ones just closed: a moved service must not land on its old port).
+// A service that is not listed now (a DDI service while no DDI is
+// mounted) gets no listener and port 0.
 func (s *serviceSet) openLocked(avoid map[uint16]bool) error {
-	s.lns = make([]net.Listener, 0, len(s.defs))
-	s.ports = make([]uint16, 0, len(s.defs))
+	s.lns = make([]net.Listener, len(s.defs))
+	s.ports = make([]uint16, len(s.defs))
 	used := map[uint16]bool{}
 	for p := range avoid {
 		used[p] = true
@@ -61,21 +64,63 @@ func (s *serviceSet) openLocked(avoid map[uint16]bool) error {
 	for _, p := range s.reserved {
 		used[p] = true
 	}
-	for _, def := range s.defs {
-		ln, port, err := s.listenOne(used)
-		if err != nil {
-			return fmt.Errorf("sim: listening for %s: %w", def.Name, err)
+	for i := range s.defs {
+		if err := s.openOne(i, used); err != nil {
+			return err
 		}
-		used[port] = true
-		s.lns = append(s.lns, ln)
-		s.ports = append(s.ports, port)
-		serve := def.Serve
-		if serve == nil {
-			serve = func(context.Context, net.Conn) {}
-		}
-		s.b.accept(s.sc, ln, s.surf, serve)
 	}
 	return nil
+}
+
+// openOne listens for defs[i] if it is listed now. s.mu is held.
+func (s *serviceSet) openOne(i int, used map[uint16]bool) error {
+	def := s.defs[i]
+	if !def.served() || def.DDI && !s.ddi {
+		return nil
+	}
+	ln, port, err := s.listenOne(used)
+	if err != nil {
+		return fmt.Errorf("sim: listening for %s: %w", def.Name, err)
+	}
+	used[port] = true
+	s.lns[i], s.ports[i] = ln, port
+	s.b.accept(s.sc, ln, s.surf, def.serveFunc())
+	return nil
+}
+
+// setDDI lists (mounted) or unlists the services that come with the
+// developer disk image: mounted, they listen on fresh ports and appear in
+// every Handshake sent from now on; unmounted, their listeners close.
+func (s *serviceSet) setDDI(mounted bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ddi == mounted || s.lns == nil {
+		s.ddi = mounted
+		return nil
+	}
+	s.ddi = mounted
+	used := map[uint16]bool{}
+	for _, p := range s.reserved {
+		used[p] = true
+	}
+	for _, p := range s.ports {
+		used[p] = p != 0
+	}
+	var errs []error
+	for i, def := range s.defs {
+		if !def.DDI {
+			continue
+		}
+		if mounted {
+			errs = append(errs, s.openOne(i, used))
+			continue
+		}
+		if ln := s.lns[i]; ln != nil {
+			ln.Close()
+		}
+		s.lns[i], s.ports[i] = nil, 0
+	}
+	return errors.Join(errs...)
 }
 
 func (s *serviceSet) listenOne(used map[uint16]bool) (net.Listener, uint16, error) {
@@ -106,7 +151,9 @@ func (s *serviceSet) closeListeners() {
 	s.lns = nil
 	s.mu.Unlock()
 	for _, ln := range lns {
-		ln.Close()
+		if ln != nil {
+			ln.Close()
+		}
 	}
 }
 
@@ -117,7 +164,9 @@ func (s *serviceSet) reopen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ln := range s.lns {
-		ln.Close()
+		if ln != nil {
+			ln.Close()
+		}
 	}
 	old := map[uint16]bool{}
 	for _, p := range s.ports {
@@ -130,9 +179,11 @@ func (s *serviceSet) reopen() error {
 func (s *serviceSet) entries() []rsd.Service {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]rsd.Service, len(s.defs))
+	out := make([]rsd.Service, 0, len(s.defs))
 	for i, def := range s.defs {
-		out[i] = rsd.Service{Name: def.Name, Port: s.ports[i], Entitlement: def.Entitlement, Properties: def.Properties}
+		if i < len(s.ports) && s.ports[i] != 0 {
+			out = append(out, rsd.Service{Name: def.Name, Port: s.ports[i], Entitlement: def.Entitlement, Properties: def.Properties})
+		}
 	}
 	return out
 }
@@ -142,7 +193,7 @@ func (s *serviceSet) port(name string) uint16 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, def := range s.defs {
-		if def.Name == name && i < len(s.ports) {
+		if def.Name == name && i < len(s.ports) && s.ports[i] != 0 {
 			return s.ports[i]
 		}
 	}

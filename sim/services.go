@@ -12,6 +12,7 @@ import (
 
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/rsd"
+	"github.com/iosmux/iosmux/services/reach"
 	"github.com/iosmux/iosmux/xpc"
 )
 
@@ -23,11 +24,39 @@ type Service struct {
 	Name        string
 	Entitlement string
 	Properties  *xpc.Dict
-	// Serve handles one accepted connection; the device closes conn when
-	// Serve returns and cancels ctx when the boot ends. Nil lists the
-	// service without implementing it: connections are accepted and
-	// closed at once (a placeholder for services later work adds).
+	// Serve handles one accepted connection as it arrives (the service
+	// runs its own set-up); the device closes conn when Serve returns and
+	// cancels ctx when the boot ends.
 	Serve func(ctx context.Context, conn net.Conn)
+	// Handler, instead of Serve, serves the service's own protocol on a
+	// connection positioned at its first byte: the device runs the RSD
+	// set-up its name calls for (RSDCheckin for a ".shim.remote" name,
+	// nothing for a raw one; reach.ServeRSD) and, when Lockdown is set,
+	// offers the same handler through lockdownd's StartService under that
+	// name, with service TLS. One registration, both paths.
+	Handler reach.Handler
+	// Lockdown is the service's lockdown name ("" = not offered through
+	// StartService). Only Handler services are offered there.
+	Lockdown string
+	// DDI lists the service (and offers it through lockdown) only while
+	// the developer disk image is mounted.
+	DDI bool
+	// A service with neither Serve nor Handler is not listed: the device
+	// never lists a service it does not serve.
+}
+
+// served reports whether the service has a handler.
+func (s Service) served() bool { return s.Serve != nil || s.Handler != nil }
+
+// serveFunc is what the service's RSD port runs per connection.
+func (s Service) serveFunc() func(context.Context, net.Conn) {
+	if s.Handler == nil {
+		return s.Serve
+	}
+	rs := reach.Service{RSD: s.Name, Lockdown: s.Lockdown}
+	return func(ctx context.Context, c net.Conn) {
+		reach.ServeRSD(ctx, c, rs, s.Handler)
+	}
 }
 
 // Names of the services the simulator implements inside the tunnel besides
@@ -58,14 +87,13 @@ func xpcProps(version int64, remoteXPC bool) *xpc.Dict {
 	return xpc.NewDict("ServiceVersion", xpc.Int64(version), "UsesRemoteXPC", xpc.Bool(remoteXPC))
 }
 
-// trustedServices is the trusted RSD's table: the services every device
-// lists before a developer disk image is mounted (rsd.md §5, entries
-// and entitlements as in go-ios's iOS 17.0.3 listing), the simulator's
-// byte services, then extra (which may replace a built-in by name).
+// trustedServices is the trusted RSD's table: the services the simulator
+// serves of those a device lists (docs/protocols/services.md, entries and
+// entitlements as in go-ios's iOS 17.0.3 listing), the developer services
+// (some only while the DDI is mounted), the simulator's byte services,
+// then extra (which may replace a built-in by name). Services a real
+// device lists but the simulator does not serve yet are left out.
 func trustedServices(d *Device, extra []Service) []Service {
-	shim := func(name string) Service {
-		return Service{Name: name, Entitlement: LockdownTrusted}
-	}
 	raw := func(name string, serve func(context.Context, net.Conn)) Service {
 		return Service{Name: name, Entitlement: "com.iosmux.sim", Properties: xpcProps(1, false), Serve: serve}
 	}
@@ -74,26 +102,19 @@ func trustedServices(d *Device, extra []Service) []Service {
 			Serve: func(ctx context.Context, c net.Conn) { d.serveLockdownShim(ctx, c, LockdownTrusted, true) }},
 		{Name: LockdownUntrusted, Entitlement: LockdownUntrusted, Properties: xpcProps(1, true),
 			Serve: func(ctx context.Context, c net.Conn) { d.serveLockdownShim(ctx, c, LockdownUntrusted, false) }},
-		shim("com.apple.mobile.mobile_image_mounter.shim.remote"),
-		shim("com.apple.amfi.lockdown.shim.remote"),
-		shim("com.apple.mobile.installation_proxy.shim.remote"),
-		shim("com.apple.afc.shim.remote"),
-		shim("com.apple.streaming_zip_conduit.shim.remote"),
-		shim("com.apple.syslog_relay.shim.remote"),
-		shim("com.apple.os_trace_relay.shim.remote"),
-		shim("com.apple.mobile.heartbeat.shim.remote"),
-		{Name: "com.apple.remote.installcoordination_proxy", Entitlement: "com.apple.private.InstallCoordinationRemote", Properties: xpcProps(1, true)},
-		{Name: "com.apple.mobile.storage_mounter_proxy.bridge", Entitlement: "com.apple.private.mobile_storage.remote.allowedSPI", Properties: xpcProps(1, true)},
+	}
+	list = append(list, d.developerServices()...)
+	list = append(list,
 		raw(SinkService, serveSink),
 		raw(SourceService, serveSource),
 		raw(EchoService, serveEcho),
-	}
+	)
 	return mergeServices(list, extra)
 }
 
 // untrustedServices is the untrusted RSD's table, the seven entries of the
-// published iOS 17.0 example (rsd.md §5); the tunnel service and
-// the untrusted lockdown shim are implemented.
+// published iOS 17.0 example (rsd.md §5); only the tunnel service
+// and the untrusted lockdown shim are served, so only they are listed.
 func untrustedServices(d *Device, tunnelService func(context.Context, net.Conn)) []Service {
 	return []Service{
 		{Name: "com.apple.fusion.remote.service", Entitlement: "com.apple.fusion.remote.service", Properties: xpcProps(1, true)},
@@ -168,17 +189,16 @@ func (d *Device) lockdownShimReply(req map[string]any, trusted bool) map[string]
 	return reply
 }
 
-// shimValue reads one value, or a whole domain when key is empty.
+// shimValue reads one value, or a whole domain when key is empty, from
+// lockdownd's values (which the device's own state changes, such as the
+// Developer Mode status, update).
 func (d *Device) shimValue(domain, key string, trusted bool) (any, bool) {
-	var dom map[string]any
-	if domain == "" {
-		dom = d.values
-	} else {
-		dom = d.domains[domain]
-	}
-	if dom == nil || !trusted && domain != "" {
+	dom, ok := d.ld.Domain(domain)
+	if !ok || !trusted && domain != "" {
 		return nil, false
 	}
+	// The key lockdownd adds for pairing is not part of the shim's set.
+	delete(dom, "DevicePublicKey")
 	visible := func(k string) bool { return trusted || slices.Contains(lockdown.DefaultPublicKeys, k) }
 	if key != "" {
 		v, ok := dom[key]

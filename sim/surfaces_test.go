@@ -201,7 +201,9 @@ func TestUntrustedRSDP2(t *testing.T) {
 	for _, s := range c.Handshake.Services {
 		names = append(names, s.Name)
 	}
-	if len(names) != 7 || !slices.Contains(names, pairing.TunnelServiceName) {
+	// Only what the simulator serves: the tunnel service and the untrusted
+	// lockdown shim (the published list's other five are not listed).
+	if len(names) != 2 || !slices.Contains(names, pairing.TunnelServiceName) || !slices.Contains(names, LockdownUntrusted) {
 		t.Errorf("untrusted services %v", names)
 	}
 	if c.Handshake.Device().UDID != d.UDID() || c.Handshake.UUID.String() != ep.RSDUUID {
