@@ -139,7 +139,9 @@ func TestServeRSDRefusesBadCheckin(t *testing.T) {
 	a, b := net.Pipe()
 	ran := false
 	done := make(chan error, 1)
-	go func() { done <- ServeRSD(context.Background(), b, Mounter, func(context.Context, net.Conn) { ran = true }) }()
+	go func() {
+		done <- ServeRSD(context.Background(), b, Mounter, func(context.Context, net.Conn) { ran = true })
+	}()
 	pc := lockdown.NewPlistConn(a, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
