@@ -123,6 +123,7 @@ func (ct *clientTunnels) handle(r *tcp.ForwarderRequest) {
 	switch port {
 	case b.rsdPort:
 		if c, err := accept(r); err == nil {
+			v = b.freshView(v)
 			b.serveHandshake(v.boot, v.server, c, "tunnel rsd")
 		}
 		return

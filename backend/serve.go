@@ -51,6 +51,7 @@ func (b *Backend) serveRSD(c net.Conn) {
 		c.Close()
 		return
 	}
+	v = b.freshView(v)
 	b.serveHandshake(v.boot, v.server, c, "rsd")
 }
 

@@ -34,6 +34,10 @@ type Advert struct {
 	// it is called on every listing, so it may follow the device. nil
 	// lists none.
 	Services func() []rsdapi.Service
+	// Refresh, if set, makes the advertised RSD read the device's catalog
+	// again (refresh-services: after a developer disk image is mounted
+	// its services appear only in a new RSD session).
+	Refresh func(context.Context) error
 }
 
 // readServices runs one RSD discovery session at addr through dial and

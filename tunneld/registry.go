@@ -166,8 +166,16 @@ func (r *registry) RefreshServices(ctx context.Context, udid string) (rsdapi.Tun
 		}
 		m, ok := e.Meta.(*tunnelMeta)
 		if ok && m.advert != nil {
-			// The advertised RSD follows the device itself; a session of
-			// ours would only displace its one (iOS 27.2).
+			// The advertised RSD reads the device itself (a session of
+			// ours would only displace its one, iOS 27.2): ask it to.
+			if f := m.advert.Refresh; f != nil {
+				ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				err := f(ctx)
+				cancel()
+				if err != nil {
+					return t, err
+				}
+			}
 			catalogs.Lock()
 			m.catalogAt = time.Now()
 			catalogs.Unlock()

@@ -257,3 +257,27 @@ func kernelPair(dst, src net.Conn) (*net.TCPConn, *net.TCPConn, bool) {
 	a, ok := s.LocalAddr().(*net.TCPAddr)
 	return d, s, ok && a.IP.IsLoopback()
 }
+
+// PreambleDial reaches addresses inside a userspace tunnel through another
+// process's preamble proxy at proxy (host:port; NewPreambleForwarder,
+// tunneld's userspace_proxy_port): it connects there and sends the
+// destination's preamble. address must be a literal IPv6 (or IPv4)
+// address and port.
+func PreambleDial(proxy string) DialFunc {
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		dst, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return nil, fmt.Errorf("utun: preamble dial %q: %w", address, err)
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", proxy)
+		if err != nil {
+			return nil, fmt.Errorf("utun: userspace proxy %s: %w", proxy, err)
+		}
+		if _, err := c.Write(AppendPreamble(nil, dst)); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("utun: userspace proxy %s: %w", proxy, err)
+		}
+		return c, nil
+	}
+}
