@@ -45,6 +45,12 @@
 // Properties are new, clients get a new random UUID, and every client
 // connection of the old boot ends, as a reboot would end them.
 //
+// A device lists the services a developer disk image brings only in RSD
+// sessions opened after the mount, so each client RSD connection is
+// answered with a Handshake the backend re-read for it (concurrent ones
+// share a re-read); Refresh does the same on request (tunneld's
+// refresh-services).
+//
 // # Forwarders
 //
 // Each service the device lists gets a listener on Listen's host, opened
