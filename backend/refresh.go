@@ -6,8 +6,7 @@ import (
 )
 
 // A device lists the services that come with a developer disk image only
-// in RSD sessions opened after the mount (docs/protocols/services.md, "The
-// service list after a mount"); the backend's own session, opened before,
+// in RSD sessions opened after the mount (services.md §6); the backend's own session, opened before,
 // would never learn of them. So every client RSD connection gets a
 // Handshake read from the device after the connection arrived: concurrent
 // connections share one re-read (the supervisor drains waiting requests

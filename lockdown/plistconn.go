@@ -14,7 +14,7 @@ import (
 // PlistConn carries the lockdown-framed plists of a service connection:
 // what the mounter, amfi, installation_proxy and the other plist services
 // speak once StartService (and its TLS) or an RSD shim's RSDCheckin has
-// handed the connection over (docs/protocols/services.md). Both roles use
+// handed the connection over (services.md §1.1). Both roles use
 // it: a host sends requests and reads replies, a device the reverse.
 //
 // Every call takes a context: its deadline becomes the connection's, and

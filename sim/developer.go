@@ -22,10 +22,9 @@ import (
 	"github.com/iosmux/iosmux/xpc"
 )
 
-// The developer side of the simulated iPhone (docs/protocols/services.md,
-// "The simulated device"): Developer Mode, a passcode, and the
-// mobile_image_mounter's state, served by the amfi and mounter device roles
-// over RSD and lockdown alike. What a real device does where the
+// The developer side of the simulated iPhone (services.md §4, §5):
+// Developer Mode, a passcode, and the mobile_image_mounter's state, served
+// by the amfi and mounter device roles over RSD and lockdown alike. What a real device does where the
 // references are silent is decided here (SIM):
 //
 //   - Developer Mode starts off on a new device and is kept in the state
@@ -293,8 +292,8 @@ func (d *Device) developerServices() []Service {
 }
 
 // lockdownServices offers every Handler service with a lockdown name
-// through StartService (service TLS, as services-extra's SIM rule has it
-// for secure services), DDI ones only while the DDI is mounted.
+// through StartService (with service TLS, services.md §1.1), DDI ones only
+// while the DDI is mounted.
 func (d *Device) lockdownServices(list []Service, into map[string]lockdown.Service) {
 	for _, s := range list {
 		if s.Lockdown == "" || s.Handler == nil {

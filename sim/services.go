@@ -88,7 +88,7 @@ func xpcProps(version int64, remoteXPC bool) *xpc.Dict {
 }
 
 // trustedServices is the trusted RSD's table: the services the simulator
-// serves of those a device lists (docs/protocols/services.md, entries and
+// serves of those a device lists (services.md §1.3, entries and
 // entitlements as in go-ios's iOS 17.0.3 listing), the developer services
 // (some only while the DDI is mounted), the simulator's byte services,
 // then extra (which may replace a built-in by name). Services a real

@@ -1,7 +1,7 @@
 // Package amfi speaks the amfi lockdown service (Developer Mode) in both
 // roles, over a connection to the service (services/reach opens one by
 // RSD name, com.apple.amfi.lockdown.shim.remote, or lockdown name,
-// com.apple.amfi.lockdown). docs/protocols/services.md has the details.
+// com.apple.amfi.lockdown). services.md §4 has the details.
 //
 // Every request is one lockdown-framed plist {action: n}, answered by one
 // plist; hosts open a connection per action (pmd3, go-ios), the device

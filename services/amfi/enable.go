@@ -86,7 +86,7 @@ type EnableConfig struct {
 	Progress func(Step)
 }
 
-// Enable turns Developer Mode on (docs/protocols/services.md, "amfi"):
+// Enable turns Developer Mode on (services.md §4):
 // read the status (ErrAlreadyOn if on), arm it, wait for the reboot,
 // accept, and read the status again. When arming is refused because of a
 // passcode it reveals the switch in Settings and returns an error that

@@ -2,8 +2,7 @@
 // connection to the service (services/reach opens one by RSD name,
 // com.apple.mobile.mobile_image_mounter.shim.remote, or by lockdown name,
 // com.apple.mobile.mobile_image_mounter), and runs the personalized DDI
-// mount of iOS 17+ end to end (docs/protocols/services.md, "Mounting the
-// personalized DDI").
+// mount of iOS 17+ end to end (services.md §3).
 //
 // Every request is a lockdown-framed plist {Command: …}; one connection
 // carries any number of them. The personalized mount:

@@ -164,7 +164,7 @@ type refresher interface {
 	Handshake() *rsd.Handshake
 }
 
-// Mount mounts the personalized DDI (docs/protocols/services.md): refuses
+// Mount mounts the personalized DDI (services.md §3.2): refuses
 // early when Developer Mode is off (ErrDeveloperModeOff), does nothing
 // when one is mounted, picks the DDI's build identity for the device's
 // BoardId/ChipID (a *ddi.NoIdentityError names the missing one), takes the

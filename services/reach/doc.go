@@ -1,6 +1,6 @@
 // Package reach is how every developer service is reached, once, for all
 // the service packages (services/…) and the simulator
-// (docs/protocols/services.md, "Reaching a service").
+// (services.md §1).
 //
 // A Service has an RSD name and a lockdown name. An Opener turns one into
 // a connection positioned at the service's first byte:

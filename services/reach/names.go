@@ -2,8 +2,7 @@ package reach
 
 import "strings"
 
-// Kind is how a service is reached over RSD (docs/protocols/services.md,
-// "Three kinds of service").
+// Kind is how a service is reached over RSD (services.md §1.1).
 type Kind int
 
 const (

@@ -15,8 +15,7 @@ import (
 const ManifestFile = "BuildManifest.plist"
 
 // Bundle is a personalized DDI on disk: a folder holding BuildManifest.plist
-// and the files its identities name (docs/protocols/services.md, "The
-// personalized DDI"). Three layouts are read: Xcode's Restore folder
+// and the files its identities name (services.md §2). Three layouts are read: Xcode's Restore folder
 // (…/DeveloperDiskImages/iOS_DDI/Restore, files such as 022-19271-028.dmg
 // and Firmware/….dmg.trustcache, found through the manifest's paths),
 // pymobiledevice3's cache (Image.dmg, Image.trustcache) and the published

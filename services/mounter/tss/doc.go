@@ -2,7 +2,7 @@
 // the request to Apple's signing server (TSS) built from a build identity
 // with its RestoreRequestRules applied, the HTTP exchange and the parse of
 // its reply, and the stand-in the simulator and tests sign with instead of
-// Apple (docs/protocols/services.md, "TSS").
+// Apple (services.md §3.3).
 //
 //	host                                         TSS (Apple, or the stand-in)
 //	POST <URL>  XML plist {@ApImg4Ticket, ApBoardID, ApChipID, ApECID,

@@ -55,7 +55,7 @@ var conditionParam = map[string]string{
 }
 
 // NewRequest builds the TSS request body for p as a dictionary
-// (docs/protocols/services.md): the fixed @-keys, the device's values,
+// (services.md §3.3): the fixed @-keys, the device's values,
 // its Ap,* identifiers, and one entry per trusted manifest component
 // (the entry without Info, the LoadableTrustCache's RestoreRequestRules
 // applied to it). Without those rules a production device's request lacks
