@@ -25,6 +25,9 @@ var envVars = []envVar{
 	{"PYMOBILEDEVICE3_USBMUX", "usbmuxd address when --usbmux-address is not given (pymobiledevice3's variable)"},
 	{"USBMUXD_SOCKET_ADDRESS", "usbmuxd address when neither of the above is set (libimobiledevice's variable): /path, UNIX:/path, HOST:PORT"},
 	{"IOSMUX_TUNNELD", "default of --tunneld: the tunneld API that --tunnel UDID asks (default 127.0.0.1:49151)"},
+	{"IOSMUX_TSS_URL", "default of --tss-url: the DDI signing server (default Apple's, http://gs.apple.com/TSS/controller?action=2)"},
+	{"IOSMUX_DDI_URL", "default of --download-url: where mounter auto-mount --download fetches the personalized DDI"},
+	{"XDG_CACHE_HOME", "the base of the default DDI cache ($XDG_CACHE_HOME/iosmux/ddi)"},
 	{"NO_COLOR", "set: start-tunnel prints no colours on a terminal"},
 }
 

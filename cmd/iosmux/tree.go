@@ -66,6 +66,9 @@ Bad usage exits 2, a failure 1.`,
 		newPairCmd(a),
 		newLockdownCmd(a),
 		newRSDInfoCmd(a),
+		// Developer services.
+		newAMFICmd(a),
+		newMounterCmd(a),
 		// Tunnels and servers.
 		newStartTunnelCmd(a),
 		newTunneldCmd(a),

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/iosmux/iosmux/rsd"
+	"github.com/iosmux/iosmux/services/reach"
+	"github.com/spf13/cobra"
+)
+
+// serviceTarget is how a developer-service command (amfi, mounter) reaches
+// its device: through an RSD (--rsd HOST PORT, or --tunnel UDID looked up
+// in tunneld) or, without either, through usbmuxd and lockdown (--udid, or
+// the only device attached) — the path go-ios and libimobiledevice take.
+// Service code sees only a reach.Opener either way.
+type serviceTarget struct {
+	rsd      *rsdTarget
+	udid     string
+	muxAddr  string
+	stateDir string
+}
+
+const serviceTargetHelp = `The device is reached through usbmuxd and lockdown (--udid, or the only
+device attached), or through a tunnel's RSD: --tunnel UDID (the tunnel the
+running tunneld holds) or --rsd HOST PORT (as start-tunnel prints it).`
+
+func addServiceTarget(a *app, cmd *cobra.Command) *serviceTarget {
+	t := &serviceTarget{rsd: addRSDTarget(a, cmd)}
+	addUDIDFlag(cmd, &t.udid, "the device's UDID, reached through usbmuxd (dashes and case ignored); without it and without --rsd/--tunnel: the only device attached, or a choice on a terminal")
+	addUsbmuxFlag(cmd, &t.muxAddr)
+	addStateDirFlag(cmd, &t.stateDir)
+	return t
+}
+
+// viaRSD reports whether the RSD path was chosen.
+func (t *serviceTarget) viaRSD(cmd *cobra.Command) bool { return t.rsd.given(cmd) }
+
+func (t *serviceTarget) check(cmd *cobra.Command) error {
+	if err := t.rsd.check(cmd); err != nil {
+		return err
+	}
+	if t.rsd.given(cmd) && cmd.Flags().Changed("udid") {
+		return usagef("give --udid (through usbmuxd) or --rsd/--tunnel (through a tunnel), not both")
+	}
+	return nil
+}
+
+// open returns the opener for the chosen path.
+func (t *serviceTarget) open(ctx context.Context, a *app, cmd *cobra.Command) (reach.Opener, error) {
+	if !t.viaRSD(cmd) {
+		mux, err := newUsbmuxClient(a, t.muxAddr)
+		if err != nil {
+			return nil, err
+		}
+		d, err := a.findDevice(ctx, mux, t.udid)
+		if err != nil {
+			return nil, err
+		}
+		return &reach.Lockdown{Mux: mux, Device: d}, nil
+	}
+	addr, err := t.rsd.resolve(ctx, a, cmd)
+	if err != nil {
+		return nil, err
+	}
+	return t.openRSD(ctx, a, addr)
+}
+
+func (t *serviceTarget) openRSD(ctx context.Context, a *app, addr string) (*reach.RSD, error) {
+	ap, err := resolveAddrPort(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := rsdStateDir(a, t.stateDir)
+	if err != nil {
+		return nil, err
+	}
+	host, err := rsd.LoadOrCreateHostUUID(dir)
+	if err != nil {
+		return nil, err
+	}
+	return reach.NewRSD(ctx, nil, ap, reach.RSDConfig{HostUUID: host, Logger: a.log})
+}
+
+// awaitReboot follows the device through a reboot on the RSD path: tunneld
+// rebuilds the tunnel, so wait until the listed RSD answers with another
+// boot session. --rsd names one tunnel, which the reboot ends for good.
+func (t *serviceTarget) awaitReboot(a *app, cmd *cobra.Command, before reach.Opener) func(context.Context) (reach.Opener, error) {
+	if !t.viaRSD(cmd) {
+		return nil // the usbmuxd opener follows it itself
+	}
+	old := ""
+	if r, ok := before.(*reach.RSD); ok {
+		old = r.Handshake().Device().BootSessionUUID
+	}
+	return func(ctx context.Context) (reach.Opener, error) {
+		if t.rsd.rsd.given() {
+			return nil, fmt.Errorf("the reboot ended the tunnel --rsd names; start a new one and run 'iosmux amfi enable' again to accept")
+		}
+		for {
+			if addr, err := t.rsd.resolve(ctx, a, cmd); err == nil {
+				if o, err := t.openRSD(ctx, a, addr); err == nil && o.Handshake().Device().BootSessionUUID != old {
+					return o, nil
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("waiting for tunneld to list the rebooted device: %w", ctx.Err())
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// resolveAddrPort parses HOST:PORT, looking a name up.
+func resolveAddrPort(ctx context.Context, addr string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		return ap, nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	ta, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(ta) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("resolving %s: %w", host, err)
+	}
+	p, err := net.LookupPort("tcp", port)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return netip.AddrPortFrom(ta[0].Unmap(), uint16(p)), nil
+}
