@@ -22,7 +22,16 @@ trusted RSD inside every tunnel. It prints each device's endpoints, then
 serves a control endpoint for faults:
 
   curl -X POST $CONTROL/devices/<udid|all>/unplug      (replug, reboot?down=5s,
-       stall?on=true, reset?after=0, garbage?on=true, trust?answer=deny)
+       stall?on=true, reset?after=0, garbage?on=true, trust?answer=deny,
+       devmode?on=true, passcode?on=true)
+
+Developer Mode starts off on a new device (--developer-mode starts it on);
+'iosmux amfi enable' turns it on, rebooting the device once. The devices
+serve the DDI mounter: --tss serves a signing stand-in for them on loopback
+(point --tss-url of 'iosmux mounter' at the URL printed), and
+--seed-manifest DIR gives every device the manifest for that DDI's image
+from the start, so clients that sign at Apple (go-ios) take the offline
+branch.
 
 Point clients at the devices with USBMUXD_SOCKET_ADDRESS=UNIX:<socket>.
 With --simulate-state DIR, identities, keys and pairings survive restarts
@@ -41,6 +50,9 @@ type simOptions struct {
 	linkRate                        int64
 	dropAbove                       int
 	asJSON                          bool
+	tss                             string
+	seedManifests                   []string
+	developerMode, passcode         bool
 }
 
 // profileFlag adds --name taking a sim profile: one of sim.Profiles or
@@ -96,6 +108,10 @@ func newSimCmd(a *app) *cobra.Command {
 	enumFlag(cmd, &o.boundary, "boundary", "", "", []string{"stream", "drop", "break"}, "tunnel read mode (overrides --realism)")
 	f.BoolVar(&o.undashed, "undashed-serial", false, "report UDIDs without the dash in usbmuxd, as Linux usbmuxd does")
 	enumFlag(cmd, &o.trust, "trust", "", "accept", []string{"accept", "deny", "pending"}, "answer to Trust dialogs")
+	f.StringVar(&o.tss, "tss", "127.0.0.1:0", "serve the DDI signing stand-in at `HOST:PORT` (loopback); \"none\" disables it")
+	f.StringArrayVar(&o.seedManifests, "seed-manifest", nil, "give every device a manifest for the image of the DDI in `DIR` (repeatable)")
+	f.BoolVar(&o.developerMode, "developer-mode", false, "start new devices with Developer Mode on")
+	f.BoolVar(&o.passcode, "passcode", false, "the devices have a passcode (they refuse to arm Developer Mode)")
 	addJSONFlag(cmd, &o.asJSON, "the endpoints")
 	return cmd
 }
@@ -126,7 +142,11 @@ func runSim(ctx context.Context, a *app, o simOptions) error {
 		return usageErr(err)
 	}
 	cfg := sim.FleetConfig{Count: o.count, Seed: o.seed, Profile: prof, StateDir: o.stateDir, SocketPath: o.socket,
-		Loopback: o.loopback, UndashedSerial: o.undashed, Realism: real, Trust: tr, Logger: a.log}
+		Loopback: o.loopback, UndashedSerial: o.undashed, Realism: real, Trust: tr, Logger: a.log,
+		SeedManifests: o.seedManifests, DeveloperMode: o.developerMode, Passcode: o.passcode}
+	if o.tss != "none" {
+		cfg.TSSAddr = o.tss
+	}
 	if o.ncm {
 		cfg.NCM = &sim.NCMConfig{WiFi: o.wifi}
 	}
@@ -166,6 +186,9 @@ func printSim(a *app, e sim.FleetEndpoints) {
 	fmt.Fprintf(a.stdout, "usbmuxd:  %s   (USBMUXD_SOCKET_ADDRESS=UNIX:%s)\n", e.UsbmuxSocket, e.UsbmuxSocket)
 	if e.Control != "" {
 		fmt.Fprintf(a.stdout, "control:  %s\n", e.Control)
+	}
+	if e.TSS != "" {
+		fmt.Fprintf(a.stdout, "tss:      %s   (iosmux mounter auto-mount --tss-url %s)\n", e.TSS, e.TSS)
 	}
 	fmt.Fprintln(a.stdout)
 	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
