@@ -5,7 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -20,10 +21,10 @@ import (
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/services/mounter"
-	"github.com/iosmux/iosmux/services/mounter/ddi"
 	"github.com/iosmux/iosmux/services/mounter/tss"
 	"github.com/iosmux/iosmux/services/reach"
 	"github.com/iosmux/iosmux/sim"
+	"github.com/iosmux/iosmux/tunneld"
 	"github.com/iosmux/iosmux/usbmux"
 )
 
@@ -47,10 +48,11 @@ func goiosEntry(t *testing.T, udid string) ios.DeviceEntry {
 //
 //  1. go-ios: Developer Mode off; `ios devmode enable` (arm, the device
 //     reboots, accept after the reboot); on.
-//  2. iosmux through usbmuxd: a DDI whose manifest yields no EPRO/ESEC is
-//     refused by the TSS stand-in with status 94 and Apple's message.
-//  3. iosmux through the backend tunneld advertises: never mounted → TSS
-//     branch, mounted; then `iosmux rsd-info` on the device's own RSD, the
+//  2. `iosmux mounter auto-mount` through usbmuxd: a DDI whose manifest
+//     yields no EPRO/ESEC is refused by the TSS stand-in with status 94
+//     and Apple's message.
+//  3. `iosmux mounter auto-mount --tunnel UDID` through the backend tunneld
+//     advertises: never mounted → TSS branch, mounted; then `iosmux rsd-info` on the device's own RSD, the
 //     RSD of pymobiledevice3's listing (the backend), appium's
 //     refresh-services and the backend's Handshake all list the DDI
 //     service, nothing restarted; `ideviceimagemounter -l` lists the image.
@@ -59,11 +61,13 @@ func goiosEntry(t *testing.T, udid string) ios.DeviceEntry {
 //  5. go-ios `ios image auto --basedir` (library calls) mounts through
 //     usbmuxd from the device's kept manifest; libimobiledevice lists it.
 //  6. appium's mounter over RSD mounts with a pre-seeded manifest.
-//  7. the other model: iosmux names the identity the DDI lacks.
+//  7. the other model: `iosmux mounter auto-mount` names the identity the
+//     DDI lacks.
 func TestDDIAcceptance(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	iosmux := buildIOSMux(t)
+	state := t.TempDir()
 	f := startFleet(t, sim.FleetConfig{Count: 2, Profile: sim.MustProfile("18.2"), StateDir: t.TempDir(), RebootDown: 500 * time.Millisecond})
 	dev, other := f.Devices()[0], f.Devices()[1]
 	mux := muxClient(f)
@@ -99,14 +103,20 @@ func TestDDIAcceptance(t *testing.T) {
 	}
 
 	tssClient := &tss.Client{URL: f.TSSURL()}
+	// The iosmux command, pointed at the fleet's usbmuxd and stand-in.
+	cli := func(args ...string) (string, string, error) {
+		cmd := exec.CommandContext(ctx, iosmux, args...)
+		cmd.Env = append(os.Environ(), "USBMUXD_SOCKET_ADDRESS=UNIX:"+f.UsbmuxSocket(), "IOSMUX_TSS_URL="+f.TSSURL(),
+			"IOSMUX_STATE_DIR="+state, "XDG_CACHE_HOME="+state)
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		return out.String(), errb.String(), err
+	}
 	t.Run("TSS refusal", func(t *testing.T) {
-		lo, err := reach.NewLockdown(ctx, mux, dev.UDID())
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = mounter.AutoMount(ctx, lo, mounter.Source{Dir: copyDDI(t, t.TempDir(), withoutRules, nil)}, mounter.MountConfig{TSS: tssClient})
-		if !errors.Is(err, tss.ErrRefused) || !strings.Contains(err.Error(), "STATUS=94: This device isn't eligible for the requested build.") {
-			t.Fatalf("mount with a rule-less manifest: %v", err)
+		_, stderr, err := cli("mounter", "auto-mount", "--udid", dev.UDID(), "--ddi", copyDDI(t, t.TempDir(), withoutRules, nil))
+		if err == nil || !strings.Contains(stderr, "STATUS=94: This device isn't eligible for the requested build.") {
+			t.Fatalf("iosmux mounter auto-mount with a rule-less manifest: %v\n%s", err, stderr)
 		}
 		if _, ok := dev.MountedDDI(); ok || f.TSS().Requests() != 1 {
 			t.Errorf("after the refusal: mounted %v, %d TSS requests", ok, f.TSS().Requests())
@@ -115,38 +125,32 @@ func TestDDIAcceptance(t *testing.T) {
 
 	dm := startTunneld(t, f)
 	t.Run("TSS branch and every service list", func(t *testing.T) {
-		advert := dm.pmd3RSD(t, ctx, dev.UDID())
-		bo, err := reach.NewRSD(ctx, nil, advert, reach.RSDConfig{Label: "ddi-interop"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		dm.pmd3RSD(t, ctx, dev.UDID()) // listed
 		before := f.TSS().Requests()
-		var uploaded int64
-		res, err := mounter.AutoMount(ctx, bo, mounter.Source{Dir: vec}, mounter.MountConfig{TSS: tssClient,
-			Progress: func(p mounter.Progress) {
-				if p.Step == mounter.StepUpload {
-					uploaded = p.Done
-				}
-			}})
+		out, stderr, err := cli("mounter", "auto-mount", "--tunnel", dev.UDID(), "--tunneld", dm.d.Addr(tunneld.APIPMD3), "--ddi", vec, "--json")
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("iosmux mounter auto-mount --tunnel: %v\n%s", err, stderr)
 		}
-		if res.Manifest != mounter.FromTSS || f.TSS().Requests() != before+1 || uploaded != 960 || !slices.Contains(res.Services, stdio) {
-			t.Errorf("auto-mount %+v (%d bytes reported), TSS requests %d → %d", res, uploaded, before, f.TSS().Requests())
+		var res mounter.MountResult
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("auto-mount --json: %v\n%s", err, out)
 		}
-		t.Logf("auto-mount, TSS branch, through the backend: %v", res.Took)
+		if res.Manifest != mounter.FromTSS || f.TSS().Requests() != before+1 || res.Bytes != 960 || !slices.Contains(res.Services, stdio) {
+			t.Errorf("auto-mount %+v, TSS requests %d → %d", res, before, f.TSS().Requests())
+		}
+		t.Logf("iosmux mounter auto-mount, TSS branch, through tunneld's backend: %v", time.Duration(res.Took))
 
 		// iosmux rsd-info on the device's own RSD (its own tunnel).
 		ns, devRSD := hostTunnel(t, ctx, mux, dev)
 		host, port := fmtAddr(loopbackRSD(t, devRSD, ns.DialContext))
-		out, err := exec.CommandContext(ctx, iosmux, "rsd-info", "--rsd", host, port, "--json", "--state-dir", t.TempDir()).Output()
+		out, stderr, err = cli("rsd-info", "--rsd", host, port, "--json")
 		if err != nil {
-			t.Fatalf("iosmux rsd-info: %v", err)
+			t.Fatalf("iosmux rsd-info: %v\n%s", err, stderr)
 		}
 		var info struct {
 			Services map[string]json.RawMessage `json:"Services"`
 		}
-		if err := json.Unmarshal(out, &info); err != nil {
+		if err := json.Unmarshal([]byte(out), &info); err != nil {
 			t.Fatalf("rsd-info --json: %v\n%s", err, out)
 		}
 		if _, ok := info.Services[stdio]; !ok {
@@ -262,15 +266,11 @@ func TestDDIAcceptance(t *testing.T) {
 		if err := other.SetDeveloperMode(true); err != nil {
 			t.Fatal(err)
 		}
-		lo, err := reach.NewLockdown(ctx, mux, other.UDID())
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = mounter.AutoMount(ctx, lo, mounter.Source{Dir: vec}, mounter.MountConfig{TSS: tssClient})
+		_, stderr, err := cli("mounter", "auto-mount", "--udid", other.UDID(), "--ddi", vec)
 		id := other.Identity()
-		want := strings.ToUpper(hex.EncodeToString([]byte{byte(id.BoardID)}))
-		if !errors.Is(err, ddi.ErrNoIdentity) || !strings.Contains(err.Error(), "BoardId 0x"+strings.TrimLeft(want, "0")) {
-			t.Errorf("a DDI without the device's identity: %v", err)
+		want := fmt.Sprintf("no build identity for this device (BoardId 0x%X, ChipID 0x%X)", id.BoardID, id.ChipID)
+		if err == nil || !strings.Contains(stderr, want) {
+			t.Errorf("a DDI without the device's identity: %v\n%s", err, stderr)
 		}
 	})
 }

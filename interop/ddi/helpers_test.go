@@ -341,8 +341,10 @@ func idevice(t testing.TB, ctx context.Context, f *sim.Fleet, tool string, args 
 func buildIOSMux(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "iosmux")
-	build := exec.Command("go", "build", "-o", bin, "github.com/iosmux/iosmux/cmd/iosmux")
-	build.Dir = interopDir()
+	// Built in the main module, whose go.mod lists the command's own
+	// dependencies (cobra and the like).
+	build := exec.Command("go", "build", "-o", bin, "./cmd/iosmux")
+	build.Dir = filepath.Dir(interopDir())
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building iosmux: %v\n%s", err, out)
 	}
