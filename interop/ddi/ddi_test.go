@@ -28,7 +28,7 @@ import (
 	"github.com/iosmux/iosmux/usbmux"
 )
 
-func goiosEntry(t *testing.T, udid string) ios.DeviceEntry {
+func goiosEntry(t testing.TB, udid string) ios.DeviceEntry {
 	t.Helper()
 	list, err := ios.ListDevices()
 	if err != nil {

@@ -3,8 +3,10 @@ package mounter
 import (
 	"bytes"
 	"context"
+	"crypto/sha512"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"time"
@@ -228,14 +230,16 @@ func Mount(ctx context.Context, o reach.Opener, cfg MountConfig) (*MountResult, 
 		return nil, wrap(err)
 	}
 	res.Image = files.Image
-	digest, err := ddi.Digest(files.Image)
-	if err != nil {
-		return nil, wrap(err)
+	// The manifest's digest names the image to the device (no need to
+	// read 256 MiB before the first request); the upload hashes what it
+	// sends and nothing is mounted unless the two agree.
+	digest, ok := id.Digest(ddi.ComponentImage)
+	if !ok || len(digest) != sha512.Size384 {
+		if digest, err = ddi.Digest(files.Image); err != nil {
+			return nil, wrap(err)
+		}
 	}
 	res.ImageDigest = digest
-	if want, ok := id.Digest(ddi.ComponentImage); ok && !bytes.Equal(want, digest) {
-		return nil, wrap(fmt.Errorf("mounter: %s does not match the digest in its BuildManifest.plist (altered or from another DDI)", files.Image))
-	}
 	trustCache, err := os.ReadFile(files.TrustCache)
 	if err != nil {
 		return nil, wrap(fmt.Errorf("mounter: %w", err))
@@ -272,11 +276,15 @@ func Mount(ctx context.Context, o reach.Opener, cfg MountConfig) (*MountResult, 
 	res.Bytes = fi.Size()
 	step(StepUpload, 0, res.Bytes)
 	up := time.Now()
-	err = c.Upload(ctx, imageTypePers, manifest, f, res.Bytes, func(done int64) { step(StepUpload, done, res.Bytes) })
+	h := sha512.New384()
+	err = c.Upload(ctx, imageTypePers, manifest, io.TeeReader(f, h), res.Bytes, func(done int64) { step(StepUpload, done, res.Bytes) })
 	if err != nil {
 		return nil, wrap(err)
 	}
 	res.Upload = time.Since(up)
+	if !bytes.Equal(h.Sum(nil), digest) {
+		return nil, wrap(fmt.Errorf("mounter: %s does not match the digest in its BuildManifest.plist (altered or from another DDI); not mounting it", files.Image))
+	}
 
 	step(StepMount, 0, 0)
 	if err := c.Mount(ctx, manifest, trustCache, nil); err != nil {

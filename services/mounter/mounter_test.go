@@ -319,6 +319,28 @@ func TestMountFailures(t *testing.T) {
 	if err := c.Mount(ctx, []byte("bogus"), []byte("tc"), nil); err == nil || !strings.Contains(err.Error(), "Failed to mount") {
 		t.Errorf("bogus manifest: %v", err)
 	}
+	// An image that is not the one its manifest names: uploaded (the
+	// manifest's digest names it), caught by the upload's own hash, not
+	// mounted.
+	alt := t.TempDir()
+	for _, n := range []string{"BuildManifest.plist", "Image.dmg", "Image.dmg.trustcache"} {
+		b, _ := os.ReadFile(filepath.Join("ddi/testdata/ddi_restore", n))
+		if n == "Image.dmg" {
+			b[0] ^= 1
+		}
+		os.WriteFile(filepath.Join(alt, n), b, 0o644)
+	}
+	altBundle, err := ddi.Open(alt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2.srv.StoreManifest(sha384(dmgBytes(t)), Manifest{Ticket: tss.SimTicket(ecid, d2.srv.Nonce(), sha384(dmgBytes(t)), sha384(tcBytes(t))), TrustCacheDigest: sha384(tcBytes(t))})
+	if _, err := Mount(ctx, o2, MountConfig{Bundle: altBundle}); err == nil || !strings.Contains(err.Error(), "does not match the digest") {
+		t.Errorf("altered image: %v", err)
+	}
+	if _, ok := d2.srv.Mounted(); ok {
+		t.Error("an altered image was mounted")
+	}
 	// A short image: the upload fails rather than hang.
 	c3, _ := Open(ctx, o2)
 	defer c3.Close()
@@ -370,4 +392,20 @@ func FuzzServerRequest(f *testing.F) {
 		ss := &session{s: d.srv}
 		ss.handle(context.Background(), nil, cmd, m)
 	})
+}
+
+func dmgBytes(t *testing.T) []byte {
+	b, err := os.ReadFile("ddi/testdata/ddi_restore/Image.dmg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func tcBytes(t *testing.T) []byte {
+	b, err := os.ReadFile("ddi/testdata/ddi_restore/Image.dmg.trustcache")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
