@@ -72,8 +72,18 @@ type developer struct {
 	mode     string
 	revealed bool
 	passcode bool
-	saveErr  error
 }
+
+// refusal is an amfi refusal: its text goes to the host as the reply's
+// Error, as the device words it.
+type refusal string
+
+func (r refusal) Error() string { return string(r) }
+
+const (
+	refusedPasscode = refusal("Device has a passcode set") // pmd3's text
+	refusedAccept   = refusal("Developer Mode is not waiting for acceptance: enable it first and let the device reboot")
+)
 
 var _ amfi.Device = (*developer)(nil)
 
@@ -194,7 +204,7 @@ func (dv *developer) Arm() error {
 	switch {
 	case dv.passcode:
 		dv.mu.Unlock()
-		return errors.New("Device has a passcode set")
+		return refusedPasscode
 	case dv.mode == devModeOn:
 		dv.mu.Unlock()
 		return nil
@@ -209,7 +219,7 @@ func (dv *developer) Accept() error {
 	dv.mu.Lock()
 	if dv.mode != devModeAwaiting {
 		dv.mu.Unlock()
-		return errors.New("Developer Mode is not waiting for acceptance: enable it first and let the device reboot")
+		return refusedAccept
 	}
 	dv.mode = devModeOn
 	dv.mu.Unlock()

@@ -170,3 +170,26 @@ func TestEnablePasscode(t *testing.T) {
 }
 
 func ctx(t *testing.T) context.Context { return ctxT(t) }
+
+// FuzzAMFI: the host's reply check and the device's answer on any frame
+// payload: no panic, and a reply is either success or an error.
+func FuzzAMFI(f *testing.F) {
+	for _, n := range []string{"lp07_amfi_enable_request.hex", "lp08_amfi_success_reply.hex"} {
+		h, _ := os.ReadFile("testdata/" + n)
+		b, _ := hex.DecodeString(strings.TrimSpace(string(h)))
+		f.Add(b[4:])
+	}
+	f.Add([]byte(`<plist><dict><key>action</key><string>1</string></dict></plist>`))
+	srv := &Server{Device: &fakeDevice{state: "off"}}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		m, err := lockdown.ParseMessage(payload)
+		if err != nil {
+			return
+		}
+		checkReply(ActionArm, m)
+		a, ok := m.Uint("action")
+		if rep, _ := srv.answer(Action(a), ok); rep["Error"] == nil && rep["success"] != true {
+			t.Fatalf("reply %v is neither success nor error", rep)
+		}
+	})
+}
