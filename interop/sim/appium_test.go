@@ -79,7 +79,8 @@ func TestAppium(t *testing.T) {
 	var untrusted []appiumService
 	node(t, nil, &untrusted, "appium_rsd.mjs", d.UDID(), host, port)
 	names := serviceNames(untrusted)
-	if len(untrusted) != 7 || !slices.Contains(names, pairing.TunnelServiceName) || !slices.Contains(names, sim.LockdownUntrusted) {
+	// The two services the simulator serves there (it lists no others).
+	if len(untrusted) != 2 || !slices.Contains(names, pairing.TunnelServiceName) || !slices.Contains(names, sim.LockdownUntrusted) {
 		t.Errorf("appium read the untrusted RSD as %v", untrusted)
 	}
 
@@ -88,7 +89,8 @@ func TestAppium(t *testing.T) {
 	var trusted []appiumService
 	node(t, nil, &trusted, "appium_rsd.mjs", d.UDID(), host, port)
 	names = serviceNames(trusted)
-	for _, want := range []string{sim.LockdownTrusted, sim.EchoService, sim.SinkService, sim.SourceService, "com.apple.mobile.mobile_image_mounter.shim.remote"} {
+	for _, want := range []string{sim.LockdownTrusted, sim.EchoService, sim.SinkService, sim.SourceService,
+		"com.apple.mobile.mobile_image_mounter.shim.remote", "com.apple.amfi.lockdown.shim.remote"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("appium's trusted RSD listing lacks %s: %v", want, names)
 		}
