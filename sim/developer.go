@@ -29,7 +29,8 @@ import (
 //
 //   - Developer Mode starts off on a new device and is kept in the state
 //     directory across reboots and restarts. Arming it (amfi action 1)
-//     answers success and reboots the device after DefaultRebootDown; the
+//     answers success and, a quarter second later, reboots the device for
+//     DefaultRebootDown (Config.RebootDown); the
 //     next boot waits for acceptance (action 2), which turns it on. Accept
 //     at any other time is refused with "Developer Mode is not waiting for
 //     acceptance". Arming with a passcode set is refused with "Device has
@@ -226,6 +227,11 @@ func (dv *developer) Accept() error {
 	return dv.save()
 }
 
+// rebootAfterArm is how long after answering the arm the device goes down
+// (SIM): long enough for the reply to cross a tunnel before the reboot
+// ends it, as it does from a real device.
+const rebootAfterArm = 250 * time.Millisecond
+
 // afterArm reboots the device once the arm reply has left. It runs on the
 // amfi connection's goroutine, which the reboot waits for: hand it off.
 func (dv *developer) afterArm() {
@@ -235,6 +241,13 @@ func (dv *developer) afterArm() {
 		down = DefaultRebootDown
 	}
 	d.wg.Go(func() {
+		t := time.NewTimer(rebootAfterArm)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-d.life.Done():
+			return
+		}
 		if err := d.Reboot(down); err != nil && !errors.Is(err, errClosed) {
 			d.log.Warn("sim: reboot after arming Developer Mode", "udid", d.id.UDID, "err", err)
 		}

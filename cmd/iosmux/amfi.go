@@ -45,6 +45,7 @@ func amfiCmd(a *app, use, short, long, example string, timeout time.Duration, ru
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 			defer cancel()
+			defer o.target.close()
 			dev, err := o.target.open(ctx, a, cmd)
 			if err != nil {
 				return err

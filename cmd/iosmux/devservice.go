@@ -9,7 +9,10 @@ import (
 
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/services/reach"
+	"github.com/iosmux/iosmux/tunnel"
+	"github.com/iosmux/iosmux/utun"
 	"github.com/spf13/cobra"
+	"golang.zx2c4.com/wireguard/tun"
 )
 
 // serviceTarget is how a developer-service command (amfi, mounter) reaches
@@ -18,26 +21,39 @@ import (
 // the only device attached) — the path go-ios and libimobiledevice take.
 // Service code sees only a reach.Opener either way.
 type serviceTarget struct {
-	rsd      *rsdTarget
-	udid     string
-	muxAddr  string
-	stateDir string
+	rsd        *rsdTarget
+	udid       string
+	muxAddr    string
+	stateDir   string
+	openTunnel bool
+
+	tunnels []*tunnel.Tunnel // opened for this command, closed by close
 }
 
 const serviceTargetHelp = `The device is reached through usbmuxd and lockdown (--udid, or the only
 device attached), or through a tunnel's RSD: --tunnel UDID (the tunnel the
-running tunneld holds) or --rsd HOST PORT (as start-tunnel prints it).`
+running tunneld holds), --rsd HOST PORT (as start-tunnel prints it), or
+--open-tunnel (a userspace CoreDeviceProxy tunnel through usbmuxd, opened
+for this command; iOS 17.4 and later).`
 
 func addServiceTarget(a *app, cmd *cobra.Command) *serviceTarget {
 	t := &serviceTarget{rsd: addRSDTarget(a, cmd)}
 	addUDIDFlag(cmd, &t.udid, "the device's UDID, reached through usbmuxd (dashes and case ignored); without it and without --rsd/--tunnel: the only device attached, or a choice on a terminal")
 	addUsbmuxFlag(cmd, &t.muxAddr)
 	addStateDirFlag(cmd, &t.stateDir)
+	cmd.Flags().BoolVar(&t.openTunnel, "open-tunnel", false, "reach the device's RSD through a userspace tunnel opened for this command (CoreDeviceProxy through usbmuxd, iOS 17.4+)")
 	return t
 }
 
+// close ends the tunnels opened for the command.
+func (t *serviceTarget) close() {
+	for _, tn := range t.tunnels {
+		tn.Close()
+	}
+}
+
 // viaRSD reports whether the RSD path was chosen.
-func (t *serviceTarget) viaRSD(cmd *cobra.Command) bool { return t.rsd.given(cmd) }
+func (t *serviceTarget) viaRSD(cmd *cobra.Command) bool { return t.rsd.given(cmd) || t.openTunnel }
 
 func (t *serviceTarget) check(cmd *cobra.Command) error {
 	if err := t.rsd.check(cmd); err != nil {
@@ -46,12 +62,15 @@ func (t *serviceTarget) check(cmd *cobra.Command) error {
 	if t.rsd.given(cmd) && cmd.Flags().Changed("udid") {
 		return usagef("give --udid (through usbmuxd) or --rsd/--tunnel (through a tunnel), not both")
 	}
+	if t.rsd.given(cmd) && t.openTunnel {
+		return usagef("--open-tunnel opens its own tunnel: give it without --rsd/--tunnel (--udid picks the device)")
+	}
 	return nil
 }
 
 // open returns the opener for the chosen path.
 func (t *serviceTarget) open(ctx context.Context, a *app, cmd *cobra.Command) (reach.Opener, error) {
-	if !t.viaRSD(cmd) {
+	if !t.rsd.given(cmd) {
 		mux, err := newUsbmuxClient(a, t.muxAddr)
 		if err != nil {
 			return nil, err
@@ -60,7 +79,11 @@ func (t *serviceTarget) open(ctx context.Context, a *app, cmd *cobra.Command) (r
 		if err != nil {
 			return nil, err
 		}
-		return &reach.Lockdown{Mux: mux, Device: d}, nil
+		lo := &reach.Lockdown{Mux: mux, Device: d}
+		if t.openTunnel {
+			return t.tunnelTo(ctx, a, lo)
+		}
+		return lo, nil
 	}
 	addr, err := t.rsd.resolve(ctx, a, cmd)
 	if err != nil {
@@ -85,6 +108,31 @@ func (t *serviceTarget) openRSD(ctx context.Context, a *app, addr string) (*reac
 	return reach.NewRSD(ctx, nil, ap, reach.RSDConfig{HostUUID: host, Logger: a.log})
 }
 
+// tunnelTo opens a userspace CoreDeviceProxy tunnel to lo's device and
+// reads its RSD through it.
+func (t *serviceTarget) tunnelTo(ctx context.Context, a *app, lo *reach.Lockdown) (*reach.RSD, error) {
+	var ns *utun.Netstack
+	tn, err := tunnel.StartCoreDeviceProxy(ctx, lo.Mux, lo.Device, tunnel.Options{Logger: a.log,
+		NewTUN: func(p tunnel.Params) (tun.Device, error) {
+			var err error
+			ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
+			return ns, err
+		}})
+	if err != nil {
+		return nil, err
+	}
+	t.tunnels = append(t.tunnels, tn)
+	dir, err := rsdStateDir(a, t.stateDir)
+	if err != nil {
+		return nil, err
+	}
+	host, err := rsd.LoadOrCreateHostUUID(dir)
+	if err != nil {
+		return nil, err
+	}
+	return reach.NewRSD(ctx, ns.DialContext, tn.RSD(), reach.RSDConfig{HostUUID: host, Logger: a.log})
+}
+
 // awaitReboot follows the device through a reboot on the RSD path: tunneld
 // rebuilds the tunnel, so wait until the listed RSD answers with another
 // boot session. --rsd names one tunnel, which the reboot ends for good.
@@ -97,6 +145,21 @@ func (t *serviceTarget) awaitReboot(a *app, cmd *cobra.Command, before reach.Ope
 		old = r.Handshake().Device().BootSessionUUID
 	}
 	return func(ctx context.Context) (reach.Opener, error) {
+		if t.openTunnel {
+			mux, err := newUsbmuxClient(a, t.muxAddr)
+			if err != nil {
+				return nil, err
+			}
+			lo, err := reach.NewLockdown(ctx, mux, before.UDID())
+			if err != nil {
+				return nil, err
+			}
+			back, err := lo.AwaitReboot(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return t.tunnelTo(ctx, a, back.(*reach.Lockdown))
+		}
 		if t.rsd.rsd.given() {
 			return nil, fmt.Errorf("the reboot ended the tunnel --rsd names; start a new one and run 'iosmux amfi enable' again to accept")
 		}

@@ -63,6 +63,7 @@ func mounterCmd(a *app, use, short, long, example string, timeout time.Duration,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 			defer cancel()
+			defer o.target.close()
 			dev, err := o.target.open(ctx, a, cmd)
 			if err != nil {
 				return err

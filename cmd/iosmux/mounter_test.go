@@ -77,7 +77,8 @@ func (r *devRig) run(t *testing.T, v any, args ...string) error {
 	return err
 }
 
-// TestAMFIAndMounterCommands: Developer Mode status and enable, the mounter
+// TestAMFIAndMounterCommands: Developer Mode status and enable (through a
+// tunnel opened for the command, following the reboot), the mounter
 // queries, auto-mount through TSS, list, already mounted, umount, and an
 // auto-mount with --download from a local server (the device keeps the
 // manifest: no TSS), all through usbmuxd; then through an RSD (--rsd, a
@@ -97,8 +98,10 @@ func TestAMFIAndMounterCommands(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "amfi enable") {
 		t.Errorf("auto-mount with Developer Mode off: %v", err)
 	}
-	if err := r.run(t, &st, "amfi", "enable", "--json"); err != nil || !st.DeveloperMode || st.AlreadyOn {
-		t.Fatalf("amfi enable: %+v, %v", st, err)
+	// Enable through a tunnel of its own: after the reboot the command
+	// opens another one to accept.
+	if err := r.run(t, &st, "amfi", "enable", "--open-tunnel", "--json"); err != nil || !st.DeveloperMode || st.AlreadyOn {
+		t.Fatalf("amfi enable --open-tunnel: %+v, %v", st, err)
 	}
 	if err := r.run(t, &st, "amfi", "enable", "--json"); err != nil || !st.AlreadyOn {
 		t.Errorf("amfi enable again: %+v, %v", st, err)
@@ -165,6 +168,17 @@ func TestAMFIAndMounterCommands(t *testing.T) {
 	}
 	if err := r.run(t, nil, "mounter", "list", "--rsd", host, port, "--udid", r.dev.UDID()); !isUsage(err) {
 		t.Errorf("--rsd with --udid: %v, want a usage error", err)
+	}
+	// Through a tunnel opened for the command.
+	var lst struct {
+		Mounted bool
+		Entries []struct{ MountPath string }
+	}
+	if err := r.run(t, &lst, "mounter", "list", "--open-tunnel", "--json"); err != nil || !lst.Mounted || len(lst.Entries) != 1 {
+		t.Errorf("list --open-tunnel: %+v, %v", lst, err)
+	}
+	if err := r.run(t, nil, "mounter", "list", "--open-tunnel", "--rsd", host, port); !isUsage(err) {
+		t.Errorf("--open-tunnel with --rsd: %v, want a usage error", err)
 	}
 	if err := r.run(t, nil, "mounter", "mount"); !isUsage(err) {
 		t.Errorf("mount without --ddi: %v, want a usage error", err)
