@@ -29,41 +29,11 @@ func newAMFICmd(a *app) *cobra.Command {
 	return cmd
 }
 
-type amfiOptions struct {
-	target  *serviceTarget
-	asJSON  bool
-	timeout time.Duration
-}
-
-func amfiCmd(a *app, use, short, long, example string, timeout time.Duration, run func(ctx context.Context, cmd *cobra.Command, o *amfiOptions, dev reach.Opener) error) *cobra.Command {
-	o := &amfiOptions{}
-	cmd := &cobra.Command{
-		Use: use, Short: short, Long: long + "\n\n" + serviceTargetHelp, Example: example,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.target.check(cmd); err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			defer o.target.close()
-			dev, err := o.target.open(ctx, a, cmd)
-			if err != nil {
-				return err
-			}
-			return run(ctx, cmd, o, dev)
-		},
-	}
-	o.target = addServiceTarget(a, cmd)
-	addJSONFlag(cmd, &o.asJSON, "the result")
-	addTimeoutFlag(cmd, &o.timeout, timeout, "for the whole command")
-	return cmd
-}
-
 func newAMFIStatusCmd(a *app) *cobra.Command {
-	return amfiCmd(a, "status", "print whether Developer Mode is on",
+	return serviceCmd(a, "status", "print whether Developer Mode is on",
 		"Reads the Developer Mode status (lockdown's com.apple.security.mac.amfi DeveloperModeStatus).",
-		"  iosmux amfi status\n  iosmux amfi status --tunnel 00008110-001A2B3C4D5E6F70 --json", 30*time.Second,
-		func(ctx context.Context, cmd *cobra.Command, o *amfiOptions, dev reach.Opener) error {
+		"  iosmux amfi status\n  iosmux amfi status --tunnel 00008110-001A2B3C4D5E6F70 --json", 30*time.Second, nil,
+		func(ctx context.Context, cmd *cobra.Command, o *serviceOptions, dev reach.Opener) error {
 			on, err := amfi.Status(ctx, dev)
 			if err != nil {
 				return err
@@ -81,10 +51,10 @@ func newAMFIStatusCmd(a *app) *cobra.Command {
 }
 
 func newAMFIRevealCmd(a *app) *cobra.Command {
-	return amfiCmd(a, "reveal", "show the Developer Mode switch in Settings",
+	return serviceCmd(a, "reveal", "show the Developer Mode switch in Settings",
 		"Makes the Developer Mode switch visible in Settings → Privacy & Security, so it can be\nturned on by hand (a device with a passcode refuses 'enable'). No reboot.",
-		"  iosmux amfi reveal", 30*time.Second,
-		func(ctx context.Context, cmd *cobra.Command, o *amfiOptions, dev reach.Opener) error {
+		"  iosmux amfi reveal", 30*time.Second, nil,
+		func(ctx context.Context, cmd *cobra.Command, o *serviceOptions, dev reach.Opener) error {
 			if err := amfi.Run(ctx, dev, amfi.ActionReveal); err != nil {
 				return err
 			}
@@ -97,14 +67,14 @@ func newAMFIRevealCmd(a *app) *cobra.Command {
 }
 
 func newAMFIEnableCmd(a *app) *cobra.Command {
-	return amfiCmd(a, "enable", "turn Developer Mode on (the device reboots once)",
+	return serviceCmd(a, "enable", "turn Developer Mode on (the device reboots once)",
 		`Turns Developer Mode on: arms it, waits while the device reboots and comes back,
 accepts the prompt it shows, and reads the status again. A device with a
 passcode refuses: the switch is then revealed in Settings to turn on by hand.
 Already on is not an error. Through --tunnel, tunneld rebuilds the tunnel
 after the reboot and the command waits for it; --rsd cannot follow a reboot.`,
-		"  iosmux amfi enable\n  iosmux amfi enable --tunnel 00008110-001A2B3C4D5E6F70", 3*time.Minute,
-		func(ctx context.Context, cmd *cobra.Command, o *amfiOptions, dev reach.Opener) error {
+		"  iosmux amfi enable\n  iosmux amfi enable --tunnel 00008110-001A2B3C4D5E6F70", 3*time.Minute, nil,
+		func(ctx context.Context, cmd *cobra.Command, o *serviceOptions, dev reach.Opener) error {
 			bar := a.wait("Developer Mode", o.asJSON)
 			defer bar.Done()
 			cfg := amfi.EnableConfig{

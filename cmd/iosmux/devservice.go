@@ -97,6 +97,12 @@ func (t *serviceTarget) openRSD(ctx context.Context, a *app, addr string) (*reac
 	if err != nil {
 		return nil, err
 	}
+	return t.readRSD(ctx, a, nil, ap)
+}
+
+// readRSD reads the RSD at ap through dial (nil: plain TCP), presenting
+// this host's stable RSD identity.
+func (t *serviceTarget) readRSD(ctx context.Context, a *app, dial reach.DialFunc, ap netip.AddrPort) (*reach.RSD, error) {
 	dir, err := rsdStateDir(a, t.stateDir)
 	if err != nil {
 		return nil, err
@@ -105,7 +111,7 @@ func (t *serviceTarget) openRSD(ctx context.Context, a *app, addr string) (*reac
 	if err != nil {
 		return nil, err
 	}
-	return reach.NewRSD(ctx, nil, ap, reach.RSDConfig{HostUUID: host, Logger: a.log})
+	return reach.NewRSD(ctx, dial, ap, reach.RSDConfig{HostUUID: host, Logger: a.log})
 }
 
 // tunnelTo opens a userspace CoreDeviceProxy tunnel to lo's device and
@@ -122,15 +128,7 @@ func (t *serviceTarget) tunnelTo(ctx context.Context, a *app, lo *reach.Lockdown
 		return nil, err
 	}
 	t.tunnels = append(t.tunnels, tn)
-	dir, err := rsdStateDir(a, t.stateDir)
-	if err != nil {
-		return nil, err
-	}
-	host, err := rsd.LoadOrCreateHostUUID(dir)
-	if err != nil {
-		return nil, err
-	}
-	return reach.NewRSD(ctx, ns.DialContext, tn.RSD(), reach.RSDConfig{HostUUID: host, Logger: a.log})
+	return t.readRSD(ctx, a, ns.DialContext, tn.RSD())
 }
 
 // awaitReboot follows the device through a reboot on the RSD path: tunneld
@@ -196,4 +194,42 @@ func resolveAddrPort(ctx context.Context, addr string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, err
 	}
 	return netip.AddrPortFrom(ta[0].Unmap(), uint16(p)), nil
+}
+
+// serviceOptions are the flags every developer-service command has.
+type serviceOptions struct {
+	target  *serviceTarget
+	asJSON  bool
+	timeout time.Duration
+}
+
+// serviceCmd builds one developer-service subcommand: the device flags,
+// extra's own, --json and --timeout; run gets the device's opener, any
+// tunnel opened for it closed after.
+func serviceCmd(a *app, use, short, long, example string, timeout time.Duration, extra func(*cobra.Command),
+	run func(ctx context.Context, cmd *cobra.Command, o *serviceOptions, dev reach.Opener) error) *cobra.Command {
+	o := &serviceOptions{}
+	cmd := &cobra.Command{
+		Use: use, Short: short, Long: long + "\n\n" + serviceTargetHelp, Example: example,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.target.check(cmd); err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+			defer cancel()
+			defer o.target.close()
+			dev, err := o.target.open(ctx, a, cmd)
+			if err != nil {
+				return err
+			}
+			return run(ctx, cmd, o, dev)
+		},
+	}
+	o.target = addServiceTarget(a, cmd)
+	if extra != nil {
+		extra(cmd)
+	}
+	addJSONFlag(cmd, &o.asJSON, "the result")
+	addTimeoutFlag(cmd, &o.timeout, timeout, "for the whole command")
+	return cmd
 }

@@ -45,46 +45,11 @@ func newMounterCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-type mounterOptions struct {
-	target  *serviceTarget
-	asJSON  bool
-	timeout time.Duration
-}
-
-// mounterCmd builds one subcommand: flags, device, timeout, then run.
-func mounterCmd(a *app, use, short, long, example string, timeout time.Duration, extra func(cmd *cobra.Command),
-	run func(ctx context.Context, o *mounterOptions, dev reach.Opener) error) *cobra.Command {
-	o := &mounterOptions{}
-	cmd := &cobra.Command{
-		Use: use, Short: short, Long: long + "\n\n" + serviceTargetHelp, Example: example,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.target.check(cmd); err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			defer o.target.close()
-			dev, err := o.target.open(ctx, a, cmd)
-			if err != nil {
-				return err
-			}
-			return run(ctx, o, dev)
-		},
-	}
-	o.target = addServiceTarget(a, cmd)
-	if extra != nil {
-		extra(cmd)
-	}
-	addJSONFlag(cmd, &o.asJSON, "the result")
-	addTimeoutFlag(cmd, &o.timeout, timeout, "for the whole command")
-	return cmd
-}
-
 func newMounterListCmd(a *app) *cobra.Command {
-	return mounterCmd(a, "list", "list the mounted disk images",
+	return serviceCmd(a, "list", "list the mounted disk images",
 		"Lists the mounted images: LookupImage's signatures and CopyDevices' entries (iOS 27\nanswers LookupImage with nothing even while the DDI is mounted).",
 		"  iosmux mounter list\n  iosmux mounter list --tunnel 00008110-001A2B3C4D5E6F70 --json", 30*time.Second, nil,
-		func(ctx context.Context, o *mounterOptions, dev reach.Opener) error {
+		func(ctx context.Context, _ *cobra.Command, o *serviceOptions, dev reach.Opener) error {
 			st, err := mounter.List(ctx, dev)
 			if err != nil {
 				return err
@@ -192,8 +157,8 @@ the cache first. Then as 'mounter mount', and prints the services the mount
 added to the device's RSD.`,
 			"  iosmux mounter auto-mount\n  iosmux mounter auto-mount --download\n  iosmux mounter auto-mount --tunnel 00008110-001A2B3C4D5E6F70 --json"
 	}
-	return mounterCmd(a, use, short, long, example, 30*time.Minute, func(cmd *cobra.Command) { f.add(cmd, auto) },
-		func(ctx context.Context, o *mounterOptions, dev reach.Opener) error {
+	return serviceCmd(a, use, short, long, example, 30*time.Minute, func(cmd *cobra.Command) { f.add(cmd, auto) },
+		func(ctx context.Context, _ *cobra.Command, o *serviceOptions, dev reach.Opener) error {
 			if !auto && f.dir == "" {
 				return usagef("mount needs --ddi DIR (or use auto-mount)")
 			}
@@ -298,9 +263,9 @@ func printMount(a *app, r *mounter.MountResult) {
 }
 
 func newMounterUmountCmd(a *app) *cobra.Command {
-	return mounterCmd(a, "umount", "unmount the developer disk image",
+	return serviceCmd(a, "umount", "unmount the developer disk image",
 		"Unmounts the image at /System/Developer.", "  iosmux mounter umount", 30*time.Second, nil,
-		func(ctx context.Context, o *mounterOptions, dev reach.Opener) error {
+		func(ctx context.Context, _ *cobra.Command, o *serviceOptions, dev reach.Opener) error {
 			err := mounter.Unmount(ctx, dev)
 			if errors.Is(err, mounter.ErrNotMounted) {
 				return fmt.Errorf("%s: no developer disk image is mounted", dev.UDID())
@@ -317,9 +282,9 @@ func newMounterUmountCmd(a *app) *cobra.Command {
 }
 
 func newMounterNonceCmd(a *app) *cobra.Command {
-	return mounterCmd(a, "query-nonce", "print the personalization nonce",
+	return serviceCmd(a, "query-nonce", "print the personalization nonce",
 		"Prints the DDI personalization nonce (QueryNonce) in hex.", "  iosmux mounter query-nonce", 30*time.Second, nil,
-		func(ctx context.Context, o *mounterOptions, dev reach.Opener) error {
+		func(ctx context.Context, _ *cobra.Command, o *serviceOptions, dev reach.Opener) error {
 			n, err := mounter.QueryNonce(ctx, dev)
 			if err != nil {
 				return err
@@ -333,10 +298,10 @@ func newMounterNonceCmd(a *app) *cobra.Command {
 }
 
 func newMounterIdentifiersCmd(a *app) *cobra.Command {
-	return mounterCmd(a, "query-identifiers", "print the personalization identifiers",
+	return serviceCmd(a, "query-identifiers", "print the personalization identifiers",
 		"Prints the device's personalization identifiers (BoardId, ChipID, UniqueChipID, …):\nwhat picks the DDI's build identity and goes into the TSS request.",
 		"  iosmux mounter query-identifiers --json", 30*time.Second, nil,
-		func(ctx context.Context, o *mounterOptions, dev reach.Opener) error {
+		func(ctx context.Context, _ *cobra.Command, o *serviceOptions, dev reach.Opener) error {
 			ids, err := mounter.QueryIdentifiers(ctx, dev)
 			if err != nil {
 				return err
