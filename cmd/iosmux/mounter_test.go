@@ -50,7 +50,7 @@ func newDevRig(t *testing.T) *devRig {
 	if err != nil || len(list) != 1 {
 		t.Fatalf("usbmuxd lists %v, %v", list, err)
 	}
-	if _, err := lockdown.PairUsbmux(ctx, r.mux, list[0], "cli-test"); err != nil {
+	if _, err := lockdown.PairUsbmux(ctx, r.mux, list[0], lockdown.PairOptions{HostName: "cli-test"}); err != nil {
 		t.Fatal(err)
 	}
 	r.env = map[string]string{"USBMUXD_SOCKET_ADDRESS": "UNIX:" + f.UsbmuxSocket(), "IOSMUX_STATE_DIR": t.TempDir(),

@@ -39,7 +39,7 @@ func BenchmarkDDIMount(b *testing.B) {
 	f := startFleet(b, sim.FleetConfig{Count: 1, Profile: sim.MustProfile("18.2"), DeveloperMode: true})
 	dev := f.Devices()[0]
 	mux := muxClient(f)
-	if _, err := lockdown.PairUsbmux(ctx, mux, usbDevice(b, ctx, mux, dev), "ddi-bench"); err != nil {
+	if _, err := lockdown.PairUsbmux(ctx, mux, usbDevice(b, ctx, mux, dev), lockdown.PairOptions{HostName: "ddi-bench"}); err != nil {
 		b.Fatal(err)
 	}
 	b.Setenv("USBMUXD_SOCKET_ADDRESS", "unix://"+f.UsbmuxSocket())

@@ -72,7 +72,7 @@ func TestDDIAcceptance(t *testing.T) {
 	dev, other := f.Devices()[0], f.Devices()[1]
 	mux := muxClient(f)
 	for _, d := range []*sim.Device{dev, other} {
-		if _, err := lockdown.PairUsbmux(ctx, mux, usbDevice(t, ctx, mux, d), "ddi-interop"); err != nil {
+		if _, err := lockdown.PairUsbmux(ctx, mux, usbDevice(t, ctx, mux, d), lockdown.PairOptions{HostName: "ddi-interop"}); err != nil {
 			t.Fatal(err)
 		}
 	}
