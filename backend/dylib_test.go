@@ -45,12 +45,8 @@ func startBridged(t *testing.T, wait time.Duration) *bridged {
 	}
 	t.Cleanup(func() { fake.Close() })
 	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
-	br, err := b.StartBridge(BridgeConfig{Glob: fake.Path(), Scan: 50 * time.Millisecond, Builds: []dylib.Build{fakeBuild},
-		Pairing: UsbmuxPairing{Mux: mux}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { br.Close() })
+	br := newBridge(t, BridgeConfig{Glob: fake.Path(), Pairing: UsbmuxPairing{Mux: mux}})
+	br.Add(b)
 	srv, err := fake.WaitConnected(testCtx(t))
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +125,11 @@ func TestBridgeSimulated(t *testing.T) {
 		t.Errorf("osState %d, serviceIdentifier %v", x.dev.OSState, x.dev.ServiceIdentifier)
 	}
 
-	// Pair on the paired device.
+	// Pair on the paired device, once its facts are all in.
+	waitUntil(t, "Developer Mode read", func() bool {
+		f := x.br.factsOf(x.b)
+		return f != nil && f.DeveloperMode == mercury.DeveloperModeDisabled && f.DDI.Known
+	})
 	req := pairRequestFor(x.dev.UUID)
 	o := x.fake.Invoke(testCtx(t), req)
 	if !o.Handled {
@@ -145,9 +145,10 @@ func TestBridgeSimulated(t *testing.T) {
 		"productType": xpc.String(id.ProductType), "osVersion": xpc.String(prof.OSVersion), "osBuild": xpc.String(prof.BuildVersion),
 		"udid": xpc.String(id.UDID), "serialNumber": xpc.String(id.SerialNumber), "hardwareModel": xpc.String(id.Platform),
 		"ecid": xpc.Uint64(id.ECID), "name": xpc.String(id.DeviceName), "reality": xpc.String("physical"),
-		// No DDI service listed; Developer Mode unknown without the amfi
-		// client, so not claimed; no power assertion held.
-		"areDeveloperDiskImageServicesAvailable": xpc.Bool(false), "preparednessState": xpc.Int64(0),
+		// No DDI mounted, no DDI service listed; Developer Mode off (the
+		// simulator's default, read from its image mounter); no power
+		// assertion held: only the extended-info flag.
+		"areDeveloperDiskImageServicesAvailable": xpc.Bool(false), "preparednessState": xpc.Int64(mercury.PreparedExtendedDeviceInfoLoaded),
 	}
 	for k, v := range want {
 		if !mercury.SameValue(info.Get(k), v) {
@@ -178,7 +179,7 @@ func TestBridgeSimulated(t *testing.T) {
 	lc.Close()
 	x.br.Refresh()
 	deadline := time.Now().Add(20 * time.Second)
-	for x.br.Facts() == nil || x.br.Facts().PairRecord == mercury.PairVerified {
+	for f := x.br.factsOf(x.b); f == nil || f.PairRecord == mercury.PairVerified; f = x.br.factsOf(x.b) {
 		if time.Now().After(deadline) {
 			t.Fatal("bridge still reports a verified pairing")
 		}
@@ -300,6 +301,24 @@ func TestBridgeFailures(t *testing.T) {
 	if o := x.fake.Invoke(testCtx(t), req); o.Handled {
 		t.Fatal("answered for a detached device")
 	}
+}
+
+// newBridge starts a bridge for tests: fast scans, the fake build known,
+// a fresh state dir.
+func newBridge(t testing.TB, cfg BridgeConfig) *Bridge {
+	t.Helper()
+	if cfg.Scan == 0 {
+		cfg.Scan = 50 * time.Millisecond
+	}
+	cfg.Builds = append(cfg.Builds, fakeBuild)
+	cfg.StateDir = t.TempDir()
+	cfg.Logger = testLogger(t)
+	br, err := NewBridge(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { br.Close() })
+	return br
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {

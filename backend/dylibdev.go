@@ -3,65 +3,65 @@ package backend
 import (
 	"context"
 	"fmt"
+	"net/netip"
 
 	"github.com/iosmux/iosmux/mercury"
 	"github.com/iosmux/iosmux/services/mounter"
 	"github.com/iosmux/iosmux/services/reach"
 )
 
-// MounterFacts is a DeveloperSource that asks the device's image mounter,
-// through the backend's own RSD (loopback, its forwarders), so the device
-// keeps its one RSD peer: LookupImage/CopyDevices for the DDI's mount
-// state, QueryDeveloperModeStatus for Developer Mode. A device whose
-// mounter cannot be reached leaves both unknown.
-type MounterFacts struct {
-	b *Backend
+// developerFacts is what the device's image mounter says: whether the
+// personalized DDI is mounted (ddiKnown false when that could not be read)
+// and the Developer Mode status (mercury.DeveloperModeUnknown likewise).
+type developerFacts struct {
+	ddiKnown, ddiMounted bool
+	mode                 mercury.DeveloperMode
 }
 
-var _ DeveloperSource = MounterFacts{}
-
-// MounterFacts returns the backend's DeveloperSource over the image
-// mounter.
-func (b *Backend) MounterFacts() MounterFacts { return MounterFacts{b: b} }
-
-// opener reads the backend's own Handshake; udid must be the device it
-// serves now.
-func (m MounterFacts) opener(ctx context.Context, udid string) (reach.Opener, error) {
-	r, err := reach.NewRSD(ctx, nil, m.b.Addr(), reach.RSDConfig{HostUUID: m.b.cfg.HostUUID, Label: m.b.cfg.HostName, Logger: m.b.log})
+// developerFacts asks the device's image mounter through the backend's own
+// RSD (loopback, its forwarders), so the device keeps its one RSD peer:
+// LookupImage/CopyDevices for the DDI's mount state,
+// QueryDeveloperModeStatus for Developer Mode (services.md §3.1; amfi
+// arms and accepts it, the mounter reports it). udid must be the device
+// the backend serves. Reading the backend's RSD also re-reads the
+// device's Handshake, so services a mount added reach the facts.
+func (b *Backend) developerFacts(ctx context.Context, udid string) (developerFacts, error) {
+	var out developerFacts
+	r, err := reach.NewRSD(ctx, nil, b.selfAddr(), reach.RSDConfig{HostUUID: b.cfg.HostUUID, Label: b.cfg.HostName, Logger: b.log})
 	if err != nil {
-		return nil, err
+		return out, err
 	}
 	if got := r.UDID(); got != udid {
-		return nil, fmt.Errorf("backend: serving %s, not %s", got, udid)
+		return out, fmt.Errorf("backend: serving %s, not %s", got, udid)
 	}
-	return r, nil
+	st, lerr := mounter.List(ctx, r)
+	if lerr == nil {
+		out.ddiKnown, out.ddiMounted = true, st.Mounted()
+	}
+	on, merr := mounter.DeveloperModeStatus(ctx, r)
+	switch {
+	case merr != nil:
+	case on:
+		out.mode = mercury.DeveloperModeEnabled
+	default:
+		out.mode = mercury.DeveloperModeDisabled
+	}
+	if lerr != nil {
+		return out, lerr
+	}
+	return out, merr
 }
 
-// DDIMounted implements DeveloperSource.
-func (m MounterFacts) DDIMounted(ctx context.Context, udid string) (bool, error) {
-	o, err := m.opener(ctx, udid)
-	if err != nil {
-		return false, err
+// selfAddr is the backend's RSD as this process reaches it: loopback for
+// a wildcard listener, so Config.AllowClients never refuses it.
+func (b *Backend) selfAddr() netip.AddrPort {
+	h := b.host
+	switch {
+	case !h.IsUnspecified():
+	case h.Is4():
+		h = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	default:
+		h = netip.IPv6Loopback()
 	}
-	st, err := mounter.List(ctx, o)
-	if err != nil {
-		return false, err
-	}
-	return st.Mounted(), nil
-}
-
-// DeveloperMode implements DeveloperSource.
-func (m MounterFacts) DeveloperMode(ctx context.Context, udid string) (mercury.DeveloperMode, error) {
-	o, err := m.opener(ctx, udid)
-	if err != nil {
-		return mercury.DeveloperModeUnknown, err
-	}
-	on, err := mounter.DeveloperModeStatus(ctx, o)
-	if err != nil {
-		return mercury.DeveloperModeUnknown, err
-	}
-	if on {
-		return mercury.DeveloperModeEnabled, nil
-	}
-	return mercury.DeveloperModeDisabled, nil
+	return netip.AddrPortFrom(h, b.rsdPort)
 }

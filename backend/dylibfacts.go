@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,15 +31,6 @@ import (
 // under the pair record).
 type PairingSource interface {
 	PairRecord(ctx context.Context, udid string) (mercury.PairRecordState, error)
-}
-
-// DeveloperSource tells the developer disk image's mount state and the
-// Developer Mode status (the image mounter and amfi clients). Without one,
-// both are unknown: DDI availability is then known only when the device
-// lists no DDI service, and Developer Mode is not claimed.
-type DeveloperSource interface {
-	DDIMounted(ctx context.Context, udid string) (bool, error)
-	DeveloperMode(ctx context.Context, udid string) (mercury.DeveloperMode, error)
 }
 
 // UsbmuxPairing is a PairingSource for a device reached through usbmuxd:
@@ -123,38 +116,57 @@ func (s *deviceIDs) get(udid string) (xpc.UUID, error) {
 	return u, nil
 }
 
-// sourceTimeout bounds one question to a fact source; sourceTTL is how
-// long an answer is reused (Bridge.Refresh asks again at once), so a
-// device is not asked every scan.
+// sourceTimeout bounds one round of questions to the fact sources.
+// sourceTTL is how long the image mounter's and lockdown's answers are
+// reused (a change in the device's service list, a new boot or
+// Bridge.Refresh asks again at once), so a device is not asked every
+// scan; pairTTL is the same for the PairingSource, asked more often
+// because a device can forget the host at any moment and nothing else
+// shows it.
 const (
-	sourceTimeout = 5 * time.Second
+	sourceTimeout = 10 * time.Second
 	sourceTTL     = 30 * time.Second
+	pairTTL       = 5 * time.Second
 )
 
-// sourceFacts are the last answers of the fact sources for one view.
+// sourceFacts are the fact sources' last answers for one member.
 type sourceFacts struct {
-	view       *view
-	at         time.Time
-	pair       mercury.PairRecordState
-	ddiKnown   bool
-	ddiMounted bool
-	devMode    mercury.DeveloperMode
+	boot     *boot  // the boot they were read in
+	services string // the device's service list then (serviceKey)
+	at       time.Time
+	name     *string // lockdown's DeviceName
+	dev      developerFacts
+	pairAt   time.Time
+	pair     mercury.PairRecordState
 }
 
-// askSources refreshes br.sources when they are for another view, older
-// than sourceTTL, or a refresh was asked for.
-func (br *Bridge) askSources(ctx context.Context, v *view, udid string) {
-	br.mu.Lock()
-	fresh := br.sources.view == v && time.Since(br.sources.at) < sourceTTL && !br.forced
-	br.forced = false
-	br.mu.Unlock()
-	if fresh {
-		return
+// serviceKey is v's device service list as one comparable string.
+func serviceKey(v *view) string {
+	names := make([]string, 0, len(v.device.Services))
+	for _, s := range v.device.Services {
+		names = append(names, s.Name)
 	}
-	sf := sourceFacts{view: v, at: time.Now(), pair: mercury.PairVerified}
+	slices.Sort(names)
+	return strings.Join(names, "\n")
+}
+
+// ask reads the sources again when their answers are for another boot or
+// service list, older than their TTL, or a refresh was asked for. It
+// returns the view to build facts from: asking the image mounter goes
+// through the backend's RSD, which re-reads the device's Handshake (a DDI
+// mount lists new services only in a new one).
+func (br *Bridge) ask(ctx context.Context, m *member, v *view, udid string) *view {
+	sf := m.src
+	all := m.forced.Swap(false) || sf.boot != v.boot || sf.services != serviceKey(v) || time.Since(sf.at) >= sourceTTL
+	pair := all || time.Since(sf.pairAt) >= pairTTL
+	if !pair {
+		return v
+	}
 	sctx, cancel := context.WithTimeout(ctx, sourceTimeout)
 	defer cancel()
-	if br.cfg.Pairing != nil {
+	if br.cfg.Pairing == nil {
+		sf.pair = mercury.PairVerified // the tunnel is the proof (PairingSource)
+	} else {
 		st, err := br.cfg.Pairing.PairRecord(sctx, udid)
 		if err != nil {
 			br.log.Debug("backend: pairing state unknown", "udid", udid, "err", err)
@@ -162,82 +174,65 @@ func (br *Bridge) askSources(ctx context.Context, v *view, udid string) {
 		}
 		sf.pair = st
 	}
-	if br.cfg.Developer != nil {
-		if m, err := br.cfg.Developer.DDIMounted(sctx, udid); err == nil {
-			sf.ddiKnown, sf.ddiMounted = true, m
-		} else {
-			br.log.Debug("backend: DDI state unknown", "udid", udid, "err", err)
+	sf.pairAt = time.Now()
+	if all {
+		if n := m.b.lockdownDeviceName(v.link, v.device); n != "" {
+			sf.name = &n
+		} else if sf.boot != v.boot {
+			sf.name = nil // a failed read keeps the name of the same boot
 		}
-		if dm, err := br.cfg.Developer.DeveloperMode(sctx, udid); err == nil {
-			sf.devMode = dm
-		} else {
-			br.log.Debug("backend: Developer Mode unknown", "udid", udid, "err", err)
+		var err error
+		if sf.dev, err = m.b.developerFacts(sctx, udid); err != nil {
+			br.log.Debug("backend: DDI and Developer Mode unknown", "udid", udid, "err", err)
 		}
+		sf.boot, sf.at = v.boot, time.Now()
+		if nv := m.b.current(); nv != nil && nv.boot == v.boot {
+			v = nv
+		}
+		sf.services = serviceKey(v)
 	}
-	br.mu.Lock()
-	br.sources = sf
-	br.mu.Unlock()
+	m.src = sf
+	return v
 }
 
-// gather builds the facts of the device the backend serves now, or nil
-// when none is attached. name caches lockdown's DeviceName per view.
-func (br *Bridge) gather(ctx context.Context) (*mercury.Facts, *view) {
-	v := br.b.current()
+// gather builds the facts of the device m's backend serves now, or nil
+// when none is attached.
+func (br *Bridge) gather(ctx context.Context, m *member) *mercury.Facts {
+	v := m.b.current()
 	if v == nil {
-		return nil, nil
+		return nil
 	}
-	props := v.device.Properties
-	udid := props.String("UniqueDeviceID")
+	udid := v.device.Properties.String("UniqueDeviceID")
 	if udid == "" {
 		br.log.Warn("backend: device without a UniqueDeviceID: not offered to CoreDeviceService")
-		return nil, nil
+		return nil
 	}
 	u, err := br.ids.get(udid)
 	if err != nil {
 		br.log.Warn("backend: device UUID", "udid", udid, "err", err)
-		return nil, nil
+		return nil
 	}
+	v = br.ask(ctx, m, v, udid)
+	src := m.src
 	f := &mercury.Facts{
 		DeviceUUID:        u,
 		ServiceIdentifier: mercury.UUIDIdentifier(u, ""),
-		Handshake:         props,
+		Handshake:         v.device.Properties,
+		DeviceName:        src.name,
 		Label:             br.cfg.Label,
 		// The view exists only while the tunnel lives and its Handshake
 		// was read through it.
-		Tunnel:     mercury.TunnelUp,
-		PairRecord: mercury.PairVerified,
+		Tunnel:        mercury.TunnelUp,
+		PairRecord:    src.pair,
+		DDI:           mercury.DDIState{Known: src.dev.ddiKnown, Mounted: src.dev.ddiMounted},
+		DeveloperMode: src.dev.mode,
 	}
 	names := make([]string, 0, len(v.device.Services))
 	for _, s := range v.device.Services {
 		names = append(names, s.Name)
 	}
 	f.DDI.ServicesAdvertised = mercury.DDIServicesAdvertised(names)
-
-	br.mu.Lock()
-	name, cached := br.names[v]
-	br.mu.Unlock()
-	if !cached {
-		n := br.b.lockdownDeviceName(v.link, v.device)
-		if n != "" {
-			name = &n
-		}
-		br.mu.Lock()
-		clear(br.names)
-		br.names[v] = name
-		br.mu.Unlock()
-	}
-	f.DeviceName = name
-
-	br.askSources(ctx, v, udid)
-	br.mu.Lock()
-	src := br.sources
-	br.mu.Unlock()
-	if br.cfg.Pairing != nil {
-		f.PairRecord = src.pair
-	}
-	f.DDI.Known, f.DDI.Mounted = src.ddiKnown, src.ddiMounted
-	f.DeveloperMode = src.devMode
 	f.ExtendedInfoLoaded = f.DeviceName != nil && f.DeveloperMode != mercury.DeveloperModeUnknown
-	br.counter.Stamp(f)
-	return f, v
+	m.counter.Stamp(f)
+	return f
 }

@@ -57,6 +57,19 @@ type Client struct {
 // ErrUnknownBuild means the dylib runs in a CDS build iosmux does not know.
 var ErrUnknownBuild = errors.New("dylib: unknown CoreDeviceService build")
 
+// UnknownBuildError is NewClient's refusal of a dylib in a build not in
+// ClientConfig.Builds; it errors.Is ErrUnknownBuild.
+type UnknownBuildError struct {
+	Build Build
+	PID   int64
+}
+
+func (e *UnknownBuildError) Error() string {
+	return fmt.Sprintf("%v: %v (pid %d)", ErrUnknownBuild, e.Build, e.PID)
+}
+
+func (e *UnknownBuildError) Is(target error) bool { return target == ErrUnknownBuild }
+
 // NewClient runs the handshake on nc (the dylib speaks first: HELLO, then
 // HELLO_ACK with devices, the ids of the devices already attached) and
 // starts serving the dylib's requests until Close, ctx's end, or the
@@ -97,7 +110,7 @@ func NewClient(ctx context.Context, nc net.Conn, cfg ClientConfig, devices []xpc
 	if err == nil && !cfg.AcceptUnknownBuilds && !slices.Contains(cfg.Builds, c.hello.Build) {
 		c.conn.WriteFrame(Frame{Kind: KindError, Payload: Error{Code: "build", Msg: "unknown build: " + c.hello.Build.String()}.Value()}, time.Second)
 		nc.Close()
-		return nil, fmt.Errorf("%w: %v (pid %d)", ErrUnknownBuild, c.hello.Build, c.hello.PID)
+		return nil, &UnknownBuildError{Build: c.hello.Build, PID: c.hello.PID}
 	}
 	if err != nil {
 		c.conn.Fail(err)

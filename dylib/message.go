@@ -2,6 +2,8 @@ package dylib
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/iosmux/iosmux/xpc"
 )
@@ -20,6 +22,22 @@ type Build struct {
 
 func (b Build) String() string {
 	return fmt.Sprintf("CoreDevice %s, CoreDeviceUtilities %s, Mercury %s", b.CoreDevice, b.CoreDeviceUtilities, b.Mercury)
+}
+
+// ID is the build as one word, "COREDEVICE,COREDEVICEUTILITIES,MERCURY",
+// the form ParseBuild reads (a command-line value).
+func (b Build) ID() string {
+	return b.CoreDevice + "," + b.CoreDeviceUtilities + "," + b.Mercury
+}
+
+// ParseBuild reads Build.ID's form: three non-empty ids separated by
+// commas.
+func ParseBuild(s string) (Build, error) {
+	p := strings.Split(s, ",")
+	if len(p) != 3 || slices.ContainsFunc(p, func(x string) bool { return strings.TrimSpace(x) == "" }) {
+		return Build{}, fmt.Errorf("dylib: build %q: want COREDEVICE,COREDEVICEUTILITIES,MERCURY (the image UUIDs the dylib reports)", s)
+	}
+	return Build{CoreDevice: strings.TrimSpace(p[0]), CoreDeviceUtilities: strings.TrimSpace(p[1]), Mercury: strings.TrimSpace(p[2])}, nil
 }
 
 // Hello is the dylib's greeting.

@@ -240,9 +240,17 @@ func findEndpoint(v xpc.Value) (xpc.Opaque, bool) {
 	return xpc.Opaque{}, false
 }
 
-// answerListUsageAssertions: an empty list is true and encodable when
-// iosmux granted none; a non-empty one needs UsageAssertionInformation.
+// answerListUsageAssertions: the list is iosmux's to give only when
+// iosmux grants the assertions. While acquireusageassertion passes through
+// (its AssertionFulfilledMessage was never captured), CDS's own code
+// grants them and keeps them where iosmux cannot see: an empty list from
+// iosmux could contradict it, so the request passes through too. Once
+// iosmux grants them, an empty registry is answered [] (a non-empty one
+// needs UsageAssertionInformation, never captured).
 func answerListUsageAssertions(_ *Request, f *Facts) (xpc.Value, []Followup, error) {
+	if _, err := AssertionFulfilledMessage(f); err != nil {
+		return nil, nil, fmt.Errorf("CDS grants usage assertions itself while acquireusageassertion passes through, so only its list is true: %w", err)
+	}
 	if f.UsageAssertions != 0 {
 		return nil, nil, fmt.Errorf("%w: %d assertions but UsageAssertionInformation never captured", ErrSchemaUnknown, f.UsageAssertions)
 	}

@@ -346,10 +346,16 @@ func TestG16GetTrainName(t *testing.T) {
 	wantPassthrough(t, request(ActionPrefix+"gettrainname", nil), f)
 }
 
+// G17, adjusted: the list is answered only when iosmux grants the
+// assertions. Today acquireusageassertion passes through (G10), so CDS
+// holds its own assertions and an empty list from iosmux could be false:
+// both an empty and a non-empty registry pass through. (The spec's G17,
+// [] for an empty registry, returns once the AssertionFulfilledMessage is
+// captured and iosmux answers acquireusageassertion.)
 func TestG17ListUsageAssertions(t *testing.T) {
-	reply := mustReply(t, request(ActionPrefix+"listusageassertions", nil), factsAll())
-	if a, ok := reply.Get(KeyOutput).(xpc.Array); !ok || len(a) != 0 {
-		t.Fatalf("output %#v, want []", reply.Get(KeyOutput))
+	r := wantPassthrough(t, request(ActionPrefix+"listusageassertions", nil), factsAll())
+	if !strings.Contains(r.Reason, "acquireusageassertion passes through") {
+		t.Errorf("reason %q does not say CDS grants the assertions", r.Reason)
 	}
 	f := factsAll()
 	f.UsageAssertions = 1
@@ -535,7 +541,7 @@ func TestActionsTable(t *testing.T) {
 			answered++
 		}
 	}
-	if answered != 2 { // pair, listusageassertions (disableddiservices needs DDI off)
-		t.Errorf("%d actions answered from FACTS_ALL, want 2", answered)
+	if answered != 1 { // pair (disableddiservices needs DDI off; listusageassertions, G17)
+		t.Errorf("%d actions answered from FACTS_ALL, want 1", answered)
 	}
 }

@@ -32,7 +32,10 @@ host's stable UUID, whatever the number of clients.
 
 Where the device is (one of):
   --rsd HOST PORT   its trusted RSD inside a kernel tunnel, as iosmux
-                    start-tunnel prints it (HOST:PORT and [v6]:PORT work too)
+                    start-tunnel prints it (HOST:PORT and [v6]:PORT work
+                    too), or another iosmux backend serving it, such as
+                    the one 'tunneld --advertise backend' runs on the host
+                    the iPhone is plugged into
   --tunnel UDID     follow the device's tunnel in tunneld's API (--tunneld;
                     kernel TUN mode), re-attaching when it is rebuilt; it
                     says what it waits for until tunneld lists the device
@@ -46,7 +49,11 @@ on the named interfaces. Pairing requests are accepted without asking:
 anyone who reaches those ports can reach the device.
 
 --wire-log FILE records every HTTP/2 frame and XPC message of every
-connection as JSON lines (rotated at --wire-log-size MiB).`
+connection as JSON lines (rotated at --wire-log-size MiB).
+
+With --simulate, the simulated iPhone's DDI signing stand-in is served on
+loopback and printed (give it to 'iosmux mounter auto-mount --tss-url').
+` + cdsBridgeHelp
 
 // backendOut is what the command prints once serving.
 type backendOut struct {
@@ -56,6 +63,8 @@ type backendOut struct {
 	UDID      string `json:"udid,omitempty"`
 	UUID      string `json:"uuid,omitempty"`
 	WireLog   string `json:"wireLog,omitempty"`
+	CDSSocket string `json:"cdsSocket,omitempty"`
+	TSS       string `json:"tss,omitempty"`
 }
 
 type backendOptions struct {
@@ -68,6 +77,7 @@ type backendOptions struct {
 	asJSON                                  bool
 	allowClients                            []string
 	advertiseAddr                           string
+	cds                                     cdsOptions
 }
 
 func newBackendCmd(a *app) *cobra.Command {
@@ -78,7 +88,8 @@ func newBackendCmd(a *app) *cobra.Command {
 		Long:  backendHelp,
 		Example: `  iosmux backend --tunnel 00008110-001A2B3C4D5E6F70 --listen [::1]:58783
   iosmux backend --rsd fd7b:e5b:6f53::1 64337 --json
-  iosmux backend --simulate --untrusted 127.0.0.1:0 --wire-log wire.jsonl`,
+  iosmux backend --simulate --untrusted 127.0.0.1:0 --wire-log wire.jsonl
+  iosmux backend --rsd 192.168.64.1 50123 --cds-bridge --cds-build $CDS_BUILD`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runBackend(cmd.Context(), a, cmd, o) },
 	}
 	f := cmd.Flags()
@@ -95,6 +106,7 @@ func newBackendCmd(a *app) *cobra.Command {
 	f.StringVar(&o.wireLog, "wire-log", "", "record every frame and XPC message as JSON lines in this `FILE`")
 	intFlag(cmd, &o.wireLogSize, "wire-log-size", 64, 1, 1<<20, "MiB at which the wire log rotates")
 	intFlag(cmd, &o.wireLogKeep, "wire-log-keep", backend.DefaultWireLogBackups, 1, 1000, "rotated wire logs kept")
+	addCDSFlags(cmd, &o.cds)
 	addJSONFlag(cmd, &o.asJSON, "the endpoints")
 	return cmd
 }
@@ -140,6 +152,10 @@ func runBackend(ctx context.Context, a *app, cmd *cobra.Command, o backendOption
 	if err != nil {
 		return err
 	}
+	bcfg, bridged, err := o.cds.config(cmd, filepath.Join(sdir, "backend"))
+	if err != nil {
+		return err
+	}
 	defer chownBack(a, sdir)
 	cfg := backend.Config{Listen: o.listen, Untrusted: o.untrusted, Pairing: o.pairingAddr, MDNS: ifs,
 		StateDir: filepath.Join(sdir, "backend"), HostUUID: hostUUID, Logger: a.log,
@@ -168,7 +184,37 @@ func runBackend(ctx context.Context, a *app, cmd *cobra.Command, o backendOption
 	}
 	defer b.Close()
 
+	// The simulated iPhone starts before the bridge: its usbmuxd holds
+	// the pair record the bridge checks.
+	var fleet *sim.Fleet
+	if o.simulate > 0 {
+		if fleet, err = startBackendSim(a, o, sdir); err != nil {
+			return err
+		}
+		defer fleet.Close()
+	}
+	if bridged {
+		bcfg.Logger = a.log
+		if fleet != nil {
+			// The simulated device can forget this host: ask its usbmuxd's
+			// pair record, not only the tunnel (docs/xcode.md).
+			bcfg.Pairing = backend.UsbmuxPairing{Mux: simMux(fleet)}
+		}
+		br, err := backend.NewBridge(bcfg)
+		if err != nil {
+			return err
+		}
+		defer br.Close()
+		br.Add(b)
+	}
+
 	out := backendOut{RSD: b.Addr().String(), WireLog: o.wireLog}
+	if bridged {
+		out.CDSSocket = bcfg.Glob
+	}
+	if fleet != nil {
+		out.TSS = fleet.TSSURL()
+	}
 	if u := b.UntrustedAddr(); u != nil {
 		out.Untrusted = u.String()
 	}
@@ -190,6 +236,12 @@ func runBackend(ctx context.Context, a *app, cmd *cobra.Command, o backendOption
 		if out.Pairing != "" {
 			fmt.Fprintf(a.stdout, "backend: network pairing %s\n", out.Pairing)
 		}
+		if out.CDSSocket != "" {
+			fmt.Fprintf(a.stdout, "backend: CoreDeviceService bridge at %s\n", out.CDSSocket)
+		}
+		if out.TSS != "" {
+			fmt.Fprintf(a.stdout, "backend: DDI signing stand-in %s (iosmux mounter auto-mount --tss-url %s)\n", out.TSS, out.TSS)
+		}
 	}
 	switch {
 	case o.target.rsd.given():
@@ -198,16 +250,8 @@ func runBackend(ctx context.Context, a *app, cmd *cobra.Command, o backendOption
 			return usagef("--rsd %s: want an IP address and port (the device's address inside its tunnel): %v", o.target.rsd.addr(), err)
 		}
 		return followStatic(ctx, a, b, ap, attached)
-	case o.simulate > 0:
-		prof, err := sim.ParseProfile(o.simProfile)
-		if err != nil {
-			return usageErr(err)
-		}
-		dir := o.simState
-		if dir == "" {
-			dir = filepath.Join(sdir, "backend-sim")
-		}
-		return followSimulated(ctx, a, b, prof, dir, attached)
+	case fleet != nil:
+		return followSimulated(ctx, a, b, fleet, attached)
 	default:
 		api := o.target.tunneld
 		if api == "" {
@@ -287,17 +331,35 @@ func tunneldRSD(ctx context.Context, c *rsdapi.Client, udid string) (netip.AddrP
 	return l.RSD()
 }
 
-// followSimulated runs one simulated iPhone and keeps a userspace
-// CoreDeviceProxy tunnel to it (rebuilt after reboots and replugs),
-// attaching the backend to each tunnel.
-func followSimulated(ctx context.Context, a *app, b *backend.Backend, prof sim.Profile, dir string, attached func()) error {
-	f, err := sim.StartFleet(sim.FleetConfig{Count: 1, Profile: prof, StateDir: dir, Logger: a.log})
+// startBackendSim starts --simulate's iPhone, with the DDI signing
+// stand-in on loopback.
+func startBackendSim(a *app, o backendOptions, sdir string) (*sim.Fleet, error) {
+	prof, err := sim.ParseProfile(o.simProfile)
 	if err != nil {
-		return fmt.Errorf("starting the simulated iPhone: %w", err)
+		return nil, usageErr(err)
 	}
-	defer f.Close()
+	dir := o.simState
+	if dir == "" {
+		dir = filepath.Join(sdir, "backend-sim")
+	}
+	f, err := sim.StartFleet(sim.FleetConfig{Count: 1, Profile: prof, StateDir: dir, TSSAddr: "127.0.0.1:0", Logger: a.log})
+	if err != nil {
+		return nil, fmt.Errorf("starting the simulated iPhone: %w", err)
+	}
+	return f, nil
+}
+
+// simMux is a client of the simulated fleet's usbmuxd.
+func simMux(f *sim.Fleet) *usbmux.Client {
+	return usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
+}
+
+// followSimulated keeps a userspace CoreDeviceProxy tunnel to the
+// simulated iPhone (rebuilt after reboots and replugs), attaching the
+// backend to each tunnel.
+func followSimulated(ctx context.Context, a *app, b *backend.Backend, f *sim.Fleet, attached func()) error {
 	d := f.Devices()[0]
-	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
+	mux := simMux(f)
 	for {
 		if err := d.WaitState(ctx, sim.StatePlugged); err != nil {
 			return nil

@@ -66,7 +66,10 @@ $XDG_RUNTIME_DIR/iosmux (/run/iosmux for root). Under systemd
 (Type=notify) tunneld reports READY=1 once it serves.
 
 pymobiledevice3's switches: --usb/--no-usb, --wifi/--no-wifi,
---usbmux/--no-usbmux, --mobdev2/--no-mobdev2 (all on by default).`
+--usbmux/--no-usbmux, --mobdev2/--no-mobdev2 (all on by default).
+
+With --advertise backend, on a Mac:` + cdsBridgeHelp + `
+Every device's backend is offered to the dylib through one bridge.`
 
 // boolSwitch is pymobiledevice3's --name/--no-name pair.
 type boolSwitch struct {
@@ -97,6 +100,7 @@ type tunneldOptions struct {
 	advertise, backendHost           string
 	allowHosts, backendAllow         []string
 	backendAdvertise                 string
+	cds                              cdsOptions
 }
 
 func newTunneldCmd(a *app) *cobra.Command {
@@ -108,7 +112,8 @@ func newTunneldCmd(a *app) *cobra.Command {
 		Example: `  sudo iosmux tunneld
   sudo iosmux tunneld --api pmd3,goios,appium -d
   iosmux tunneld --simulate 2 --userspace
-  sudo iosmux tunneld --advertise backend --backend-host ::1`,
+  sudo iosmux tunneld --advertise backend --backend-host ::1
+  sudo iosmux tunneld --advertise backend --cds-bridge --cds-build $CDS_BUILD`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runTunneld(cmd.Context(), a, cmd, &o) },
 	}
 	f := cmd.Flags()
@@ -134,6 +139,7 @@ func newTunneldCmd(a *app) *cobra.Command {
 	addRecordsFlag(cmd, &o.recordsDir)
 	addStateDirFlag(cmd, &o.stateDir)
 	addUsbmuxFlag(cmd, &o.muxAddr)
+	addCDSFlags(cmd, &o.cds)
 	return cmd
 }
 
@@ -201,6 +207,13 @@ func runTunneld(ctx context.Context, a *app, cmd *cobra.Command, o *tunneldOptio
 		return err
 	}
 
+	bcfg, bridged, err := o.cds.config(cmd, filepath.Join(sdir, "backend"))
+	if err != nil {
+		return err
+	}
+	if bridged && o.advertise != "backend" {
+		return usagef("--cds-bridge needs --advertise backend: the bridge answers for the backends")
+	}
 	if o.advertise == "backend" {
 		warnExposed(a, "the backends (trusted RSD and every device service)", backendListen(o.backendHost),
 			"can reach the device's services", "Use --backend-host ::1, or restrict clients with --backend-allow-client.")
@@ -211,6 +224,15 @@ func runTunneld(ctx context.Context, a *app, cmd *cobra.Command, o *tunneldOptio
 		}
 		// Closed once Run has returned, every tunnel ended.
 		defer bs.Close()
+		if bridged {
+			// A tunnel exists only after the pairing it was built on was
+			// verified: no other pairing source (docs/xcode.md).
+			bcfg.Logger = a.log
+			if bs.bridge, err = backend.NewBridge(bcfg); err != nil {
+				return err
+			}
+			defer bs.bridge.Close() // before the backends close
+		}
 		cfg.Advertise = bs.advertise
 	}
 

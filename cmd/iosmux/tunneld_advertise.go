@@ -22,6 +22,8 @@ import (
 type backends struct {
 	cfg backend.Config // template: Listen's host, StateDir, HostUUID, Logger
 	log *slog.Logger
+	// bridge, if set, offers every backend to CoreDeviceService's dylib.
+	bridge *backend.Bridge
 
 	mu     sync.Mutex
 	closed bool
@@ -50,6 +52,9 @@ func (bs *backends) get(udid string) (*backend.Backend, error) {
 		return nil, err
 	}
 	bs.byUDID[udid] = b
+	if bs.bridge != nil {
+		bs.bridge.Add(b)
+	}
 	bs.log.Info("tunneld: backend serving", "udid", udid, "rsd", b.Addr().String())
 	return b, nil
 }
