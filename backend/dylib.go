@@ -74,9 +74,9 @@ type Bridge struct {
 
 	mu      sync.Mutex
 	members []*member
-	clients map[string]*bridgeClient       // by socket path
-	facts   map[xpc.UUID]*mercury.Facts    // by device UUID: what replies are built from now
-	offered map[*Backend]*mercury.Facts    // the same, by backend (tests)
+	clients map[string]*bridgeClient    // by socket path
+	facts   map[xpc.UUID]*mercury.Facts // by device UUID: what replies are built from now
+	offered map[*Backend]*mercury.Facts // the same, by backend (tests)
 
 	// testHookAnswer, if set, runs before each answer (tests hold a
 	// request in flight with it).
