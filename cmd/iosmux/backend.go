@@ -53,6 +53,7 @@ connection as JSON lines (rotated at --wire-log-size MiB).
 
 With --simulate, the simulated iPhone's DDI signing stand-in is served on
 loopback and printed (give it to 'iosmux mounter auto-mount --tss-url').
+
 ` + cdsBridgeHelp
 
 // backendOut is what the command prints once serving.

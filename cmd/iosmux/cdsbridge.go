@@ -12,8 +12,7 @@ import (
 // docs/xcode.md), for the backend and tunneld's --advertise backend: one
 // set of flags, spelled the same in both.
 
-const cdsBridgeHelp = `
---cds-bridge connects to iosmux's dylib inside macOS CoreDeviceService
+const cdsBridgeHelp = `--cds-bridge connects to iosmux's dylib inside macOS CoreDeviceService
 (inject/; set-up in docs/xcode.md): it tells the dylib about the device
 and answers the few Xcode actions iosmux can answer truthfully from the
 device's real state (pairing, model, OS, Developer Mode, DDI). The dylib
@@ -35,7 +34,7 @@ func addCDSFlags(cmd *cobra.Command, o *cdsOptions) {
 	f := cmd.Flags()
 	f.BoolVar(&o.on, "cds-bridge", false, "serve iosmux's dylib inside macOS CoreDeviceService: attach the device and answer Xcode's actions from its real state")
 	f.StringVar(&o.glob, "cds-socket", backend.DefaultSocketGlob, "with --cds-bridge: the dylib's sockets, a `GLOB`")
-	f.StringArrayVar(&o.builds, "cds-build", nil, "with --cds-bridge: allow a dylib in this CoreDeviceService build, `COREDEVICE,COREDEVICEUTILITIES,MERCURY` as the refusal logs it (repeatable)")
+	f.StringArrayVar(&o.builds, "cds-build", nil, "with --cds-bridge: allow a dylib in this CoreDeviceService `BUILD`: three image UUIDs, CoreDevice,CoreDeviceUtilities,Mercury, as the refusal logs them (repeatable)")
 	f.BoolVar(&o.acceptUnknown, "accept-unknown-builds", false, "with --cds-bridge: allow a dylib in any CoreDeviceService build (logged; a test VM only)")
 	f.StringVar(&o.name, "cds-name", "", "with --cds-bridge: the `NAME` Xcode shows for the device (default: the device's own name)")
 }

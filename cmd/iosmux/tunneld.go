@@ -68,8 +68,9 @@ $XDG_RUNTIME_DIR/iosmux (/run/iosmux for root). Under systemd
 pymobiledevice3's switches: --usb/--no-usb, --wifi/--no-wifi,
 --usbmux/--no-usbmux, --mobdev2/--no-mobdev2 (all on by default).
 
-With --advertise backend, on a Mac:` + cdsBridgeHelp + `
-Every device's backend is offered to the dylib through one bridge.`
+` + cdsBridgeHelp + `
+With tunneld it needs --advertise backend: every device's backend is
+offered to the dylib through one bridge.`
 
 // boolSwitch is pymobiledevice3's --name/--no-name pair.
 type boolSwitch struct {
