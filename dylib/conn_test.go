@@ -218,6 +218,19 @@ func TestUnknownBuildRefused(t *testing.T) {
 	if !errors.Is(err, dylib.ErrUnknownBuild) {
 		t.Fatalf("got %v, want ErrUnknownBuild", err)
 	}
+	// The refusal names the build in the form the user allows it with.
+	var ub *dylib.UnknownBuildError
+	if !errors.As(err, &ub) || ub.Build != testBuild {
+		t.Fatalf("refusal %v does not carry the build %v", err, testBuild)
+	}
+	if b, err := dylib.ParseBuild(ub.Build.ID()); err != nil || b != testBuild {
+		t.Errorf("ParseBuild(%q) = %v, %v", ub.Build.ID(), b, err)
+	}
+	for _, bad := range []string{"", "a,b", "a,,c", "a,b,c,d", " ,b,c"} {
+		if _, err := dylib.ParseBuild(bad); err == nil {
+			t.Errorf("ParseBuild(%q) accepted", bad)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	if _, err := f.WaitConnected(ctx); err == nil {

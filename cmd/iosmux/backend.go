@@ -128,6 +128,10 @@ func runBackend(ctx context.Context, a *app, cmd *cobra.Command, o backendOption
 	if cmd.Flags().Changed("tunnel") && o.target.tunnel == "" {
 		return usagef("--tunnel needs the device's UDID here: the backend follows one device")
 	}
+	bcfg, bridged, err := o.cds.config(cmd)
+	if err != nil {
+		return err
+	}
 	var ifs []string
 	for _, s := range strings.Split(o.mdnsIfs, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -150,10 +154,6 @@ func runBackend(ctx context.Context, a *app, cmd *cobra.Command, o backendOption
 		return err
 	}
 	advertise, err := parseAdvertise("advertise-address", o.advertiseAddr)
-	if err != nil {
-		return err
-	}
-	bcfg, bridged, err := o.cds.config(cmd, filepath.Join(sdir, "backend"))
 	if err != nil {
 		return err
 	}
@@ -195,7 +195,7 @@ func runBackend(ctx context.Context, a *app, cmd *cobra.Command, o backendOption
 		defer fleet.Close()
 	}
 	if bridged {
-		bcfg.Logger = a.log
+		bcfg.StateDir, bcfg.Logger = cfg.StateDir, a.log
 		if fleet != nil {
 			// The simulated device can forget this host: ask its usbmuxd's
 			// pair record, not only the tunnel (docs/xcode.md).

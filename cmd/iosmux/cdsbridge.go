@@ -39,9 +39,9 @@ func addCDSFlags(cmd *cobra.Command, o *cdsOptions) {
 	f.StringVar(&o.name, "cds-name", "", "with --cds-bridge: the `NAME` Xcode shows for the device (default: the device's own name)")
 }
 
-// config checks the flags and returns the bridge's configuration; ok is
-// false when --cds-bridge is off.
-func (o *cdsOptions) config(cmd *cobra.Command, stateDir string) (cfg backend.BridgeConfig, ok bool, err error) {
+// config checks the flags and returns the bridge's configuration (the
+// caller sets StateDir and Logger); ok is false when --cds-bridge is off.
+func (o *cdsOptions) config(cmd *cobra.Command) (cfg backend.BridgeConfig, ok bool, err error) {
 	if !o.on {
 		for _, n := range []string{"cds-socket", "cds-build", "accept-unknown-builds", "cds-name"} {
 			if cmd.Flags().Changed(n) {
@@ -53,7 +53,7 @@ func (o *cdsOptions) config(cmd *cobra.Command, stateDir string) (cfg backend.Br
 	if _, err := filepath.Match(o.glob, ""); err != nil || o.glob == "" {
 		return cfg, false, usagef("--cds-socket %q: want a path or a glob such as %s", o.glob, backend.DefaultSocketGlob)
 	}
-	cfg = backend.BridgeConfig{Glob: o.glob, AcceptUnknownBuilds: o.acceptUnknown, StateDir: stateDir}
+	cfg = backend.BridgeConfig{Glob: o.glob, AcceptUnknownBuilds: o.acceptUnknown}
 	for _, s := range o.builds {
 		b, err := dylib.ParseBuild(s)
 		if err != nil {

@@ -552,3 +552,25 @@ func TestTunneldCDSBridge(t *testing.T) {
 		t.Errorf("chained Pair answered for %q", info.String("udid"))
 	}
 }
+
+// The bridge's flags: each needs --cds-bridge, a build has three parts,
+// and tunneld takes them only with --advertise backend (usage errors,
+// before anything starts).
+func TestCDSFlagsUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"backend", "--simulate", "--cds-build", testCDSBuild.ID()},
+		{"backend", "--simulate", "--accept-unknown-builds"},
+		{"backend", "--simulate", "--cds-socket", "/tmp/x.sock"},
+		{"backend", "--simulate", "--cds-bridge", "--cds-build", "a,b"},
+		{"backend", "--simulate", "--cds-bridge", "--cds-socket", "/tmp/[x"},
+		{"backend", "--simulate", "--cds-bridge", "--cds-name", ""},
+		{"tunneld", "--simulate", "--port", "0", "--cds-bridge"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := execIn(ctx, io.Discard, io.Discard, map[string]string{"IOSMUX_STATE_DIR": t.TempDir()}, args...)
+		cancel()
+		if !isUsage(err) {
+			t.Errorf("iosmux %v: %v, want a usage error", args, err)
+		}
+	}
+}

@@ -167,6 +167,13 @@ func runTunneld(ctx context.Context, a *app, cmd *cobra.Command, o *tunneldOptio
 	if err != nil {
 		return err
 	}
+	bcfg, bridged, err := o.cds.config(cmd)
+	if err != nil {
+		return err
+	}
+	if bridged && o.advertise != "backend" {
+		return usagef("--cds-bridge needs --advertise backend: the bridge answers for the backends")
+	}
 	userspace := o.userspace
 
 	if kerr := utun.CheckKernel(); !userspace && kerr != nil {
@@ -208,13 +215,6 @@ func runTunneld(ctx context.Context, a *app, cmd *cobra.Command, o *tunneldOptio
 		return err
 	}
 
-	bcfg, bridged, err := o.cds.config(cmd, filepath.Join(sdir, "backend"))
-	if err != nil {
-		return err
-	}
-	if bridged && o.advertise != "backend" {
-		return usagef("--cds-bridge needs --advertise backend: the bridge answers for the backends")
-	}
 	if o.advertise == "backend" {
 		warnExposed(a, "the backends (trusted RSD and every device service)", backendListen(o.backendHost),
 			"can reach the device's services", "Use --backend-host ::1, or restrict clients with --backend-allow-client.")
@@ -228,7 +228,7 @@ func runTunneld(ctx context.Context, a *app, cmd *cobra.Command, o *tunneldOptio
 		if bridged {
 			// A tunnel exists only after the pairing it was built on was
 			// verified: no other pairing source (docs/xcode.md).
-			bcfg.Logger = a.log
+			bcfg.StateDir, bcfg.Logger = filepath.Join(sdir, "backend"), a.log
 			if bs.bridge, err = backend.NewBridge(bcfg); err != nil {
 				return err
 			}
