@@ -79,17 +79,6 @@ func (x *bridged) waitDevice(t *testing.T, ok func(dylib.Device) bool) dylib.Dev
 	}
 }
 
-func pairRequestFor(u xpc.UUID) *xpc.Dict {
-	return xpc.NewDict(
-		mercury.KeyActionIdentifier, xpc.String(mercury.ActionPrefix+"pair"),
-		mercury.KeyInvocationIdentifier, xpc.String("0B2E8F2A-6C0D-4E3B-9A51-7E4C2D19A0F1"),
-		mercury.KeyDeviceIdentifier, xpc.String(strings.ToUpper(u.String())),
-		mercury.KeyCoreDeviceVersion, xpc.NewDict("components", xpc.Array{xpc.Uint64(629), xpc.Uint64(3)},
-			"originalComponentsCount", xpc.Int64(2), "stringValue", xpc.String("629.3")),
-		mercury.KeyInput, xpc.NewDict(),
-	)
-}
-
 // Acceptance: HELLO → DEVICE_ATTACH with the simulated device's real
 // properties; Pair on the paired device → the spec's keys and wire types
 // with the device's values; after the device forgets the host → not
@@ -130,7 +119,7 @@ func TestBridgeSimulated(t *testing.T) {
 		f := x.br.factsOf(x.b)
 		return f != nil && f.DeveloperMode == mercury.DeveloperModeDisabled && f.DDI.Known
 	})
-	req := pairRequestFor(x.dev.UUID)
+	req := dylibtest.PairRequest(x.dev.UUID)
 	o := x.fake.Invoke(testCtx(t), req)
 	if !o.Handled {
 		t.Fatalf("Pair on a paired device passed through: %s", o.Why)
@@ -237,7 +226,7 @@ func checkPairReplyShape(t *testing.T, reply *xpc.Dict) {
 // the socket closed mid-request → passthrough; then DETACH on detach.
 func TestBridgeFailures(t *testing.T) {
 	x := startBridged(t, 300*time.Millisecond)
-	req := pairRequestFor(x.dev.UUID)
+	req := dylibtest.PairRequest(x.dev.UUID)
 	hold := make(chan struct{})
 	entered := make(chan struct{}, 8)
 	x.br.testHookAnswer = func() {

@@ -63,7 +63,7 @@ func TestBridgeDeveloperFacts(t *testing.T) {
 	}
 	pairInfo := func(u xpc.UUID) *xpc.Dict {
 		t.Helper()
-		o := fake.Invoke(testCtx(t), pairRequestFor(u))
+		o := fake.Invoke(testCtx(t), dylibtest.PairRequest(u))
 		if !o.Handled {
 			t.Fatalf("Pair passed through: %s", o.Why)
 		}
@@ -193,7 +193,7 @@ func TestBridgeTwoBackends(t *testing.T) {
 		var fc *mercury.Facts
 		waitUntil(t, "facts", func() bool { fc = br.factsOf(b); return fc != nil && fc.DDI.Known })
 		waitUntil(t, "attach", func() bool { return srv.Attached(fc.DeviceUUID) })
-		o := fake.Invoke(testCtx(t), pairRequestFor(fc.DeviceUUID))
+		o := fake.Invoke(testCtx(t), dylibtest.PairRequest(fc.DeviceUUID))
 		if !o.Handled {
 			t.Fatalf("Pair on device %d: %s", i, o.Why)
 		}
@@ -211,10 +211,10 @@ func TestBridgeTwoBackends(t *testing.T) {
 	if !srv.Attached(ids[0]) {
 		t.Error("the other device was detached too")
 	}
-	if o := fake.Invoke(testCtx(t), pairRequestFor(ids[1])); o.Handled {
+	if o := fake.Invoke(testCtx(t), dylibtest.PairRequest(ids[1])); o.Handled {
 		t.Error("answered for a removed backend's device")
 	}
-	if o := fake.Invoke(testCtx(t), pairRequestFor(ids[0])); !o.Handled {
+	if o := fake.Invoke(testCtx(t), dylibtest.PairRequest(ids[0])); !o.Handled {
 		t.Errorf("the remaining device: %s", o.Why)
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"io"
 	"net"
@@ -12,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,7 +130,7 @@ func TestBackendCDSBridge(t *testing.T) {
 
 	// Pair on the paired device: the device's values, Developer Mode off
 	// and no DDI (only the extended-info flag).
-	pair := pairRequest(dev.UUID)
+	pair := dylibtest.PairRequest(dev.UUID)
 	d := pairInfo(t, fake, pair)
 	for k, want := range map[string]xpc.Value{
 		"identifier": dev.UUID, "pairingState": xpc.String("paired"), "state": xpc.String("connected"),
@@ -205,18 +205,6 @@ func TestBackendCDSBridge(t *testing.T) {
 	// The device forgets this host: Pair is no longer answered.
 	run(nil, "lockdown", "unpair", "--udid", e.UDID)
 	waitCond(t, "Pair passed through", func() bool { return !fake.Invoke(tctx, pair).Handled })
-}
-
-// pairRequest is Xcode's Pair for the device u.
-func pairRequest(u xpc.UUID) *xpc.Dict {
-	return xpc.NewDict(
-		mercury.KeyActionIdentifier, xpc.String(mercury.ActionPrefix+"pair"),
-		mercury.KeyInvocationIdentifier, xpc.String("0B2E8F2A-6C0D-4E3B-9A51-7E4C2D19A0F1"),
-		mercury.KeyDeviceIdentifier, xpc.String(strings.ToUpper(u.String())),
-		mercury.KeyCoreDeviceVersion, xpc.NewDict("components", xpc.Array{xpc.Uint64(629), xpc.Uint64(3)},
-			"originalComponentsCount", xpc.Int64(2), "stringValue", xpc.String("629.3")),
-		mercury.KeyInput, xpc.NewDict(),
-	)
 }
 
 // pairInfo sends req through the fake dylib, checks the reply against
@@ -331,8 +319,7 @@ func readBackendHandshake(t *testing.T, addr string) *rsd.Handshake {
 // connection the way a crash or a killed CoreDeviceService would.
 type frameRelay struct {
 	path, target string
-	mu           sync.Mutex
-	mode         relayMode
+	mode         atomic.Int32 // a relayMode
 }
 
 type relayMode int
@@ -356,35 +343,33 @@ func newFrameRelay(t *testing.T, target string) *frameRelay {
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
-			c, err := ln.Accept()
+			nc, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			d, err := net.Dial("unix", target)
+			nd, err := net.Dial("unix", target)
 			if err != nil {
-				c.Close()
+				nc.Close()
 				continue
 			}
+			c, d := dylib.NewConn(nc), dylib.NewConn(nd)
 			var lost sync.Once
-			var dropping bool
-			var dmu sync.Mutex
+			var dropping atomic.Bool
 			closeBoth := func() { lost.Do(func() { c.Close(); d.Close() }) }
 			// dylib → iosmux
 			go func() {
 				defer closeBoth()
 				for {
-					f, err := readRawFrame(d)
+					f, err := d.ReadFrame()
 					if err != nil {
 						return
 					}
-					if f[5] == byte(dylib.KindActionRequest) && r.get() == relayCloseOnRequest {
-						dmu.Lock()
-						dropping = true
-						dmu.Unlock()
-						c.Write(f)
+					if f.Kind == dylib.KindActionRequest && r.get() == relayCloseOnRequest {
+						dropping.Store(true)
+						c.WriteFrame(f, time.Second)
 						return
 					}
-					if _, err := c.Write(f); err != nil {
+					if err := c.WriteFrame(f, time.Second); err != nil {
 						return
 					}
 				}
@@ -393,17 +378,14 @@ func newFrameRelay(t *testing.T, target string) *frameRelay {
 			go func() {
 				defer closeBoth()
 				for {
-					f, err := readRawFrame(c)
+					f, err := c.ReadFrame()
 					if err != nil {
 						return
 					}
-					dmu.Lock()
-					drop := dropping
-					dmu.Unlock()
-					if drop || (f[5] == byte(dylib.KindActionResponse) && r.get() == relayDropResponses) {
+					if dropping.Load() || (f.Kind == dylib.KindActionResponse && r.get() == relayDropResponses) {
 						continue
 					}
-					if _, err := d.Write(f); err != nil {
+					if err := d.WriteFrame(f, time.Second); err != nil {
 						return
 					}
 				}
@@ -413,36 +395,8 @@ func newFrameRelay(t *testing.T, target string) *frameRelay {
 	return r
 }
 
-func (r *frameRelay) set(m relayMode) {
-	r.mu.Lock()
-	r.mode = m
-	r.mu.Unlock()
-}
-
-func (r *frameRelay) get() relayMode {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.mode
-}
-
-// readRawFrame reads one frame (length prefix included) without decoding
-// it; byte 5 is its kind.
-func readRawFrame(c net.Conn) ([]byte, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(c, hdr[:]); err != nil {
-		return nil, err
-	}
-	n := binary.BigEndian.Uint32(hdr[:])
-	if n < 12 || n > 16<<20 {
-		return nil, io.ErrUnexpectedEOF
-	}
-	f := make([]byte, 4+n)
-	copy(f, hdr[:])
-	if _, err := io.ReadFull(c, f[4:]); err != nil {
-		return nil, err
-	}
-	return f, nil
-}
+func (r *frameRelay) set(m relayMode) { r.mode.Store(int32(m)) }
+func (r *frameRelay) get() relayMode  { return relayMode(r.mode.Load()) }
 
 // TestTunneldCDSBridge: both places the bridge runs. `tunneld --simulate 2
 // --advertise backend --cds-bridge` (the Mac holds the iPhones) offers
@@ -500,7 +454,7 @@ func TestTunneldCDSBridge(t *testing.T) {
 		return len(devs) == 2
 	})
 	for _, d := range devs {
-		if info := pairInfo(t, fakeA, pairRequest(d.UUID)); info.String("udid") != d.Properties.String("UniqueDeviceID") || info.String("udid") == "" {
+		if info := pairInfo(t, fakeA, dylibtest.PairRequest(d.UUID)); info.String("udid") != d.Properties.String("UniqueDeviceID") || info.String("udid") == "" {
 			t.Errorf("device %v answered as %q", d.UUID, info.String("udid"))
 		}
 	}
@@ -548,7 +502,7 @@ func TestTunneldCDSBridge(t *testing.T) {
 	if p := got.Properties.Dict("Services").Dict(lock).String("Port"); p == "" || p == want.Properties.Dict("Services").Dict(lock).String("Port") {
 		t.Errorf("chained %s at port %q: want its own forwarder", lock, p)
 	}
-	if info := pairInfo(t, fakeB, pairRequest(got.UUID)); info.String("udid") != udid {
+	if info := pairInfo(t, fakeB, dylibtest.PairRequest(got.UUID)); info.String("udid") != udid {
 		t.Errorf("chained Pair answered for %q", info.String("udid"))
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/iosmux/iosmux/dylib"
@@ -241,3 +242,17 @@ const (
 	keyActionIdentifier = "CoreDevice.actionIdentifier"
 	keyDeviceIdentifier = "CoreDevice.deviceIdentifier"
 )
+
+// PairRequest is Xcode's Pair invocation for the device u, in the envelope
+// of docs/protocols/coredevice-schema.md §1.1 (the fixture of its golden
+// cases), for tests to send through Invoke.
+func PairRequest(u xpc.UUID) *xpc.Dict {
+	return xpc.NewDict(
+		keyActionIdentifier, xpc.String("com.apple.coredevice.action.pair"),
+		"CoreDevice.invocationIdentifier", xpc.String("0B2E8F2A-6C0D-4E3B-9A51-7E4C2D19A0F1"),
+		keyDeviceIdentifier, xpc.String(strings.ToUpper(u.String())),
+		"CoreDevice.coreDeviceVersion", xpc.NewDict("components", xpc.Array{xpc.Uint64(629), xpc.Uint64(3)},
+			"originalComponentsCount", xpc.Int64(2), "stringValue", xpc.String("629.3")),
+		"CoreDevice.input", xpc.NewDict(),
+	)
+}
