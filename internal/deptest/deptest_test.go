@@ -52,6 +52,7 @@ var layer = map[string]int{
 	"services/reach":   3,
 	"services/amfi":    3,
 	"services/mounter": 3,
+	"services/afc":     3,
 	// L4 servers
 	"rsdapi":  4,
 	"backend": 4,
@@ -75,6 +76,7 @@ var forbidden = map[string][]string{
 	"services/reach":   {"tunnel", "services/amfi", "services/mounter"},
 	"services/amfi":    {"tunnel", "services/mounter"},
 	"services/mounter": {"tunnel", "services/amfi"},
+	"services/afc":     {"tunnel", "services/amfi", "services/mounter"},
 }
 
 // onlyFrom lists packages that may be imported by the named importers alone
