@@ -1,0 +1,378 @@
+package afc
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// Progress is a recursive transfer's state, cumulative.
+type Progress struct {
+	Files, TotalFiles int
+	Bytes, TotalBytes int64
+	// Path is the device path of the file that last moved bytes.
+	Path string
+}
+
+// TransferConfig configures Push and Pull.
+type TransferConfig struct {
+	// Progress, if set, is told of every chunk moved and every file
+	// finished; calls are serialised.
+	Progress func(Progress)
+	// Parallel is how many files move at once over the one connection;
+	// 0 means DefaultParallel. Small files are round-trip bound, so
+	// several in flight keep the connection busy.
+	Parallel int
+}
+
+// DefaultParallel is TransferConfig.Parallel's default.
+const DefaultParallel = 8
+
+// Stats sums a finished transfer.
+type Stats struct {
+	Files, Dirs, Links int
+	Bytes              int64
+}
+
+// job is one file to move.
+type job struct {
+	local, remote string
+	size          int64
+}
+
+type tracker struct {
+	mu sync.Mutex
+	p  Progress
+	cb func(Progress)
+}
+
+func (t *tracker) add(path string, n int64, file bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.p.Bytes += n
+	t.p.Path = path
+	if file {
+		t.p.Files++
+	}
+	if t.cb != nil {
+		t.cb(t.p)
+	}
+}
+
+// runJobs moves files with cfg.Parallel workers; the first error stops
+// the rest.
+func runJobs(ctx context.Context, jobs []job, parallel int, move func(context.Context, job) error) error {
+	if parallel <= 0 {
+		parallel = DefaultParallel
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	ch := make(chan job)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for range min(parallel, max(len(jobs), 1)) {
+		wg.Go(func() {
+			for j := range ch {
+				if err := move(ctx, j); err != nil {
+					once.Do(func() { first = err; cancel(err) })
+				}
+			}
+		})
+	}
+feed:
+	for _, j := range jobs {
+		select {
+		case ch <- j:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(ch)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return context.Cause(ctx)
+}
+
+// Push copies a local file or folder to the device. A folder is copied
+// with everything below it; symbolic links are made again as links.
+// When remote is an existing directory the source goes inside it under
+// its own name (as cp does); otherwise remote is the new name.
+func (c *Client) Push(ctx context.Context, local, remote string, cfg TransferConfig) (Stats, error) {
+	var st Stats
+	li, err := os.Lstat(local)
+	if err != nil {
+		return st, fmt.Errorf("afc: push: %w", err)
+	}
+	if fi, err := c.Stat(ctx, remote); err == nil && fi.IsDir() {
+		remote = path.Join(remote, filepath.Base(filepath.Clean(local)))
+	} else if err != nil && !isNotExist(err) {
+		return st, err
+	}
+	var jobs []job
+	var dirs []string
+	type link struct{ target, remote string }
+	var links []link
+	tr := &tracker{cb: cfg.Progress}
+	if !li.IsDir() {
+		if !li.Mode().IsRegular() {
+			return st, fmt.Errorf("afc: push %s: not a regular file or folder", local)
+		}
+		jobs = append(jobs, job{local, remote, li.Size()})
+	} else {
+		err = filepath.WalkDir(local, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(local, p)
+			dst := remote
+			if rel != "." {
+				dst = path.Join(remote, filepath.ToSlash(rel))
+			}
+			switch {
+			case d.IsDir():
+				dirs = append(dirs, dst)
+			case d.Type()&fs.ModeSymlink != 0:
+				t, err := os.Readlink(p)
+				if err != nil {
+					return err
+				}
+				links = append(links, link{t, dst})
+			case d.Type().IsRegular():
+				fi, err := d.Info()
+				if err != nil {
+					return err
+				}
+				jobs = append(jobs, job{p, dst, fi.Size()})
+			}
+			return nil
+		})
+		if err != nil {
+			return st, fmt.Errorf("afc: push: %w", err)
+		}
+	}
+	for _, j := range jobs {
+		tr.p.TotalBytes += j.size
+	}
+	tr.p.TotalFiles = len(jobs)
+	// Directories first, all in flight at once (MAKE_DIR makes parents,
+	// so their order does not matter).
+	if err := c.batch(ctx, len(dirs), func(i int) (*call, error) {
+		return c.start(ctx, OpMakeDir, dirs[i], appendPath(nil, dirs[i]), nil, nil)
+	}); err != nil {
+		return st, err
+	}
+	st.Dirs = len(dirs)
+	err = runJobs(ctx, jobs, cfg.Parallel, func(ctx context.Context, j job) error {
+		f, err := os.Open(j.local)
+		if err != nil {
+			return fmt.Errorf("afc: push: %w", err)
+		}
+		defer f.Close()
+		_, err = c.WriteFile(ctx, j.remote, f, func(n int64) { tr.add(j.remote, n, false) })
+		if err != nil {
+			return err
+		}
+		tr.add(j.remote, 0, true)
+		return nil
+	})
+	if err != nil {
+		return st, err
+	}
+	for _, l := range links {
+		c.Remove(ctx, l.remote) // replace, as cp -r over an old copy would
+		if err := c.Link(ctx, Symlink, l.target, l.remote); err != nil {
+			return st, err
+		}
+	}
+	st.Files, st.Links, st.Bytes = len(jobs), len(links), tr.p.Bytes
+	return st, nil
+}
+
+// batch starts n requests at once, then collects their STATUS replies.
+func (c *Client) batch(ctx context.Context, n int, start func(i int) (*call, error)) error {
+	const window = 64
+	var inflight []*call
+	collect := func() error {
+		cl := inflight[0]
+		inflight = inflight[1:]
+		if err := c.wait(ctx, cl); err != nil {
+			return err
+		}
+		return cl.status()
+	}
+	for i := range n {
+		if len(inflight) == window {
+			if err := collect(); err != nil {
+				return err
+			}
+		}
+		cl, err := start(i)
+		if err != nil {
+			return err
+		}
+		inflight = append(inflight, cl)
+	}
+	for len(inflight) > 0 {
+		if err := collect(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// entry is a walked device path.
+type entry struct {
+	remote string
+	rel    string // slash path below the source; "" for the source itself
+	info   FileInfo
+}
+
+// Walk visits remote and, if it is a directory, everything below it,
+// parents before children. The stats of one directory's entries are all
+// in flight at once. Names a device lists that are not plain names ("",
+// ".", "..", or holding "/") are an error: a host must not be led out of
+// the folder it copies into.
+func (c *Client) Walk(ctx context.Context, remote string, fn func(p string, fi FileInfo) error) error {
+	fi, err := c.Stat(ctx, remote)
+	if err != nil {
+		return err
+	}
+	return c.walk(ctx, remote, "", fi, func(e entry) error { return fn(e.remote, e.info) })
+}
+
+func (c *Client) walk(ctx context.Context, remote, rel string, fi FileInfo, fn func(entry) error) error {
+	if err := fn(entry{remote, rel, fi}); err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return nil
+	}
+	names, err := c.ReadDir(ctx, remote)
+	if err != nil {
+		return err
+	}
+	calls := make([]*call, len(names))
+	for i, n := range names {
+		if n == "." || n == ".." || strings.ContainsAny(n, "/\x00") || n == "" {
+			return fmt.Errorf("afc: %s lists an entry named %q: refusing to copy it", remote, n)
+		}
+		p := path.Join(remote, n)
+		if calls[i], err = c.start(ctx, OpGetFileInfo, p, appendPath(nil, p), nil, nil); err != nil {
+			return err
+		}
+	}
+	infos := make([]FileInfo, len(names))
+	for i, cl := range calls {
+		if err := c.wait(ctx, cl); err != nil {
+			return err
+		}
+		b, err := cl.payload()
+		if err == nil {
+			infos[i], err = ParseFileInfo(b)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for i, n := range names {
+		if err := c.walk(ctx, path.Join(remote, n), path.Join(rel, n), infos[i], fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Pull copies a device file or folder to local. A folder is copied with
+// everything below it; symbolic links are made again as links with the
+// same target. When local is an existing directory the source goes inside
+// it under its own name; otherwise local is the new name. Files are
+// written through an os.Root on the destination, so no name a device
+// lists can put a file outside it.
+func (c *Client) Pull(ctx context.Context, remote, local string, cfg TransferConfig) (Stats, error) {
+	var st Stats
+	if li, err := os.Stat(local); err == nil && li.IsDir() {
+		base := path.Base(path.Clean("/" + remote))
+		if base == "/" {
+			base = "root"
+		}
+		local = filepath.Join(local, base)
+	}
+	var entries []entry
+	if err := c.walkAll(ctx, remote, &entries); err != nil {
+		return st, err
+	}
+	parent := filepath.Dir(local)
+	name := filepath.Base(local)
+	root, err := os.OpenRoot(parent)
+	if err != nil {
+		return st, fmt.Errorf("afc: pull: %w", err)
+	}
+	defer root.Close()
+	dst := func(rel string) string {
+		if rel == "" {
+			return name
+		}
+		return filepath.Join(name, filepath.FromSlash(rel))
+	}
+	tr := &tracker{cb: cfg.Progress}
+	var jobs []job
+	for _, e := range entries {
+		switch {
+		case e.info.IsDir():
+			if err := root.MkdirAll(dst(e.rel), 0o755); err != nil {
+				return st, fmt.Errorf("afc: pull: %w", err)
+			}
+			st.Dirs++
+		case e.info.IsSymlink():
+			d := dst(e.rel)
+			root.Remove(d)
+			if err := root.Symlink(e.info.LinkTarget, d); err != nil {
+				return st, fmt.Errorf("afc: pull: %w", err)
+			}
+			st.Links++
+		case e.info.Type == TypeRegular || e.info.Type == "":
+			jobs = append(jobs, job{dst(e.rel), e.remote, e.info.Size})
+			tr.p.TotalBytes += e.info.Size
+		}
+	}
+	tr.p.TotalFiles = len(jobs)
+	err = runJobs(ctx, jobs, cfg.Parallel, func(ctx context.Context, j job) error {
+		f, err := root.OpenFile(j.local, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return fmt.Errorf("afc: pull: %w", err)
+		}
+		_, err = c.ReadFile(ctx, j.remote, f, func(n int64) { tr.add(j.remote, n, false) })
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("afc: pull: %w", cerr)
+		}
+		if err != nil {
+			return err
+		}
+		tr.add(j.remote, 0, true)
+		return nil
+	})
+	st.Files, st.Bytes = len(jobs), tr.p.Bytes
+	return st, err
+}
+
+func (c *Client) walkAll(ctx context.Context, remote string, out *[]entry) error {
+	fi, err := c.Stat(ctx, remote)
+	if err != nil {
+		return err
+	}
+	return c.walk(ctx, remote, "", fi, func(e entry) error {
+		*out = append(*out, e)
+		return nil
+	})
+}
+
+var _ io.ReadWriteSeeker = (*File)(nil)
