@@ -49,10 +49,11 @@ var layer = map[string]int{
 	// L3' developer services (README.md, layout): the shared opener, then one
 	// package per service. They sit on L1 (and the opener), never on
 	// tunnel: a service client takes a connection, not a tunnel.
-	"services/reach":   3,
-	"services/amfi":    3,
-	"services/mounter": 3,
-	"services/afc":     3,
+	"services/reach":       3,
+	"services/amfi":        3,
+	"services/mounter":     3,
+	"services/afc":         3,
+	"services/housearrest": 3,
 	// L4 servers
 	"rsdapi":  4,
 	"backend": 4,
@@ -73,10 +74,11 @@ var forbidden = map[string][]string{
 	"rsdapi":  {"sim", "backend"},
 	"tunneld": {"sim", "backend"},
 	// Service packages reach each other only through services/reach.
-	"services/reach":   {"tunnel", "services/amfi", "services/mounter"},
-	"services/amfi":    {"tunnel", "services/mounter"},
-	"services/mounter": {"tunnel", "services/amfi"},
-	"services/afc":     {"tunnel", "services/amfi", "services/mounter"},
+	"services/reach":       {"tunnel", "services/amfi", "services/mounter"},
+	"services/amfi":        {"tunnel", "services/mounter"},
+	"services/mounter":     {"tunnel", "services/amfi"},
+	"services/afc":         {"tunnel", "services/amfi", "services/mounter", "services/housearrest"},
+	"services/housearrest": {"tunnel", "services/amfi", "services/mounter", "services/afc"},
 }
 
 // onlyFrom lists packages that may be imported by the named importers alone
