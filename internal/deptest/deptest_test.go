@@ -31,6 +31,9 @@ var layer = map[string]int{
 	// and cmd.
 	"internal/runfile":  0,
 	"internal/sdnotify": 0,
+	// App packages (.ipa): read, inspect, unpack safely. Host and device
+	// roles of installation_proxy and the zip conduit share it.
+	"internal/ipa": 0,
 	// L1 protocol endpoints
 	"xpc":      1,
 	"tlspsk":   1,
