@@ -57,6 +57,7 @@ var layer = map[string]int{
 	"services/mounter":     3,
 	"services/afc":         3,
 	"services/housearrest": 3,
+	"services/instproxy":   3,
 	// L4 servers
 	"rsdapi":  4,
 	"backend": 4,
@@ -80,8 +81,9 @@ var forbidden = map[string][]string{
 	"services/reach":       {"tunnel", "services/amfi", "services/mounter"},
 	"services/amfi":        {"tunnel", "services/mounter"},
 	"services/mounter":     {"tunnel", "services/amfi"},
-	"services/afc":         {"tunnel", "services/amfi", "services/mounter", "services/housearrest"},
-	"services/housearrest": {"tunnel", "services/amfi", "services/mounter", "services/afc"},
+	"services/afc":         {"tunnel", "services/amfi", "services/mounter", "services/housearrest", "services/instproxy"},
+	"services/housearrest": {"tunnel", "services/amfi", "services/mounter", "services/afc", "services/instproxy"},
+	"services/instproxy":   {"tunnel", "services/amfi", "services/mounter", "services/afc", "services/housearrest"},
 }
 
 // onlyFrom lists packages that may be imported by the named importers alone
