@@ -58,6 +58,7 @@ var layer = map[string]int{
 	"services/afc":         3,
 	"services/housearrest": 3,
 	"services/instproxy":   3,
+	"services/zipconduit":  3,
 	// L4 servers
 	"rsdapi":  4,
 	"backend": 4,
@@ -81,9 +82,10 @@ var forbidden = map[string][]string{
 	"services/reach":       {"tunnel", "services/amfi", "services/mounter"},
 	"services/amfi":        {"tunnel", "services/mounter"},
 	"services/mounter":     {"tunnel", "services/amfi"},
-	"services/afc":         {"tunnel", "services/amfi", "services/mounter", "services/housearrest", "services/instproxy"},
-	"services/housearrest": {"tunnel", "services/amfi", "services/mounter", "services/afc", "services/instproxy"},
-	"services/instproxy":   {"tunnel", "services/amfi", "services/mounter", "services/afc", "services/housearrest"},
+	"services/afc":         {"tunnel", "services/amfi", "services/mounter", "services/housearrest", "services/instproxy", "services/zipconduit"},
+	"services/housearrest": {"tunnel", "services/amfi", "services/mounter", "services/afc", "services/instproxy", "services/zipconduit"},
+	"services/instproxy":   {"tunnel", "services/amfi", "services/mounter", "services/afc", "services/housearrest", "services/zipconduit"},
+	"services/zipconduit":  {"tunnel", "services/amfi", "services/mounter", "services/afc", "services/housearrest", "services/instproxy"},
 }
 
 // onlyFrom lists packages that may be imported by the named importers alone
