@@ -160,6 +160,7 @@ type Device struct {
 
 	ld    *lockdown.Device
 	dev   *developer // Developer Mode and the mounter
+	files *appStore  // AFC's tree and the installed apps (apps.go)
 	hosts *hostStore
 	gate  faultGate
 	link  *link
@@ -294,7 +295,10 @@ func New(cfg Config) (*Device, error) {
 	// RemotePairing over lockdown: every iOS 17+ device has it.
 	// EnableServiceSSL is SIM (no reference shows the reply).
 	services[pairing.LockdownServiceName] = lockdown.Service{SSL: true, Serve: d.serveRemotePairingLockdown}
-	d.lockdownServices(append(d.developerServices(), cfg.Services...), services)
+	if d.files, err = newAppStore(d); err != nil {
+		return nil, fmt.Errorf("sim: %s: %w", d.id.UDID, err)
+	}
+	d.lockdownServices(append(append(d.developerServices(), d.files.services()...), cfg.Services...), services)
 	d.ld, err = lockdown.NewDevice(lockdown.DeviceConfig{
 		Values:   d.values,
 		Domains:  d.domains,
@@ -313,6 +317,7 @@ func New(cfg Config) (*Device, error) {
 		},
 	})
 	if err != nil {
+		d.files.close()
 		return nil, fmt.Errorf("sim: %s: lockdown: %w", d.id.UDID, err)
 	}
 	d.restoreLockdownPairing()
@@ -320,6 +325,7 @@ func New(cfg Config) (*Device, error) {
 	if cfg.NCM != nil {
 		if d.ncm, err = newNCMHost(d, *cfg.NCM); err != nil {
 			d.ld.Close()
+			d.files.close()
 			return nil, fmt.Errorf("sim: %s: USB-NCM: %w", d.id.UDID, err)
 		}
 	}
@@ -332,6 +338,7 @@ func New(cfg Config) (*Device, error) {
 		if d.ncm != nil {
 			d.ncm.close()
 		}
+		d.files.close()
 		return nil, err
 	}
 	return d, nil
@@ -459,6 +466,7 @@ func (d *Device) Close() error {
 	}
 	d.opMu.Unlock()
 	d.wg.Wait()
+	d.files.close()
 	return err
 }
 

@@ -90,7 +90,8 @@ func xpcProps(version int64, remoteXPC bool) *xpc.Dict {
 // trustedServices is the trusted RSD's table: the services the simulator
 // serves of those a device lists (services.md §1.3, entries and
 // entitlements as in go-ios's iOS 17.0.3 listing), the developer services
-// (some only while the DDI is mounted), the simulator's byte services,
+// (some only while the DDI is mounted), files and apps (apps.go), the
+// simulator's byte services,
 // then extra (which may replace a built-in by name). Services a real
 // device lists but the simulator does not serve yet are left out.
 func trustedServices(d *Device, extra []Service) []Service {
@@ -104,6 +105,7 @@ func trustedServices(d *Device, extra []Service) []Service {
 			Serve: func(ctx context.Context, c net.Conn) { d.serveLockdownShim(ctx, c, LockdownUntrusted, false) }},
 	}
 	list = append(list, d.developerServices()...)
+	list = append(list, d.files.services()...)
 	list = append(list,
 		raw(SinkService, serveSink),
 		raw(SourceService, serveSource),
