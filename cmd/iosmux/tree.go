@@ -69,6 +69,9 @@ Bad usage exits 2, a failure 1.`,
 		// Developer services.
 		newAMFICmd(a),
 		newMounterCmd(a),
+		// Apps and files.
+		newAppsCmd(a),
+		newAFCCmd(a),
 		// Tunnels and servers.
 		newStartTunnelCmd(a),
 		newTunneldCmd(a),
