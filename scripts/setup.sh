@@ -15,6 +15,7 @@ have openssl      || need_apt+=(openssl)
 have usbmuxd      || need_apt+=(usbmuxd)
 have idevice_id   || need_apt+=(libimobiledevice-utils)
 have ideviceimagemounter || need_apt+=(libimobiledevice-utils)  # interop/ddi
+have ideviceinstaller || need_apt+=(ideviceinstaller)  # interop/apps
 have iproxy       || need_apt+=(libusbmuxd-tools)
 have ip           || need_apt+=(iproute2)
 have unshare      || need_apt+=(util-linux)
