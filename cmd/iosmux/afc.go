@@ -49,6 +49,14 @@ type afcTarget struct {
 // afcCmd is an afc subcommand: the device flags plus --app/--documents,
 // and an AFC client (on the media folder or the app's container) for run.
 func afcCmd(a *app, c *cobra.Command, timeout time.Duration, run func(ctx context.Context, args []string, o *serviceOptions, c *afc.Client, dev reach.Opener) error) *cobra.Command {
+	return afcCmdMore(a, c, timeout, func(ctx context.Context, args []string, o *serviceOptions, c *afc.Client, dev reach.Opener, _ func() (*afc.Client, error)) error {
+		return run(ctx, args, o, c, dev)
+	})
+}
+
+// afcCmdMore is afcCmd for commands that may open more connections to the
+// same root (more, whose clients the command closes).
+func afcCmdMore(a *app, c *cobra.Command, timeout time.Duration, run func(ctx context.Context, args []string, o *serviceOptions, c *afc.Client, dev reach.Opener, more func() (*afc.Client, error)) error) *cobra.Command {
 	at := &afcTarget{}
 	c.PreRunE = func(*cobra.Command, []string) error {
 		if at.documents && at.app == "" {
@@ -63,7 +71,14 @@ func afcCmd(a *app, c *cobra.Command, timeout time.Duration, run func(ctx contex
 		}
 		c := afc.NewClient(conn, nil)
 		defer c.Close()
-		return run(ctx, args, o, c, dev)
+		more := func() (*afc.Client, error) {
+			conn, err := openFiles(ctx, dev, at)
+			if err != nil {
+				return nil, err
+			}
+			return afc.NewClient(conn, nil), nil
+		}
+		return run(ctx, args, o, c, dev, more)
 	})
 	cmd.Flags().StringVar(&at.app, "app", "", "an app's data container (house_arrest) instead of the media folder: its `BUNDLEID`")
 	cmd.Flags().BoolVar(&at.documents, "documents", false, "with --app: only the app's Documents folder (apps that share files)")
@@ -210,8 +225,38 @@ func transferResult(a *app, o *serviceOptions, dev reach.Opener, verb, from, to 
 	return nil
 }
 
+// addConnectionsFlag adds --connections to a transfer.
+func addConnectionsFlag(cmd *cobra.Command, p *int) {
+	intFlag(cmd, p, "connections", defaultConnections, 1, 16, "connections to the device at once (files, and segments of large files, spread over them)")
+}
+
+// defaultConnections is measured in docs/perf.md: the device serves each
+// connection's requests one after another, so a second connection lets it
+// work on two at once.
+const defaultConnections = 2
+
+// extraClients opens n-1 more connections for a transfer.
+func extraClients(n int, more func() (*afc.Client, error)) ([]*afc.Client, func(), error) {
+	var out []*afc.Client
+	closeAll := func() {
+		for _, c := range out {
+			c.Close()
+		}
+	}
+	for range n - 1 {
+		c, err := more()
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		out = append(out, c)
+	}
+	return out, closeAll, nil
+}
+
 func newAFCPullCmd(a *app) *cobra.Command {
-	return afcCmd(a, &cobra.Command{
+	var conns int
+	cmd := afcCmdMore(a, &cobra.Command{
 		Use:   "pull REMOTE [LOCAL]",
 		Short: "copy a device file or folder here",
 		Long: `Copies a device file, or a folder with everything below it, to LOCAL (default:
@@ -220,24 +265,32 @@ the current folder). Into an existing folder it goes under its own name.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			return between(args, 1, 2, "a device path and a local path")
 		},
-	}, 24*time.Hour, func(ctx context.Context, args []string, o *serviceOptions, c *afc.Client, dev reach.Opener) error {
+	}, 24*time.Hour, func(ctx context.Context, args []string, o *serviceOptions, c *afc.Client, dev reach.Opener, more func() (*afc.Client, error)) error {
 		local := "."
 		if len(args) == 2 {
 			local = args[1]
 		}
+		extra, closeExtra, err := extraClients(conns, more)
+		if err != nil {
+			return err
+		}
+		defer closeExtra()
 		cb, done := transferBar(a.progressOut(o.asJSON), "pulling")
 		start := time.Now()
-		st, err := c.Pull(ctx, args[0], local, afc.TransferConfig{Progress: cb})
+		st, err := c.Pull(ctx, args[0], local, afc.TransferConfig{Progress: cb, Extra: extra})
 		done()
 		if err != nil {
 			return fmt.Errorf("%s: %w", dev.UDID(), err)
 		}
 		return transferResult(a, o, dev, "pulled", args[0], local, st, time.Since(start))
 	})
+	addConnectionsFlag(cmd, &conns)
+	return cmd
 }
 
 func newAFCPushCmd(a *app) *cobra.Command {
-	return afcCmd(a, &cobra.Command{
+	var conns int
+	cmd := afcCmdMore(a, &cobra.Command{
 		Use:   "push LOCAL [REMOTE]",
 		Short: "copy a local file or folder to the device",
 		Long: `Copies a local file, or a folder with everything below it, to REMOTE on the
@@ -247,7 +300,7 @@ name.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			return between(args, 1, 2, "a local path and a device path")
 		},
-	}, 24*time.Hour, func(ctx context.Context, args []string, o *serviceOptions, c *afc.Client, dev reach.Opener) error {
+	}, 24*time.Hour, func(ctx context.Context, args []string, o *serviceOptions, c *afc.Client, dev reach.Opener, more func() (*afc.Client, error)) error {
 		remote := "/Downloads"
 		if len(args) == 2 {
 			remote = args[1]
@@ -255,15 +308,22 @@ name.`,
 		if _, err := os.Lstat(args[0]); err != nil {
 			return err
 		}
+		extra, closeExtra, err := extraClients(conns, more)
+		if err != nil {
+			return err
+		}
+		defer closeExtra()
 		cb, done := transferBar(a.progressOut(o.asJSON), "pushing")
 		start := time.Now()
-		st, err := c.Push(ctx, args[0], remote, afc.TransferConfig{Progress: cb})
+		st, err := c.Push(ctx, args[0], remote, afc.TransferConfig{Progress: cb, Extra: extra})
 		done()
 		if err != nil {
 			return fmt.Errorf("%s: %w", dev.UDID(), err)
 		}
 		return transferResult(a, o, dev, "pushed", args[0], remote, st, time.Since(start))
 	})
+	addConnectionsFlag(cmd, &conns)
+	return cmd
 }
 
 func between(args []string, lo, hi int, what string) error {

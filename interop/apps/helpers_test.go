@@ -218,7 +218,12 @@ func (r *rig) appium(t testing.TB, steps ...map[string]any) []appiumStep {
 // appiumRun also returns the node process's CPU time.
 func (r *rig) appiumRun(t testing.TB, steps ...map[string]any) ([]appiumStep, time.Duration) {
 	t.Helper()
-	addr := r.backendRSD(t)
+	return appiumAt(t, r.dev.UDID(), r.backendRSD(t), steps...)
+}
+
+// appiumAt runs appium_apps.mjs against the RSD at addr.
+func appiumAt(t testing.TB, udid string, addr netip.AddrPort, steps ...map[string]any) ([]appiumStep, time.Duration) {
+	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Fatalf("node not installed (scripts/setup.sh installs it): %v", err)
 	}
@@ -226,7 +231,7 @@ func (r *rig) appiumRun(t testing.TB, steps ...map[string]any) ([]appiumStep, ti
 	ctx, cancel := context.WithTimeout(testCtx(t), 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", filepath.Join(interopDir(), "apps", "appium_apps.mjs"),
-		r.dev.UDID(), addr.Addr().String(), fmt.Sprint(addr.Port()), string(plan))
+		udid, addr.Addr().String(), fmt.Sprint(addr.Port()), string(plan))
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

@@ -112,24 +112,26 @@ func (c *Client) ReadFile(ctx context.Context, path string, w io.Writer, progres
 	if err != nil {
 		return 0, err
 	}
-	n, err := f.readTo(ctx, w, progress)
+	n, err := f.readTo(ctx, w, -1, progress)
 	if cerr := f.CloseContext(ctx); err == nil {
 		err = cerr
 	}
 	return n, err
 }
 
-// readTo copies from the current position to the end, pipelined. READs
-// of one handle are served in order, each from where the previous ended,
-// so the replies arrive as consecutive chunks. A reply shorter than asked
-// may be the end or a device that caps its replies: the reader stops
-// sending, drains what is in flight, and finishes only on an empty reply;
-// otherwise it sends the next batch.
-func (f *File) readTo(ctx context.Context, w io.Writer, progress func(n int64)) (int64, error) {
+// readTo copies from the current position to the end, or limit bytes
+// when limit >= 0, pipelined. READs of one handle are served in order,
+// each from where the previous ended, so the replies arrive as consecutive
+// chunks. A reply shorter than asked may be the end of the file or a
+// device that caps its replies: the reader stops sending, drains what is
+// in flight, and finishes only on an empty reply (or the limit);
+// otherwise it sends the next batch from where the data ended.
+func (f *File) readTo(ctx context.Context, w io.Writer, limit int64, progress func(n int64)) (int64, error) {
 	size := f.c.cfg.ChunkSize
 	var (
 		inflight  []*call
 		done      int64
+		requested int64
 		stop      bool // a short reply came: drain before sending more
 		lastEmpty bool
 	)
@@ -143,19 +145,27 @@ func (f *File) readTo(ctx context.Context, w io.Writer, progress func(n int64)) 
 	}()
 	for {
 		for !stop && len(inflight) < f.c.cfg.Window {
-			buf := getChunk(size)
-			cl, err := f.c.start(ctx, OpRead, f.path, le64(f.handle, uint64(size)), nil, buf)
+			n := size
+			if limit >= 0 {
+				if requested >= limit {
+					break
+				}
+				n = int(min(int64(size), limit-requested))
+			}
+			buf := getChunk(size)[:n]
+			cl, err := f.c.start(ctx, OpRead, f.path, le64(f.handle, uint64(n)), nil, buf)
 			if err != nil {
 				putChunk(buf)
 				return done, err
 			}
 			inflight = append(inflight, cl)
+			requested += int64(n)
 		}
 		if len(inflight) == 0 {
-			if lastEmpty {
+			if lastEmpty || limit >= 0 && done >= limit {
 				return done, nil
 			}
-			stop = false
+			stop, requested = false, done
 			continue
 		}
 		cl := inflight[0]
@@ -169,7 +179,7 @@ func (f *File) readTo(ctx context.Context, w io.Writer, progress func(n int64)) 
 			return done, err
 		}
 		lastEmpty = len(b) == 0
-		if len(b) < size {
+		if len(b) < len(cl.buf) {
 			stop = true
 		}
 		if len(b) > 0 {

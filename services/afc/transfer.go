@@ -25,14 +25,41 @@ type TransferConfig struct {
 	// Progress, if set, is told of every chunk moved and every file
 	// finished; calls are serialised.
 	Progress func(Progress)
-	// Parallel is how many files move at once over the one connection;
-	// 0 means DefaultParallel. Small files are round-trip bound, so
-	// several in flight keep the connection busy.
+	// Parallel is how many files move at once over each connection; 0
+	// means DefaultParallel. Small files are round-trip bound, so several
+	// in flight keep the connection busy.
 	Parallel int
+	// Extra are clients on more connections to the same service root.
+	// Files are spread over them and the client Push or Pull is called
+	// on, and a file larger than SegmentSize is cut into segments that
+	// move over different connections at once: a device serves each
+	// connection in turn, request after request, so more connections let
+	// it work on several at once (docs/perf.md measures it).
+	Extra []*Client
+	// SegmentSize is the size of the pieces of a large file when there
+	// are Extra clients; 0 means DefaultSegmentSize.
+	SegmentSize int64
 }
 
-// DefaultParallel is TransferConfig.Parallel's default.
-const DefaultParallel = 8
+// Defaults of TransferConfig.
+const (
+	DefaultParallel    = 8
+	DefaultSegmentSize = 64 << 20
+)
+
+func (cfg TransferConfig) segment(clients int, size int64) int64 {
+	if clients < 2 {
+		return 0
+	}
+	seg := cfg.SegmentSize
+	if seg <= 0 {
+		seg = DefaultSegmentSize
+	}
+	if size <= seg {
+		return 0
+	}
+	return seg
+}
 
 // Stats sums a finished transfer.
 type Stats struct {
@@ -40,10 +67,27 @@ type Stats struct {
 	Bytes              int64
 }
 
-// job is one file to move.
+// job is one file, or one segment of a file, to move.
 type job struct {
 	local, remote string
-	size          int64
+	size          int64 // of the file
+	// A segment: length bytes from off (length 0 with seg false: the
+	// whole file).
+	seg         bool
+	off, length int64
+}
+
+// segments cuts a file of size into jobs of at most seg bytes (one job
+// when seg is 0).
+func segments(local, remote string, size, seg int64) []job {
+	if seg <= 0 {
+		return []job{{local: local, remote: remote, size: size}}
+	}
+	var out []job
+	for off := int64(0); off < size; off += seg {
+		out = append(out, job{local: local, remote: remote, size: size, seg: true, off: off, length: min(seg, size-off)})
+	}
+	return out
 }
 
 type tracker struct {
@@ -65,22 +109,19 @@ func (t *tracker) add(path string, n int64, file bool) {
 	}
 }
 
-// runJobs moves files with cfg.Parallel workers; the first error stops
-// the rest.
-func runJobs(ctx context.Context, jobs []job, parallel int, move func(context.Context, job) error) error {
-	if parallel <= 0 {
-		parallel = DefaultParallel
-	}
+// runJobs moves files with workers workers, numbered; the first error
+// stops the rest.
+func runJobs(ctx context.Context, jobs []job, workers int, move func(ctx context.Context, worker int, j job) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	ch := make(chan job)
 	var wg sync.WaitGroup
 	var once sync.Once
 	var first error
-	for range min(parallel, max(len(jobs), 1)) {
+	for w := range min(workers, max(len(jobs), 1)) {
 		wg.Go(func() {
 			for j := range ch {
-				if err := move(ctx, j); err != nil {
+				if err := move(ctx, w, j); err != nil {
 					once.Do(func() { first = err; cancel(err) })
 				}
 			}
@@ -126,7 +167,7 @@ func (c *Client) Push(ctx context.Context, local, remote string, cfg TransferCon
 		if !li.Mode().IsRegular() {
 			return st, fmt.Errorf("afc: push %s: not a regular file or folder", local)
 		}
-		jobs = append(jobs, job{local, remote, li.Size()})
+		jobs = append(jobs, job{local: local, remote: remote, size: li.Size()})
 	} else {
 		err = filepath.WalkDir(local, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
@@ -151,7 +192,7 @@ func (c *Client) Push(ctx context.Context, local, remote string, cfg TransferCon
 				if err != nil {
 					return err
 				}
-				jobs = append(jobs, job{p, dst, fi.Size()})
+				jobs = append(jobs, job{local: p, remote: dst, size: fi.Size()})
 			}
 			return nil
 		})
@@ -171,17 +212,50 @@ func (c *Client) Push(ctx context.Context, local, remote string, cfg TransferCon
 		return st, err
 	}
 	st.Dirs = len(dirs)
-	err = runJobs(ctx, jobs, cfg.Parallel, func(ctx context.Context, j job) error {
+	clients := append([]*Client{c}, cfg.Extra...)
+	var work []job
+	for _, j := range jobs {
+		seg := cfg.segment(len(clients), j.size)
+		if seg > 0 {
+			// Made (and emptied) once; the segments then write into it
+			// without truncating.
+			if _, err := c.WriteFile(ctx, j.remote, strings.NewReader(""), nil); err != nil {
+				return st, err
+			}
+		}
+		work = append(work, segments(j.local, j.remote, j.size, seg)...)
+	}
+	parts := map[string]int{} // segments left per file, for the file count
+	for _, j := range work {
+		parts[j.remote]++
+	}
+	var pmu sync.Mutex
+	finished := func(j job) {
+		pmu.Lock()
+		parts[j.remote]--
+		last := parts[j.remote] == 0
+		pmu.Unlock()
+		if last {
+			tr.add(j.remote, 0, true)
+		}
+	}
+	err = runJobs(ctx, work, parallelOf(cfg)*len(clients), func(ctx context.Context, w int, j job) error {
+		cl := clients[w%len(clients)]
 		f, err := os.Open(j.local)
 		if err != nil {
 			return fmt.Errorf("afc: push: %w", err)
 		}
 		defer f.Close()
-		_, err = c.WriteFile(ctx, j.remote, f, func(n int64) { tr.add(j.remote, n, false) })
+		prog := func(n int64) { tr.add(j.remote, n, false) }
+		if !j.seg {
+			_, err = cl.WriteFile(ctx, j.remote, f, prog)
+		} else {
+			err = cl.writeSegment(ctx, j, f, prog)
+		}
 		if err != nil {
 			return err
 		}
-		tr.add(j.remote, 0, true)
+		finished(j)
 		return nil
 	})
 	if err != nil {
@@ -340,24 +414,66 @@ func (c *Client) Pull(ctx context.Context, remote, local string, cfg TransferCon
 			}
 			st.Links++
 		case e.info.Type == TypeRegular || e.info.Type == "":
-			jobs = append(jobs, job{dst(e.rel), e.remote, e.info.Size})
+			jobs = append(jobs, job{local: dst(e.rel), remote: e.remote, size: e.info.Size})
 			tr.p.TotalBytes += e.info.Size
 		}
 	}
 	tr.p.TotalFiles = len(jobs)
-	err = runJobs(ctx, jobs, cfg.Parallel, func(ctx context.Context, j job) error {
-		f, err := root.OpenFile(j.local, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-		if err != nil {
-			return fmt.Errorf("afc: pull: %w", err)
+	clients := append([]*Client{c}, cfg.Extra...)
+	var work []job
+	for _, j := range jobs {
+		seg := cfg.segment(len(clients), j.size)
+		if seg > 0 {
+			// Made at its full size once; the segments then write into it.
+			f, err := root.OpenFile(j.local, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+			if err == nil {
+				err = f.Truncate(j.size)
+				f.Close()
+			}
+			if err != nil {
+				return st, fmt.Errorf("afc: pull: %w", err)
+			}
 		}
-		_, err = c.ReadFile(ctx, j.remote, f, func(n int64) { tr.add(j.remote, n, false) })
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("afc: pull: %w", cerr)
+		work = append(work, segments(j.local, j.remote, j.size, seg)...)
+	}
+	parts := map[string]int{}
+	for _, j := range work {
+		parts[j.remote]++
+	}
+	var pmu sync.Mutex
+	err = runJobs(ctx, work, parallelOf(cfg)*len(clients), func(ctx context.Context, w int, j job) error {
+		cl := clients[w%len(clients)]
+		prog := func(n int64) { tr.add(j.remote, n, false) }
+		var err error
+		if !j.seg {
+			var f *os.File
+			if f, err = root.OpenFile(j.local, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
+				return fmt.Errorf("afc: pull: %w", err)
+			}
+			_, err = cl.ReadFile(ctx, j.remote, f, prog)
+			if cerr := f.Close(); err == nil && cerr != nil {
+				err = fmt.Errorf("afc: pull: %w", cerr)
+			}
+		} else {
+			var f *os.File
+			if f, err = root.OpenFile(j.local, os.O_WRONLY, 0); err != nil {
+				return fmt.Errorf("afc: pull: %w", err)
+			}
+			err = cl.readSegment(ctx, j, f, prog)
+			if cerr := f.Close(); err == nil && cerr != nil {
+				err = fmt.Errorf("afc: pull: %w", cerr)
+			}
 		}
 		if err != nil {
 			return err
 		}
-		tr.add(j.remote, 0, true)
+		pmu.Lock()
+		parts[j.remote]--
+		last := parts[j.remote] == 0
+		pmu.Unlock()
+		if last {
+			tr.add(j.remote, 0, true)
+		}
 		return nil
 	})
 	st.Files, st.Bytes = len(jobs), tr.p.Bytes
@@ -376,3 +492,50 @@ func (c *Client) walkAll(ctx context.Context, remote string, out *[]entry) error
 }
 
 var _ io.ReadWriteSeeker = (*File)(nil)
+
+func parallelOf(cfg TransferConfig) int {
+	if cfg.Parallel <= 0 {
+		return DefaultParallel
+	}
+	return cfg.Parallel
+}
+
+// writeSegment writes j's range of the local file into the device file
+// (made beforehand), from its offset.
+func (c *Client) writeSegment(ctx context.Context, j job, local *os.File, progress func(int64)) error {
+	f, err := c.Open(ctx, j.remote, ReadWrite)
+	if err != nil {
+		return err
+	}
+	if _, err = f.SeekContext(ctx, j.off, io.SeekStart); err == nil {
+		var n int64
+		n, err = f.writeFrom(ctx, io.NewSectionReader(local, j.off, j.length), progress)
+		if err == nil && n != j.length {
+			err = fmt.Errorf("afc: pushing %s: %d of %d bytes of the segment at %d (did the local file shrink?)", j.remote, n, j.length, j.off)
+		}
+	}
+	if cerr := f.CloseContext(ctx); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// readSegment reads j's range of the device file into the local file (made
+// at its full size beforehand), at its offset.
+func (c *Client) readSegment(ctx context.Context, j job, local *os.File, progress func(int64)) error {
+	f, err := c.Open(ctx, j.remote, ReadOnly)
+	if err != nil {
+		return err
+	}
+	if _, err = f.SeekContext(ctx, j.off, io.SeekStart); err == nil {
+		var n int64
+		n, err = f.readTo(ctx, io.NewOffsetWriter(local, j.off), j.length, progress)
+		if err == nil && n != j.length {
+			err = fmt.Errorf("afc: pulling %s: %d of %d bytes of the segment at %d (did the device file shrink?)", j.remote, n, j.length, j.off)
+		}
+	}
+	if cerr := f.CloseContext(ctx); err == nil {
+		err = cerr
+	}
+	return err
+}

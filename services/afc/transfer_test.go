@@ -123,3 +123,42 @@ func fakeDevice(dev io.ReadWriteCloser, name string) {
 		dev.Write(Packet{Num: h.Num, Op: OpData, Data: data}.Append(nil))
 	}
 }
+
+// TestPushPullConnections: over three connections, files spread and a
+// large one cut into segments (some shorter than a chunk, the device
+// capping its READ replies), both ways identical; progress counts files,
+// not segments.
+func TestPushPullConnections(t *testing.T) {
+	root := newTree(t)
+	scfg := ServerConfig{Root: root, MaxRead: 40_000}
+	ccfg := &ClientConfig{ChunkSize: 64 << 10, Window: 3}
+	c := pair(t, scfg, ccfg)
+	extra := []*Client{pair(t, scfg, ccfg), pair(t, scfg, ccfg)}
+	ctx := ctxT(t)
+	src := filepath.Join(t.TempDir(), "tree")
+	writeTree(t, src)
+	cfg := TransferConfig{Extra: extra, SegmentSize: 100_000, Parallel: 2}
+	var mu sync.Mutex
+	var last Progress
+	cfg.Progress = func(p Progress) { mu.Lock(); last = p; mu.Unlock() }
+	st, err := c.Push(ctx, src, "/Downloads", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Files != 5 || last.Files != 5 || last.Bytes != last.TotalBytes {
+		t.Errorf("push stats %+v, progress %+v", st, last)
+	}
+	if hashTree(t, filepath.Join(root, "Downloads", "tree")) != hashTree(t, src) {
+		t.Fatal("the device's copy differs")
+	}
+	dst := t.TempDir()
+	if _, err := c.Pull(ctx, "/Downloads/tree", dst, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if hashTree(t, filepath.Join(dst, "tree")) != hashTree(t, src) {
+		t.Fatal("the pulled copy differs")
+	}
+	if last.Files != 5 {
+		t.Errorf("pull progress %+v", last)
+	}
+}
