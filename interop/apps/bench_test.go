@@ -108,8 +108,12 @@ func BenchmarkApps(b *testing.B) {
 				if c.path == "RSD" {
 					where = append([]string{"--connections", strconv.Itoa(c.conns)}, rsdArgs...)
 				}
-				push = br.run(b, func() time.Duration { return br.cli(b, append([]string{"afc", "push", large, "/Downloads/bench/large.bin"}, where...)...) })
-				pull = br.run(b, func() time.Duration { return br.cli(b, append([]string{"afc", "pull", "/Downloads/bench/large.bin", out}, where...)...) })
+				push = br.run(b, func() time.Duration {
+					return br.cli(b, append([]string{"afc", "push", large, "/Downloads/bench/large.bin"}, where...)...)
+				})
+				pull = br.run(b, func() time.Duration {
+					return br.cli(b, append([]string{"afc", "pull", "/Downloads/bench/large.bin", out}, where...)...)
+				})
 			case "go-ios":
 				g := goiosAFC()
 				push = br.run(b, func() time.Duration { must(b, g.Push(large, "/Downloads/bench/large.bin")); return 0 })
@@ -142,8 +146,12 @@ func BenchmarkApps(b *testing.B) {
 				if c.path == "RSD" {
 					where = append([]string{"--connections", strconv.Itoa(c.conns)}, rsdArgs...)
 				}
-				push = br.run(b, func() time.Duration { return br.cli(b, append([]string{"afc", "push", small, "/Downloads/bench/small"}, where...)...) })
-				pull = br.run(b, func() time.Duration { return br.cli(b, append([]string{"afc", "pull", "/Downloads/bench/small", out}, where...)...) })
+				push = br.run(b, func() time.Duration {
+					return br.cli(b, append([]string{"afc", "push", small, "/Downloads/bench/small"}, where...)...)
+				})
+				pull = br.run(b, func() time.Duration {
+					return br.cli(b, append([]string{"afc", "pull", "/Downloads/bench/small", out}, where...)...)
+				})
 			case "go-ios":
 				// go-ios's fsync push takes one file; `ios fsync push`
 				// of a folder is a push per file.
@@ -193,7 +201,9 @@ func BenchmarkApps(b *testing.B) {
 				if c.path == "RSD" {
 					where = rsdArgs
 				}
-				m = br.run(b, func() time.Duration { return br.cli(b, append([]string{"apps", "install", pkg, "--via", via}, where...)...) })
+				m = br.run(b, func() time.Duration {
+					return br.cli(b, append([]string{"apps", "install", pkg, "--via", via}, where...)...)
+				})
 			case c.name == "go-ios (zip conduit)":
 				m = br.run(b, func() time.Duration {
 					zc, err := zipconduit.New(br.goios)
