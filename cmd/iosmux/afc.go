@@ -225,11 +225,6 @@ func transferResult(a *app, o *serviceOptions, dev reach.Opener, verb, from, to 
 	return nil
 }
 
-// addConnectionsFlag adds --connections to a transfer.
-func addConnectionsFlag(cmd *cobra.Command, p *int) {
-	intFlag(cmd, p, "connections", defaultConnections, 1, 16, "connections to the device at once (files, and segments of large files, spread over them)")
-}
-
 // defaultConnections is measured in docs/perf.md: the device serves each
 // connection's requests one after another, so a second connection lets it
 // work on two at once.
@@ -255,8 +250,7 @@ func extraClients(n int, more func() (*afc.Client, error)) ([]*afc.Client, func(
 }
 
 func newAFCPullCmd(a *app) *cobra.Command {
-	var conns int
-	cmd := afcCmdMore(a, &cobra.Command{
+	return transferCmd(a, &cobra.Command{
 		Use:   "pull REMOTE [LOCAL]",
 		Short: "copy a device file or folder here",
 		Long: `Copies a device file, or a folder with everything below it, to LOCAL (default:
@@ -265,32 +259,13 @@ the current folder). Into an existing folder it goes under its own name.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			return between(args, 1, 2, "a device path and a local path")
 		},
-	}, 24*time.Hour, func(ctx context.Context, args []string, o *serviceOptions, c *afc.Client, dev reach.Opener, more func() (*afc.Client, error)) error {
-		local := "."
-		if len(args) == 2 {
-			local = args[1]
-		}
-		extra, closeExtra, err := extraClients(conns, more)
-		if err != nil {
-			return err
-		}
-		defer closeExtra()
-		cb, done := transferBar(a.progressOut(o.asJSON), "pulling")
-		start := time.Now()
-		st, err := c.Pull(ctx, args[0], local, afc.TransferConfig{Progress: cb, Extra: extra})
-		done()
-		if err != nil {
-			return fmt.Errorf("%s: %w", dev.UDID(), err)
-		}
-		return transferResult(a, o, dev, "pulled", args[0], local, st, time.Since(start))
+	}, ".", "pulling", "pulled", func(ctx context.Context, c *afc.Client, src, dst string, cfg afc.TransferConfig) (afc.Stats, error) {
+		return c.Pull(ctx, src, dst, cfg)
 	})
-	addConnectionsFlag(cmd, &conns)
-	return cmd
 }
 
 func newAFCPushCmd(a *app) *cobra.Command {
-	var conns int
-	cmd := afcCmdMore(a, &cobra.Command{
+	return transferCmd(a, &cobra.Command{
 		Use:   "push LOCAL [REMOTE]",
 		Short: "copy a local file or folder to the device",
 		Long: `Copies a local file, or a folder with everything below it, to REMOTE on the
@@ -300,29 +275,38 @@ name.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			return between(args, 1, 2, "a local path and a device path")
 		},
-	}, 24*time.Hour, func(ctx context.Context, args []string, o *serviceOptions, c *afc.Client, dev reach.Opener, more func() (*afc.Client, error)) error {
-		remote := "/Downloads"
-		if len(args) == 2 {
-			remote = args[1]
+	}, "/Downloads", "pushing", "pushed", func(ctx context.Context, c *afc.Client, src, dst string, cfg afc.TransferConfig) (afc.Stats, error) {
+		if _, err := os.Lstat(src); err != nil {
+			return afc.Stats{}, err
 		}
-		if _, err := os.Lstat(args[0]); err != nil {
-			return err
+		return c.Push(ctx, src, dst, cfg)
+	})
+}
+
+// transferCmd is pull or push: SRC [DST] (DST defaults to def), over
+// --connections connections, with a byte bar.
+func transferCmd(a *app, c *cobra.Command, def, doing, done string, move func(ctx context.Context, c *afc.Client, src, dst string, cfg afc.TransferConfig) (afc.Stats, error)) *cobra.Command {
+	var conns int
+	cmd := afcCmdMore(a, c, 24*time.Hour, func(ctx context.Context, args []string, o *serviceOptions, c *afc.Client, dev reach.Opener, more func() (*afc.Client, error)) error {
+		dst := def
+		if len(args) == 2 {
+			dst = args[1]
 		}
 		extra, closeExtra, err := extraClients(conns, more)
 		if err != nil {
 			return err
 		}
 		defer closeExtra()
-		cb, done := transferBar(a.progressOut(o.asJSON), "pushing")
+		cb, finish := transferBar(a.progressOut(o.asJSON), doing)
 		start := time.Now()
-		st, err := c.Push(ctx, args[0], remote, afc.TransferConfig{Progress: cb, Extra: extra})
-		done()
+		st, err := move(ctx, c, args[0], dst, afc.TransferConfig{Progress: cb, Extra: extra})
+		finish()
 		if err != nil {
 			return fmt.Errorf("%s: %w", dev.UDID(), err)
 		}
-		return transferResult(a, o, dev, "pushed", args[0], remote, st, time.Since(start))
+		return transferResult(a, o, dev, done, args[0], dst, st, time.Since(start))
 	})
-	addConnectionsFlag(cmd, &conns)
+	intFlag(cmd, &conns, "connections", defaultConnections, 1, 16, "connections to the device at once (files, and segments of large files, spread over them)")
 	return cmd
 }
 

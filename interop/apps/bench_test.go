@@ -82,103 +82,27 @@ func BenchmarkApps(b *testing.B) {
 			float64(bytes)/m.wall.Seconds()/1e6, m.wall.Seconds(), m.sim.Seconds(), m.client.Seconds(), m.self.Seconds())
 	}
 	clearDevice := func() { br.rmDevice(b, "Downloads/bench") }
-	goiosAFC := func() *goafc.Client {
-		c, err := goafc.New(br.goios)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return c
-	}
-
 	only := os.Getenv("IOSMUX_BENCH_ONLY") // large, small or install: one part
 	part := func(name string) bool { return only == "" || only == name }
 	for range b.N {
-		// One large file.
-		for _, c := range afcClients {
-			if !part("large") {
-				break
+		for _, set := range []struct {
+			part, figure, src string
+			bytes             int64
+		}{{"large", "1 large", large, largeBytes}, {"small", "2000 small", small, smallBytes}} {
+			if !part(set.part) {
+				continue
 			}
-			clearDevice()
-			br.mkdirDevice(b, "Downloads/bench")
-			out := filepath.Join(benchDir(b), "large.bin")
-			var push, pull measure
-			switch c.name {
-			case "iosmux":
-				where := append([]string{"--connections", strconv.Itoa(c.conns)}, usbArgs...)
-				if c.path == "RSD" {
-					where = append([]string{"--connections", strconv.Itoa(c.conns)}, rsdArgs...)
+			for _, c := range afcClients {
+				clearDevice()
+				br.mkdirDevice(b, "Downloads/bench")
+				out := filepath.Join(benchDir(b), filepath.Base(set.src))
+				push, pull := br.afcRound(b, c, set.src, "/Downloads/bench/"+filepath.Base(set.src), out, usbArgs, rsdArgs)
+				if contentTree(b, set.src) != contentTree(b, out) {
+					b.Fatalf("%s %s: what was pulled differs from what was pushed", c.label(), c.path)
 				}
-				push = br.run(b, func() time.Duration {
-					return br.cli(b, append([]string{"afc", "push", large, "/Downloads/bench/large.bin"}, where...)...)
-				})
-				pull = br.run(b, func() time.Duration {
-					return br.cli(b, append([]string{"afc", "pull", "/Downloads/bench/large.bin", out}, where...)...)
-				})
-			case "go-ios":
-				g := goiosAFC()
-				push = br.run(b, func() time.Duration { must(b, g.Push(large, "/Downloads/bench/large.bin")); return 0 })
-				pull = br.run(b, func() time.Duration { must(b, g.Pull("/Downloads/bench/large.bin", out)); return 0 })
-				g.Close()
-			case "appium":
-				push = br.run(b, func() time.Duration {
-					return br.appiumOK(b, map[string]any{"op": "push", "local": large, "remote": "/Downloads/bench/large.bin"})
-				})
-				pull = br.run(b, func() time.Duration {
-					return br.appiumOK(b, map[string]any{"op": "pull", "remote": "/Downloads/bench/large.bin", "local": out})
-				})
+				add("AFC push "+set.figure, c.label(), c.path, set.bytes, push)
+				add("AFC pull "+set.figure, c.label(), c.path, set.bytes, pull)
 			}
-			sameFile(b, large, out)
-			add("AFC push 1 large", c.label(), c.path, largeBytes, push)
-			add("AFC pull 1 large", c.label(), c.path, largeBytes, pull)
-		}
-		// 2000 small files.
-		for _, c := range afcClients {
-			if !part("small") {
-				break
-			}
-			clearDevice()
-			br.mkdirDevice(b, "Downloads/bench")
-			out := filepath.Join(benchDir(b), "small")
-			var push, pull measure
-			switch c.name {
-			case "iosmux":
-				where := append([]string{"--connections", strconv.Itoa(c.conns)}, usbArgs...)
-				if c.path == "RSD" {
-					where = append([]string{"--connections", strconv.Itoa(c.conns)}, rsdArgs...)
-				}
-				push = br.run(b, func() time.Duration {
-					return br.cli(b, append([]string{"afc", "push", small, "/Downloads/bench/small"}, where...)...)
-				})
-				pull = br.run(b, func() time.Duration {
-					return br.cli(b, append([]string{"afc", "pull", "/Downloads/bench/small", out}, where...)...)
-				})
-			case "go-ios":
-				// go-ios's fsync push takes one file; `ios fsync push`
-				// of a folder is a push per file.
-				g := goiosAFC()
-				ents, _ := os.ReadDir(small)
-				push = br.run(b, func() time.Duration {
-					must(b, g.MkDir("/Downloads/bench/small"))
-					for _, e := range ents {
-						must(b, g.Push(filepath.Join(small, e.Name()), "/Downloads/bench/small/"+e.Name()))
-					}
-					return 0
-				})
-				pull = br.run(b, func() time.Duration { must(b, g.Pull("/Downloads/bench/small", out)); return 0 })
-				g.Close()
-			case "appium":
-				push = br.run(b, func() time.Duration {
-					return br.appiumOK(b, map[string]any{"op": "pushTree", "local": small, "remote": "/Downloads/bench/small"})
-				})
-				pull = br.run(b, func() time.Duration {
-					return br.appiumOK(b, map[string]any{"op": "pull", "remote": "/Downloads/bench/small", "local": out})
-				})
-			}
-			if h1, h2 := contentTree(b, small), contentTree(b, out); h1 != h2 {
-				b.Fatalf("%s %s: the pulled folder differs", c.name, c.path)
-			}
-			add("AFC push 2000 small", c.label(), c.path, smallBytes, push)
-			add("AFC pull 2000 small", c.label(), c.path, smallBytes, pull)
 		}
 		clearDevice()
 		// Installs of the 200 MiB package.
@@ -256,6 +180,52 @@ func benchDir(b *testing.B) string {
 type afcClient struct {
 	name, path string
 	conns      int
+}
+
+// afcRound pushes src (a file or a folder) to remote and pulls it back
+// to out with client c.
+func (br *benchRig) afcRound(b *testing.B, c afcClient, src, remote, out string, usbArgs, rsdArgs []string) (push, pull measure) {
+	b.Helper()
+	switch c.name {
+	case "iosmux":
+		where := append([]string{"--connections", strconv.Itoa(c.conns)}, usbArgs...)
+		if c.path == "RSD" {
+			where = append([]string{"--connections", strconv.Itoa(c.conns)}, rsdArgs...)
+		}
+		push = br.run(b, func() time.Duration { return br.cli(b, append([]string{"afc", "push", src, remote}, where...)...) })
+		pull = br.run(b, func() time.Duration { return br.cli(b, append([]string{"afc", "pull", remote, out}, where...)...) })
+	case "go-ios":
+		g, err := goafc.New(br.goios)
+		must(b, err)
+		defer g.Close()
+		push = br.run(b, func() time.Duration {
+			fi, err := os.Stat(src)
+			must(b, err)
+			if !fi.IsDir() {
+				must(b, g.Push(src, remote))
+				return 0
+			}
+			// go-ios's fsync push takes one file: a folder is a push per
+			// file.
+			ents, _ := os.ReadDir(src)
+			must(b, g.MkDir(remote))
+			for _, e := range ents {
+				must(b, g.Push(filepath.Join(src, e.Name()), remote+"/"+e.Name()))
+			}
+			return 0
+		})
+		pull = br.run(b, func() time.Duration { must(b, g.Pull(remote, out)); return 0 })
+	case "appium":
+		op := "push"
+		if fi, err := os.Stat(src); err == nil && fi.IsDir() {
+			op = "pushTree"
+		}
+		push = br.run(b, func() time.Duration { return br.appiumOK(b, map[string]any{"op": op, "local": src, "remote": remote}) })
+		pull = br.run(b, func() time.Duration {
+			return br.appiumOK(b, map[string]any{"op": "pull", "remote": remote, "local": out})
+		})
+	}
+	return push, pull
 }
 
 func (c afcClient) label() string {
@@ -448,13 +418,7 @@ func (br *benchRig) appiumOK(b *testing.B, steps ...map[string]any) time.Duratio
 }
 
 func (br *benchRig) idevice(b *testing.B, tool string, args ...string) (string, time.Duration, error) {
-	b.Helper()
-	scratch := b.TempDir()
-	cmd := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", `mount --bind "$0" /var/lib && exec "$@"`, scratch, tool)
-	cmd.Args = append(cmd.Args, args...)
-	cmd.Env = append(os.Environ(), "USBMUXD_SOCKET_ADDRESS=UNIX:"+br.sock, "HOME="+scratch)
-	out, err := cmd.CombinedOutput()
-	return string(out), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), err
+	return runIdevice(b, br.sock, tool, args...)
 }
 
 func (br *benchRig) rmDevice(b *testing.B, p string) {
@@ -511,12 +475,6 @@ func fileSize(b *testing.B, p string) int64 {
 		b.Fatal(err)
 	}
 	return fi.Size()
-}
-
-func sameFile(b *testing.B, x, y string) {
-	if fileHash(b, x) != fileHash(b, y) {
-		b.Fatalf("%s and %s differ", x, y)
-	}
 }
 
 func must(b *testing.B, err error) {

@@ -264,6 +264,12 @@ func (r *rig) idevice(t testing.TB, tool string, args ...string) (string, error)
 }
 
 func (r *rig) ideviceRun(t testing.TB, tool string, args ...string) (string, time.Duration, error) {
+	return runIdevice(t, r.f.UsbmuxSocket(), tool, args...)
+}
+
+// runIdevice runs tool against the usbmuxd at sock; it also returns the
+// tool's CPU time.
+func runIdevice(t testing.TB, sock, tool string, args ...string) (string, time.Duration, error) {
 	t.Helper()
 	for _, bin := range []string{tool, "unshare"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -276,7 +282,7 @@ func (r *rig) ideviceRun(t testing.TB, tool string, args ...string) (string, tim
 	cmd := exec.CommandContext(ctx, "unshare", "-m", "--propagation", "private",
 		"sh", "-c", `mount --bind "$0" /var/lib && exec "$@"`, scratch, tool)
 	cmd.Args = append(cmd.Args, args...)
-	cmd.Env = append(os.Environ(), "USBMUXD_SOCKET_ADDRESS=UNIX:"+r.f.UsbmuxSocket(), "HOME="+scratch)
+	cmd.Env = append(os.Environ(), "USBMUXD_SOCKET_ADDRESS=UNIX:"+sock, "HOME="+scratch)
 	out, err := cmd.CombinedOutput()
 	var cpu time.Duration
 	if cmd.ProcessState != nil {

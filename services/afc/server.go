@@ -382,16 +382,11 @@ func (c *serverConn) handle(h Header) error {
 		return c.reply(h.Num, OpFileOpenRes, le64(hn), nil)
 
 	case OpRead:
-		if err := need(16); err != nil {
-			return err
+		hd, v, err := c.handleArgs(h, 2)
+		if err != nil || hd == nil {
+			return c.invalid(h, err)
 		}
-		hn, _ := u64(a, 0)
-		n, _ := u64(a, 1)
-		hd := c.handles[hn]
-		if hd == nil {
-			return c.status(h.Num, StatusInvalidArg)
-		}
-		n = min(n, uint64(c.s.cfg.MaxRead))
+		n := min(v[1], uint64(c.s.cfg.MaxRead))
 		c.buf = grow(c.buf, int(n))
 		got, err := io.ReadFull(hd.f, c.buf)
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
@@ -400,38 +395,28 @@ func (c *serverConn) handle(h Header) error {
 		return c.reply(h.Num, OpData, nil, c.buf[:got])
 
 	case OpWrite:
-		if err := need(8); err != nil {
+		hd, _, err := c.handleArgs(h, 1)
+		if err != nil {
 			return err
 		}
-		hn, _ := u64(a, 0)
-		st, err := c.write(c.handles[hn], int64(h.DataLen()))
+		st, err := c.write(hd, int64(h.DataLen()))
 		if err != nil {
 			return err
 		}
 		return c.status(h.Num, st)
 
 	case OpFileSeek:
-		if err := need(24); err != nil {
-			return err
+		hd, v, err := c.handleArgs(h, 3)
+		if err != nil || hd == nil || v[1] > 2 {
+			return c.invalid(h, err)
 		}
-		hn, _ := u64(a, 0)
-		whence, _ := u64(a, 1)
-		off, _ := u64(a, 2)
-		hd := c.handles[hn]
-		if hd == nil || whence > 2 {
-			return c.status(h.Num, StatusInvalidArg)
-		}
-		_, err := hd.f.Seek(int64(off), int(whence))
+		_, err = hd.f.Seek(int64(v[2]), int(v[1]))
 		return c.status(h.Num, statusOf(err, h.Op))
 
 	case OpFileTell:
-		if err := need(8); err != nil {
-			return err
-		}
-		hn, _ := u64(a, 0)
-		hd := c.handles[hn]
-		if hd == nil {
-			return c.status(h.Num, StatusInvalidArg)
+		hd, _, err := c.handleArgs(h, 1)
+		if err != nil || hd == nil {
+			return c.invalid(h, err)
 		}
 		pos, err := hd.f.Seek(0, io.SeekCurrent)
 		if err != nil {
@@ -440,39 +425,25 @@ func (c *serverConn) handle(h Header) error {
 		return c.reply(h.Num, OpFileTellRes, le64(uint64(pos)), nil)
 
 	case OpFileSetSize:
-		if err := need(16); err != nil {
-			return err
+		hd, v, err := c.handleArgs(h, 2)
+		if err != nil || hd == nil || int64(v[1]) < 0 {
+			return c.invalid(h, err)
 		}
-		hn, _ := u64(a, 0)
-		size, _ := u64(a, 1)
-		hd := c.handles[hn]
-		if hd == nil || int64(size) < 0 {
-			return c.status(h.Num, StatusInvalidArg)
-		}
-		return c.status(h.Num, statusOf(hd.f.Truncate(int64(size)), h.Op))
+		return c.status(h.Num, statusOf(hd.f.Truncate(int64(v[1])), h.Op))
 
 	case OpFileLock:
-		if err := need(16); err != nil {
-			return err
+		hd, v, err := c.handleArgs(h, 2)
+		if err != nil || hd == nil {
+			return c.invalid(h, err)
 		}
-		hn, _ := u64(a, 0)
-		op, _ := u64(a, 1)
-		hd := c.handles[hn]
-		if hd == nil {
-			return c.status(h.Num, StatusInvalidArg)
-		}
-		return c.status(h.Num, statusOf(flock(hd.f, LockOp(op)), h.Op))
+		return c.status(h.Num, statusOf(flock(hd.f, LockOp(v[1])), h.Op))
 
 	case OpFileClose:
-		if err := need(8); err != nil {
-			return err
+		hd, v, err := c.handleArgs(h, 1)
+		if err != nil || hd == nil {
+			return c.invalid(h, err)
 		}
-		hn, _ := u64(a, 0)
-		hd := c.handles[hn]
-		if hd == nil {
-			return c.status(h.Num, StatusInvalidArg)
-		}
-		delete(c.handles, hn)
+		delete(c.handles, v[0])
 		return c.status(h.Num, statusOf(hd.f.Close(), h.Op))
 	}
 	if h.Op.defined() {
@@ -481,8 +452,31 @@ func (c *serverConn) handle(h Header) error {
 	return c.status(h.Num, StatusUnknownPacketType)
 }
 
+// handleArgs reads a handle operation's header part: the handle, then
+// words-1 more u64s. A part too short closes the connection; a handle that
+// is not open comes back nil (INVALID_ARG for the caller to send).
+func (c *serverConn) handleArgs(h Header, words int) (*handle, []uint64, error) {
+	if len(c.args) < 8*words {
+		return nil, nil, closef("afc: %s with a %d-byte header part, want at least %d", h.Op, len(c.args), 8*words)
+	}
+	v := make([]uint64, words)
+	for i := range v {
+		v[i], _ = u64(c.args, i)
+	}
+	return c.handles[v[0]], v, nil
+}
+
 // cutFirst is the string up to the first NUL of b.
 func cutFirst(b []byte) string { s, _ := cutString(b); return s }
+
+// invalid answers a handle operation that cannot go ahead: err (a
+// malformed request) ends the connection, otherwise INVALID_ARG.
+func (c *serverConn) invalid(h Header, err error) error {
+	if err != nil {
+		return err
+	}
+	return c.status(h.Num, StatusInvalidArg)
+}
 
 // onPath runs f on the path at offset off and answers its status.
 func (c *serverConn) onPath(h Header, off int, f func(target) error) error {
