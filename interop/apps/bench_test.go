@@ -344,7 +344,7 @@ func startBenchRig(b *testing.B) *benchRig {
 	if err != nil || len(list) != 1 {
 		b.Fatalf("usbmuxd lists %v, %v", list, err)
 	}
-	if _, err := lockdown.PairUsbmux(ctx, br.mux, list[0], "apps-bench"); err != nil {
+	if _, err := lockdown.PairUsbmux(ctx, br.mux, list[0], lockdown.PairOptions{HostName: "apps-bench"}); err != nil {
 		b.Fatal(err)
 	}
 	// The backend and its tunnel.
