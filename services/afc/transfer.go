@@ -239,7 +239,7 @@ func (c *Client) Push(ctx context.Context, local, remote string, cfg TransferCon
 			tr.add(j.remote, 0, true)
 		}
 	}
-	err = runJobs(ctx, work, parallelOf(cfg)*len(clients), func(ctx context.Context, w int, j job) error {
+	err = runSplit(ctx, work, parallelOf(cfg), len(clients), func(ctx context.Context, w int, j job) error {
 		cl := clients[w%len(clients)]
 		f, err := os.Open(j.local)
 		if err != nil {
@@ -441,7 +441,7 @@ func (c *Client) Pull(ctx context.Context, remote, local string, cfg TransferCon
 		parts[j.remote]++
 	}
 	var pmu sync.Mutex
-	err = runJobs(ctx, work, parallelOf(cfg)*len(clients), func(ctx context.Context, w int, j job) error {
+	err = runSplit(ctx, work, parallelOf(cfg), len(clients), func(ctx context.Context, w int, j job) error {
 		cl := clients[w%len(clients)]
 		prog := func(n int64) { tr.add(j.remote, n, false) }
 		var err error
@@ -492,6 +492,25 @@ func (c *Client) walkAll(ctx context.Context, remote string, out *[]entry) error
 }
 
 var _ io.ReadWriteSeeker = (*File)(nil)
+
+// runSplit moves the segments of large files first, one at a time per
+// connection (each already keeps a window of chunks in flight; more at once
+// only multiplies buffers and seeks), then whole files, parallel at a time
+// per connection.
+func runSplit(ctx context.Context, work []job, parallel, conns int, move func(ctx context.Context, worker int, j job) error) error {
+	var segs, whole []job
+	for _, j := range work {
+		if j.seg {
+			segs = append(segs, j)
+		} else {
+			whole = append(whole, j)
+		}
+	}
+	if err := runJobs(ctx, segs, conns, move); err != nil {
+		return err
+	}
+	return runJobs(ctx, whole, parallel*conns, move)
+}
 
 func parallelOf(cfg TransferConfig) int {
 	if cfg.Parallel <= 0 {
