@@ -30,6 +30,10 @@ import (
 	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/rsd"
+	"github.com/iosmux/iosmux/services/afc"
+	"github.com/iosmux/iosmux/services/instproxy"
+	"github.com/iosmux/iosmux/services/reach"
+	iosmuxzc "github.com/iosmux/iosmux/services/zipconduit"
 	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/usbmux"
 	"github.com/iosmux/iosmux/utun"
@@ -72,8 +76,6 @@ func BenchmarkApps(b *testing.B) {
 	}
 	largeBytes, smallBytes := int64(mib)<<20, each*nSmall
 	udid := br.udid
-	rsdArgs := []string{"--rsd", br.rsd.Addr().String(), strconv.Itoa(int(br.rsd.Port()))}
-	usbArgs := []string{"--udid", udid}
 
 	var rows []benchRow
 	add := func(figure, client, path string, bytes int64, m measure) {
@@ -96,10 +98,11 @@ func BenchmarkApps(b *testing.B) {
 				clearDevice()
 				br.mkdirDevice(b, "Downloads/bench")
 				out := filepath.Join(benchDir(b), filepath.Base(set.src))
-				push, pull := br.afcRound(b, c, set.src, "/Downloads/bench/"+filepath.Base(set.src), out, usbArgs, rsdArgs)
+				push, pull := br.afcRound(b, c, set.src, "/Downloads/bench/"+filepath.Base(set.src), out)
 				if contentTree(b, set.src) != contentTree(b, out) {
 					b.Fatalf("%s %s: what was pulled differs from what was pushed", c.label(), c.path)
 				}
+				os.RemoveAll(out) // tmpfs is memory
 				add("AFC push "+set.figure, c.label(), c.path, set.bytes, push)
 				add("AFC pull "+set.figure, c.label(), c.path, set.bytes, pull)
 			}
@@ -109,24 +112,31 @@ func BenchmarkApps(b *testing.B) {
 		pkgBytes := fileSize(b, pkg)
 		for _, c := range []struct{ name, path string }{
 			{"iosmux (zip conduit)", "usbmuxd"}, {"iosmux (instproxy)", "usbmuxd"}, {"iosmux (zip conduit)", "RSD"}, {"iosmux (instproxy)", "RSD"},
-			{"go-ios (zip conduit)", "usbmuxd"}, {"ideviceinstaller", "usbmuxd"},
+			{"go-ios (zip conduit)", "usbmuxd"}, {"ideviceinstaller", "usbmuxd"}, {"iosmux command (zip conduit)", "usbmuxd"},
 		} {
 			if !part("install") {
 				break
 			}
 			var m measure
 			switch {
+			case c.name == "iosmux command (zip conduit)":
+				m = br.run(b, func() time.Duration { return br.cli(b, "apps", "install", pkg, "--udid", udid) })
 			case strings.HasPrefix(c.name, "iosmux"):
-				via := "zipconduit"
-				if strings.Contains(c.name, "instproxy") {
-					via = "instproxy"
-				}
-				where := usbArgs
-				if c.path == "RSD" {
-					where = rsdArgs
-				}
+				ctx := context.Background()
+				o := br.opener(b, c.path)
 				m = br.run(b, func() time.Duration {
-					return br.cli(b, append([]string{"apps", "install", pkg, "--via", via}, where...)...)
+					if strings.Contains(c.name, "instproxy") {
+						conn, err := o.Open(ctx, reach.AFC)
+						must(b, err)
+						stager := afc.NewClient(conn, nil)
+						_, err = instproxy.InstallLocal(ctx, o, stager, pkg, instproxy.InstallOptions{}, nil)
+						stager.Close()
+						must(b, err)
+						return 0
+					}
+					_, err := iosmuxzc.Install(ctx, o, pkg, iosmuxzc.SendConfig{})
+					must(b, err)
+					return 0
 				})
 			case c.name == "go-ios (zip conduit)":
 				m = br.run(b, func() time.Duration {
@@ -184,16 +194,28 @@ type afcClient struct {
 
 // afcRound pushes src (a file or a folder) to remote and pulls it back
 // to out with client c.
-func (br *benchRig) afcRound(b *testing.B, c afcClient, src, remote, out string, usbArgs, rsdArgs []string) (push, pull measure) {
+func (br *benchRig) afcRound(b *testing.B, c afcClient, src, remote, out string) (push, pull measure) {
 	b.Helper()
 	switch c.name {
 	case "iosmux":
-		where := append([]string{"--connections", strconv.Itoa(c.conns)}, usbArgs...)
-		if c.path == "RSD" {
-			where = append([]string{"--connections", strconv.Itoa(c.conns)}, rsdArgs...)
+		// Library calls in this process, as go-ios's are: the command's
+		// own start-up (a lockdown session, TLS) is measured apart.
+		ctx := context.Background()
+		o := br.opener(b, c.path)
+		var clients []*afc.Client
+		for range c.conns {
+			conn, err := o.Open(ctx, reach.AFC)
+			must(b, err)
+			clients = append(clients, afc.NewClient(conn, nil))
 		}
-		push = br.run(b, func() time.Duration { return br.cli(b, append([]string{"afc", "push", src, remote}, where...)...) })
-		pull = br.run(b, func() time.Duration { return br.cli(b, append([]string{"afc", "pull", remote, out}, where...)...) })
+		defer func() {
+			for _, cl := range clients {
+				cl.Close()
+			}
+		}()
+		cfg := afc.TransferConfig{Extra: clients[1:]}
+		push = br.run(b, func() time.Duration { _, err := clients[0].Push(ctx, src, remote, cfg); must(b, err); return 0 })
+		pull = br.run(b, func() time.Duration { _, err := clients[0].Pull(ctx, remote, out, cfg); must(b, err); return 0 })
 	case "go-ios":
 		g, err := goafc.New(br.goios)
 		must(b, err)
@@ -393,6 +415,21 @@ func (br *benchRig) run(b *testing.B, f func() time.Duration) measure {
 	client := f()
 	wall := time.Since(t0)
 	return measure{wall: wall, sim: procCPU(b, br.pid) - s0, client: client, self: selfCPU() - self0}
+}
+
+// opener is iosmux's way to the device: usbmuxd (lockdown, service TLS)
+// or the backend's RSD.
+func (br *benchRig) opener(b *testing.B, path string) reach.Opener {
+	b.Helper()
+	ctx := context.Background()
+	if path == "RSD" {
+		o, err := reach.NewRSD(ctx, nil, br.rsd, reach.RSDConfig{})
+		must(b, err)
+		return o
+	}
+	o, err := reach.NewLockdown(ctx, br.mux, br.udid)
+	must(b, err)
+	return o
 }
 
 // cli runs the iosmux command; it returns its CPU time.
