@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,22 +20,6 @@ import (
 	"github.com/iosmux/iosmux/services/reach"
 	"github.com/iosmux/iosmux/services/zipconduit"
 )
-
-// tunnelOpener opens a CoreDeviceProxy tunnel to d and reads its trusted
-// RSD (the path pymobiledevice3, idevice and appium take).
-func (r *rig) tunnelOpener(t *testing.T, ctx context.Context, d *Device) *reach.RSD {
-	t.Helper()
-	conn, err := r.coreDeviceProxy(t, d)
-	if err != nil {
-		t.Fatalf("CoreDeviceProxy: %v", err)
-	}
-	ns, p := hostTunnel(t, ctx, conn)
-	o, err := reach.NewRSD(ctx, ns.DialContext, netip.AddrPortFrom(p.ServerAddress, p.ServerRSDPort), reach.RSDConfig{Label: "sim-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return o
-}
 
 func openAFC(t *testing.T, ctx context.Context, o reach.Opener) *afc.Client {
 	t.Helper()
@@ -68,7 +51,7 @@ func TestAppsAndFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ro := r.tunnelOpener(t, ctx, d)
+	ro := r.rsdOpener(t, ctx, d)
 	for _, s := range []reach.Service{reach.AFC, reach.HouseArrest, reach.InstallationProxy, reach.ZipConduit} {
 		if _, err := ro.Lookup(s); err != nil {
 			t.Errorf("the trusted RSD does not list %s: %v", s.RSD, err)

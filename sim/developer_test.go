@@ -121,7 +121,7 @@ func TestDDIMount(t *testing.T) {
 			t.Errorf("%s not listed", name)
 		}
 	}
-	for _, name := range []string{reach.OpenStdioSocket.RSD, reach.AFC.RSD, reach.Heartbeat.RSD, "com.apple.mobile.storage_mounter_proxy.bridge"} {
+	for _, name := range []string{reach.OpenStdioSocket.RSD, reach.Heartbeat.RSD, "com.apple.mobile.storage_mounter_proxy.bridge"} {
 		if listed(ro, name) {
 			t.Errorf("%s listed, but not served (or not mounted)", name)
 		}

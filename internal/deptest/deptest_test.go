@@ -79,9 +79,9 @@ var forbidden = map[string][]string{
 	"rsdapi":  {"sim", "backend"},
 	"tunneld": {"sim", "backend"},
 	// Service packages reach each other only through services/reach.
-	"services/reach":       {"tunnel", "services/amfi", "services/mounter"},
-	"services/amfi":        {"tunnel", "services/mounter"},
-	"services/mounter":     {"tunnel", "services/amfi"},
+	"services/reach":       {"tunnel", "services/amfi", "services/mounter", "services/afc", "services/housearrest", "services/instproxy", "services/zipconduit"},
+	"services/amfi":        {"tunnel", "services/mounter", "services/afc", "services/housearrest", "services/instproxy", "services/zipconduit"},
+	"services/mounter":     {"tunnel", "services/amfi", "services/afc", "services/housearrest", "services/instproxy", "services/zipconduit"},
 	"services/afc":         {"tunnel", "services/amfi", "services/mounter", "services/housearrest", "services/instproxy", "services/zipconduit"},
 	"services/housearrest": {"tunnel", "services/amfi", "services/mounter", "services/afc", "services/instproxy", "services/zipconduit"},
 	"services/instproxy":   {"tunnel", "services/amfi", "services/mounter", "services/afc", "services/housearrest", "services/zipconduit"},
