@@ -24,15 +24,20 @@
 //	  + _remotepairing on the Wi-Fi link)
 //	tunnel (gVisor stack, ULA /64)     trusted RSD on serverRSDPort:
 //	                                   lockdown shims (RSDCheckin, GetValue),
-//	                                   mobile_image_mounter and amfi (also
-//	                                   through lockdownd's StartService),
+//	                                   mobile_image_mounter, amfi, AFC,
+//	                                   house_arrest, installation_proxy and
+//	                                   the zip conduit (all also through
+//	                                   lockdownd's StartService),
 //	                                   openstdiosocket while the DDI is
 //	                                   mounted, byte sink, byte source, echo
 //
 // Only services the simulator serves are listed. Developer Mode, the
 // mounter's nonce and kept manifests live in the state directory
 // (developer.go; docs/protocols/services.md has the SIM decisions), and a
-// fleet can serve the DDI signing stand-in (FleetConfig.TSSAddr).
+// fleet can serve the DDI signing stand-in (FleetConfig.TSSAddr). So do
+// the device's files (Media/, AFC's root) and installed apps (apps/, with
+// their bundles and data containers; apps.go, docs/protocols/afc.md and
+// docs/protocols/instproxy.md).
 //
 // Ports other than lockdown's 62078 and NCM's 58783 are chosen per boot;
 // a reboot also draws a new BootSessionUUID and RSD UUID.
