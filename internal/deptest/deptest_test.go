@@ -60,6 +60,7 @@ var layer = map[string]int{
 	"services/instproxy":   3,
 	"services/zipconduit":  3,
 	"services/syslog":      3,
+	"services/ostrace":     3,
 	// L4 servers
 	"rsdapi":  4,
 	"backend": 4,
