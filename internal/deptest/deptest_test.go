@@ -61,6 +61,7 @@ var layer = map[string]int{
 	"services/zipconduit":  3,
 	"services/syslog":      3,
 	"services/ostrace":     3,
+	"services/notify":      3,
 	// L4 servers
 	"rsdapi":  4,
 	"backend": 4,
