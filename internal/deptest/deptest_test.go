@@ -62,6 +62,7 @@ var layer = map[string]int{
 	"services/syslog":      3,
 	"services/ostrace":     3,
 	"services/notify":      3,
+	"services/crash":       3,
 	// L4 servers
 	"rsdapi":  4,
 	"backend": 4,
