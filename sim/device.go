@@ -72,6 +72,9 @@ type Config struct {
 	// 0 means DefaultRebootDown.
 	RebootDown time.Duration
 
+	// LogRate is the device log's background chatter in lines per second
+	// (0: only the device's own events); Logs().SetRate changes it.
+	LogRate float64
 	// Logger receives lifecycle and fault logs; nil discards.
 	Logger *slog.Logger
 }
@@ -159,8 +162,9 @@ type Device struct {
 	domains map[string]map[string]any
 
 	ld    *lockdown.Device
-	dev   *developer // Developer Mode and the mounter
-	files *appStore  // AFC's tree and the installed apps (apps.go)
+	dev   *developer   // Developer Mode and the mounter
+	files *appStore    // AFC's tree and the installed apps (apps.go)
+	diag  *diagnostics // processes, log, notifications, crash folder
 	hosts *hostStore
 	gate  faultGate
 	link  *link
@@ -199,6 +203,8 @@ type stats struct {
 // counters to the totals when it ends.
 func (d *Device) watchSession(s *tunnel.Session) func() {
 	d.stats.sessions.Add(1)
+	p := s.Params()
+	d.diag.log("remoted", LogDefault, fmt.Sprintf("tunnel up: device %s, host %s, MTU %d", p.ServerAddress, p.ClientAddress, p.MTU))
 	d.stats.mu.Lock()
 	if d.stats.live == nil {
 		d.stats.live = map[*tunnel.Session]struct{}{}
@@ -284,8 +290,12 @@ func New(cfg Config) (*Device, error) {
 		}
 	}
 	d.trust.Store(int32(cfg.Trust))
+	if d.diag, err = newDiagnostics(d); err != nil {
+		return nil, fmt.Errorf("sim: %s: %w", d.id.UDID, err)
+	}
 	d.link = newLink(cfg.Realism.LinkRate)
 	if d.dev, err = newDeveloper(d); err != nil {
+		d.diag.close()
 		return nil, fmt.Errorf("sim: %s: %w", d.id.UDID, err)
 	}
 	services := map[string]lockdown.Service{}
@@ -296,6 +306,7 @@ func New(cfg Config) (*Device, error) {
 	// EnableServiceSSL is SIM (no reference shows the reply).
 	services[pairing.LockdownServiceName] = lockdown.Service{SSL: true, Serve: d.serveRemotePairingLockdown}
 	if d.files, err = newAppStore(d); err != nil {
+		d.diag.close()
 		return nil, fmt.Errorf("sim: %s: %w", d.id.UDID, err)
 	}
 	d.lockdownServices(append(append(d.developerServices(), d.files.services()...), cfg.Services...), services)
@@ -310,7 +321,8 @@ func New(cfg Config) (*Device, error) {
 		// record usbmuxd holds whenever a session proves it, so a host
 		// killed without Close (kill -9) finds the device still trusting
 		// it after a restart.
-		OnSession: func(string, tls.ConnectionState) {
+		OnSession: func(host string, _ tls.ConnectionState) {
+			d.diag.log("lockdownd", LogDefault, "session started for host "+host)
 			if err := d.saveLockdownPairingIfChanged(); err != nil {
 				d.log.Warn("sim: saving the lockdown pairing", "udid", d.id.UDID, "err", err)
 			}
@@ -318,6 +330,7 @@ func New(cfg Config) (*Device, error) {
 	})
 	if err != nil {
 		d.files.close()
+		d.diag.close()
 		return nil, fmt.Errorf("sim: %s: lockdown: %w", d.id.UDID, err)
 	}
 	d.restoreLockdownPairing()
@@ -326,6 +339,7 @@ func New(cfg Config) (*Device, error) {
 		if d.ncm, err = newNCMHost(d, *cfg.NCM); err != nil {
 			d.ld.Close()
 			d.files.close()
+			d.diag.close()
 			return nil, fmt.Errorf("sim: %s: USB-NCM: %w", d.id.UDID, err)
 		}
 	}
@@ -335,6 +349,7 @@ func New(cfg Config) (*Device, error) {
 	if err := d.startLocked(); err != nil {
 		d.cancel()
 		d.ld.Close()
+		d.diag.close()
 		if d.ncm != nil {
 			d.ncm.close()
 		}
@@ -422,6 +437,7 @@ func (d *Device) startLocked() error {
 	d.setStateLocked(StateUnplugged)
 	d.mu.Unlock()
 	d.stats.boots.Add(1)
+	d.diag.onBoot(b)
 	if d.plugged {
 		if err := b.plugIn(); err != nil {
 			d.shutdownLocked()
@@ -460,6 +476,7 @@ func (d *Device) Close() error {
 		if d.ncm != nil {
 			d.ncm.close()
 		}
+		d.diag.close()
 		d.mu.Lock()
 		d.setStateLocked(StateClosed)
 		d.mu.Unlock()
@@ -536,7 +553,7 @@ func (d *Device) newPairingDevice(mode pairing.Mode, createListener func(context
 		Hosts:          d.hosts,
 		CreateListener: createListener,
 		OnVerified:     func(string) { d.stats.verifies.Add(1) },
-		OnPaired:       func(pairing.PairedHost) { d.stats.pairSetups.Add(1) },
+		OnPaired:       d.onPaired,
 		Logger:         d.log,
 	})
 }

@@ -55,6 +55,9 @@ type FleetConfig struct {
 	// TSS URL at TSSURL.
 	TSSAddr string
 	Logger  *slog.Logger
+
+	// LogRate is every device's log chatter (Config.LogRate).
+	LogRate float64
 }
 
 // Fleet is a running set of devices. Its methods are safe for concurrent
@@ -159,7 +162,7 @@ func (f *Fleet) deviceConfig(i int) Config {
 	c := Config{
 		Index: i, Seed: f.cfg.Seed, Profile: f.cfg.Profile, LockdownKey: f.cfg.LockdownKey,
 		Mux: f.mux, UndashedSerial: f.cfg.UndashedSerial, Realism: f.cfg.Realism, Trust: f.cfg.Trust,
-		Services: f.cfg.Services, Logger: f.log,
+		Services: f.cfg.Services, LogRate: f.cfg.LogRate, Logger: f.log,
 		DeveloperMode: f.cfg.DeveloperMode, Passcode: f.cfg.Passcode, SeedManifests: f.cfg.SeedManifests, RebootDown: f.cfg.RebootDown,
 	}
 	if f.cfg.StateDir != "" {

@@ -1,0 +1,207 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iosmux/iosmux/services/crash"
+)
+
+func TestHostName(t *testing.T) {
+	for in, want := range map[string]string{"iPhone (sim 1)": "iPhone-sim-1", "John's iPhone": "John-s-iPhone", "": "iPhone", "日本": "iPhone", "a--b": "a-b"} {
+		if got := HostName(in); got != want {
+			t.Errorf("HostName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestProcesses: launches number from 300, signals follow their default
+// actions, and launchd cannot be killed.
+func TestProcesses(t *testing.T) {
+	pt := newProcesses(time.Now)
+	var events []ProcessEvent
+	pt.Observe(func(ev ProcessEvent) { events = append(events, ev) })
+	base := len(pt.List())
+	if base != len(systemDaemons) || pt.List()[0].PID != 1 || pt.List()[0].Name != "launchd" {
+		t.Fatalf("boot table %+v", pt.List())
+	}
+	p, err := pt.Launch(Launch{Path: "/x/Demo.app/Demo", BundleID: "com.example.demo", Stopped: true})
+	if err != nil || p.PID != firstAppPID || p.Name != "Demo" || p.State != ProcessStopped {
+		t.Fatalf("Launch = %+v, %v", p, err)
+	}
+	steps := []struct {
+		sig  Signal
+		want ProcessState
+	}{{SIGCONT, ProcessRunning}, {SIGCHLD, ProcessRunning}, {SIGSTOP, ProcessStopped}, {SIGCONT, ProcessRunning}, {SIGSEGV, ProcessExited}}
+	for _, s := range steps {
+		if err := pt.Signal(p.PID, s.sig); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := pt.Get(p.PID); got.State != s.want {
+			t.Fatalf("after %s: %s, want %s", s.sig, got.State, s.want)
+		}
+	}
+	if got, _ := pt.Get(p.PID); got.Signal != SIGSEGV || !got.Signal.Crashes() {
+		t.Errorf("exited process %+v", got)
+	}
+	if err := pt.Signal(p.PID, SIGKILL); !errors.Is(err, ErrNoProcess) {
+		t.Errorf("signal to an exited process: %v", err)
+	}
+	if err := pt.Signal(1, SIGKILL); err != nil || len(pt.List()) != base {
+		t.Errorf("launchd: %v, %d processes", err, len(pt.List()))
+	}
+	kinds := []ProcessEventKind{ProcessLaunched, ProcessContinued, ProcessStoppedEvent, ProcessContinued, ProcessExitedEvent}
+	if len(events) != len(kinds) {
+		t.Fatalf("%d events, want %d", len(events), len(kinds))
+	}
+	for i, k := range kinds {
+		if events[i].Kind != k {
+			t.Errorf("event %d: %d, want %d", i, events[i].Kind, k)
+		}
+	}
+	for range keepExited + 10 {
+		q, _ := pt.Launch(Launch{Path: "/bin/x"})
+		pt.Exit(q.PID)
+	}
+	if _, ok := pt.Get(p.PID); ok {
+		t.Error("the table keeps every exited process")
+	}
+	pt.reset()
+	if len(pt.List()) != base {
+		t.Errorf("after reset %d processes", len(pt.List()))
+	}
+}
+
+// TestLogsQueue: a connection that does not read loses the lines beyond
+// its queue, and they are counted; one that reads loses none.
+func TestLogsQueue(t *testing.T) {
+	l := newLogs("iPhone", time.Now)
+	slow := l.subscribe()
+	fast := l.subscribe()
+	got := 0
+	for range 3 {
+		batch := make([]LogLine, logQueue/2)
+		for i := range batch {
+			batch[i] = LogLine{Path: "/usr/libexec/logd", Message: "m"}
+		}
+		l.Write(batch...)
+		lines, err := fast.take(context.Background(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += len(lines)
+	}
+	st := l.Stats()
+	if got != 3*logQueue/2 || st.Written != uint64(got) || st.Dropped != uint64(logQueue/2) || st.Subscribers != 2 {
+		t.Errorf("fast got %d; stats %+v", got, st)
+	}
+	l.unsubscribe(slow)
+	if st := l.Stats(); st.Dropped != uint64(logQueue/2) || st.Subscribers != 1 {
+		t.Errorf("after the slow one left: %+v", st)
+	}
+	if l.Count("logd") != uint64(got) || l.Count("other") != 0 {
+		t.Errorf("Count = %d", l.Count("logd"))
+	}
+}
+
+// TestChatter: the chatter keeps its rate (within the slack of one
+// second's start-up), stops at rate 0, and writes lines of the running
+// daemons.
+func TestChatter(t *testing.T) {
+	l := newLogs("iPhone", time.Now)
+	pt := newProcesses(time.Now)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); l.runChatter(ctx, pt) }()
+	defer func() { cancel(); <-done }()
+	rec := l.Record()
+	start := time.Now()
+	l.SetRate(2000)
+	time.Sleep(500 * time.Millisecond)
+	l.SetRate(0)
+	elapsed := time.Since(start)
+	time.Sleep(50 * time.Millisecond)
+	lines := rec.Stop()
+	if max := int(2000*elapsed.Seconds()) + 20; len(lines) == 0 || len(lines) > max {
+		t.Fatalf("%d lines in %v at 2000/s (at most %d)", len(lines), elapsed, max)
+	}
+	n := l.Stats().Written
+	time.Sleep(50 * time.Millisecond)
+	if l.Stats().Written != n {
+		t.Error("chatter went on at rate 0")
+	}
+	for i, line := range lines {
+		if line.Seq != uint64(i+1) || line.PID == 0 || line.Message == "" {
+			t.Fatalf("line %d: %+v", i, line)
+		}
+	}
+}
+
+// TestCrashReport: killing an app with a crashing signal saves a report
+// in the crash folder, then logs the line a watcher looks for; SIGKILL
+// saves none.
+func TestCrashReport(t *testing.T) {
+	r := newRig(t)
+	d := r.device(t, Config{})
+	rec := d.Logs().Record()
+	p, err := d.Processes().Launch(Launch{Path: "/private/var/containers/Bundle/Application/X/Demo.app/Demo", BundleID: "com.example.demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _ := d.Processes().Launch(Launch{Path: "/x/Other.app/Other"})
+	if err := d.Processes().Signal(q.PID, SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Processes().Signal(p.PID, SIGABRT); err != nil {
+		t.Fatal(err)
+	}
+	lines := rec.Stop()
+	var saved string
+	for _, l := range lines {
+		if name, ok := crash.SavedReport(l.Path, l.Image, l.Message); ok {
+			if saved != "" {
+				t.Errorf("two reports announced: %s, %s", saved, name)
+			}
+			saved = name
+		}
+	}
+	if !strings.HasPrefix(saved, "Demo-") {
+		t.Fatalf("no report announced for Demo in %d lines", len(lines))
+	}
+	b, err := os.ReadFile(filepath.Join(d.CrashFolder(), saved))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, body, err := crash.ParseHeader(b)
+	if err != nil || h.Name != "Demo" || h.BugType != "309" || h.BundleID != "com.example.demo" || !strings.Contains(string(body), `"SIGABRT"`) {
+		t.Errorf("report %+v, %v", h, err)
+	}
+	entries, _ := os.ReadDir(d.CrashFolder())
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	for _, want := range []string{"SimApp-2026-01-01-120000.ips", "Retired", "DiagnosticLogs", appstored, saved} {
+		if !strings.Contains(strings.Join(names, " "), want) {
+			t.Errorf("crash folder %v lacks %s", names, want)
+		}
+	}
+	if strings.Contains(strings.Join(names, " "), "Other-") {
+		t.Error("SIGKILL left a crash report")
+	}
+	// The seeded report parses as pycrashreport's user-mode crash.
+	b, _ = os.ReadFile(filepath.Join(d.CrashFolder(), "SimApp-2026-01-01-120000.ips"))
+	if h, _, err := crash.ParseHeader(b); err != nil || h.Kind() != "crash" {
+		t.Errorf("seeded report: %+v, %v", h, err)
+	}
+	dir := d.CrashFolder()
+	d.Close()
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the temporary crash folder outlived the device: %v", err)
+	}
+}
