@@ -309,7 +309,7 @@ func New(cfg Config) (*Device, error) {
 		d.diag.close()
 		return nil, fmt.Errorf("sim: %s: %w", d.id.UDID, err)
 	}
-	d.lockdownServices(append(append(d.developerServices(), d.files.services()...), cfg.Services...), services)
+	d.lockdownServices(append(append(append(d.developerServices(), d.files.services()...), d.diag.services()...), cfg.Services...), services)
 	d.ld, err = lockdown.NewDevice(lockdown.DeviceConfig{
 		Values:   d.values,
 		Domains:  d.domains,
@@ -453,6 +453,7 @@ func (d *Device) startLocked() error {
 
 // shutdownLocked ends the current boot. Caller holds opMu.
 func (d *Device) shutdownLocked() {
+	d.diag.goingDown()
 	d.mu.Lock()
 	b := d.boot
 	d.boot = nil

@@ -54,6 +54,14 @@ func (g *diagnostics) onBoot(b *boot) {
 	b.wg.Go(func() { g.logs.runChatter(b.ctx, g.procs) })
 }
 
+// goingDown tells notification observers the device is going away
+// (ProxyDeath, notify.md §4) while their connections still work.
+func (g *diagnostics) goingDown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	g.bus.Shutdown(ctx)
+}
+
 // log writes one line from the daemon named name.
 func (g *diagnostics) log(name string, level LogLevel, msg string) {
 	line := LogLine{Path: "/usr/libexec/" + name, Level: level, Message: msg}

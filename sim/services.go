@@ -105,6 +105,7 @@ func trustedServices(d *Device, extra []Service) []Service {
 			Serve: func(ctx context.Context, c net.Conn) { d.serveLockdownShim(ctx, c, LockdownUntrusted, false) }},
 	}
 	list = append(list, d.developerServices()...)
+	list = append(list, d.diag.services()...)
 	list = append(list, d.files.services()...)
 	list = append(list,
 		raw(SinkService, serveSink),
@@ -118,7 +119,7 @@ func trustedServices(d *Device, extra []Service) []Service {
 // published iOS 17.0 example (rsd.md §5); only the tunnel service
 // and the untrusted lockdown shim are served, so only they are listed.
 func untrustedServices(d *Device, tunnelService func(context.Context, net.Conn)) []Service {
-	return []Service{
+	return mergeServices([]Service{
 		{Name: "com.apple.fusion.remote.service", Entitlement: "com.apple.fusion.remote.service", Properties: xpcProps(1, true)},
 		{Name: "com.apple.gputools.remote.agent", Entitlement: "com.apple.private.gputoolstransportd", Properties: xpcProps(1, true)},
 		{Name: "com.apple.internal.dt.coredevice.untrusted.tunnelservice", Entitlement: "com.apple.dt.coredevice.tunnelservice.client",
@@ -128,7 +129,7 @@ func untrustedServices(d *Device, tunnelService func(context.Context, net.Conn))
 		{Name: LockdownUntrusted, Entitlement: LockdownUntrusted, Properties: xpcProps(1, true),
 			Serve: func(ctx context.Context, c net.Conn) { d.serveLockdownShim(ctx, c, LockdownUntrusted, false) }},
 		{Name: "com.apple.osanalytics.logTransfer", Entitlement: "com.apple.ReportCrash.antenna-access", Properties: xpcProps(0, true)},
-	}
+	}, d.diag.untrustedRSDServices())
 }
 
 func mergeServices(list, extra []Service) []Service {

@@ -118,6 +118,16 @@ func TestShutdown(t *testing.T) {
 		t.Fatalf("Shutdown = %v", err)
 	}
 	_ = conn
+	c3, _ := r.dial(t)
+	c3.Observe(ctx, "y")
+	waitObservers(t, r.bus, "y", 1)
+	r.bus.Shutdown(ctx)
+	if _, err := c3.Next(ctx); !errors.Is(err, ErrProxyDeath) {
+		t.Errorf("Next after Bus.Shutdown = %v, want ErrProxyDeath", err)
+	}
+	if r.bus.Observers("y") != 0 {
+		t.Error("Shutdown returned with the connection still registered")
+	}
 	c2, _ := r.dial(t)
 	c2.Observe(ctx, "x")
 	waitObservers(t, r.bus, "x", 1)

@@ -36,6 +36,9 @@ type observer struct {
 	out      chan string
 	overflow chan struct{} // closed when out was full
 	once     sync.Once
+	die      chan struct{} // closed by Shutdown
+	dieOnce  sync.Once
+	done     chan struct{} // closed when Serve has returned
 }
 
 // Post relays name to every connection observing it.
@@ -53,6 +56,28 @@ func (b *Bus) Post(name string) {
 		case o.out <- name:
 		default:
 			o.once.Do(func() { close(o.overflow) })
+		}
+	}
+}
+
+// Shutdown ends every connection as a device going down does: each gets
+// ProxyDeath and is closed. It returns when they have ended, or when ctx
+// does.
+func (b *Bus) Shutdown(ctx context.Context) {
+	b.mu.Lock()
+	var all []*observer
+	for o := range b.conns {
+		all = append(all, o)
+	}
+	b.mu.Unlock()
+	for _, o := range all {
+		o.dieOnce.Do(func() { close(o.die) })
+	}
+	for _, o := range all {
+		select {
+		case <-o.done:
+		case <-ctx.Done():
+			return
 		}
 	}
 }
@@ -95,8 +120,10 @@ func (b *Bus) remove(o *observer) {
 // without a known Command, or without a Name where one is needed, are
 // ignored (SIM).
 func (b *Bus) Serve(ctx context.Context, conn net.Conn) {
-	o := &observer{names: map[string]bool{}, out: make(chan string, queueLen), overflow: make(chan struct{})}
+	o := &observer{names: map[string]bool{}, out: make(chan string, queueLen), overflow: make(chan struct{}),
+		die: make(chan struct{}), done: make(chan struct{})}
 	b.add(o)
+	defer close(o.done)
 	defer b.remove(o)
 	pc := lockdown.NewPlistConn(conn, 64<<10)
 	rctx, stopReading := context.WithCancel(ctx)
@@ -126,6 +153,9 @@ func (b *Bus) Serve(ctx context.Context, conn net.Conn) {
 			}
 			return
 		case <-ctx.Done():
+			send(Message{Command: CommandDeath})
+			return
+		case <-o.die:
 			send(Message{Command: CommandDeath})
 			return
 		case <-o.overflow:

@@ -1,0 +1,31 @@
+package sim
+
+import (
+	"github.com/iosmux/iosmux/services/reach"
+)
+
+// The services of the device's logs and reports, each registered once and
+// served by both names (services.go: its RSD shim with RSDCheckin, its
+// lockdown name through StartService with service TLS). They need no
+// developer disk image, so they are listed from boot. crashreportcopymobile
+// joins them with services/afc.
+func (g *diagnostics) services() []Service {
+	shim := func(s reach.Service, entitlement string, h reach.Handler) Service {
+		return Service{Name: s.RSD, Lockdown: s.Lockdown, Entitlement: entitlement, Handler: h}
+	}
+	return []Service{
+		shim(reach.SyslogRelay, LockdownTrusted, g.serveSyslog),
+		shim(reach.OSTraceRelay, LockdownTrusted, g.serveOSTrace),
+		shim(reach.NotificationProxy, LockdownTrusted, g.serveNotify),
+		// Listed on the trusted RSD too, with the untrusted entitlement
+		// (notify.md §1).
+		shim(reach.InsecureNotificationProxy, LockdownUntrusted, g.serveNotify),
+		shim(reach.CrashReportMover, LockdownTrusted, g.serveMover),
+	}
+}
+
+// untrustedRSDServices are this part's entries of the untrusted RSD: the
+// insecure notification proxy, open before pairing.
+func (g *diagnostics) untrustedRSDServices() []Service {
+	return []Service{{Name: reach.InsecureNotificationProxy.RSD, Entitlement: LockdownUntrusted, Handler: g.serveNotify}}
+}
