@@ -131,7 +131,8 @@ func (d *Device) onPaired(h pairing.PairedHost) {
 func (g *diagnostics) serveSyslog(ctx context.Context, conn net.Conn) {
 	s := g.logs.subscribe()
 	defer g.logs.unsubscribe(s)
-	syslog.Serve(ctx, conn, &syslogFeed{l: g.logs, s: s})
+	host := g.logs.HostName()
+	syslog.Serve(ctx, conn, &feed[syslog.Entry]{s: s, conv: func(l *LogLine) syslog.Entry { return l.Syslog(host) }})
 }
 
 // serveOSTrace is os_trace_relay's device role for one connection.
@@ -167,7 +168,7 @@ func (o ostraceDevice) Processes() []ostrace.Process {
 func (o ostraceDevice) Activity(ctx context.Context, req ostrace.ActivityRequest) (ostrace.Feed, error) {
 	s := o.g.logs.subscribe()
 	context.AfterFunc(ctx, func() { o.g.logs.unsubscribe(s) })
-	return &recordFeed{s: s}, nil
+	return &feed[ostrace.Record]{s: s, conv: (*LogLine).Record}, nil
 }
 
 // Archive writes a small PAX tar (ostrace.md §4, SIM): an Info.plist as

@@ -318,42 +318,23 @@ func (l *Logs) unsubscribe(s *logSub) {
 	l.mu.Unlock()
 }
 
-// syslogFeed feeds one syslog_relay connection.
-type syslogFeed struct {
-	l     *Logs
+// feed turns one connection's queued lines into what its service sends:
+// syslog entries or os_trace records.
+type feed[T any] struct {
 	s     *logSub
+	conv  func(*LogLine) T
 	spare []LogLine
-	out   []syslog.Entry
+	out   []T
 }
 
-func (f *syslogFeed) Next(ctx context.Context) ([]syslog.Entry, error) {
+func (f *feed[T]) Next(ctx context.Context) ([]T, error) {
 	lines, err := f.s.take(ctx, f.spare)
 	if err != nil {
 		return nil, err
 	}
 	f.out = f.out[:0]
 	for i := range lines {
-		f.out = append(f.out, lines[i].Syslog(f.l.host))
-	}
-	f.spare = lines
-	return f.out, nil
-}
-
-// recordFeed feeds one os_trace_relay activity stream.
-type recordFeed struct {
-	s     *logSub
-	spare []LogLine
-	out   []ostrace.Record
-}
-
-func (f *recordFeed) Next(ctx context.Context) ([]ostrace.Record, error) {
-	lines, err := f.s.take(ctx, f.spare)
-	if err != nil {
-		return nil, err
-	}
-	f.out = f.out[:0]
-	for i := range lines {
-		f.out = append(f.out, lines[i].Record())
+		f.out = append(f.out, f.conv(&lines[i]))
 	}
 	f.spare = lines
 	return f.out, nil

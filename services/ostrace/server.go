@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/lockdown"
+	"github.com/iosmux/iosmux/services/reach"
 )
 
 // Feed is where the device role gets the records of one activity stream.
@@ -137,8 +138,8 @@ func (s *Server) reply(ctx context.Context, conn net.Conn, v any) error {
 
 // activity streams records until the host goes or ctx ends.
 func (s *Server) activity(ctx context.Context, conn net.Conn, req ActivityRequest) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	feed, err := s.Device.Activity(ctx, req)
 	if err != nil {
 		_ = s.reply(ctx, conn, map[string]any{"Status": "RequestFailed", "Error": err.Error()})
@@ -148,19 +149,8 @@ func (s *Server) activity(ctx context.Context, conn net.Conn, req ActivityReques
 		return err
 	}
 	// Hosts send nothing more; a read returning means they hung up.
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, err := io.Copy(io.Discard, conn)
-		if err == nil {
-			err = io.EOF
-		}
-		cancel(err)
-	}()
-	defer func() {
-		_ = conn.SetReadDeadline(time.Unix(1, 0))
-		<-done
-	}()
+	ctx, stop := reach.WatchHangup(ctx, conn)
+	defer stop()
 	var buf []byte
 	for {
 		recs, err := feed.Next(ctx)

@@ -3,6 +3,7 @@ package reach
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -38,4 +39,29 @@ func ServeRSD(ctx context.Context, conn net.Conn, s Service, h Handler) error {
 	}
 	h(ctx, conn)
 	return nil
+}
+
+// WatchHangup is for device roles of services where the host sends nothing
+// once the stream starts (syslog_relay, an os_trace activity): it reads and
+// drops what the host sends, and the context it returns ends when the host
+// hangs up (or ctx does), with the read's error as the cause. stop ends the
+// watch and returns once its goroutine has; call it before conn is closed
+// or reused.
+func WatchHangup(ctx context.Context, conn net.Conn) (watched context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, err := io.Copy(io.Discard, conn)
+		if err == nil {
+			err = io.EOF
+		}
+		cancel(err)
+	}()
+	return ctx, func() {
+		_ = conn.SetReadDeadline(time.Unix(1, 0))
+		<-done
+		cancel(nil)
+		_ = conn.SetReadDeadline(time.Time{})
+	}
 }

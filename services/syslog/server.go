@@ -2,9 +2,10 @@ package syslog
 
 import (
 	"context"
-	"io"
 	"net"
 	"time"
+
+	"github.com/iosmux/iosmux/services/reach"
 )
 
 // AppendLine appends e as the device sends it: the line vis-encoded, then
@@ -35,23 +36,8 @@ const WriteTimeout = 30 * time.Second
 // It reads nothing the host sends (hosts send nothing) but watches for the
 // host closing, so a quiet feed does not keep a dead connection.
 func Serve(ctx context.Context, conn net.Conn, feed Feed) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, err := io.Copy(io.Discard, conn)
-		if err == nil {
-			err = io.EOF
-		}
-		cancel(err)
-	}()
-	defer func() {
-		// Unblock the watcher: the caller closes conn after Serve, but
-		// the watcher must be gone before Serve returns.
-		_ = conn.SetReadDeadline(time.Unix(1, 0))
-		<-done
-	}()
+	ctx, stop := reach.WatchHangup(ctx, conn)
+	defer stop()
 	// A write blocked on a host that stopped reading ends with ctx too.
 	stopWrites := context.AfterFunc(ctx, func() { _ = conn.SetWriteDeadline(time.Unix(1, 0)) })
 	defer stopWrites()
