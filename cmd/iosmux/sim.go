@@ -53,6 +53,7 @@ type simOptions struct {
 	tss                             string
 	seedManifests                   []string
 	developerMode, passcode         bool
+	logRate                         float64
 }
 
 // profileFlag adds --name taking a sim profile: one of sim.Profiles or
@@ -112,6 +113,7 @@ func newSimCmd(a *app) *cobra.Command {
 	f.StringArrayVar(&o.seedManifests, "seed-manifest", nil, "give every device a manifest for the image of the DDI in `DIR` (repeatable)")
 	f.BoolVar(&o.developerMode, "developer-mode", false, "start new devices with Developer Mode on")
 	f.BoolVar(&o.passcode, "passcode", false, "the devices have a passcode (they refuse to arm Developer Mode)")
+	f.Float64Var(&o.logRate, "log-rate", 0, "each device's background log chatter in `LINES` per second (0: only the device's own events)")
 	addJSONFlag(cmd, &o.asJSON, "the endpoints")
 	return cmd
 }
@@ -143,7 +145,7 @@ func runSim(ctx context.Context, a *app, o simOptions) error {
 	}
 	cfg := sim.FleetConfig{Count: o.count, Seed: o.seed, Profile: prof, StateDir: o.stateDir, SocketPath: o.socket,
 		Loopback: o.loopback, UndashedSerial: o.undashed, Realism: real, Trust: tr, Logger: a.log,
-		SeedManifests: o.seedManifests, DeveloperMode: o.developerMode, Passcode: o.passcode}
+		SeedManifests: o.seedManifests, DeveloperMode: o.developerMode, Passcode: o.passcode, LogRate: o.logRate}
 	if o.tss != "none" {
 		cfg.TSSAddr = o.tss
 	}

@@ -77,6 +77,10 @@ Bad usage exits 2, a failure 1.`,
 		newTunneldCmd(a),
 		newBackendCmd(a),
 		newSimCmd(a),
+		// Logs, reports and notifications.
+		newSyslogCmd(a),
+		newProcessesCmd(a),
+		newNotifyCmd(a),
 		// The program itself.
 		newVersionCmd(a),
 		newCompletionCmd(a),

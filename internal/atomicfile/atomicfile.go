@@ -12,6 +12,7 @@ package atomicfile
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -55,7 +56,24 @@ func NoReplace() Option { return func(op *options) { op.noReplace = true } }
 var testHookMidWrite func()
 
 // Write replaces path's contents with data, atomically, with mode perm.
-func Write(path string, data []byte, perm fs.FileMode, opts ...Option) (err error) {
+func Write(path string, data []byte, perm fs.FileMode, opts ...Option) error {
+	return WriteFunc(path, perm, func(w io.Writer) error {
+		half := len(data) / 2
+		if _, err := w.Write(data[:half]); err != nil {
+			return err
+		}
+		if testHookMidWrite != nil {
+			testHookMidWrite()
+		}
+		_, err := w.Write(data[half:])
+		return err
+	}, opts...)
+}
+
+// WriteFunc is Write for contents too large to hold in memory (a log
+// archive, a crash report being pulled): write streams them into the
+// temporary file; if it fails, the target is left as it was.
+func WriteFunc(path string, perm fs.FileMode, write func(w io.Writer) error, opts ...Option) (err error) {
 	var op options
 	for _, o := range opts {
 		o(&op)
@@ -82,7 +100,7 @@ func Write(path string, data []byte, perm fs.FileMode, opts ...Option) (err erro
 			os.Remove(tmp)
 		}
 	}()
-	if err := fill(f, data, perm, op.owner); err != nil {
+	if err := fill(f, write, perm, op.owner); err != nil {
 		f.Close()
 		return fmt.Errorf("atomicfile: %s: %w", path, err)
 	}
@@ -107,16 +125,9 @@ func Write(path string, data []byte, perm fs.FileMode, opts ...Option) (err erro
 	return nil
 }
 
-// fill writes data to f, sets its mode and owner and syncs it.
-func fill(f *os.File, data []byte, perm fs.FileMode, owner *Owner) error {
-	half := len(data) / 2
-	if _, err := f.Write(data[:half]); err != nil {
-		return err
-	}
-	if testHookMidWrite != nil {
-		testHookMidWrite()
-	}
-	if _, err := f.Write(data[half:]); err != nil {
+// fill writes the contents to f, sets its mode and owner and syncs it.
+func fill(f *os.File, write func(io.Writer) error, perm fs.FileMode, owner *Owner) error {
+	if err := write(f); err != nil {
 		return err
 	}
 	if err := f.Chmod(perm); err != nil {

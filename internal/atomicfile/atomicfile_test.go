@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -191,5 +193,39 @@ func BenchmarkWrite(b *testing.B) {
 		if err := Write(p, data, 0o600); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestWriteFunc: streamed contents land whole; a failing writer leaves
+// the old file and no temporary behind.
+func TestWriteFunc(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "archive.tar")
+	if err := os.WriteFile(p, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("device went away")
+	err := WriteFunc(p, 0o600, func(w io.Writer) error {
+		w.Write([]byte("partial"))
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("WriteFunc = %v, want the writer's error", err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "old" {
+		t.Errorf("after a failed write the file holds %q", b)
+	}
+	if err := WriteFunc(p, 0o640, func(w io.Writer) error {
+		_, err := io.Copy(w, strings.NewReader(strings.Repeat("x", 1<<20)))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(p)
+	if fi.Size() != 1<<20 || fi.Mode().Perm() != 0o640 {
+		t.Errorf("file %d bytes, mode %v", fi.Size(), fi.Mode().Perm())
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("left behind: %v", entries)
 	}
 }

@@ -2,6 +2,7 @@ package syslog
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"strconv"
@@ -141,4 +142,28 @@ func (p *Printer) Print(e *Entry) error {
 	p.buf = b
 	_, err := p.w.Write(b)
 	return err
+}
+
+// Copy streams c's lines that pass f to p until ctx ends, the stream ends
+// or a write fails, flushing p whenever no more received lines wait (a
+// burst is written at once, a lone line at once too). It returns how many
+// lines it printed.
+func Copy(ctx context.Context, c *Client, f *Filter, p *Printer) (int, error) {
+	n := 0
+	err := c.Run(ctx, func(e *Entry) error {
+		if f.Allow(e) {
+			if err := p.Print(e); err != nil {
+				return err
+			}
+			n++
+		}
+		if !c.Buffered() {
+			return p.Flush()
+		}
+		return nil
+	})
+	if ferr := p.Flush(); err == nil {
+		err = ferr
+	}
+	return n, err
 }

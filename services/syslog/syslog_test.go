@@ -433,3 +433,14 @@ func (f fakeConn) RemoteAddr() net.Addr             { return nil }
 func (f fakeConn) SetDeadline(time.Time) error      { return nil }
 func (f fakeConn) SetReadDeadline(time.Time) error  { return nil }
 func (f fakeConn) SetWriteDeadline(time.Time) error { return nil }
+
+// TestCopy: only the lines that pass are printed, each burst flushed.
+func TestCopy(t *testing.T) {
+	wire := readHex(t, "log03_syslog_relay_stream.hex")
+	c := NewClient(fakeConn{bytes.NewReader(wire)}, 0)
+	var out bytes.Buffer
+	n, err := Copy(context.Background(), c, &Filter{Processes: []string{"SpringBoard"}}, NewPrinter(&out, Plain, nil))
+	if !errors.Is(err, ErrClosed) || n != 1 || out.String() != "Jan  2 03:04:06 iPhone SpringBoard[58] <Error>: café test\n" {
+		t.Errorf("Copy = %d, %v; printed %q", n, err, out.String())
+	}
+}

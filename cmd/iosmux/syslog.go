@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"time"
+
+	"github.com/iosmux/iosmux/internal/atomicfile"
+	"github.com/iosmux/iosmux/services/ostrace"
+	"github.com/iosmux/iosmux/services/reach"
+	"github.com/iosmux/iosmux/services/syslog"
+	"github.com/spf13/cobra"
+)
+
+const syslogHelp = `
+Streams the device's log (syslog_relay, docs/protocols/syslog.md) until
+interrupted. It needs no developer disk image. Lines are decoded (vis
+escapes) and printed as the device wrote them, coloured on a terminal, or
+as JSON lines with --json (time, device, process, image, pid, level,
+message). The device sends every line; --process, --pid, --level and
+--match select on this host.
+
+` + serviceTargetHelp
+
+type syslogOptions struct {
+	target    *serviceTarget
+	asJSON    bool
+	noColor   bool
+	processes []string
+	pids      []int
+	match     string
+	level     string
+	timeout   time.Duration
+}
+
+func newSyslogCmd(a *app) *cobra.Command {
+	o := &syslogOptions{}
+	cmd := &cobra.Command{
+		Use:   "syslog",
+		Short: "stream the device's log, filtered by process, pid, level or pattern",
+		Long:  syslogHelp,
+		Example: `  iosmux syslog
+  iosmux syslog --process SpringBoard --level error
+  iosmux syslog --udid 00008110-001A2B3C4D5E6F70 --match 'crash|fault' --json
+  iosmux syslog --tunnel 00008110-001A2B3C4D5E6F70 --pid 58`,
+		RunE: func(cmd *cobra.Command, args []string) error { return runSyslog(cmd, a, o) },
+	}
+	o.target = addServiceTarget(a, cmd)
+	f := cmd.Flags()
+	f.StringArrayVarP(&o.processes, "process", "p", nil, "only lines of this process `NAME` (repeatable)")
+	f.IntSliceVar(&o.pids, "pid", nil, "only lines of this process `ID` (repeatable)")
+	f.StringVarP(&o.match, "match", "m", "", "only lines matching this regular `EXPRESSION` (Go syntax, whole line)")
+	f.StringVar(&o.level, "level", "", "only lines at least this severe: debug, info, notice, warning, error, fault, critical, alert, emergency")
+	f.BoolVar(&o.noColor, "no-color", false, "no colours, even on a terminal")
+	addJSONFlag(cmd, &o.asJSON, "each line")
+	addTimeoutFlag(cmd, &o.timeout, 30*time.Second, "to reach the device")
+	cmd.AddCommand(newSyslogCollectCmd(a))
+	return cmd
+}
+
+func (o *syslogOptions) filter() (*syslog.Filter, error) {
+	f := &syslog.Filter{Processes: o.processes, PIDs: o.pids}
+	if o.match != "" {
+		re, err := regexp.Compile(o.match)
+		if err != nil {
+			return nil, usagef("--match %q: %v", o.match, err)
+		}
+		f.Match = re
+	}
+	if o.level != "" {
+		l, err := syslog.ParseLevel(o.level)
+		if err != nil {
+			return nil, usageErr(err)
+		}
+		f.MinLevel = l
+	}
+	return f, nil
+}
+
+func runSyslog(cmd *cobra.Command, a *app, o *syslogOptions) error {
+	if err := o.target.check(cmd); err != nil {
+		return err
+	}
+	f, err := o.filter()
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	octx, cancel := context.WithTimeout(ctx, o.timeout)
+	dev, err := o.target.open(octx, a, cmd)
+	if err != nil {
+		cancel()
+		return err
+	}
+	conn, err := dev.Open(octx, reach.SyslogRelay)
+	cancel()
+	if err != nil {
+		return err
+	}
+	c := syslog.NewClient(conn, 0)
+	defer c.Close()
+	format := syslog.Plain
+	switch {
+	case o.asJSON:
+		format = syslog.JSON
+	case !o.noColor && a.terminal(a.stdout):
+		format = syslog.Color
+	}
+	a.log.Debug("syslog: streaming", "udid", dev.UDID())
+	_, err = syslog.Copy(ctx, c, f, syslog.NewPrinter(a.stdout, format, nil))
+	if ctx.Err() != nil {
+		return nil // interrupted: the normal end
+	}
+	if errors.Is(err, syslog.ErrClosed) {
+		return fmt.Errorf("%s: %w (did it reboot or go away?)", dev.UDID(), err)
+	}
+	return err
+}
+
+const syslogCollectHelp = `
+Saves the device's log archive (os_trace_relay's CreateArchive,
+docs/protocols/ostrace.md): a tar of its log store, which macOS's 'log'
+tool reads once unpacked into a folder named NAME.logarchive. The file is
+written whole or not at all (streamed to a temporary file beside it, then
+renamed), with mode 0600; a spinner counts the bytes on a terminal.
+
+` + serviceTargetHelp
+
+func newSyslogCollectCmd(a *app) *cobra.Command {
+	var o struct {
+		target  *serviceTarget
+		asJSON  bool
+		age     int64
+		size    int64
+		since   time.Duration
+		timeout time.Duration
+	}
+	cmd := &cobra.Command{
+		Use:   "collect FILE",
+		Short: "save the device's log archive (a .logarchive tarball) to FILE",
+		Long:  syslogCollectHelp,
+		Example: `  iosmux syslog collect device-logs.tar
+  iosmux syslog collect --since 1h --udid 00008110-001A2B3C4D5E6F70 logs.tar`,
+		Args: exactArgs(1, "FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.target.check(cmd); err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+			defer cancel()
+			dev, err := o.target.open(ctx, a, cmd)
+			if err != nil {
+				return err
+			}
+			c, err := ostrace.Open(ctx, dev)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			req := ostrace.ArchiveRequest{AgeLimit: o.age, SizeLimit: o.size}
+			if o.since > 0 {
+				req.StartTime = time.Now().Add(-o.since)
+			}
+			bar := a.progressOut(o.asJSON).Bytes(-1, "log archive")
+			var n int64
+			err = atomicfile.WriteFunc(args[0], 0o600, func(w io.Writer) error {
+				var err error
+				n, err = c.CreateArchive(ctx, w, req, func(n int64) { bar.Set(n, -1) })
+				return err
+			})
+			bar.Done()
+			if err != nil {
+				return fmt.Errorf("%s: %w", dev.UDID(), err)
+			}
+			if o.asJSON {
+				return writeJSON(a.stdout, map[string]any{"udid": dev.UDID(), "file": args[0], "bytes": n})
+			}
+			fmt.Fprintf(a.stdout, "%s: saved %d bytes of logs to %s\n", dev.UDID(), n, args[0])
+			return nil
+		},
+	}
+	o.target = addServiceTarget(a, cmd)
+	f := cmd.Flags()
+	f.Int64Var(&o.age, "age", 0, "only the last `DAYS` days (the device's default without it)")
+	f.Int64Var(&o.size, "size", 0, "at most about `BYTES` bytes")
+	f.DurationVar(&o.since, "since", 0, "only entries of the last `DURATION` (e.g. 1h)")
+	addJSONFlag(cmd, &o.asJSON, "the result")
+	addTimeoutFlag(cmd, &o.timeout, 10*time.Minute, "for the whole transfer")
+	return cmd
+}
