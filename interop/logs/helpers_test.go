@@ -12,11 +12,13 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -203,4 +205,78 @@ func (c *command) waitOutput(ctx context.Context, ok func(stdout string) bool) (
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// buildIOSMux builds the iosmux command once per test binary.
+var iosmuxBin = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "logs-interop-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "iosmux")
+	build := exec.Command("go", "build", "-o", bin, "github.com/iosmux/iosmux/cmd/iosmux")
+	build.Dir = filepath.Join(interopDir(), "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building iosmux: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+func buildIOSMux(t testing.TB) string {
+	t.Helper()
+	bin, err := iosmuxBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// lineCounter counts the lines written to it and keeps the last one, for
+// output too large to keep.
+type lineCounter struct {
+	mu    sync.Mutex
+	n     int
+	last  []byte
+	cur   []byte
+	match []byte // if set, only lines containing it count
+}
+
+func (w *lineCounter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range p {
+		if c != '\n' {
+			w.cur = append(w.cur, c)
+			continue
+		}
+		if w.match == nil || bytes.Contains(w.cur, w.match) {
+			w.n++
+		}
+		w.last, w.cur = append(w.last[:0], w.cur...), w.cur[:0]
+	}
+	return len(p), nil
+}
+
+func (w *lineCounter) count() (int, string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.n, string(w.last)
+}
+
+// peakRSS is a running process's peak resident memory (Linux VmHWM).
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb); err != nil {
+				return 0, err
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 }
