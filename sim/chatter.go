@@ -120,3 +120,44 @@ func chatterLine(n uint64, running []Process) LogLine {
 	}
 	return line
 }
+
+// Flood writes n lines of chatter (the same n lines on every call) as fast
+// as the connections streaming the log take them: unlike the rate-driven
+// chatter it waits for room in their queues rather than let them drop
+// lines, so a benchmark measures how fast a host reads. It returns early
+// when ctx ends or nobody is streaming.
+func (l *Logs) Flood(ctx context.Context, procs *Processes, n int) error {
+	const batch = 4096
+	daemons := procs.List()
+	for sent := 0; sent < n; {
+		k := min(batch, n-sent)
+		for {
+			l.mu.Lock()
+			subs, full := len(l.subs), false
+			for s := range l.subs {
+				s.mu.Lock()
+				full = full || len(s.queue)+k > logQueue
+				s.mu.Unlock()
+			}
+			l.mu.Unlock()
+			if subs == 0 {
+				return fmt.Errorf("sim: flood: nobody streams the log")
+			}
+			if !full {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Millisecond):
+			}
+		}
+		lines := make([]LogLine, k)
+		for i := range lines {
+			lines[i] = chatterLine(uint64(sent+i), daemons)
+		}
+		l.Write(lines...)
+		sent += k
+	}
+	return nil
+}

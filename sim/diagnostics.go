@@ -224,3 +224,9 @@ func (d *Device) CrashFolder() string { return d.diag.crashes.dir }
 // StageCrashReport keeps a report that crashreportmover moves into the
 // crash folder on its next connection.
 func (d *Device) StageCrashReport(name string, data []byte) { d.diag.crashes.stage(name, data) }
+
+// FloodLogs writes n lines of chatter as fast as the connections streaming
+// the log read them, dropping none (Logs.Flood): a benchmark's stream.
+func (d *Device) FloodLogs(ctx context.Context, n int) error {
+	return d.diag.logs.Flood(ctx, d.diag.procs, n)
+}

@@ -205,3 +205,29 @@ func TestCrashReport(t *testing.T) {
 		t.Errorf("the temporary crash folder outlived the device: %v", err)
 	}
 }
+
+// TestFlood: a reader slower than the flood loses nothing.
+func TestFlood(t *testing.T) {
+	l := newLogs("iPhone", time.Now)
+	s := l.subscribe()
+	const n = 3 * logQueue
+	got := make(chan int)
+	go func() {
+		total := 0
+		for total < n {
+			lines, err := s.take(context.Background(), nil)
+			if err != nil {
+				break
+			}
+			total += len(lines)
+			time.Sleep(time.Millisecond)
+		}
+		got <- total
+	}()
+	if err := l.Flood(context.Background(), newProcesses(time.Now), n); err != nil {
+		t.Fatal(err)
+	}
+	if total := <-got; total != n || l.Stats().Dropped != 0 {
+		t.Errorf("read %d of %d, dropped %d", total, n, l.Stats().Dropped)
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/iosmux/iosmux/lockdown"
 )
 
 // DefaultMaxLine bounds one line on the host side. Real lines are at most a
@@ -53,12 +55,21 @@ var ErrClosed = errors.New("syslog: the device closed the log stream")
 // is reused for the next line, so fn must copy what it keeps. A line that
 // does not parse is passed with Parsed false.
 func (c *Client) Run(ctx context.Context, fn func(e *Entry) error) error {
+	var e Entry
+	return c.lines(ctx, func(line string, trunc bool) error {
+		e, _ = ParseLine(line)
+		e.Truncated = trunc
+		return fn(&e)
+	})
+}
+
+// lines is Run without the parsing, for output that needs none.
+func (c *Client) lines(ctx context.Context, fn func(line string, truncated bool) error) error {
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	var e Entry
 	for {
 		line, trunc, err := c.readLine()
 		if err != nil {
@@ -67,9 +78,7 @@ func (c *Client) Run(ctx context.Context, fn func(e *Entry) error) error {
 			}
 			return err
 		}
-		e, _ = ParseLine(line)
-		e.Truncated = trunc
-		if err := fn(&e); err != nil {
+		if err := fn(line, trunc); err != nil {
 			return err
 		}
 	}
@@ -82,17 +91,13 @@ func (c *Client) Buffered() bool { return c.br.Buffered() > 0 }
 
 // Next reads one line; ctx bounds the wait.
 func (c *Client) Next(ctx context.Context) (*Entry, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, context.Cause(ctx)
-	}
-	dl, _ := ctx.Deadline()
-	_ = c.conn.SetReadDeadline(dl)
-	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetReadDeadline(time.Unix(1, 0)) })
-	line, trunc, err := c.readLine()
-	if !stop() || ctx.Err() != nil {
-		return nil, context.Cause(ctx)
-	}
-	_ = c.conn.SetReadDeadline(time.Time{})
+	var line string
+	var trunc bool
+	err := lockdown.WithDeadline(ctx, c.conn, func() error {
+		var err error
+		line, trunc, err = c.readLine()
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -136,24 +136,58 @@ func ParseLine(line string) (Entry, error) {
 }
 
 // parseStamp reads "Mon DD HH:MM:SS " with the day padded by a space or
-// not.
+// not. It is hand-written: time.Parse would be most of a line's cost.
 func parseStamp(s string) (time.Time, string, bool) {
 	if len(s) < 15 {
 		return time.Time{}, "", false
 	}
-	n := 15
-	if s[4] != ' ' && s[5] == ' ' { // "Jan 2 03:04:05"
-		n = 14
+	month := 0
+	for i, m := range months {
+		if s[:3] == m {
+			month = i + 1
+			break
+		}
 	}
-	if len(s) <= n || s[n] != ' ' {
+	if month == 0 || s[3] != ' ' {
 		return time.Time{}, "", false
 	}
-	t, err := time.Parse(stampLayout, s[:n])
-	if err != nil {
+	var day int
+	rest := s[4:]
+	switch {
+	case rest[0] == ' ' && isDigit(rest[1]): // "Jan  2"
+		day, rest = int(rest[1]-'0'), rest[2:]
+	case isDigit(rest[0]) && isDigit(rest[1]): // "Jan 12"
+		day, rest = int(rest[0]-'0')*10+int(rest[1]-'0'), rest[2:]
+	case isDigit(rest[0]) && rest[1] == ' ': // "Jan 2"
+		day, rest = int(rest[0]-'0'), rest[1:]
+	default:
 		return time.Time{}, "", false
 	}
-	return t, s[n+1:], true
+	// " HH:MM:SS "
+	if len(rest) < 10 || rest[0] != ' ' || rest[3] != ':' || rest[6] != ':' || rest[9] != ' ' {
+		return time.Time{}, "", false
+	}
+	var hms [3]int
+	for i := range hms {
+		a, b := rest[1+3*i], rest[2+3*i]
+		if !isDigit(a) || !isDigit(b) {
+			return time.Time{}, "", false
+		}
+		hms[i] = int(a-'0')*10 + int(b-'0')
+	}
+	if day < 1 || day > daysIn[month-1] || hms[0] > 23 || hms[1] > 59 || hms[2] > 59 {
+		return time.Time{}, "", false
+	}
+	return time.Date(0, time.Month(month), day, hms[0], hms[1], hms[2], 0, time.UTC), rest[10:], true
 }
+
+var months = [12]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
+
+// daysIn is the longest each month gets (the line has no year: Feb 29 is
+// a valid day).
+var daysIn = [12]int{31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 func isWord(s string) bool {
 	for i := 0; i < len(s); i++ {

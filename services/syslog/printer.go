@@ -3,10 +3,10 @@ package syslog
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"io"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Format is how a Printer writes lines.
@@ -74,17 +74,82 @@ func levelColor(l Level) string {
 	return ansiGreen
 }
 
-// jsonEntry is a line in JSON output.
-type jsonEntry struct {
-	Time      string `json:"time,omitempty"`
-	Device    string `json:"device,omitempty"`
-	Process   string `json:"process,omitempty"`
-	Image     string `json:"image,omitempty"`
-	PID       *int   `json:"pid,omitempty"`
-	Level     Level  `json:"level,omitempty"`
-	Message   string `json:"message,omitempty"`
-	Line      string `json:"line,omitempty"`
-	Truncated bool   `json:"truncated,omitempty"`
+// appendJSON appends e as one JSON object: the parsed fields (time placed
+// in a year), or "line" for a line that did not parse; "truncated" when it
+// was cut. Written by hand: encoding/json's reflection was most of a
+// line's cost.
+func (p *Printer) appendJSON(b []byte, e *Entry) []byte {
+	b = append(b, '{')
+	if e.Parsed {
+		b = append(b, `"time":"`...)
+		b = WithYear(e.Time, p.now()).AppendFormat(b, "2006-01-02T15:04:05")
+		b = append(b, `","device":`...)
+		b = appendJSONString(b, e.DeviceName)
+		b = append(b, `,"process":`...)
+		b = appendJSONString(b, e.Process)
+		if e.Image != "" {
+			b = append(b, `,"image":`...)
+			b = appendJSONString(b, e.Image)
+		}
+		b = append(b, `,"pid":`...)
+		b = strconv.AppendInt(b, int64(e.PID), 10)
+		b = append(b, `,"level":`...)
+		b = appendJSONString(b, string(e.Level))
+		b = append(b, `,"message":`...)
+		b = appendJSONString(b, e.Message)
+	} else {
+		b = append(b, `"line":`...)
+		b = appendJSONString(b, e.Raw)
+	}
+	if e.Truncated {
+		b = append(b, `,"truncated":true`...)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control bytes escaped, bytes that are not UTF-8 replaced by U+FFFD (as
+// encoding/json does).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x80 {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				b = append(b, s[start:i]...)
+				b = append(b, `\ufffd`...)
+				i++
+				start = i
+				continue
+			}
+			i += size
+			continue
+		}
+		if c >= ' ' && c != '"' && c != '\\' {
+			i++
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, `\n`...)
+		case '\r':
+			b = append(b, `\r`...)
+		case '\t':
+			b = append(b, `\t`...)
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		i++
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // Print writes one line.
@@ -92,19 +157,7 @@ func (p *Printer) Print(e *Entry) error {
 	b := p.buf[:0]
 	switch {
 	case p.format == JSON:
-		j := jsonEntry{Truncated: e.Truncated}
-		if e.Parsed {
-			pid := e.PID
-			j.Time = WithYear(e.Time, p.now()).Format("2006-01-02T15:04:05")
-			j.Device, j.Process, j.Image, j.PID, j.Level, j.Message = e.DeviceName, e.Process, e.Image, &pid, e.Level, e.Message
-		} else {
-			j.Line = e.Raw
-		}
-		enc, err := json.Marshal(j)
-		if err != nil {
-			return err
-		}
-		b = append(b, enc...)
+		b = p.appendJSON(b, e)
 	case p.format == Color && e.Parsed:
 		b = append(b, ansiDim...)
 		b = e.Time.AppendFormat(b, stampLayout)
@@ -150,7 +203,7 @@ func (p *Printer) Print(e *Entry) error {
 // lines it printed.
 func Copy(ctx context.Context, c *Client, f *Filter, p *Printer) (int, error) {
 	n := 0
-	err := c.Run(ctx, func(e *Entry) error {
+	print := func(e *Entry) error {
 		if f.Allow(e) {
 			if err := p.Print(e); err != nil {
 				return err
@@ -161,7 +214,18 @@ func Copy(ctx context.Context, c *Client, f *Filter, p *Printer) (int, error) {
 			return p.Flush()
 		}
 		return nil
-	})
+	}
+	var err error
+	if p.format == Plain && f.Match == nil && len(f.Processes) == 0 && len(f.PIDs) == 0 && f.MinLevel == "" {
+		// Nothing looks at the fields: print lines as they come.
+		var e Entry
+		err = c.lines(ctx, func(line string, trunc bool) error {
+			e = Entry{Raw: line, Truncated: trunc}
+			return print(&e)
+		})
+	} else {
+		err = c.Run(ctx, print)
+	}
 	if ferr := p.Flush(); err == nil {
 		err = ferr
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"regexp"
@@ -442,5 +444,51 @@ func TestCopy(t *testing.T) {
 	n, err := Copy(context.Background(), c, &Filter{Processes: []string{"SpringBoard"}}, NewPrinter(&out, Plain, nil))
 	if !errors.Is(err, ErrClosed) || n != 1 || out.String() != "Jan  2 03:04:06 iPhone SpringBoard[58] <Error>: café test\n" {
 		t.Errorf("Copy = %d, %v; printed %q", n, err, out.String())
+	}
+}
+
+// BenchmarkCopy: the host's cost per line, from the received bytes to
+// the printed text, without a filter and with a process filter.
+func BenchmarkCopy(b *testing.B) {
+	var wire []byte
+	for i := range 1000 {
+		e := Entry{Time: stamp(3, 9, 10, 11, i%60), DeviceName: "iPhone", Process: []string{"SpringBoard", "locationd"}[i%2], PID: 58 + i%2,
+			Level: LevelNotice, Message: fmt.Sprintf("location update %d, accuracy 65 m — café", i), Parsed: true}
+		wire = AppendLine(wire, &e)
+	}
+	for _, tt := range []struct {
+		name string
+		f    Filter
+		fmt  Format
+	}{{"plain", Filter{}, Plain}, {"process", Filter{Processes: []string{"locationd"}}, Plain}, {"json", Filter{}, JSON}} {
+		b.Run(tt.name, func(b *testing.B) {
+			b.SetBytes(int64(len(wire)))
+			for b.Loop() {
+				c := NewClient(fakeConn{bytes.NewReader(wire)}, 0)
+				Copy(context.Background(), c, &tt.f, NewPrinter(io.Discard, tt.fmt, nil))
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "ns/line")
+		})
+	}
+}
+
+// TestJSONString: our JSON strings decode to the text, as encoding/json's
+// would, for every byte and some UTF-8.
+func TestJSONString(t *testing.T) {
+	var all []byte
+	for i := range 256 {
+		all = append(all, byte(i))
+	}
+	for _, s := range []string{string(all), "café ☕ \"q\" \\ \u2028", "\xff\xfe", ""} {
+		var got string
+		if err := json.Unmarshal(appendJSONString(nil, s), &got); err != nil {
+			t.Fatalf("%q: %v", appendJSONString(nil, s), err)
+		}
+		want, _ := json.Marshal(s)
+		var w string
+		json.Unmarshal(want, &w)
+		if got != w {
+			t.Errorf("%q decodes to %q, encoding/json's to %q", s, got, w)
+		}
 	}
 }

@@ -1,5 +1,7 @@
 package syslog
 
+import "bytes"
+
 // syslog_relay sends text with BSD vis(3) escapes in place of bytes that
 // are not printable ASCII (syslog.md §2). AppendVis is the device's
 // encoding, AppendUnvis the host's decoding; both append to dst and never
@@ -44,12 +46,14 @@ func AppendVis(dst, src []byte) []byte {
 // those again (Printer does).
 func AppendUnvis(dst, src []byte) []byte {
 	for i := 0; i < len(src); {
-		c := src[i]
-		if c != '\\' {
-			dst = append(dst, c)
-			i++
-			continue
+		// Copy the run up to the next backslash at once: most lines
+		// have none.
+		j := bytes.IndexByte(src[i:], '\\')
+		if j < 0 {
+			return append(dst, src[i:]...)
 		}
+		dst = append(dst, src[i:i+j]...)
+		i += j
 		b, n := unvisOne(src[i+1:])
 		if n == 0 {
 			dst = append(dst, '\\')
@@ -107,16 +111,20 @@ func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 // written as vis escapes again, so that nothing a device sends can move a
 // terminal's cursor or change its colours.
 func appendVisible(dst []byte, s string) []byte {
+	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
+		if c >= ' ' && c != 0x7f || c == '\t' {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		start = i + 1
 		switch {
 		case c == 0x7f:
 			dst = append(dst, `\^?`...)
-		case c < ' ' && c != '\t':
-			dst = append(dst, '\\', '^', c+'@')
 		default:
-			dst = append(dst, c)
+			dst = append(dst, '\\', '^', c+'@')
 		}
 	}
-	return dst
+	return append(dst, s[start:]...)
 }
