@@ -28,6 +28,10 @@ import (
 //	POST /devices/{udid}/trust?answer=accept|deny|pending|locked
 //	POST /devices/{udid}/devmode?on=true|false    (Developer Mode, as in Settings)
 //	POST /devices/{udid}/passcode?on=true|false
+//	POST /devices/{udid}/lograte?rate=20000      (log chatter, lines/s)
+//	POST /devices/{udid}/launch?path=/…/Demo.app/Demo&bundle=com.example.demo
+//	POST /devices/{udid}/signal?pid=N&signal=SIGSEGV|11
+//	POST /devices/{udid}/post?name=com.example.note   (a Darwin notification)
 //
 // {udid} may be "all". Every POST answers the device's state afterwards;
 // errors are {"error": "..."} with a 4xx/5xx status.
@@ -152,7 +156,10 @@ func parseFault(name string, q map[string][]string) (func(*Device) error, error)
 		}
 		return func(d *Device) error { d.SetTrust(t); return nil }, nil
 	}
-	return nil, fmt.Errorf("unknown fault %q (unplug, replug, reboot, stall, reset, garbage, trust, devmode, passcode)", name)
+	if apply, ok, err := parseDiagnosticsControl(name, get); ok {
+		return apply, err
+	}
+	return nil, fmt.Errorf("unknown fault %q (unplug, replug, reboot, stall, reset, garbage, trust, devmode, passcode, lograte, launch, signal, post)", name)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -4,10 +4,12 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"path"
+	"strconv"
 	"time"
 
 	"github.com/iosmux/iosmux/pairing"
@@ -229,4 +231,40 @@ func (d *Device) StageCrashReport(name string, data []byte) { d.diag.crashes.sta
 // the log read them, dropping none (Logs.Flood): a benchmark's stream.
 func (d *Device) FloodLogs(ctx context.Context, n int) error {
 	return d.diag.logs.Flood(ctx, d.diag.procs, n)
+}
+
+// parseDiagnosticsControl reads the control endpoint's requests for the
+// log, the process table and the notification centre (control.go).
+func parseDiagnosticsControl(name string, get func(string) string) (func(*Device) error, bool, error) {
+	switch name {
+	case "lograte":
+		rate, err := strconv.ParseFloat(get("rate"), 64)
+		if err != nil || rate < 0 {
+			return nil, true, fmt.Errorf("lograte: bad rate %q", get("rate"))
+		}
+		return func(d *Device) error { d.Logs().SetRate(rate); return nil }, true, nil
+	case "launch":
+		l := Launch{Path: get("path"), BundleID: get("bundle"), Stopped: get("stopped") == "true"}
+		if l.Path == "" {
+			return nil, true, errors.New("launch: no path")
+		}
+		return func(d *Device) error { _, err := d.Processes().Launch(l); return err }, true, nil
+	case "signal":
+		pid, err := strconv.Atoi(get("pid"))
+		if err != nil {
+			return nil, true, fmt.Errorf("signal: bad pid %q", get("pid"))
+		}
+		sig, err := ParseSignal(get("signal"))
+		if err != nil {
+			return nil, true, err
+		}
+		return func(d *Device) error { return d.Processes().Signal(pid, sig) }, true, nil
+	case "post":
+		n := get("name")
+		if n == "" {
+			return nil, true, errors.New("post: no name")
+		}
+		return func(d *Device) error { d.Notifications().Post(n); return nil }, true, nil
+	}
+	return nil, false, nil
 }

@@ -3,8 +3,12 @@ package sim
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -229,5 +233,57 @@ func TestFlood(t *testing.T) {
 	}
 	if total := <-got; total != n || l.Stats().Dropped != 0 {
 		t.Errorf("read %d of %d, dropped %d", total, n, l.Stats().Dropped)
+	}
+}
+
+// TestControlDiagnostics: the control endpoint sets the log rate, launches
+// and signals processes (a crashing signal leaves a report) and refuses
+// bad requests.
+func TestControlDiagnostics(t *testing.T) {
+	f, err := StartFleet(FleetConfig{Count: 1, Profile: MustProfile("17.4"), LockdownKey: testKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	srv := httptest.NewServer(f.Handler())
+	defer srv.Close()
+	d := f.Devices()[0]
+	post := func(path string) int {
+		resp, err := http.Post(srv.URL+"/devices/"+d.UDID()+path, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("/lograte?rate=250"); code != 200 || d.Logs().Rate() != 250 {
+		t.Errorf("lograte: %d, rate %v", code, d.Logs().Rate())
+	}
+	post("/lograte?rate=0")
+	if code := post("/launch?path=/x/Demo.app/Demo&bundle=com.example.demo"); code != 200 {
+		t.Fatalf("launch: %d", code)
+	}
+	ps := d.Processes().Find("com.example.demo")
+	if len(ps) != 1 {
+		t.Fatalf("launched %v", ps)
+	}
+	if code := post(fmt.Sprintf("/signal?pid=%d&signal=segv", ps[0].PID)); code != 200 {
+		t.Fatalf("signal: %d", code)
+	}
+	if !slices.ContainsFunc(mustReadDir(d.CrashFolder()), func(n string) bool { return strings.HasPrefix(n, "Demo-") }) {
+		t.Errorf("no report after SIGSEGV: %v", mustReadDir(d.CrashFolder()))
+	}
+	for _, bad := range []string{"/lograte?rate=x", "/launch", "/signal?pid=1&signal=SIGFOO", "/signal?pid=99999&signal=9", "/post"} {
+		if code := post(bad); code < 400 {
+			t.Errorf("%s: %d, want an error", bad, code)
+		}
+	}
+	if code := post("/post?name=com.example.x"); code != 200 {
+		t.Errorf("post: %d", code)
+	}
+	for in, want := range map[string]Signal{"SIGSEGV": SIGSEGV, "kill": SIGKILL, "19": SIGCONT} {
+		if got, err := ParseSignal(in); err != nil || got != want {
+			t.Errorf("ParseSignal(%q) = %v, %v", in, got, err)
+		}
 	}
 }

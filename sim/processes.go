@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -329,4 +331,21 @@ func (t *Processes) Exit(pid int) error {
 	t.mu.Unlock()
 	t.notify(ProcessEvent{Kind: ProcessExitedEvent, Process: out})
 	return nil
+}
+
+// ParseSignal reads a signal by name ("SIGSEGV", "segv") or Darwin number.
+func ParseSignal(s string) (Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n <= 31 {
+		return Signal(n), nil
+	}
+	up := strings.ToUpper(s)
+	if !strings.HasPrefix(up, "SIG") {
+		up = "SIG" + up
+	}
+	for sig, name := range signalNames {
+		if name == up {
+			return sig, nil
+		}
+	}
+	return 0, fmt.Errorf("sim: unknown signal %q (a name such as SIGSEGV, or a number 1–31)", s)
 }
