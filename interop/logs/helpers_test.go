@@ -90,7 +90,7 @@ func newRig(t testing.TB, cfg sim.FleetConfig) *rig {
 	if r.dev, ok = usbmux.FindDevice(list, r.d.UDID()); !ok {
 		t.Fatalf("usbmuxd does not list %s", r.d.UDID())
 	}
-	if _, err := lockdown.PairUsbmux(ctx, r.mux, r.dev, "logs-interop"); err != nil {
+	if _, err := lockdown.PairUsbmux(ctx, r.mux, r.dev, lockdown.PairOptions{HostName: "logs-interop"}); err != nil {
 		t.Fatalf("pairing: %v", err)
 	}
 	return r
