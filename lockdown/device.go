@@ -277,6 +277,12 @@ func (d *Device) serverTLS(h *hostPairing) *tls.Config {
 		MinVersion:   tls.VersionTLS10,
 		// See clientTLSConfig.
 		DynamicRecordSizingDisabled: true,
+		// No TLS 1.3 session tickets: Go would send one right after the
+		// handshake, and libimobiledevice's clients (OpenSSL under their
+		// own read loop) then gave up about one service connection in ten
+		// (idevicenotificationproxy post lost its post). A host never
+		// resumes a lockdown session anyway: each one is a new handshake.
+		SessionTicketsDisabled: true,
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
 			if len(raw) > 0 && (bytes.Equal(raw[0], h.hostCert) || bytes.Equal(raw[0], h.rootCert)) {
 				return nil

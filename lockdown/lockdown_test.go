@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -402,5 +405,61 @@ func TestServiceKeepsWriteBoundaries(t *testing.T) {
 		if n != size {
 			t.Fatalf("read %d returned %d bytes, want one whole %d-byte record", i, n, size)
 		}
+	}
+}
+
+// TestNoSessionTickets: the device's TLS (session and services) issues no
+// TLS 1.3 session ticket. libimobiledevice's clients gave up on about one
+// service connection in ten when one arrived after the handshake (its
+// idevicenotificationproxy post lost the post).
+func TestNoSessionTickets(t *testing.T) {
+	r := newRig(t, DeviceConfig{})
+	rec := r.pair(t)
+	var h *hostPairing
+	r.dev.mu.Lock()
+	for _, hp := range r.dev.hosts {
+		h = hp
+	}
+	r.dev.mu.Unlock()
+	if h == nil {
+		t.Fatal("no paired host")
+	}
+	cfg, err := clientTLSConfig(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := &ticketCache{}
+	cfg.ClientSessionCache = cache
+	a, b := net.Pipe()
+	go func() {
+		s := tls.Server(b, r.dev.serverTLS(h))
+		if s.Handshake() == nil {
+			s.Write([]byte{1}) // after any ticket
+		}
+		s.Close()
+	}()
+	c := tls.Client(a, cfg)
+	defer c.Close()
+	if err := c.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if v := c.ConnectionState().Version; v != tls.VersionTLS13 {
+		t.Logf("negotiated %#x", v)
+	}
+	if cache.puts.Load() != 0 {
+		t.Error("the device sent a session ticket")
+	}
+}
+
+// ticketCache counts the sessions a TLS client would keep.
+type ticketCache struct{ puts atomic.Int32 }
+
+func (c *ticketCache) Get(string) (*tls.ClientSessionState, bool) { return nil, false }
+func (c *ticketCache) Put(_ string, cs *tls.ClientSessionState) {
+	if cs != nil {
+		c.puts.Add(1)
 	}
 }

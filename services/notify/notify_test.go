@@ -81,6 +81,9 @@ func TestRelay(t *testing.T) {
 	if n := <-posted; n != "com.example.a" {
 		t.Fatalf("OnPost saw %s", n)
 	}
+	if r.bus.Posts("com.example.a") != 1 {
+		t.Errorf("Posts = %d, want 1", r.bus.Posts("com.example.a"))
+	}
 	r.bus.Post("com.example.b") // the device's own, not seen by OnPost
 	for _, tt := range []struct {
 		c    *Client

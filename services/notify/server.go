@@ -19,8 +19,9 @@ type Bus struct {
 	// device posts itself), outside the bus's lock.
 	OnPost func(name string)
 
-	mu    sync.Mutex
-	conns map[*observer]struct{}
+	mu     sync.Mutex
+	conns  map[*observer]struct{}
+	posted map[string]int
 }
 
 // queueLen bounds the relays waiting for one slow connection; past it the
@@ -45,6 +46,10 @@ type observer struct {
 func (b *Bus) Post(name string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.posted == nil {
+		b.posted = map[string]int{}
+	}
+	b.posted[name]++
 	for o := range b.conns {
 		o.mu.Lock()
 		want := o.names[name]
@@ -80,6 +85,13 @@ func (b *Bus) Shutdown(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// Posts counts the posts of name so far, by hosts and by the device.
+func (b *Bus) Posts(name string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.posted[name]
 }
 
 // Observers counts the connections observing name, for tests that must
