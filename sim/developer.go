@@ -275,6 +275,7 @@ func (dv *developer) onBoot() {
 // mounted, and the nonce and manifests are saved.
 func (dv *developer) mounterChanged() {
 	_, mounted := dv.mounter.Mounted()
+	dv.d.diag.ddiMounted(mounted)
 	if b := dv.d.currentBoot(); b != nil && b.trusted != nil {
 		if err := b.trusted.services.setDDI(mounted); err != nil {
 			dv.d.log.Warn("sim: listing the DDI services", "udid", dv.d.id.UDID, "err", err)

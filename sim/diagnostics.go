@@ -10,6 +10,7 @@ import (
 	"net"
 	"path"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/iosmux/iosmux/pairing"
@@ -26,6 +27,7 @@ import (
 // notification_proxy, crashreportmover).
 type diagnostics struct {
 	d       *Device
+	ddi     atomic.Bool // the DDI is mounted, as last logged
 	procs   *Processes
 	logs    *Logs
 	bus     *notify.Bus
@@ -50,10 +52,27 @@ func (g *diagnostics) close() { g.crashes.close() }
 // onBoot starts a boot's processes and chatter and logs the boot.
 func (g *diagnostics) onBoot(b *boot) {
 	g.procs.reset()
+	g.ddi.Store(false) // a boot starts unmounted
 	g.log("launchd", LogDefault, fmt.Sprintf("system boot: %s, boot session %s", osVersion(g.d.prof), b.session))
 	g.log("SpringBoard", LogDefault, "SpringBoard finished startup")
 	g.bus.Post("com.apple.springboard.finishedstartup")
 	b.wg.Go(func() { g.logs.runChatter(b.ctx, g.procs) })
+}
+
+// ddiMounted logs a mount or unmount of the developer disk image (the
+// mounter reports every change of its state; only these two are events)
+// and posts the notifications hosts watch for (notify.md §4).
+func (g *diagnostics) ddiMounted(mounted bool) {
+	if g.ddi.Swap(mounted) == mounted {
+		return
+	}
+	if mounted {
+		g.log("mobile_storage_proxy", LogDefault, "Developer disk image mounted at /System/Developer")
+		g.bus.Post("com.apple.mobile.developer_image_mounted")
+		g.bus.Post("com.apple.mobile.disk_image_mounted")
+		return
+	}
+	g.log("mobile_storage_proxy", LogDefault, "Developer disk image unmounted from /System/Developer")
 }
 
 // goingDown tells notification observers the device is going away

@@ -287,3 +287,27 @@ func TestControlDiagnostics(t *testing.T) {
 		}
 	}
 }
+
+// TestDDIMountedEvent: a mount is logged and posted once, an unmount
+// logged; other mounter changes (a nonce, a manifest) log nothing.
+func TestDDIMountedEvent(t *testing.T) {
+	r := newRig(t)
+	d := r.device(t, Config{})
+	rec := d.Logs().Record()
+	d.diag.ddiMounted(true)
+	d.diag.ddiMounted(true)
+	d.diag.ddiMounted(false)
+	d.diag.ddiMounted(false)
+	var msgs []string
+	for _, l := range rec.Stop() {
+		if l.Process() == "mobile_storage_proxy" && l.PID != 0 {
+			msgs = append(msgs, l.Message)
+		}
+	}
+	if len(msgs) != 2 || !strings.Contains(msgs[0], "mounted") || !strings.Contains(msgs[1], "unmounted") {
+		t.Errorf("logged %q", msgs)
+	}
+	if n := d.Notifications().Posts("com.apple.mobile.developer_image_mounted"); n != 1 {
+		t.Errorf("developer_image_mounted posted %d times", n)
+	}
+}

@@ -167,6 +167,7 @@ var systemDaemons = []string{
 	"/usr/libexec/osanalyticshelper",
 	"/usr/libexec/installd",
 	"/usr/libexec/amfid",
+	"/usr/libexec/mobile_storage_proxy",
 }
 
 func newProcesses(now func() time.Time) *Processes {

@@ -132,6 +132,17 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 	}
 }
 
+// rangeArgs wants between lo and hi positional arguments (hi < 0: any
+// number from lo), named what in the message.
+func rangeArgs(lo, hi int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < lo || hi >= 0 && len(args) > hi {
+			return usagef("want %s, got %d argument(s)", what, len(args))
+		}
+		return nil
+	}
+}
+
 // groupCmd is a command that only holds subcommands: alone it prints its
 // help, with an unknown subcommand it fails naming it.
 func groupRun(cmd *cobra.Command, args []string) error {

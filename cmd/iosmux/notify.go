@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/iosmux/iosmux/services/notify"
@@ -30,56 +31,31 @@ func newNotifyCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-type notifyOptions struct {
-	target   *serviceTarget
-	insecure bool
-	asJSON   bool
-	timeout  time.Duration
+// notifyService is the proxy --insecure chooses.
+func notifyService(insecure bool) reach.Service {
+	if insecure {
+		return reach.InsecureNotificationProxy
+	}
+	return reach.NotificationProxy
 }
 
-func (o *notifyOptions) add(a *app, cmd *cobra.Command) {
-	o.target = addServiceTarget(a, cmd)
-	cmd.Flags().BoolVar(&o.insecure, "insecure", false, "use the insecure notification proxy (the one open before pairing)")
-	addTimeoutFlag(cmd, &o.timeout, 30*time.Second, "to reach the device (and, for post, to post)")
-}
-
-// open reaches the device and opens the chosen notification proxy.
-func (o *notifyOptions) open(ctx context.Context, a *app, cmd *cobra.Command) (*notify.Client, reach.Opener, error) {
-	if err := o.target.check(cmd); err != nil {
-		return nil, nil, err
-	}
-	dev, err := o.target.open(ctx, a, cmd)
-	if err != nil {
-		return nil, nil, err
-	}
-	svc := reach.NotificationProxy
-	if o.insecure {
-		svc = reach.InsecureNotificationProxy
-	}
-	conn, err := dev.Open(ctx, svc)
-	if err != nil {
-		return nil, nil, err
-	}
-	return notify.NewClient(conn), dev, nil
-}
+const insecureHelp = "use the insecure notification proxy (the one open before pairing)"
 
 func newNotifyPostCmd(a *app) *cobra.Command {
-	o := &notifyOptions{}
-	cmd := &cobra.Command{
-		Use:     "post NAME...",
-		Short:   "post Darwin notifications on the device",
-		Long:    "Posts each NAME on the device (notify_post). The device does not answer a post.\n\n" + serviceTargetHelp,
-		Example: "  iosmux notify post com.apple.itunes-client.syncCancelRequest\n  iosmux notify post --udid 00008110-001A2B3C4D5E6F70 com.example.a com.example.b",
-		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			c, dev, err := o.open(ctx, a, cmd)
+	var insecure bool
+	cmd := serviceCmd(a, "post NAME...", "post Darwin notifications on the device",
+		"Posts each NAME on the device (notify_post). The device does not answer a post.",
+		"  iosmux notify post com.apple.itunes-client.syncCancelRequest\n  iosmux notify post --udid 00008110-001A2B3C4D5E6F70 com.example.a com.example.b",
+		30*time.Second, func(cmd *cobra.Command) { cmd.Flags().BoolVar(&insecure, "insecure", false, insecureHelp) },
+		func(ctx context.Context, cmd *cobra.Command, o *serviceOptions, dev reach.Opener) error {
+			conn, err := dev.Open(ctx, notifyService(insecure))
 			if err != nil {
 				return err
 			}
+			c := notify.NewClient(conn)
 			defer c.Close()
-			for _, n := range args {
+			names := cmd.Flags().Args()
+			for _, n := range names {
 				if err := c.Post(ctx, n); err != nil {
 					return fmt.Errorf("%s: %w", dev.UDID(), err)
 				}
@@ -90,39 +66,51 @@ func newNotifyPostCmd(a *app) *cobra.Command {
 				return fmt.Errorf("%s: %w", dev.UDID(), err)
 			}
 			if o.asJSON {
-				return writeJSON(a.stdout, map[string]any{"udid": dev.UDID(), "posted": args})
+				return writeJSON(a.stdout, map[string]any{"udid": dev.UDID(), "posted": names})
 			}
 			return nil
-		},
-	}
-	o.add(a, cmd)
-	addJSONFlag(cmd, &o.asJSON, "what was posted")
+		})
+	cmd.Args = rangeArgs(1, -1, "one NAME or more")
 	return cmd
 }
 
 func newNotifyObserveCmd(a *app) *cobra.Command {
-	o := &notifyOptions{}
-	var count int
+	var o struct {
+		target   *serviceTarget
+		insecure bool
+		asJSON   bool
+		count    int
+		timeout  time.Duration
+	}
 	cmd := &cobra.Command{
 		Use:   "observe NAME...",
 		Short: "print Darwin notifications as the device posts them",
 		Long: "Observes each NAME and prints every later post of one of them, one per line\n" +
 			"(a JSON object with --json), until interrupted or --count posts have arrived.\n\n" + serviceTargetHelp,
 		Example: "  iosmux notify observe com.apple.springboard.lockstate\n  iosmux notify observe --count 1 --json com.apple.mobile.application_installed",
-		Args:    cobra.MinimumNArgs(1),
+		Args:    rangeArgs(1, -1, "one NAME or more"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.target.check(cmd); err != nil {
+				return err
+			}
+			defer o.target.close()
 			octx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			c, dev, err := o.open(octx, a, cmd)
+			dev, err := o.target.open(octx, a, cmd)
+			var c *notify.Client
 			if err == nil {
-				err = c.Observe(octx, args...)
+				var conn net.Conn
+				if conn, err = dev.Open(octx, notifyService(o.insecure)); err == nil {
+					c = notify.NewClient(conn)
+					err = c.Observe(octx, args...)
+					defer c.Close()
+				}
 			}
 			cancel()
 			if err != nil {
 				return err
 			}
-			defer c.Close()
 			ctx := cmd.Context()
-			for n := 0; count == 0 || n < count; n++ {
+			for n := 0; o.count == 0 || n < o.count; n++ {
 				name, err := c.Next(ctx)
 				if ctx.Err() != nil {
 					return nil // interrupted
@@ -144,8 +132,10 @@ func newNotifyObserveCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	o.add(a, cmd)
-	cmd.Flags().IntVar(&count, "count", 0, "stop after `N` notifications (0: run until interrupted)")
+	o.target = addServiceTarget(a, cmd)
+	cmd.Flags().BoolVar(&o.insecure, "insecure", false, insecureHelp)
+	cmd.Flags().IntVar(&o.count, "count", 0, "stop after `N` notifications (0: run until interrupted)")
 	addJSONFlag(cmd, &o.asJSON, "each notification (one object per line)")
+	addTimeoutFlag(cmd, &o.timeout, 30*time.Second, "to reach the device")
 	return cmd
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/services/ostrace"
+	"github.com/iosmux/iosmux/services/reach"
 	"github.com/spf13/cobra"
 )
 
@@ -28,29 +29,11 @@ func newProcessesCmd(a *app) *cobra.Command {
 }
 
 func newProcessesPSCmd(a *app) *cobra.Command {
-	var o struct {
-		target  *serviceTarget
-		asJSON  bool
-		timeout time.Duration
-	}
-	cmd := &cobra.Command{
-		Use:   "ps",
-		Short: "list the device's processes: pid and name",
-		Long: `Lists the running processes by pid and name through os_trace_relay's PidList
-(docs/protocols/ostrace.md), which needs no developer disk image.
-
-` + serviceTargetHelp,
-		Example: "  iosmux processes ps\n  iosmux processes ps --tunnel 00008110-001A2B3C4D5E6F70 --json",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.target.check(cmd); err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			dev, err := o.target.open(ctx, a, cmd)
-			if err != nil {
-				return err
-			}
+	return serviceCmd(a, "ps", "list the device's processes: pid and name",
+		`Lists the running processes by pid and name through os_trace_relay's PidList
+(docs/protocols/ostrace.md), which needs no developer disk image.`,
+		"  iosmux processes ps\n  iosmux processes ps --tunnel 00008110-001A2B3C4D5E6F70 --json", 30*time.Second, nil,
+		func(ctx context.Context, cmd *cobra.Command, o *serviceOptions, dev reach.Opener) error {
 			ps, err := ostrace.ListProcesses(ctx, dev)
 			if err != nil {
 				return err
@@ -64,10 +47,5 @@ func newProcessesPSCmd(a *app) *cobra.Command {
 				fmt.Fprintf(tw, "%d\t%s\n", p.PID, p.Name)
 			}
 			return tw.Flush()
-		},
-	}
-	o.target = addServiceTarget(a, cmd)
-	addJSONFlag(cmd, &o.asJSON, "the processes")
-	addTimeoutFlag(cmd, &o.timeout, 30*time.Second, "for the whole command")
-	return cmd
+		})
 }

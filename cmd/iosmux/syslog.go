@@ -88,6 +88,7 @@ func runSyslog(cmd *cobra.Command, a *app, o *syslogOptions) error {
 	if err != nil {
 		return err
 	}
+	defer o.target.close()
 	ctx := cmd.Context()
 	octx, cancel := context.WithTimeout(ctx, o.timeout)
 	dev, err := o.target.open(octx, a, cmd)
@@ -125,48 +126,33 @@ Saves the device's log archive (os_trace_relay's CreateArchive,
 docs/protocols/ostrace.md): a tar of its log store, which macOS's 'log'
 tool reads once unpacked into a folder named NAME.logarchive. The file is
 written whole or not at all (streamed to a temporary file beside it, then
-renamed), with mode 0600; a spinner counts the bytes on a terminal.
-
-` + serviceTargetHelp
+renamed), with mode 0600; a spinner counts the bytes on a terminal.`
 
 func newSyslogCollectCmd(a *app) *cobra.Command {
-	var o struct {
-		target  *serviceTarget
-		asJSON  bool
-		age     int64
-		size    int64
-		since   time.Duration
-		timeout time.Duration
-	}
-	cmd := &cobra.Command{
-		Use:   "collect FILE",
-		Short: "save the device's log archive (a .logarchive tarball) to FILE",
-		Long:  syslogCollectHelp,
-		Example: `  iosmux syslog collect device-logs.tar
-  iosmux syslog collect --since 1h --udid 00008110-001A2B3C4D5E6F70 logs.tar`,
-		Args: exactArgs(1, "FILE"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.target.check(cmd); err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			dev, err := o.target.open(ctx, a, cmd)
-			if err != nil {
-				return err
-			}
+	var age, size int64
+	var since time.Duration
+	cmd := serviceCmd(a, "collect FILE", "save the device's log archive (a .logarchive tarball) to FILE", syslogCollectHelp,
+		"  iosmux syslog collect device-logs.tar\n  iosmux syslog collect --since 1h --udid 00008110-001A2B3C4D5E6F70 logs.tar",
+		10*time.Minute, func(cmd *cobra.Command) {
+			f := cmd.Flags()
+			f.Int64Var(&age, "age", 0, "only the last `DAYS` days (the device's default without it)")
+			f.Int64Var(&size, "size", 0, "at most about `BYTES` bytes")
+			f.DurationVar(&since, "since", 0, "only entries of the last `DURATION` (e.g. 1h)")
+		},
+		func(ctx context.Context, cmd *cobra.Command, o *serviceOptions, dev reach.Opener) error {
+			file := cmd.Flags().Arg(0)
 			c, err := ostrace.Open(ctx, dev)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			req := ostrace.ArchiveRequest{AgeLimit: o.age, SizeLimit: o.size}
-			if o.since > 0 {
-				req.StartTime = time.Now().Add(-o.since)
+			req := ostrace.ArchiveRequest{AgeLimit: age, SizeLimit: size}
+			if since > 0 {
+				req.StartTime = time.Now().Add(-since)
 			}
 			bar := a.progressOut(o.asJSON).Bytes(-1, "log archive")
 			var n int64
-			err = atomicfile.WriteFunc(args[0], 0o600, func(w io.Writer) error {
+			err = atomicfile.WriteFunc(file, 0o600, func(w io.Writer) error {
 				var err error
 				n, err = c.CreateArchive(ctx, w, req, func(n int64) { bar.Set(n, -1) })
 				return err
@@ -176,18 +162,11 @@ func newSyslogCollectCmd(a *app) *cobra.Command {
 				return fmt.Errorf("%s: %w", dev.UDID(), err)
 			}
 			if o.asJSON {
-				return writeJSON(a.stdout, map[string]any{"udid": dev.UDID(), "file": args[0], "bytes": n})
+				return writeJSON(a.stdout, map[string]any{"udid": dev.UDID(), "file": file, "bytes": n})
 			}
-			fmt.Fprintf(a.stdout, "%s: saved %d bytes of logs to %s\n", dev.UDID(), n, args[0])
+			fmt.Fprintf(a.stdout, "%s: saved %d bytes of logs to %s\n", dev.UDID(), n, file)
 			return nil
-		},
-	}
-	o.target = addServiceTarget(a, cmd)
-	f := cmd.Flags()
-	f.Int64Var(&o.age, "age", 0, "only the last `DAYS` days (the device's default without it)")
-	f.Int64Var(&o.size, "size", 0, "at most about `BYTES` bytes")
-	f.DurationVar(&o.since, "since", 0, "only entries of the last `DURATION` (e.g. 1h)")
-	addJSONFlag(cmd, &o.asJSON, "the result")
-	addTimeoutFlag(cmd, &o.timeout, 10*time.Minute, "for the whole transfer")
+		})
+	cmd.Args = exactArgs(1, "FILE")
 	return cmd
 }
