@@ -188,3 +188,38 @@ func mustReadDir(dir string) []string {
 	}
 	return out
 }
+
+// TestInsecureNotifyUntrusted: the insecure notification proxy answers on
+// the untrusted RSD, before any pairing.
+func TestInsecureNotifyUntrusted(t *testing.T) {
+	r := newRig(t)
+	d := r.device(t, Config{Profile: MustProfile("17.4")})
+	ctx := testCtx(t)
+	ap, err := netip.ParseAddrPort(d.Endpoints().UntrustedRSD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := reach.NewRSD(ctx, nil, ap, reach.RSDConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := o.Open(ctx, reach.InsecureNotificationProxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := notify.NewClient(conn)
+	defer c.Close()
+	if err := c.Observe(ctx, "com.example.open"); err != nil {
+		t.Fatal(err)
+	}
+	for d.Notifications().Observers("com.example.open") == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	d.Notifications().Post("com.example.open")
+	if n, err := c.Next(ctx); err != nil || n != "com.example.open" {
+		t.Errorf("relay %q, %v", n, err)
+	}
+	if _, err := o.Open(ctx, reach.SyslogRelay); !errors.Is(err, reach.ErrNotListed) {
+		t.Errorf("syslog_relay on the untrusted RSD: %v, want not listed", err)
+	}
+}

@@ -201,9 +201,11 @@ func TestUntrustedRSDP2(t *testing.T) {
 	for _, s := range c.Handshake.Services {
 		names = append(names, s.Name)
 	}
-	// Only what the simulator serves: the tunnel service and the untrusted
-	// lockdown shim (the published list's other five are not listed).
-	if len(names) != 2 || !slices.Contains(names, pairing.TunnelServiceName) || !slices.Contains(names, LockdownUntrusted) {
+	// Only what the simulator serves: the tunnel service, the untrusted
+	// lockdown shim and the insecure notification proxy (the published
+	// list's other four are not listed).
+	if len(names) != 3 || !slices.Contains(names, pairing.TunnelServiceName) || !slices.Contains(names, LockdownUntrusted) ||
+		!slices.Contains(names, "com.apple.mobile.insecure_notification_proxy.shim.remote") {
 		t.Errorf("untrusted services %v", names)
 	}
 	if c.Handshake.Device().UDID != d.UDID() || c.Handshake.UUID.String() != ep.RSDUUID {
