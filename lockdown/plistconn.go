@@ -56,6 +56,25 @@ func (c *PlistConn) Send(ctx context.Context, v any) error {
 	})
 }
 
+// SendAll writes several messages, each an XML plist frame, in a single
+// Write: a peer that switches to raw bytes after reading the first (appium's
+// syslog text mode after RSDCheckin) then finds the rest already read with
+// it rather than in its raw stream.
+func (c *PlistConn) SendAll(ctx context.Context, vs ...any) error {
+	var out []byte
+	for _, v := range vs {
+		frame, err := encodeFrame(v)
+		if err != nil {
+			return err
+		}
+		out = append(out, frame...)
+	}
+	return WithDeadline(ctx, c.nc, func() error {
+		_, err := c.nc.Write(out)
+		return err
+	})
+}
+
 // Receive reads one frame and decodes its plist (XML or binary) into v.
 // io.EOF means the peer closed the connection between messages.
 func (c *PlistConn) Receive(ctx context.Context, v any) error {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/xpc"
 )
@@ -348,4 +349,31 @@ func clientBytes(t *testing.T, n int, window uint32) []byte {
 	// No device Handshake follows; the bytes written are what matter here.
 	NewClient(ctx, a, &ClientConfig{HostUUID: mustUUID("00112233-4455-6677-8899-aabbccddeeff"), XPC: &xpc.Config{WindowSize: window}})
 	return <-got
+}
+
+// TestShimRepliesInOneWrite: both checkin replies leave in one write, so a
+// host that reads the first and then takes the stream raw (appium's
+// syslog text mode) never sees the second in its data.
+func TestShimRepliesInOneWrite(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	go ShimServer(ctxT(t), b, "com.apple.syslog_relay.shim.remote")
+	lockdown.NewPlistConn(a, 0).Send(ctxT(t), map[string]any{"Label": "x", "ProtocolVersion": "2", "Request": "RSDCheckin"})
+	// net.Pipe hands over one Write per Read (up to the buffer's size).
+	buf := make([]byte, 64<<10)
+	n, err := a.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, rest, err := lockdown.ParseFrame(buf[:n], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, rest, err := lockdown.ParseFrame(rest, 0)
+	if err != nil || len(rest) != 0 {
+		t.Fatalf("one read held %d bytes, not both replies whole: %v", n, err)
+	}
+	if !bytes.Contains(first, []byte("RSDCheckin")) || !bytes.Contains(second, []byte("StartService")) {
+		t.Errorf("replies %q, %q", first, second)
+	}
 }

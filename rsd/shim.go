@@ -80,7 +80,10 @@ func ShimClient(ctx context.Context, nc net.Conn, service, label string, escrowB
 
 // ShimServer performs the device side: it reads the RSDCheckin request and
 // answers with {"Request": "RSDCheckin"} then {"Request": "StartService"}
-// (rsd.md §4.2). The caller then speaks the service's protocol on the conn.
+// (rsd.md §4.2), both in one write: appium's syslog text mode reads the
+// stream raw once it has the first reply, so a second one arriving on its
+// own would end up in the first log line it prints. The caller then speaks
+// the service's protocol on the conn.
 func ShimServer(ctx context.Context, nc net.Conn, service string) (*ShimConn, *CheckinRequest, error) {
 	c := &ShimConn{nc: nc, name: service}
 	var req CheckinRequest
@@ -90,10 +93,8 @@ func ShimServer(ctx context.Context, nc net.Conn, service string) (*ShimConn, *C
 	if req.Request != "RSDCheckin" {
 		return nil, nil, c.fail("reading RSDCheckin", fmt.Errorf("got Request %q", req.Request))
 	}
-	for _, reply := range []string{"RSDCheckin", "StartService"} {
-		if err := c.Send(ctx, map[string]string{"Request": reply}); err != nil {
-			return nil, nil, c.fail("sending "+reply+" reply", err)
-		}
+	if err := c.plist().SendAll(ctx, map[string]string{"Request": "RSDCheckin"}, map[string]string{"Request": "StartService"}); err != nil {
+		return nil, nil, c.fail("sending the RSDCheckin and StartService replies", err)
 	}
 	return c, &req, nil
 }
