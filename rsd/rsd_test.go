@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/internal/testkit"
+	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/xpc"
 )
 
