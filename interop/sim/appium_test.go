@@ -79,8 +79,9 @@ func TestAppium(t *testing.T) {
 	var untrusted []appiumService
 	node(t, nil, &untrusted, "appium_rsd.mjs", d.UDID(), host, port)
 	names := serviceNames(untrusted)
-	// The two services the simulator serves there (it lists no others).
-	if len(untrusted) != 2 || !slices.Contains(names, pairing.TunnelServiceName) || !slices.Contains(names, sim.LockdownUntrusted) {
+	// The three services the simulator serves there (it lists no others).
+	if len(untrusted) != 3 || !slices.Contains(names, pairing.TunnelServiceName) || !slices.Contains(names, sim.LockdownUntrusted) ||
+		!slices.Contains(names, "com.apple.mobile.insecure_notification_proxy.shim.remote") {
 		t.Errorf("appium read the untrusted RSD as %v", untrusted)
 	}
 
@@ -90,7 +91,8 @@ func TestAppium(t *testing.T) {
 	node(t, nil, &trusted, "appium_rsd.mjs", d.UDID(), host, port)
 	names = serviceNames(trusted)
 	for _, want := range []string{sim.LockdownTrusted, sim.EchoService, sim.SinkService, sim.SourceService,
-		"com.apple.mobile.mobile_image_mounter.shim.remote", "com.apple.amfi.lockdown.shim.remote"} {
+		"com.apple.mobile.mobile_image_mounter.shim.remote", "com.apple.amfi.lockdown.shim.remote",
+		"com.apple.syslog_relay.shim.remote", "com.apple.os_trace_relay.shim.remote", "com.apple.crashreportmover.shim.remote"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("appium's trusted RSD listing lacks %s: %v", want, names)
 		}
