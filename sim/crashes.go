@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/internal/atomicfile"
+	"github.com/iosmux/iosmux/services/afc"
 )
 
 // The simulated device's crash folder (crash.md §6): a real directory,
@@ -30,14 +31,16 @@ const appstored = "com.apple.appstored"
 
 type crashes struct {
 	dir string
-	tmp bool // dir is ours to remove
+	tmp bool        // dir is ours to remove
+	afc *afc.Server // crashreportcopymobile's device role over dir
 
 	mu     sync.Mutex
 	staged map[string][]byte // reports the mover moves in (StageCrashReport)
 }
 
-func newCrashes(stateDir string, prof Profile, now time.Time) (*crashes, error) {
+func newCrashes(stateDir string, prof Profile, now time.Time) (_ *crashes, err error) {
 	c := &crashes{staged: map[string][]byte{}}
+	fresh := true
 	if stateDir == "" {
 		dir, err := os.MkdirTemp("", "iosmux-sim-crashes-")
 		if err != nil {
@@ -46,13 +49,23 @@ func newCrashes(stateDir string, prof Profile, now time.Time) (*crashes, error) 
 		c.dir, c.tmp = dir, true
 	} else {
 		c.dir = filepath.Join(stateDir, "CrashReporter")
-		if _, err := os.Stat(c.dir); err == nil {
-			return c, c.ensureAppstored()
-		}
+		_, err := os.Stat(c.dir)
+		fresh = err != nil
 	}
-	if err := c.seed(prof, now); err != nil {
-		c.close()
+	defer func() {
+		if err != nil {
+			c.close()
+		}
+	}()
+	if fresh {
+		if err := c.seed(prof, now); err != nil {
+			return nil, err
+		}
+	} else if err := c.ensureAppstored(); err != nil {
 		return nil, err
+	}
+	if c.afc, err = afc.NewServer(afc.ServerConfig{Root: c.dir}); err != nil {
+		return nil, fmt.Errorf("sim: crash folder: %w", err)
 	}
 	return c, nil
 }

@@ -174,6 +174,15 @@ func (g *diagnostics) serveMover(ctx context.Context, conn net.Conn) {
 	})
 }
 
+// serveCopyMobile is crashreportcopymobile's: AFC over the crash folder.
+// The device brings com.apple.appstored back right after it is deleted
+// (crash.md §2); here, when a connection starts and ends.
+func (g *diagnostics) serveCopyMobile(ctx context.Context, conn net.Conn) {
+	g.crashes.ensureAppstored()
+	defer g.crashes.ensureAppstored()
+	g.crashes.afc.Serve(ctx, conn)
+}
+
 // ostraceDevice is the state os_trace_relay serves.
 type ostraceDevice struct{ g *diagnostics }
 

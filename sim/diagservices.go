@@ -7,8 +7,7 @@ import (
 // The services of the device's logs and reports, each registered once and
 // served by both names (services.go: its RSD shim with RSDCheckin, its
 // lockdown name through StartService with service TLS). They need no
-// developer disk image, so they are listed from boot. crashreportcopymobile
-// joins them with services/afc.
+// developer disk image, so they are listed from boot.
 func (g *diagnostics) services() []Service {
 	shim := func(s reach.Service, entitlement string, h reach.Handler) Service {
 		return Service{Name: s.RSD, Lockdown: s.Lockdown, Entitlement: entitlement, Handler: h}
@@ -21,6 +20,7 @@ func (g *diagnostics) services() []Service {
 		// (notify.md §1).
 		shim(reach.InsecureNotificationProxy, LockdownUntrusted, g.serveNotify),
 		shim(reach.CrashReportMover, LockdownTrusted, g.serveMover),
+		shim(reach.CrashReportCopyMobile, LockdownTrusted, g.serveCopyMobile),
 	}
 }
 

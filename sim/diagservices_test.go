@@ -1,11 +1,13 @@
 package sim
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -221,5 +223,110 @@ func TestInsecureNotifyUntrusted(t *testing.T) {
 	}
 	if _, err := o.Open(ctx, reach.SyslogRelay); !errors.Is(err, reach.ErrNotListed) {
 		t.Errorf("syslog_relay on the untrusted RSD: %v, want not listed", err)
+	}
+}
+
+// TestCrashServices: crashreportcopymobile lists and pulls the crash
+// folder through both names; a crashing app's report is announced on
+// os_trace and read at once by a watcher; clear leaves only the folder
+// the device recreates.
+func TestCrashServices(t *testing.T) {
+	testkit.CheckLeaks(t)
+	r := newRig(t)
+	d := r.device(t, Config{Profile: MustProfile("17.4")})
+	openers := r.openers(t, d)
+	for i, path := range []string{"RSD", "lockdown"} {
+		o := openers[path]
+		last := i == 1
+		t.Run(path, func(t *testing.T) {
+			ctx := testCtx(t)
+			c, err := crash.Open(ctx, o, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			es, err := c.List(ctx, "/", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, e := range es {
+				names = append(names, e.Path)
+			}
+			for _, want := range []string{"SimApp-2026-01-01-120000.ips", "DiagnosticLogs/sysdiagnose", "Retired", appstored, "Crashy-"} {
+				if want == "Crashy-" {
+					if i == 0 {
+						continue
+					}
+					// The report the first run's crash saved.
+					if !slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, want) }) {
+						t.Errorf("List lacks the first run's report: %v", names)
+					}
+					continue
+				}
+				if !slices.Contains(names, want) {
+					t.Errorf("List lacks %s: %v", want, names)
+				}
+			}
+
+			// A watcher fed by os_trace's announcements.
+			oc, err := ostrace.Open(ctx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer oc.Close()
+			if err := oc.StartActivity(ctx, ostrace.DefaultActivity); err != nil {
+				t.Fatal(err)
+			}
+			saved := make(chan string, 8)
+			go oc.Run(ctx, func(rec *ostrace.Record) error {
+				if n, ok := crash.SavedReport(rec.Filename, rec.ImageName, rec.Message); ok {
+					saved <- n
+				}
+				return nil
+			})
+			wctx, stop := context.WithCancel(ctx)
+			reports := make(chan crash.Report, 4)
+			watched := make(chan error, 1)
+			go func() {
+				watched <- c.Watch(wctx, crash.WatchOptions{Saved: saved, Interval: time.Hour}, func(r crash.Report) error { reports <- r; return nil })
+			}()
+			p, _ := d.Processes().Launch(Launch{Path: "/x/Crashy.app/Crashy", BundleID: "com.example.crashy"})
+			time.Sleep(100 * time.Millisecond) // the watcher's first listing
+			d.Processes().Signal(p.PID, SIGSEGV)
+			select {
+			case rep := <-reports:
+				if rep.Header.Name != "Crashy" || rep.Header.BugType != "309" || !strings.HasPrefix(rep.Path, "Crashy-") {
+					t.Errorf("report %+v", rep.Header)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the crash was not reported")
+			}
+			stop()
+			<-watched
+
+			out := t.TempDir()
+			st, err := c.Pull(ctx, "/", out, crash.PullOptions{})
+			if err != nil || st.Files < 3 {
+				t.Fatalf("Pull = %+v, %v", st, err)
+			}
+			if !last {
+				return
+			}
+			if err := c.Clear(ctx); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			// The device brings com.apple.appstored back.
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+				left := mustReadDir(d.CrashFolder())
+				if slices.Equal(left, []string{appstored}) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("after clear: %v", left)
+				}
+			}
+		})
 	}
 }
