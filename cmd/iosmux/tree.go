@@ -81,6 +81,7 @@ Bad usage exits 2, a failure 1.`,
 		newSyslogCmd(a),
 		newProcessesCmd(a),
 		newNotifyCmd(a),
+		newCrashCmd(a),
 		// The program itself.
 		newVersionCmd(a),
 		newCompletionCmd(a),
