@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/internal/testkit"
+	"github.com/iosmux/iosmux/services/afc"
 	"github.com/iosmux/iosmux/services/crash"
 	"github.com/iosmux/iosmux/services/notify"
 	"github.com/iosmux/iosmux/services/ostrace"
@@ -240,7 +242,7 @@ func TestCrashServices(t *testing.T) {
 		last := i == 1
 		t.Run(path, func(t *testing.T) {
 			ctx := testCtx(t)
-			c, err := crash.Open(ctx, o, false)
+			c, err := crash.Open(ctx, o, crash.Options{Folder: func(c net.Conn) crash.Folder { return afc.NewClient(c, nil) }})
 			if err != nil {
 				t.Fatal(err)
 			}

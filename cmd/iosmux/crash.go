@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/internal/atomicfile"
+	"github.com/iosmux/iosmux/services/afc"
 	"github.com/iosmux/iosmux/services/crash"
 	"github.com/iosmux/iosmux/services/ostrace"
 	"github.com/iosmux/iosmux/services/reach"
@@ -53,7 +55,7 @@ func crashCmd(a *app, use, short, long, example string, timeout time.Duration, e
 			extra(cmd)
 		}
 	}, func(ctx context.Context, cmd *cobra.Command, o *serviceOptions, dev reach.Opener) error {
-		c, err := crash.Open(ctx, dev, noFlush)
+		c, err := crash.Open(ctx, dev, crash.Options{NoFlush: noFlush, Folder: afcFolder})
 		if err != nil {
 			return err
 		}
@@ -194,7 +196,7 @@ Reports already on the device are not reported.
 			dev, err := o.target.open(octx, a, cmd)
 			var c *crash.Client
 			if err == nil {
-				c, err = crash.Open(octx, dev, o.noFlush)
+				c, err = crash.Open(octx, dev, crash.Options{NoFlush: o.noFlush, Folder: afcFolder})
 			}
 			cancel()
 			if err != nil {
@@ -240,6 +242,10 @@ Reports already on the device are not reported.
 	addTimeoutFlag(cmd, &o.timeout, 30*time.Second, "to reach the device")
 	return cmd
 }
+
+// afcFolder is the crash folder's AFC client: crashreportcopymobile speaks
+// AFC (services/afc), which services/crash does not import.
+func afcFolder(c net.Conn) crash.Folder { return afc.NewClient(c, nil) }
 
 // announceSaved streams the device's os_trace log and sends the name of
 // every report the device says it saved.

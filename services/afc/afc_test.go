@@ -164,6 +164,18 @@ func TestOperations(t *testing.T) {
 	if fi, err := c.Stat(ctx, "Downloads/sym"); err != nil || !fi.IsSymlink() || fi.LinkTarget != "a/f.txt" {
 		t.Errorf("Stat of the symlink = %+v, %v", fi, err)
 	}
+	// The same as fs.FileInfo values.
+	if li, err := c.Lstat(ctx, "Downloads/a/f.txt"); err != nil || li.Name() != "f.txt" || li.Size() != 3 || !li.Mode().IsRegular() ||
+		!li.ModTime().Equal(mt) || li.IsDir() {
+		t.Errorf("Lstat of the file = %v, %v", li, err)
+	}
+	li, err := c.Lstat(ctx, "/Downloads/sym")
+	if lt, ok := li.(interface{ LinkTarget() string }); err != nil || li.Mode()&fs.ModeSymlink == 0 || !ok || lt.LinkTarget() != "a/f.txt" || li.Name() != "sym" {
+		t.Errorf("Lstat of the symlink = %v, %v", li, err)
+	}
+	if li, err := c.Lstat(ctx, "Downloads"); err != nil || !li.IsDir() || li.Name() != "Downloads" {
+		t.Errorf("Lstat of a folder = %v, %v", li, err)
+	}
 	if err := c.Link(ctx, HardLink, "Downloads/a/f.txt", "Books/hard"); err != nil {
 		t.Error(err)
 	}

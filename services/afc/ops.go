@@ -2,6 +2,8 @@ package afc
 
 import (
 	"context"
+	"io/fs"
+	"path"
 	"time"
 )
 
@@ -128,3 +130,31 @@ func (c *Client) Exists(ctx context.Context, path string) (bool, error) {
 	}
 	return false, err
 }
+
+// Lstat is Stat as an fs.FileInfo, for code written against io/fs (the
+// crash report folder's walker): Name is path's last element, Mode has the
+// type bits, Sys is the FileInfo, and a LinkTarget method gives a link's
+// target. Like Stat it does not follow a final link.
+func (c *Client) Lstat(ctx context.Context, p string) (fs.FileInfo, error) {
+	fi, err := c.Stat(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return statInfo{name: path.Base(path.Clean("/" + p)), fi: fi}, nil
+}
+
+// statInfo is a FileInfo as an fs.FileInfo.
+type statInfo struct {
+	name string
+	fi   FileInfo
+}
+
+func (s statInfo) Name() string       { return s.name }
+func (s statInfo) Size() int64        { return s.fi.Size }
+func (s statInfo) Mode() fs.FileMode  { return s.fi.Mode() }
+func (s statInfo) ModTime() time.Time { return s.fi.ModTime }
+func (s statInfo) IsDir() bool        { return s.fi.IsDir() }
+func (s statInfo) Sys() any           { return s.fi }
+
+// LinkTarget is a symbolic link's target, as stored.
+func (s statInfo) LinkTarget() string { return s.fi.LinkTarget }

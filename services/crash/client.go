@@ -17,22 +17,47 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/internal/atomicfile"
-	"github.com/iosmux/iosmux/services/afc"
 	"github.com/iosmux/iosmux/services/reach"
 )
 
+// Folder is the AFC client of a crashreportcopymobile connection, what
+// Client reads the folder through: an *afc.Client (services/afc) fits.
+// Errors answer errors.Is for fs.ErrNotExist and fs.ErrPermission.
+type Folder interface {
+	ReadDir(ctx context.Context, path string) ([]string, error)
+	// Lstat describes a path without following a final link; a link's
+	// value has a LinkTarget() string method.
+	Lstat(ctx context.Context, path string) (fs.FileInfo, error)
+	ReadFile(ctx context.Context, path string, w io.Writer, progress func(n int64)) (int64, error)
+	Remove(ctx context.Context, path string) error
+	RemoveAll(ctx context.Context, path string) error
+	Close() error
+}
+
 // Client reads and removes a device's crash reports over one connection
 // to crashreportcopymobile (AFC rooted at the crash folder, crash.md §2).
-// Safe for concurrent use, as the AFC client under it is.
+// Safe for concurrent use when its Folder is (an AFC client is).
 type Client struct {
-	afc  *afc.Client
+	afc  Folder
 	udid string
 }
 
+// Options says how Open reaches the folder.
+type Options struct {
+	// NoFlush skips crashreportmover: pending reports stay where they are.
+	NoFlush bool
+	// Folder speaks AFC on the crashreportcopymobile connection:
+	// func(c net.Conn) crash.Folder { return afc.NewClient(c, nil) }.
+	Folder func(conn net.Conn) Folder
+}
+
 // Open flushes pending reports into the folder (crashreportmover, unless
-// noFlush) and opens crashreportcopymobile through o.
-func Open(ctx context.Context, o reach.Opener, noFlush bool) (*Client, error) {
-	if !noFlush {
+// NoFlush) and opens crashreportcopymobile through o.
+func Open(ctx context.Context, o reach.Opener, opts Options) (*Client, error) {
+	if opts.Folder == nil {
+		return nil, errors.New("crash: Open without an AFC client for the folder")
+	}
+	if !opts.NoFlush {
 		if err := FlushReports(ctx, o); err != nil {
 			return nil, err
 		}
@@ -41,13 +66,13 @@ func Open(ctx context.Context, o reach.Opener, noFlush bool) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{afc: afc.NewClient(conn, nil), udid: o.UDID()}, nil
+	return NewClient(opts.Folder(conn), o.UDID()), nil
 }
 
-// NewClient wraps a connection to crashreportcopymobile positioned at its
-// first byte.
-func NewClient(conn net.Conn, udid string) *Client {
-	return &Client{afc: afc.NewClient(conn, nil), udid: udid}
+// NewClient reads the folder through f, an AFC client of a
+// crashreportcopymobile connection of the device udid.
+func NewClient(f Folder, udid string) *Client {
+	return &Client{afc: f, udid: udid}
 }
 
 // Close closes the connection.
@@ -62,15 +87,20 @@ type Entry struct {
 	LinkTarget string    `json:"linkTarget,omitempty"`
 }
 
-func entryOf(p string, fi afc.FileInfo) Entry {
-	e := Entry{Path: strings.TrimPrefix(path.Clean("/"+p), "/"), Type: fi.Type, Size: fi.Size, ModTime: fi.ModTime, LinkTarget: fi.LinkTarget}
-	switch fi.Type {
-	case afc.TypeRegular, "":
+func entryOf(p string, fi fs.FileInfo) Entry {
+	e := Entry{Path: strings.TrimPrefix(path.Clean("/"+p), "/"), Size: fi.Size(), ModTime: fi.ModTime()}
+	switch m := fi.Mode(); {
+	case m.IsRegular():
 		e.Type = "file"
-	case afc.TypeDir:
+	case m.IsDir():
 		e.Type = "dir"
-	case afc.TypeSymlink:
+	case m&fs.ModeSymlink != 0:
 		e.Type = "link"
+		if lt, ok := fi.(interface{ LinkTarget() string }); ok {
+			e.LinkTarget = lt.LinkTarget()
+		}
+	default:
+		e.Type = m.Type().String()
 	}
 	return e
 }
@@ -97,7 +127,7 @@ func (c *Client) List(ctx context.Context, root string, depth int) ([]Entry, err
 				return fmt.Errorf("crash: %s: %s lists an entry named %q", c.udid, dir, n)
 			}
 			p := path.Join(dir, n)
-			fi, err := c.afc.Stat(ctx, p)
+			fi, err := c.afc.Lstat(ctx, p)
 			if err != nil {
 				if skippable(err) {
 					continue
@@ -113,7 +143,7 @@ func (c *Client) List(ctx context.Context, root string, depth int) ([]Entry, err
 		}
 		return nil
 	}
-	fi, err := c.afc.Stat(ctx, root)
+	fi, err := c.afc.Lstat(ctx, root)
 	if err != nil {
 		return nil, fmt.Errorf("crash: %s: %s: %w", c.udid, root, err)
 	}
@@ -212,11 +242,14 @@ func (c *Client) Pull(ctx context.Context, root, out string, o PullOptions) (Pul
 					o.Progress(done+k, total)
 				}
 			})
-			return err
+			if err != nil {
+				return deviceError{err}
+			}
+			return nil
 		})
 		if err != nil {
-			var ae *afc.Error
-			if errors.As(err, &ae) && skippable(err) {
+			var de deviceError
+			if errors.As(err, &de) && skippable(err) {
 				continue // gone or refused since the listing
 			}
 			return st, fmt.Errorf("crash: %s: pull %s: %w", c.udid, e.Path, err)
@@ -248,6 +281,13 @@ func (c *Client) Pull(ctx context.Context, root, out string, o PullOptions) (Pul
 	}
 	return st, nil
 }
+
+// deviceError marks an error of the device's side of a copy, as opposed
+// to one writing the local file.
+type deviceError struct{ err error }
+
+func (e deviceError) Error() string { return e.err.Error() }
+func (e deviceError) Unwrap() error { return e.err }
 
 // LocalPath is where device path p goes under out: its elements must be
 // plain names, so that nothing a device lists lands outside out.

@@ -50,7 +50,7 @@ func serve(t *testing.T, dir string) *Client {
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithCancel(context.Background())
 	wg.Go(func() { defer b.Close(); srv.Serve(ctx, b) })
-	c := NewClient(a, "00008120-0000000000000001")
+	c := NewClient(afc.NewClient(a, nil), "00008120-0000000000000001")
 	t.Cleanup(func() { c.Close(); cancel(); wg.Wait() })
 	return c
 }

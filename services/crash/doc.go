@@ -11,7 +11,10 @@
 //	open crashreportcopymobile ─────────▶
 //	AFC READ_DIR / GET_FILE_INFO / FILE_OPEN / READ / REMOVE_PATH …
 //
-// ParseHeader reads an .ips report's first line; SavedReport recognises the
-// log line a device writes when it saves one, which is how a watcher learns
-// of new reports at once.
+// Client lists, pulls, clears and watches the folder through a Folder, the
+// AFC client of the crashreportcopymobile connection (services/afc's; this
+// package does not import it, as service packages reach each other only
+// through services/reach). ParseHeader reads an .ips report's first line;
+// SavedReport recognises the log line a device writes when it saves one,
+// which is how a watcher learns of new reports at once.
 package crash

@@ -133,7 +133,7 @@ func (c *Client) Watch(ctx context.Context, o WatchOptions, fn func(Report) erro
 func (c *Client) readAnnounced(ctx context.Context, name string, wait time.Duration) (Entry, []byte, error) {
 	deadline := time.Now().Add(wait)
 	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
-		fi, err := c.afc.Stat(ctx, name)
+		fi, err := c.afc.Lstat(ctx, name)
 		if err == nil {
 			var data []byte
 			if data, err = c.Read(ctx, name); err == nil {
