@@ -104,7 +104,10 @@ func TestPull(t *testing.T) {
 	if st.Files != 4 || last[0] != st.Bytes || last[1] != st.Bytes {
 		t.Errorf("stats %+v, last progress %v", st, last)
 	}
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, walkErr error) error {
+		if walkErr != nil {
+			t.Fatal(walkErr)
+		}
 		if d.IsDir() {
 			return nil
 		}
