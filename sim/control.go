@@ -19,6 +19,7 @@ import (
 //
 //	GET  /devices                      every device's Endpoints, Stats, faults
 //	GET  /devices/{udid}               one device
+//	GET  /devices/{udid}/logs?process=locationd   the log's counters (and lines per process)
 //	POST /devices/{udid}/unplug
 //	POST /devices/{udid}/replug
 //	POST /devices/{udid}/reboot?down=5s
@@ -64,6 +65,14 @@ func (f *Fleet) Handler() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, status(d))
+	})
+	mux.HandleFunc("GET /devices/{udid}/logs", func(w http.ResponseWriter, r *http.Request) {
+		d, ok := f.Device(r.PathValue("udid"))
+		if !ok {
+			writeError(w, http.StatusNotFound, fmt.Errorf("no device %q", r.PathValue("udid")))
+			return
+		}
+		writeJSON(w, http.StatusOK, logStatus(d, r.URL.Query()["process"]))
 	})
 	mux.HandleFunc("POST /devices/{udid}/{fault}", func(w http.ResponseWriter, r *http.Request) {
 		var targets []*Device

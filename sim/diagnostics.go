@@ -261,6 +261,26 @@ func (d *Device) FloodLogs(ctx context.Context, n int) error {
 	return d.diag.logs.Flood(ctx, d.diag.procs, n)
 }
 
+// LogStatus is the control endpoint's view of a device's log.
+type LogStatus struct {
+	LogStats
+	Rate float64 `json:"rate"`
+	// Lines counts the lines each process asked for has written.
+	Lines map[string]uint64 `json:"lines,omitempty"`
+}
+
+func logStatus(d *Device, processes []string) LogStatus {
+	l := d.Logs()
+	st := LogStatus{LogStats: l.Stats(), Rate: l.Rate()}
+	for _, p := range processes {
+		if st.Lines == nil {
+			st.Lines = map[string]uint64{}
+		}
+		st.Lines[p] = l.Count(p)
+	}
+	return st
+}
+
 // parseDiagnosticsControl reads the control endpoint's requests for the
 // log, the process table and the notification centre (control.go).
 func parseDiagnosticsControl(name string, get func(string) string) (func(*Device) error, bool, error) {

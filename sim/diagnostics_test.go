@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -258,6 +259,16 @@ func TestControlDiagnostics(t *testing.T) {
 	}
 	if code := post("/lograte?rate=250"); code != 200 || d.Logs().Rate() != 250 {
 		t.Errorf("lograte: %d, rate %v", code, d.Logs().Rate())
+	}
+	resp, err := http.Get(srv.URL + "/devices/" + d.UDID() + "/logs?process=launchd&process=nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ls LogStatus
+	json.NewDecoder(resp.Body).Decode(&ls)
+	resp.Body.Close()
+	if ls.Rate != 250 || ls.Written == 0 || ls.Lines["launchd"] == 0 || ls.Lines["nobody"] != 0 {
+		t.Errorf("GET logs = %+v", ls)
 	}
 	post("/lograte?rate=0")
 	if code := post("/launch?path=/x/Demo.app/Demo&bundle=com.example.demo"); code != 200 {

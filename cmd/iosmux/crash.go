@@ -166,80 +166,58 @@ com.apple.appstored right away; anything else left is an error.`,
 }
 
 func newCrashWatchCmd(a *app) *cobra.Command {
-	var o struct {
-		target   *serviceTarget
-		asJSON   bool
-		noFlush  bool
-		timeout  time.Duration
-		interval time.Duration
-		process  []string
-	}
-	cmd := &cobra.Command{
-		Use:   "watch [DIR]",
-		Short: "print (and pull into DIR) crash reports as the device saves them",
-		Long: `Watches for new crash reports until interrupted: the device announces each
+	var noFlush bool
+	var interval time.Duration
+	var processes []string
+	cmd := streamCmd(a, "watch [DIR]", "print (and pull into DIR) crash reports as the device saves them",
+		`Watches for new crash reports until interrupted: the device announces each
 report it saves in its log (os_trace_relay), and the report is read at once;
 the folder is also listed every --interval for reports saved unannounced.
 Each report is printed as a line (name, bug type, process, time; a JSON
 object with --json) and, with DIR, copied into it like crash pull does.
-Reports already on the device are not reported.
-
-` + serviceTargetHelp,
-		Example: "  iosmux crash watch\n  iosmux crash watch ./reports --process Demo --json",
-		Args:    rangeArgs(0, 1, "at most one DIR"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.target.check(cmd); err != nil {
-				return err
-			}
-			defer o.target.close()
-			octx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			dev, err := o.target.open(octx, a, cmd)
-			var c *crash.Client
-			if err == nil {
-				c, err = crash.Open(octx, dev, crash.Options{NoFlush: o.noFlush, Folder: afcFolder})
-			}
-			cancel()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, stop := context.WithCancelCause(cmd.Context())
-			defer stop(nil)
-			saved := make(chan string, 64)
-			ready := func() {
-				go func() {
-					// The fast path; without it listing alone finds reports.
-					if err := announceSaved(ctx, dev, saved); err != nil && ctx.Err() == nil {
-						a.log.Warn("crash watch: the device's log stream ended; finding reports by listing only", "udid", dev.UDID(), "err", err)
-					}
-				}()
-				a.log.Info("watching for new crash reports", "udid", dev.UDID())
-			}
-			err = c.Watch(ctx, crash.WatchOptions{Saved: saved, Interval: o.interval, Ready: ready}, func(r crash.Report) error {
-				if len(o.process) > 0 && !slices.Contains(o.process, r.Header.Name) {
-					return nil
-				}
-				local := ""
-				if len(args) == 1 {
-					var err error
-					if local, err = saveReport(args[0], r); err != nil {
-						return err
-					}
-				}
-				return printReport(a, o.asJSON, dev.UDID(), r, local)
-			})
-			if cmd.Context().Err() != nil {
-				return nil // interrupted
-			}
-			return err
+Reports already on the device are not reported.`,
+		"  iosmux crash watch\n  iosmux crash watch ./reports --process Demo --json", "each report (one object per line)",
+		func(cmd *cobra.Command) {
+			cmd.Flags().BoolVar(&noFlush, "no-flush", false, noFlushHelp)
+			cmd.Flags().StringArrayVarP(&processes, "process", "p", nil, "only reports of this process `NAME` (repeatable)")
+			cmd.Flags().DurationVar(&interval, "interval", 10*time.Second, "how often to list the folder for reports saved unannounced")
 		},
-	}
-	o.target = addServiceTarget(a, cmd)
-	cmd.Flags().BoolVar(&o.noFlush, "no-flush", false, noFlushHelp)
-	cmd.Flags().StringArrayVarP(&o.process, "process", "p", nil, "only reports of this process `NAME` (repeatable)")
-	cmd.Flags().DurationVar(&o.interval, "interval", 10*time.Second, "how often to list the folder for reports saved unannounced")
-	addJSONFlag(cmd, &o.asJSON, "each report (one object per line)")
-	addTimeoutFlag(cmd, &o.timeout, 30*time.Second, "to reach the device")
+		func(ctx context.Context, cmd *cobra.Command, o *serviceOptions, dev reach.Opener) (func(context.Context) error, error) {
+			c, err := crash.Open(ctx, dev, crash.Options{NoFlush: noFlush, Folder: afcFolder})
+			if err != nil {
+				return nil, err
+			}
+			dir := cmd.Flags().Arg(0)
+			return func(ctx context.Context) error {
+				defer c.Close()
+				ctx, stop := context.WithCancel(ctx)
+				defer stop()
+				saved := make(chan string, 64)
+				ready := func() {
+					go func() {
+						// The fast path; without it listing alone finds reports.
+						if err := announceSaved(ctx, dev, saved); err != nil && ctx.Err() == nil {
+							a.log.Warn("crash watch: the device's log stream ended; finding reports by listing only", "udid", dev.UDID(), "err", err)
+						}
+					}()
+					a.log.Info("watching for new crash reports", "udid", dev.UDID())
+				}
+				return c.Watch(ctx, crash.WatchOptions{Saved: saved, Interval: interval, Ready: ready}, func(r crash.Report) error {
+					if len(processes) > 0 && !slices.Contains(processes, r.Header.Name) {
+						return nil
+					}
+					local := ""
+					if dir != "" {
+						var err error
+						if local, err = saveReport(dir, r); err != nil {
+							return err
+						}
+					}
+					return printReport(a, o.asJSON, dev.UDID(), r, local)
+				})
+			}, nil
+		})
+	cmd.Args = rangeArgs(0, 1, "at most one DIR")
 	return cmd
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/iosmux/iosmux/services/notify"
@@ -75,67 +74,48 @@ func newNotifyPostCmd(a *app) *cobra.Command {
 }
 
 func newNotifyObserveCmd(a *app) *cobra.Command {
-	var o struct {
-		target   *serviceTarget
-		insecure bool
-		asJSON   bool
-		count    int
-		timeout  time.Duration
-	}
-	cmd := &cobra.Command{
-		Use:   "observe NAME...",
-		Short: "print Darwin notifications as the device posts them",
-		Long: "Observes each NAME and prints every later post of one of them, one per line\n" +
-			"(a JSON object with --json), until interrupted or --count posts have arrived.\n\n" + serviceTargetHelp,
-		Example: "  iosmux notify observe com.apple.springboard.lockstate\n  iosmux notify observe --count 1 --json com.apple.mobile.application_installed",
-		Args:    rangeArgs(1, -1, "one NAME or more"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.target.check(cmd); err != nil {
-				return err
-			}
-			defer o.target.close()
-			octx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			dev, err := o.target.open(octx, a, cmd)
-			var c *notify.Client
-			if err == nil {
-				var conn net.Conn
-				if conn, err = dev.Open(octx, notifyService(o.insecure)); err == nil {
-					c = notify.NewClient(conn)
-					err = c.Observe(octx, args...)
-					defer c.Close()
-				}
-			}
-			cancel()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			for n := 0; o.count == 0 || n < o.count; n++ {
-				name, err := c.Next(ctx)
-				if ctx.Err() != nil {
-					return nil // interrupted
-				}
-				if errors.Is(err, notify.ErrProxyDeath) {
-					return fmt.Errorf("%s: %w (did it reboot?)", dev.UDID(), err)
-				}
-				if err != nil {
-					return fmt.Errorf("%s: %w", dev.UDID(), err)
-				}
-				if o.asJSON {
-					if err := jsonLine(a.stdout, map[string]any{"time": time.Now().Format(time.RFC3339Nano), "name": name}); err != nil {
-						return err
-					}
-				} else {
-					fmt.Fprintln(a.stdout, name)
-				}
-			}
-			return nil
+	var insecure bool
+	var count int
+	cmd := streamCmd(a, "observe NAME...", "print Darwin notifications as the device posts them",
+		"Observes each NAME and prints every later post of one of them, one per line\n"+
+			"(a JSON object with --json), until interrupted or --count posts have arrived.",
+		"  iosmux notify observe com.apple.springboard.lockstate\n  iosmux notify observe --count 1 --json com.apple.mobile.application_installed",
+		"each notification (one object per line)",
+		func(cmd *cobra.Command) {
+			cmd.Flags().BoolVar(&insecure, "insecure", false, insecureHelp)
+			cmd.Flags().IntVar(&count, "count", 0, "stop after `N` notifications (0: run until interrupted)")
 		},
-	}
-	o.target = addServiceTarget(a, cmd)
-	cmd.Flags().BoolVar(&o.insecure, "insecure", false, insecureHelp)
-	cmd.Flags().IntVar(&o.count, "count", 0, "stop after `N` notifications (0: run until interrupted)")
-	addJSONFlag(cmd, &o.asJSON, "each notification (one object per line)")
-	addTimeoutFlag(cmd, &o.timeout, 30*time.Second, "to reach the device")
+		func(ctx context.Context, cmd *cobra.Command, o *serviceOptions, dev reach.Opener) (func(context.Context) error, error) {
+			conn, err := dev.Open(ctx, notifyService(insecure))
+			if err != nil {
+				return nil, err
+			}
+			c := notify.NewClient(conn)
+			if err := c.Observe(ctx, cmd.Flags().Args()...); err != nil {
+				c.Close()
+				return nil, err
+			}
+			return func(ctx context.Context) error {
+				defer c.Close()
+				for n := 0; count == 0 || n < count; n++ {
+					name, err := c.Next(ctx)
+					if errors.Is(err, notify.ErrProxyDeath) {
+						return fmt.Errorf("%s: %w (did it reboot?)", dev.UDID(), err)
+					}
+					if err != nil {
+						return fmt.Errorf("%s: %w", dev.UDID(), err)
+					}
+					if o.asJSON {
+						if err := jsonLine(a.stdout, map[string]any{"time": time.Now().Format(time.RFC3339Nano), "name": name}); err != nil {
+							return err
+						}
+					} else {
+						fmt.Fprintln(a.stdout, name)
+					}
+				}
+				return nil
+			}, nil
+		})
+	cmd.Args = rangeArgs(1, -1, "one NAME or more")
 	return cmd
 }

@@ -21,42 +21,60 @@ interrupted. It needs no developer disk image. Lines are decoded (vis
 escapes) and printed as the device wrote them, coloured on a terminal, or
 as JSON lines with --json (time, device, process, image, pid, level,
 message). The device sends every line; --process, --pid, --level and
---match select on this host.
-
-` + serviceTargetHelp
+--match select on this host.`
 
 type syslogOptions struct {
-	target    *serviceTarget
-	asJSON    bool
 	noColor   bool
 	processes []string
 	pids      []int
 	match     string
 	level     string
-	timeout   time.Duration
 }
 
 func newSyslogCmd(a *app) *cobra.Command {
-	o := &syslogOptions{}
-	cmd := &cobra.Command{
-		Use:   "syslog",
-		Short: "stream the device's log, filtered by process, pid, level or pattern",
-		Long:  syslogHelp,
-		Example: `  iosmux syslog
+	var so syslogOptions
+	cmd := streamCmd(a, "syslog", "stream the device's log, filtered by process, pid, level or pattern", syslogHelp,
+		`  iosmux syslog
   iosmux syslog --process SpringBoard --level error
   iosmux syslog --udid 00008110-001A2B3C4D5E6F70 --match 'crash|fault' --json
-  iosmux syslog --tunnel 00008110-001A2B3C4D5E6F70 --pid 58`,
-		RunE: func(cmd *cobra.Command, args []string) error { return runSyslog(cmd, a, o) },
-	}
-	o.target = addServiceTarget(a, cmd)
-	f := cmd.Flags()
-	f.StringArrayVarP(&o.processes, "process", "p", nil, "only lines of this process `NAME` (repeatable)")
-	f.IntSliceVar(&o.pids, "pid", nil, "only lines of this process `ID` (repeatable)")
-	f.StringVarP(&o.match, "match", "m", "", "only lines matching this regular `EXPRESSION` (Go syntax, whole line)")
-	f.StringVar(&o.level, "level", "", "only lines at least this severe: debug, info, notice, warning, error, fault, critical, alert, emergency")
-	f.BoolVar(&o.noColor, "no-color", false, "no colours, even on a terminal")
-	addJSONFlag(cmd, &o.asJSON, "each line")
-	addTimeoutFlag(cmd, &o.timeout, 30*time.Second, "to reach the device")
+  iosmux syslog --tunnel 00008110-001A2B3C4D5E6F70 --pid 58`, "each line",
+		func(cmd *cobra.Command) {
+			f := cmd.Flags()
+			f.StringArrayVarP(&so.processes, "process", "p", nil, "only lines of this process `NAME` (repeatable)")
+			f.IntSliceVar(&so.pids, "pid", nil, "only lines of this process `ID` (repeatable)")
+			f.StringVarP(&so.match, "match", "m", "", "only lines matching this regular `EXPRESSION` (Go syntax, whole line)")
+			f.StringVar(&so.level, "level", "", "only lines at least this severe: debug, info, notice, warning, error, fault, critical, alert, emergency")
+			f.BoolVar(&so.noColor, "no-color", false, "no colours, even on a terminal")
+		},
+		func(ctx context.Context, cmd *cobra.Command, o *serviceOptions, dev reach.Opener) (func(context.Context) error, error) {
+			f, err := so.filter()
+			if err != nil {
+				return nil, err
+			}
+			conn, err := dev.Open(ctx, reach.SyslogRelay)
+			if err != nil {
+				return nil, err
+			}
+			format := syslog.Plain
+			switch {
+			case o.asJSON:
+				format = syslog.JSON
+			case !so.noColor && a.terminal(a.stdout):
+				format = syslog.Color
+			}
+			return func(ctx context.Context) error {
+				c := syslog.NewClient(conn, 0)
+				defer c.Close()
+				a.log.Debug("syslog: streaming", "udid", dev.UDID())
+				_, err := syslog.Copy(ctx, c, f, syslog.NewPrinter(a.stdout, format, nil))
+				if errors.Is(err, syslog.ErrClosed) && ctx.Err() == nil {
+					return fmt.Errorf("%s: %w (did it reboot or go away?)", dev.UDID(), err)
+				}
+				return err
+			}, nil
+		})
+	// Bad filters are usage errors, before the device is reached.
+	cmd.PreRunE = func(*cobra.Command, []string) error { _, err := so.filter(); return err }
 	cmd.AddCommand(newSyslogCollectCmd(a))
 	return cmd
 }
@@ -78,47 +96,6 @@ func (o *syslogOptions) filter() (*syslog.Filter, error) {
 		f.MinLevel = l
 	}
 	return f, nil
-}
-
-func runSyslog(cmd *cobra.Command, a *app, o *syslogOptions) error {
-	if err := o.target.check(cmd); err != nil {
-		return err
-	}
-	f, err := o.filter()
-	if err != nil {
-		return err
-	}
-	defer o.target.close()
-	ctx := cmd.Context()
-	octx, cancel := context.WithTimeout(ctx, o.timeout)
-	dev, err := o.target.open(octx, a, cmd)
-	if err != nil {
-		cancel()
-		return err
-	}
-	conn, err := dev.Open(octx, reach.SyslogRelay)
-	cancel()
-	if err != nil {
-		return err
-	}
-	c := syslog.NewClient(conn, 0)
-	defer c.Close()
-	format := syslog.Plain
-	switch {
-	case o.asJSON:
-		format = syslog.JSON
-	case !o.noColor && a.terminal(a.stdout):
-		format = syslog.Color
-	}
-	a.log.Debug("syslog: streaming", "udid", dev.UDID())
-	_, err = syslog.Copy(ctx, c, f, syslog.NewPrinter(a.stdout, format, nil))
-	if ctx.Err() != nil {
-		return nil // interrupted: the normal end
-	}
-	if errors.Is(err, syslog.ErrClosed) {
-		return fmt.Errorf("%s: %w (did it reboot or go away?)", dev.UDID(), err)
-	}
-	return err
 }
 
 const syslogCollectHelp = `
