@@ -63,6 +63,10 @@ var layer = map[string]int{
 	"services/ostrace":     3,
 	"services/notify":      3,
 	"services/crash":       3,
+	// CoreDevice: the envelope, with appservice, deviceinfo and openstdio
+	// as its sub-packages; debugproxy (GDB remote protocol, forwarder).
+	"services/coredevice": 3,
+	"services/debugproxy": 3,
 	// L4 servers
 	"rsdapi":  4,
 	"backend": 4,
