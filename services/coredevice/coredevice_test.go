@@ -406,4 +406,3 @@ func TestServerIgnoresOneWay(t *testing.T) {
 	conn.Close()
 	<-done
 }
-
