@@ -204,7 +204,11 @@ func newFake() *fakeDevice {
 	return d
 }
 
-func (d *fakeDevice) Apps() ([]App, error) { d.mu.Lock(); defer d.mu.Unlock(); return append([]App(nil), d.apps...), nil }
+func (d *fakeDevice) Apps() ([]App, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]App(nil), d.apps...), nil
+}
 
 func (d *fakeDevice) Launch(ctx context.Context, r LaunchRequest) (Process, error) {
 	d.mu.Lock()
