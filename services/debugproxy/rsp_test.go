@@ -18,7 +18,7 @@ func TestEncodeDecode(t *testing.T) {
 		{"OK", "$OK#9a"},
 		{"QStartNoAckMode", "$QStartNoAckMode#b0"},
 		{"vAttach;4d2", "$vAttach;4d2#d0"},
-		{"a#b$c}d*e", "$a}\x03b}\x04c}]d}\ne#" },
+		{"a#b$c}d*e", "$a}\x03b}\x04c}]d}\ne#"},
 	}
 	for _, c := range cases {
 		got := Encode(nil, []byte(c.payload))

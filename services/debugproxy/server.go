@@ -143,6 +143,7 @@ func hexPID(pid int64) string { return strconv.FormatInt(pid, 16) }
 func (ss *session) stopReply() string {
 	return fmt.Sprintf("T%02xthread:%s;", sigStop, hexPID(ss.attached))
 }
+
 // handle answers one packet; done ends the session after the reply.
 func (ss *session) handle(ctx context.Context, pkt string) (reply string, done bool) {
 	t := ss.s.Target
