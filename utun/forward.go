@@ -99,6 +99,29 @@ func AppendPreamble(b []byte, dst netip.AddrPort) []byte {
 	return binary.LittleEndian.AppendUint32(b, uint32(dst.Port()))
 }
 
+// PreambleDialer dials through go-ios's userspace proxy at proxy (its
+// 127.0.0.1 port): each connection opens with the preamble naming the
+// device address it is for. It lets a host process reach every port of a
+// device whose tunnel ends in another process's userspace stack.
+func PreambleDialer(proxy string) DialFunc {
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		dst, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return nil, fmt.Errorf("utun: through the userspace proxy: %q is not an IP address and port: %w", address, err)
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", proxy)
+		if err != nil {
+			return nil, fmt.Errorf("utun: userspace proxy at %s: %w", proxy, err)
+		}
+		if _, err := c.Write(AppendPreamble(nil, dst)); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("utun: userspace proxy at %s: %w", proxy, err)
+		}
+		return c, nil
+	}
+}
+
 // Addr returns the listening address.
 func (f *Forwarder) Addr() net.Addr { return f.ln.Addr() }
 

@@ -2,6 +2,7 @@ package utun
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/netip"
@@ -108,6 +109,22 @@ func TestPreambleForwarder(t *testing.T) {
 			t.Fatalf("port %d through the preamble forwarder: %x, %v", port, buf, err)
 		}
 		c.Close()
+	}
+	// A host process dialling through the proxy.
+	dial := PreambleDialer(fw.Addr().String())
+	c, err := dial(context.Background(), "tcp", netip.AddrPortFrom(devAddr, 62078).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("pong"))
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(c, buf); err != nil || int(buf[0])|int(buf[1])<<8 != 62078 || string(buf[2:]) != "pong" {
+		t.Fatalf("PreambleDialer: %x, %v", buf, err)
+	}
+	c.Close()
+	if _, err := dial(context.Background(), "tcp", "localhost:7"); err == nil {
+		t.Error("PreambleDialer took a host name")
 	}
 	for name, pre := range map[string][]byte{
 		"port 0": preamble(devAddr, 0),
