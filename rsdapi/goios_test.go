@@ -1,7 +1,10 @@
 package rsdapi_test
 
 import (
+	"context"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/iosmux/iosmux/rsdapi"
@@ -68,6 +71,15 @@ func TestGoIOS(t *testing.T) {
 		srv, _ := serve(t, goios, rsdapitest.New(tu))
 		do(t, srv, "GET", "/tunnel/00008030-0000000000000003", "").want(t, 200, "application/json",
 			`{"address":"fd00::3:1","rsdPort":50003,"udid":"000080300000000000000003","userspaceTun":true,"userspaceTunPort":60106}`+"\n")
+		// The client reads it back; an unknown device is ErrNoTunnel.
+		c := &rsdapi.GoIOSClient{Addr: strings.TrimPrefix(srv.URL, "http://")}
+		got, err := c.Tunnel(context.Background(), "00008030-0000000000000003")
+		if err != nil || !got.Userspace || got.UserspacePort != 60106 || got.Address != "fd00::3:1" || got.RSDPort != 50003 {
+			t.Errorf("GoIOSClient.Tunnel = %+v, %v", got, err)
+		}
+		if _, err := c.Tunnel(context.Background(), "nope"); !errors.Is(err, rsdapi.ErrNoTunnel) {
+			t.Errorf("unknown device: %v", err)
+		}
 	})
 	t.Run("serial falls back to UDID", func(t *testing.T) {
 		tu := rsdapi.Tunnel{UDID: "WIFI-ONLY", Address: "fd01::1", RSDPort: 1}
