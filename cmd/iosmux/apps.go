@@ -33,7 +33,7 @@ func newAppsCmd(a *app) *cobra.Command {
   iosmux apps uninstall com.example.myapp --tunnel 00008110-001A2B3C4D5E6F70`,
 		RunE: groupRun,
 	}
-	cmd.AddCommand(newAppsListCmd(a), newAppsInfoCmd(a), newAppsInstallCmd(a), newAppsUninstallCmd(a))
+	cmd.AddCommand(newAppsListCmd(a), newAppsInfoCmd(a), newAppsInstallCmd(a), newAppsUninstallCmd(a), newAppsLaunchCmd(a))
 	return cmd
 }
 

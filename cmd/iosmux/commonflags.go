@@ -73,6 +73,8 @@ type rsdTarget struct {
 	rsd     hostPortValue
 	tunnel  string
 	tunneld string
+	// found is the UDID of the tunnel resolve found in tunneld.
+	found string
 }
 
 func addRSDTarget(a *app, cmd *cobra.Command) *rsdTarget {
@@ -119,6 +121,7 @@ func (t *rsdTarget) resolve(ctx context.Context, a *app, cmd *cobra.Command) (st
 		if err != nil {
 			return "", err
 		}
+		t.found = l.UDID
 		return ap.String(), nil
 	}
 	all, err := c.Tunnels(ctx)
@@ -154,6 +157,7 @@ func (t *rsdTarget) resolve(ctx context.Context, a *app, cmd *cobra.Command) (st
 	if err != nil {
 		return "", err
 	}
+	t.found = l.UDID
 	return ap.String(), nil
 }
 

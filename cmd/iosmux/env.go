@@ -28,6 +28,7 @@ var envVars = []envVar{
 	{"IOSMUX_TSS_URL", "default of --tss-url: the DDI signing server (default Apple's, http://gs.apple.com/TSS/controller?action=2)"},
 	{"IOSMUX_DDI_URL", "default of --download-url: where mounter auto-mount --download fetches the personalized DDI"},
 	{"XDG_CACHE_HOME", "the base of the default DDI cache ($XDG_CACHE_HOME/iosmux/ddi)"},
+	{"IOSMUX_TUNNELD_GOIOS", "tunneld's go-ios API, asked whether a device's tunnel is a userspace one (default: --tunneld's host, port 60105)"},
 	{"NO_COLOR", "set: start-tunnel prints no colours on a terminal"},
 }
 

@@ -59,6 +59,7 @@ func newInfoCmd(a *app) *cobra.Command {
 	addJSONFlag(cmd, &o.asJSON, "the value")
 	addUsbmuxFlag(cmd, &o.muxAddr)
 	addTimeoutFlag(cmd, &o.timeout, 15*time.Second, "for the query (pairing a new device has its own "+pairTimeout.String()+")")
+	cmd.AddCommand(newInfoDisplayCmd(a))
 	return cmd
 }
 

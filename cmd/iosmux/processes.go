@@ -3,49 +3,269 @@ package main
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/iosmux/iosmux/services/ostrace"
+	"github.com/iosmux/iosmux/services/coredevice/appservice"
 	"github.com/iosmux/iosmux/services/reach"
 	"github.com/spf13/cobra"
 )
 
-const processesHelp = `
-The device's processes.
-
-` + serviceTargetHelp
-
 func newProcessesCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:     "processes",
-		Short:   "list the device's processes",
-		Long:    processesHelp,
-		Example: "  iosmux processes ps\n  iosmux processes ps --json",
-		RunE:    groupRun,
+		Use:   "processes",
+		Short: "processes on a device: list, signal, kill, watch",
+		Long: `Lists the device's processes and sends them signals through CoreDevice's
+appservice. A process is named by its pid or by its executable's name.
+
+` + tunnelTargetHelp,
+		Example: `  iosmux processes ps --tunnel 00008110-001A2B3C4D5E6F70
+  iosmux processes kill Demo
+  iosmux processes signal 4321 STOP
+  iosmux processes watch 4321`,
+		Args: noArgs,
+		RunE: groupRun,
 	}
-	cmd.AddCommand(newProcessesPSCmd(a))
+	cmd.AddCommand(newProcessesPsCmd(a), newProcessesKillCmd(a), newProcessesSignalCmd(a), newProcessesWatchCmd(a))
 	return cmd
 }
 
-func newProcessesPSCmd(a *app) *cobra.Command {
-	return serviceCmd(a, "ps", "list the device's processes: pid and name",
-		`Lists the running processes by pid and name through os_trace_relay's PidList
-(docs/protocols/ostrace.md), which needs no developer disk image.`,
-		"  iosmux processes ps\n  iosmux processes ps --tunnel 00008110-001A2B3C4D5E6F70 --json", 30*time.Second, nil,
-		func(ctx context.Context, cmd *cobra.Command, o *serviceOptions, dev reach.Opener) error {
-			ps, err := ostrace.ListProcesses(ctx, dev)
+// processOptions are every processes subcommand's flags.
+type processOptions struct {
+	target  *tunnelTarget
+	asJSON  bool
+	timeout time.Duration
+}
+
+func addProcessFlags(a *app, cmd *cobra.Command, o *processOptions, what string, timeout time.Duration) {
+	o.target = addTunnelTarget(a, cmd)
+	addJSONFlag(cmd, &o.asJSON, what)
+	addTimeoutFlag(cmd, &o.timeout, timeout, "to reach the device and get an answer")
+}
+
+// appService opens the device's appservice.
+func (o *processOptions) appService(ctx context.Context, a *app, cmd *cobra.Command) (*reach.RSD, *appservice.Client, error) {
+	if err := o.target.check(cmd); err != nil {
+		return nil, nil, err
+	}
+	r, err := o.target.open(ctx, a, cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	svc, err := appservice.Dial(r, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, svc, nil
+}
+
+// processJSON is one process as --json prints it.
+type processJSON struct {
+	PID        int64  `json:"pid"`
+	Name       string `json:"name"`
+	Executable string `json:"executable"`
+}
+
+func newProcessesPsCmd(a *app) *cobra.Command {
+	var o processOptions
+	cmd := &cobra.Command{
+		Use:     "ps",
+		Short:   "list the device's processes",
+		Example: "  iosmux processes ps --tunnel 00008110-001A2B3C4D5E6F70\n  iosmux processes ps --json",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+			defer cancel()
+			_, svc, err := o.appService(ctx, a, cmd)
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			ps, err := svc.ListProcesses(ctx)
+			if err != nil {
+				return err
+			}
+			sort.Slice(ps, func(i, j int) bool { return ps[i].PID < ps[j].PID })
+			if o.asJSON {
+				out := make([]processJSON, len(ps))
+				for i, p := range ps {
+					out[i] = processJSON{PID: p.PID, Name: p.Name(), Executable: p.Executable()}
+				}
+				return writeJSON(a.stdout, out)
+			}
+			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "PID\tNAME\tEXECUTABLE")
+			for _, p := range ps {
+				fmt.Fprintf(w, "%d\t%s\t%s\n", p.PID, p.Name(), p.Executable())
+			}
+			return w.Flush()
+		},
+	}
+	addProcessFlags(a, cmd, &o, "the processes", 20*time.Second)
+	return cmd
+}
+
+// resolvePID reads PID|NAME: a number is a pid; a name must match the
+// executable name of exactly one process.
+func resolvePID(ctx context.Context, svc *appservice.Client, udid, which string) (int64, error) {
+	if n, err := strconv.ParseInt(which, 10, 64); err == nil && n > 0 {
+		return n, nil
+	}
+	ps, err := svc.ListProcesses(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var found []appservice.Process
+	for _, p := range ps {
+		if p.Name() == which {
+			found = append(found, p)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return 0, fmt.Errorf("device %s: no process named %q ('iosmux processes ps' lists them)", udid, which)
+	case 1:
+		return found[0].PID, nil
+	}
+	pids := make([]string, len(found))
+	for i, p := range found {
+		pids[i] = strconv.FormatInt(p.PID, 10)
+	}
+	return 0, fmt.Errorf("device %s: %d processes are named %q (pids %s): give the pid", udid, len(found), which, strings.Join(pids, ", "))
+}
+
+// signalOutput is what kill and signal print with --json.
+type signalOutput struct {
+	UDID       string    `json:"udid"`
+	PID        int64     `json:"pid"`
+	Executable string    `json:"executable,omitempty"`
+	Signal     int64     `json:"signal"`
+	SignalName string    `json:"signalName"`
+	DeviceTime time.Time `json:"deviceTimestamp,omitzero"`
+}
+
+func sendSignal(cmd *cobra.Command, a *app, o *processOptions, which string, sig int64) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+	defer cancel()
+	r, svc, err := o.appService(ctx, a, cmd)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	pid, err := resolvePID(ctx, svc, r.UDID(), which)
+	if err != nil {
+		return err
+	}
+	res, err := svc.Signal(ctx, pid, sig)
+	if err != nil {
+		return err
+	}
+	if o.asJSON {
+		return writeJSON(a.stdout, signalOutput{UDID: r.UDID(), PID: pid, Executable: res.Process.Executable(), Signal: sig,
+			SignalName: appservice.SignalName(sig), DeviceTime: res.DeviceTimestamp})
+	}
+	fmt.Fprintf(a.stdout, "%s: sent %s to pid %d\n", r.UDID(), appservice.SignalName(sig), pid)
+	return nil
+}
+
+func newProcessesKillCmd(a *app) *cobra.Command {
+	var o processOptions
+	cmd := &cobra.Command{
+		Use:     "kill PID|NAME",
+		Short:   "end a process (SIGKILL)",
+		Example: "  iosmux processes kill 4321\n  iosmux processes kill Demo --tunnel 00008110-001A2B3C4D5E6F70",
+		Args:    exactArgs(1, "a pid or process name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return sendSignal(cmd, a, &o, args[0], appservice.SIGKILL)
+		},
+	}
+	addProcessFlags(a, cmd, &o, "what was sent", 20*time.Second)
+	return cmd
+}
+
+func newProcessesSignalCmd(a *app) *cobra.Command {
+	var o processOptions
+	cmd := &cobra.Command{
+		Use:   "signal PID|NAME SIGNAL",
+		Short: "send a signal to a process (Darwin names or numbers: TERM, STOP, CONT, USR1, 15, …)",
+		Long: `Sends a signal through appservice. SIGNAL is a name (TERM, SIGTERM, any case)
+or a number from 1 to 31, in Darwin's numbering, which differs from Linux's
+for STOP (17), CONT (19), USR1 (30), USR2 (31) and others.
+
+` + tunnelTargetHelp,
+		Example: "  iosmux processes signal 4321 TERM\n  iosmux processes signal Demo SIGSTOP\n  iosmux processes signal 4321 19 --json",
+		Args:    exactArgs(2, "a pid or process name and a signal"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sig, err := appservice.ParseSignal(args[1])
+			if err != nil {
+				return usageErr(err)
+			}
+			return sendSignal(cmd, a, &o, args[0], sig)
+		},
+	}
+	addProcessFlags(a, cmd, &o, "what was sent", 20*time.Second)
+	return cmd
+}
+
+// exitOutput is what watch prints with --json.
+type exitOutput struct {
+	UDID               string `json:"udid"`
+	PID                int64  `json:"pid"`
+	ExitCode           int64  `json:"exitCode"`
+	WasCoreDumpCreated bool   `json:"wasCoreDumpCreated"`
+}
+
+func newProcessesWatchCmd(a *app) *cobra.Command {
+	var o processOptions
+	cmd := &cobra.Command{
+		Use:   "watch PID|NAME",
+		Short: "wait for a process to end and print how it ended",
+		Long: `Waits (monitorprocesstermination) until the process ends and prints its exit
+code; a process that is not running is reported at once. --timeout bounds
+the wait (0: wait for ever).
+
+` + tunnelTargetHelp,
+		Example: "  iosmux processes watch 4321\n  iosmux processes watch Demo --json --timeout 10m",
+		Args:    exactArgs(1, "a pid or process name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			r, svc, err := o.appService(cctx, a, cmd)
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			pid, err := resolvePID(cctx, svc, r.UDID(), args[0])
+			if err != nil {
+				return err
+			}
+			if o.timeout > 0 {
+				var c context.CancelFunc
+				ctx, c = context.WithTimeout(ctx, o.timeout)
+				defer c()
+			}
+			w := a.wait(fmt.Sprintf("pid %d on %s to end", pid, r.UDID()), o.asJSON)
+			st, err := svc.WaitExit(ctx, pid)
+			w.Done()
 			if err != nil {
 				return err
 			}
 			if o.asJSON {
-				return writeJSON(a.stdout, ps)
+				return writeJSON(a.stdout, exitOutput{UDID: r.UDID(), PID: pid, ExitCode: st.ExitCode, WasCoreDumpCreated: st.WasCoreDumpCreated})
 			}
-			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "PID\tNAME")
-			for _, p := range ps {
-				fmt.Fprintf(tw, "%d\t%s\n", p.PID, p.Name)
+			how := fmt.Sprintf("exit code %d", st.ExitCode)
+			if st.ExitCode < 0 {
+				how = "ended by " + appservice.SignalName(-st.ExitCode)
 			}
-			return tw.Flush()
-		})
+			fmt.Fprintf(a.stdout, "%s: pid %d ended (%s)\n", r.UDID(), pid, how)
+			return nil
+		},
+	}
+	o.target = addTunnelTarget(a, cmd)
+	addJSONFlag(cmd, &o.asJSON, "how it ended")
+	addTimeoutFlag(cmd, &o.timeout, 0, "for the process to end (0: no limit)")
+	return cmd
 }

@@ -69,9 +69,11 @@ Bad usage exits 2, a failure 1.`,
 		// Developer services.
 		newAMFICmd(a),
 		newMounterCmd(a),
-		// Apps and files.
+		// Apps, files and processes.
 		newAppsCmd(a),
 		newAFCCmd(a),
+		newProcessesCmd(a),
+		newDebugserverCmd(a),
 		// Tunnels and servers.
 		newStartTunnelCmd(a),
 		newTunneldCmd(a),
