@@ -25,10 +25,10 @@ debugserver --attach PID'). A running instance is ended first unless
 terminal (through openstdiosocket) and streams them until the app ends or
 you interrupt; the app keeps running after an interrupt.
 
-` + tunnelTargetHelp
+` + tunnelOnlyHelp
 
 type appsLaunchOptions struct {
-	target    *tunnelTarget
+	target    *serviceTarget
 	env       []string
 	stopped   bool
 	console   bool
@@ -73,7 +73,7 @@ func newAppsLaunchCmd(a *app) *cobra.Command {
 			return runAppsLaunch(cmd.Context(), a, cmd, o, args[0], args[1:], env)
 		},
 	}
-	o.target = addTunnelTarget(a, cmd)
+	o.target = addServiceTarget(a, cmd)
 	f := cmd.Flags()
 	f.StringArrayVar(&o.env, "env", nil, "set an environment variable of the app, `NAME=VALUE` (repeatable)")
 	f.BoolVar(&o.stopped, "stopped", false, "start the process suspended, for a debugger")
@@ -98,7 +98,8 @@ type launchOutput struct {
 func runAppsLaunch(ctx context.Context, a *app, cmd *cobra.Command, o appsLaunchOptions, bundleID string, args []string, env map[string]string) error {
 	sctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	r, err := o.target.open(sctx, a, cmd)
+	defer o.target.close()
+	r, err := o.target.tunnelRSD(sctx, a, cmd)
 	if err != nil {
 		return err
 	}

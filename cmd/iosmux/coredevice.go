@@ -2,67 +2,103 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
 	"time"
 
-	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/rsdapi"
 	"github.com/iosmux/iosmux/services/reach"
 	"github.com/iosmux/iosmux/utun"
 	"github.com/spf13/cobra"
 )
 
-// tunnelTarget is how the commands of the developer disk image's services
-// (apps launch, processes, debugserver, info display) reach a device: its
-// trusted RSD inside a tunnel, given with --rsd or found in tunneld (--tunnel
-// or --udid). When the tunnel ends in a userspace stack — tunneld's or
-// start-tunnel's --userspace — every connection goes through go-ios's
-// userspace proxy: found in tunneld's go-ios API, or given with
-// --userspace-proxy.
-type tunnelTarget struct {
-	rsd      *rsdTarget
-	udid     string
-	proxy    string
-	stateDir string
-}
+// Reaching a userspace tunnel, and the services that live only behind a
+// tunnel's RSD (the developer disk image's CoreDevice services and
+// debugproxy), for the commands on serviceTarget (devservice.go).
 
-const tunnelTargetHelp = `The device is reached through a tunnel's RSD: --tunnel UDID (or --udid
-UDID) looks the tunnel up in the running tunneld, --rsd HOST PORT names it
-as start-tunnel prints it. A userspace tunnel (tunneld --userspace, whose
-go-ios API is served, or start-tunnel --userspace) is reached through its
-userspace proxy, found in tunneld's go-ios API or given with
---userspace-proxy. These services come with the developer disk image:
-mount it first ('iosmux mounter auto-mount').`
+// tunnelOnlyHelp is added to the help of commands whose services have no
+// lockdown name.
+const tunnelOnlyHelp = `These services come with the developer disk image (mount it first:
+'iosmux mounter auto-mount') and are reached only through a tunnel's RSD:
+--udid UDID (or neither flag) finds the device's tunnel in tunneld, as
+--tunnel does; --rsd HOST PORT names one as start-tunnel prints it;
+--open-tunnel opens one through usbmuxd for this command. A userspace
+tunnel's ports are reached through its go-ios userspace proxy: found in
+tunneld's go-ios API, or given with --userspace-proxy.`
 
-func addTunnelTarget(a *app, cmd *cobra.Command) *tunnelTarget {
-	t := &tunnelTarget{rsd: addRSDTarget(a, cmd)}
-	addUDIDFlag(cmd, &t.udid, "the device's `UDID`: its tunnel is looked up in tunneld, as with --tunnel")
+func addProxyFlag(cmd *cobra.Command, t *serviceTarget) {
 	cmd.Flags().StringVar(&t.proxy, "userspace-proxy", "", "go-ios's userspace proxy of a userspace tunnel, `HOST:PORT` (start-tunnel --userspace prints it; default: asked of tunneld's go-ios API)")
-	addStateDirFlag(cmd, &t.stateDir)
-	return t
 }
 
-func (t *tunnelTarget) check(cmd *cobra.Command) error {
-	if err := t.rsd.check(cmd); err != nil {
-		return err
-	}
-	if cmd.Flags().Changed("udid") && t.rsd.given(cmd) {
-		return usagef("give --udid or --tunnel/--rsd, not both")
-	}
+func (t *serviceTarget) checkProxy() error {
 	if t.proxy != "" {
 		if _, _, err := net.SplitHostPort(t.proxy); err != nil {
 			return usagef("--userspace-proxy %q: want HOST:PORT", t.proxy)
+		}
+		if t.openTunnel {
+			return usagef("--open-tunnel opens its own tunnel: it does not go with --userspace-proxy")
 		}
 	}
 	return nil
 }
 
+// tunnelRSD opens the device's RSD for a service that has no lockdown
+// name: --rsd, --tunnel or --open-tunnel as given, and otherwise the
+// tunnel tunneld holds for --udid (or its only one). Call close after.
+func (t *serviceTarget) tunnelRSD(ctx context.Context, a *app, cmd *cobra.Command) (*reach.RSD, error) {
+	if t.openTunnel {
+		o, err := t.open(ctx, a, cmd)
+		if err != nil {
+			return nil, err
+		}
+		return o.(*reach.RSD), nil
+	}
+	if !t.viaRSD(cmd) {
+		t.rsd.tunnel = t.udid
+	}
+	addr, err := t.rsd.resolve(ctx, a, cmd)
+	if err != nil {
+		if !t.viaRSD(cmd) {
+			return nil, fmt.Errorf("%w; or open a tunnel for this command with --open-tunnel", err)
+		}
+		return nil, err
+	}
+	return t.openRSD(ctx, a, addr)
+}
+
+// dialer is how the RSD at ap and its services are dialled: through the
+// userspace proxy given or found in tunneld's go-ios API, or (nil) the
+// kernel's routing.
+func (t *serviceTarget) dialer(ctx context.Context, a *app, ap netip.AddrPort) reach.DialFunc {
+	if t.proxy != "" {
+		return utun.PreambleDialer(t.proxy)
+	}
+	if t.rsd.rsd.given() || t.rsd.found == "" {
+		return nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	gt, err := (&rsdapi.GoIOSClient{Addr: t.goiosAPI(a)}).Tunnel(lctx, t.rsd.found)
+	switch {
+	case errors.Is(err, rsdapi.ErrNoTunnel), err != nil:
+		a.log.Debug("tunneld's go-ios API not asked", "err", err)
+		return nil
+	case !gt.Userspace || gt.UserspacePort == 0 || gt.Address != ap.Addr().String():
+		// A kernel tunnel; or a userspace one tunneld lists at a loopback
+		// address of its own, where the device's ports are relayed.
+		return nil
+	}
+	proxy := net.JoinHostPort("127.0.0.1", strconv.Itoa(gt.UserspacePort))
+	a.log.Debug("userspace tunnel: dialling through its proxy", "udid", t.rsd.found, "proxy", proxy)
+	return utun.PreambleDialer(proxy)
+}
+
 // goiosAPI is where tunneld's go-ios API is asked about userspace tunnels:
 // IOSMUX_TUNNELD_GOIOS, or tunneld's host at go-ios's default port.
-func (t *tunnelTarget) goiosAPI(a *app) string {
+func (t *serviceTarget) goiosAPI(a *app) string {
 	if v := a.getenv("IOSMUX_TUNNELD_GOIOS"); v != "" {
 		return v
 	}
@@ -75,73 +111,4 @@ func (t *tunnelTarget) goiosAPI(a *app) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, strconv.Itoa(rsdapi.DefaultGoIOSPort))
-}
-
-// open reads the device's RSD Handshake and returns the opener of its
-// services.
-func (t *tunnelTarget) open(ctx context.Context, a *app, cmd *cobra.Command) (*reach.RSD, error) {
-	viaTunneld := !t.rsd.rsd.given()
-	if cmd.Flags().Changed("udid") {
-		t.rsd.tunnel = t.udid
-	}
-	addr, err := t.rsd.resolve(ctx, a, cmd)
-	if err != nil {
-		return nil, err
-	}
-	ap, err := resolveRSDAddr(ctx, addr)
-	if err != nil {
-		return nil, err
-	}
-	var dial reach.DialFunc
-	switch {
-	case t.proxy != "":
-		dial = utun.PreambleDialer(t.proxy)
-	case viaTunneld && t.rsd.found != "":
-		// tunneld's go-ios API says whether the tunnel is a userspace
-		// one; a tunneld without that API serves kernel tunnels as far
-		// as we can tell.
-		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		gt, err := (&rsdapi.GoIOSClient{Addr: t.goiosAPI(a)}).Tunnel(lctx, t.rsd.found)
-		cancel()
-		if err == nil && gt.Userspace && gt.UserspacePort != 0 {
-			proxy := net.JoinHostPort("127.0.0.1", strconv.Itoa(gt.UserspacePort))
-			a.log.Debug("userspace tunnel: dialling through its proxy", "udid", t.rsd.found, "proxy", proxy)
-			dial = utun.PreambleDialer(proxy)
-		} else if err != nil {
-			a.log.Debug("tunneld's go-ios API not asked", "err", err)
-		}
-	}
-	dir, err := rsdStateDir(a, t.stateDir)
-	if err != nil {
-		return nil, err
-	}
-	host, err := rsd.LoadOrCreateHostUUID(dir)
-	if err != nil {
-		return nil, err
-	}
-	r, err := reach.NewRSD(ctx, dial, ap, reach.RSDConfig{HostUUID: host, Logger: a.log})
-	if err != nil && dial == nil && viaTunneld {
-		return nil, fmt.Errorf("%w (if tunneld runs with --userspace, serve its go-ios API too, '--api pmd3,goios', or give --userspace-proxy)", err)
-	}
-	return r, err
-}
-
-// resolveRSDAddr parses HOST:PORT, looking a name up.
-func resolveRSDAddr(ctx context.Context, addr string) (netip.AddrPort, error) {
-	if ap, err := netip.ParseAddrPort(addr); err == nil {
-		return ap, nil
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-	if err != nil || len(ips) == 0 {
-		return netip.AddrPort{}, fmt.Errorf("resolving %s: %w", host, err)
-	}
-	p, err := strconv.ParseUint(port, 10, 16)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("port %q: %w", port, err)
-	}
-	return netip.AddrPortFrom(ips[0].Unmap(), uint16(p)), nil
 }

@@ -30,10 +30,10 @@ attached, when lldb is on PATH. Without --lldb it runs until interrupted.
 The port listens on 127.0.0.1; --listen elsewhere exposes the device's
 debugger to the network and is warned about.
 
-` + tunnelTargetHelp
+` + tunnelOnlyHelp
 
 type debugserverOptions struct {
-	target  *tunnelTarget
+	target  *serviceTarget
 	app     string
 	attach  string
 	launch  bool
@@ -71,7 +71,7 @@ func newDebugserverCmd(a *app) *cobra.Command {
 			return runDebugserver(cmd.Context(), a, cmd, o)
 		},
 	}
-	o.target = addTunnelTarget(a, cmd)
+	o.target = addServiceTarget(a, cmd)
 	f := cmd.Flags()
 	f.StringVar(&o.app, "app", "", "the app's `BUNDLEID`: its installed path goes into the commands")
 	f.StringVar(&o.attach, "attach", "", "attach to a running process, `PID|NAME`")
@@ -105,7 +105,8 @@ func runDebugserver(ctx context.Context, a *app, cmd *cobra.Command, o debugserv
 	}
 	sctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	r, err := o.target.open(sctx, a, cmd)
+	defer o.target.close()
+	r, err := o.target.tunnelRSD(sctx, a, cmd)
 	if err != nil {
 		return err
 	}
@@ -233,5 +234,5 @@ func installedPath(ctx context.Context, svc *appservice.Client, udid, bundleID s
 			return app.Path, nil
 		}
 	}
-	return "", fmt.Errorf("device %s: %s is not installed (install it with 'iosmux apps install')", udid, bundleID)
+	return "", fmt.Errorf("device %s: %s is not installed", udid, bundleID)
 }

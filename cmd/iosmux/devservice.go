@@ -26,6 +26,7 @@ type serviceTarget struct {
 	muxAddr    string
 	stateDir   string
 	openTunnel bool
+	proxy      string // --userspace-proxy (coredevice.go)
 
 	tunnels []*tunnel.Tunnel // opened for this command, closed by close
 }
@@ -34,7 +35,9 @@ const serviceTargetHelp = `The device is reached through usbmuxd and lockdown (-
 device attached), or through a tunnel's RSD: --tunnel UDID (the tunnel the
 running tunneld holds), --rsd HOST PORT (as start-tunnel prints it), or
 --open-tunnel (a userspace CoreDeviceProxy tunnel through usbmuxd, opened
-for this command; iOS 17.4 and later).`
+for this command; iOS 17.4 and later). A userspace tunnel of tunneld or
+start-tunnel is reached through its go-ios userspace proxy: found in
+tunneld's go-ios API, or given with --userspace-proxy.`
 
 func addServiceTarget(a *app, cmd *cobra.Command) *serviceTarget {
 	t := &serviceTarget{rsd: addRSDTarget(a, cmd)}
@@ -42,6 +45,7 @@ func addServiceTarget(a *app, cmd *cobra.Command) *serviceTarget {
 	addUsbmuxFlag(cmd, &t.muxAddr)
 	addStateDirFlag(cmd, &t.stateDir)
 	cmd.Flags().BoolVar(&t.openTunnel, "open-tunnel", false, "reach the device's RSD through a userspace tunnel opened for this command (CoreDeviceProxy through usbmuxd, iOS 17.4+)")
+	addProxyFlag(cmd, t)
 	return t
 }
 
@@ -65,7 +69,7 @@ func (t *serviceTarget) check(cmd *cobra.Command) error {
 	if t.rsd.given(cmd) && t.openTunnel {
 		return usagef("--open-tunnel opens its own tunnel: give it without --rsd/--tunnel (--udid picks the device)")
 	}
-	return nil
+	return t.checkProxy()
 }
 
 // open returns the opener for the chosen path.
@@ -97,7 +101,7 @@ func (t *serviceTarget) openRSD(ctx context.Context, a *app, addr string) (*reac
 	if err != nil {
 		return nil, err
 	}
-	return t.readRSD(ctx, a, nil, ap)
+	return t.readRSD(ctx, a, t.dialer(ctx, a, ap), ap)
 }
 
 // readRSD reads the RSD at ap through dial (nil: plain TCP), presenting

@@ -12,7 +12,7 @@ import (
 
 func newInfoDisplayCmd(a *app) *cobra.Command {
 	var (
-		target  *tunnelTarget
+		target  *serviceTarget
 		asJSON  bool
 		timeout time.Duration
 	)
@@ -22,7 +22,7 @@ func newInfoDisplayCmd(a *app) *cobra.Command {
 		Long: `Prints the displays CoreDevice's deviceinfo service reports: id, name,
 native size in pixels, and which is primary.
 
-` + tunnelTargetHelp,
+` + tunnelOnlyHelp,
 		Example: "  iosmux info display --tunnel 00008110-001A2B3C4D5E6F70\n  iosmux info display --json",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := target.check(cmd); err != nil {
@@ -30,7 +30,8 @@ native size in pixels, and which is primary.
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			r, err := target.open(ctx, a, cmd)
+			defer target.close()
+			r, err := target.tunnelRSD(ctx, a, cmd)
 			if err != nil {
 				return err
 			}
@@ -57,7 +58,7 @@ native size in pixels, and which is primary.
 			return w.Flush()
 		},
 	}
-	target = addTunnelTarget(a, cmd)
+	target = addServiceTarget(a, cmd)
 	addJSONFlag(cmd, &asJSON, "the displays")
 	addTimeoutFlag(cmd, &timeout, 20*time.Second, "to reach the device and get an answer")
 	return cmd

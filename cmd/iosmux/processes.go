@@ -18,10 +18,9 @@ func newProcessesCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "processes",
 		Short: "processes on a device: list, signal, kill, watch",
-		Long: `Lists the device's processes and sends them signals through CoreDevice's
-appservice. A process is named by its pid or by its executable's name.
-
-` + tunnelTargetHelp,
+		Long: `Lists the device's processes (ps) and, through CoreDevice's appservice, sends
+them signals and waits for them to end (kill, signal, watch). A process is
+named by its pid or by its executable's name.`,
 		Example: `  iosmux processes ps --tunnel 00008110-001A2B3C4D5E6F70
   iosmux processes kill Demo
   iosmux processes signal 4321 STOP
@@ -35,23 +34,25 @@ appservice. A process is named by its pid or by its executable's name.
 
 // processOptions are every processes subcommand's flags.
 type processOptions struct {
-	target  *tunnelTarget
+	target  *serviceTarget
 	asJSON  bool
 	timeout time.Duration
 }
 
 func addProcessFlags(a *app, cmd *cobra.Command, o *processOptions, what string, timeout time.Duration) {
-	o.target = addTunnelTarget(a, cmd)
+	cmd.Long = strings.TrimSpace(cmd.Long) + "\n\n" + tunnelOnlyHelp
+	o.target = addServiceTarget(a, cmd)
 	addJSONFlag(cmd, &o.asJSON, what)
 	addTimeoutFlag(cmd, &o.timeout, timeout, "to reach the device and get an answer")
 }
 
-// appService opens the device's appservice.
+// appService opens the device's appservice; the caller closes o.target
+// after.
 func (o *processOptions) appService(ctx context.Context, a *app, cmd *cobra.Command) (*reach.RSD, *appservice.Client, error) {
 	if err := o.target.check(cmd); err != nil {
 		return nil, nil, err
 	}
-	r, err := o.target.open(ctx, a, cmd)
+	r, err := o.target.tunnelRSD(ctx, a, cmd)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -66,45 +67,67 @@ func (o *processOptions) appService(ctx context.Context, a *app, cmd *cobra.Comm
 type processJSON struct {
 	PID        int64  `json:"pid"`
 	Name       string `json:"name"`
-	Executable string `json:"executable"`
+	Executable string `json:"executable,omitempty"`
 }
 
 func newProcessesPsCmd(a *app) *cobra.Command {
 	var o processOptions
 	cmd := &cobra.Command{
-		Use:     "ps",
-		Short:   "list the device's processes",
-		Example: "  iosmux processes ps --tunnel 00008110-001A2B3C4D5E6F70\n  iosmux processes ps --json",
+		Use:   "ps",
+		Short: "list the device's processes: pid, name, executable",
+		Long: `Lists the running processes through CoreDevice's appservice.
+
+` + tunnelOnlyHelp,
+		Example: "  iosmux processes ps\n  iosmux processes ps --tunnel 00008110-001A2B3C4D5E6F70 --json",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.target.check(cmd); err != nil {
+				return err
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 			defer cancel()
-			_, svc, err := o.appService(ctx, a, cmd)
+			defer o.target.close()
+			dev, err := o.target.tunnelRSD(ctx, a, cmd)
 			if err != nil {
 				return err
 			}
-			defer svc.Close()
-			ps, err := svc.ListProcesses(ctx)
+			ps, err := listProcesses(ctx, a, dev)
 			if err != nil {
 				return err
 			}
-			sort.Slice(ps, func(i, j int) bool { return ps[i].PID < ps[j].PID })
 			if o.asJSON {
-				out := make([]processJSON, len(ps))
-				for i, p := range ps {
-					out[i] = processJSON{PID: p.PID, Name: p.Name(), Executable: p.Executable()}
-				}
-				return writeJSON(a.stdout, out)
+				return writeJSON(a.stdout, ps)
 			}
 			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "PID\tNAME\tEXECUTABLE")
 			for _, p := range ps {
-				fmt.Fprintf(w, "%d\t%s\t%s\n", p.PID, p.Name(), p.Executable())
+				fmt.Fprintf(w, "%d\t%s\t%s\n", p.PID, p.Name, p.Executable)
 			}
 			return w.Flush()
 		},
 	}
-	addProcessFlags(a, cmd, &o, "the processes", 20*time.Second)
+	o.target = addServiceTarget(a, cmd)
+	addJSONFlag(cmd, &o.asJSON, "the processes")
+	addTimeoutFlag(cmd, &o.timeout, 30*time.Second, "for the whole command")
 	return cmd
+}
+
+// listProcesses asks the device's appservice.
+func listProcesses(ctx context.Context, a *app, r *reach.RSD) ([]processJSON, error) {
+	svc, err := appservice.Dial(r, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer svc.Close()
+	ps, err := svc.ListProcesses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].PID < ps[j].PID })
+	out := make([]processJSON, len(ps))
+	for i, p := range ps {
+		out[i] = processJSON{PID: p.PID, Name: p.Name(), Executable: p.Executable()}
+	}
+	return out, nil
 }
 
 // resolvePID reads PID|NAME: a number is a pid; a name must match the
@@ -149,6 +172,7 @@ type signalOutput struct {
 func sendSignal(cmd *cobra.Command, a *app, o *processOptions, which string, sig int64) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 	defer cancel()
+	defer o.target.close()
 	r, svc, err := o.appService(ctx, a, cmd)
 	if err != nil {
 		return err
@@ -192,9 +216,7 @@ func newProcessesSignalCmd(a *app) *cobra.Command {
 		Short: "send a signal to a process (Darwin names or numbers: TERM, STOP, CONT, USR1, 15, …)",
 		Long: `Sends a signal through appservice. SIGNAL is a name (TERM, SIGTERM, any case)
 or a number from 1 to 31, in Darwin's numbering, which differs from Linux's
-for STOP (17), CONT (19), USR1 (30), USR2 (31) and others.
-
-` + tunnelTargetHelp,
+for STOP (17), CONT (19), USR1 (30), USR2 (31) and others.`,
 		Example: "  iosmux processes signal 4321 TERM\n  iosmux processes signal Demo SIGSTOP\n  iosmux processes signal 4321 19 --json",
 		Args:    exactArgs(2, "a pid or process name and a signal"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -226,13 +248,14 @@ func newProcessesWatchCmd(a *app) *cobra.Command {
 code; a process that is not running is reported at once. --timeout bounds
 the wait (0: wait for ever).
 
-` + tunnelTargetHelp,
+` + tunnelOnlyHelp,
 		Example: "  iosmux processes watch 4321\n  iosmux processes watch Demo --json --timeout 10m",
 		Args:    exactArgs(1, "a pid or process name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 			defer cancel()
+			defer o.target.close()
 			r, svc, err := o.appService(cctx, a, cmd)
 			if err != nil {
 				return err
@@ -264,7 +287,7 @@ the wait (0: wait for ever).
 			return nil
 		},
 	}
-	o.target = addTunnelTarget(a, cmd)
+	o.target = addServiceTarget(a, cmd)
 	addJSONFlag(cmd, &o.asJSON, "how it ended")
 	addTimeoutFlag(cmd, &o.timeout, 0, "for the process to end (0: no limit)")
 	return cmd

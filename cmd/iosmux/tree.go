@@ -2,9 +2,12 @@ package main
 
 import (
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 )
+
+var unsortedOnce sync.Once
 
 // newRootCmd builds the whole command tree, in one place.
 //
@@ -44,7 +47,10 @@ Bad usage exits 2, a failure 1.`,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return a.setUp(cmd) },
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
-	cobra.EnableCommandSorting = false // the order below is the help's
+	// The order below is the help's. cobra's switch is a package
+	// variable: set it once, so trees built at the same time (tests run
+	// commands side by side) do not race on it.
+	unsortedOnce.Do(func() { cobra.EnableCommandSorting = false })
 	root.SetFlagErrorFunc(flagError)
 	root.SetVersionTemplate("{{.Version}}\n")
 	pf := root.PersistentFlags()
