@@ -23,14 +23,17 @@ const forwardDialTimeout = 15 * time.Second
 
 // Forwarder relays every connection accepted on a listener (a 127.0.0.1
 // port in userspace mode) to a TCP address reached through dial (a device
-// port through the netstack): one fixed address (NewForwarder), or the one
-// each client names in go-ios's preamble (NewPreambleForwarder). Each relay
-// runs one copier per direction, half closes when one direction ends, and
-// closes both conns on the first error.
+// port through the netstack): one fixed address (NewForwarder), the one
+// each client names in go-ios's preamble (NewPreambleForwarder), or
+// whatever a caller's open function connects to (NewOpenForwarder: a
+// device service opened by name). Each relay runs one copier per
+// direction, half closes when one direction ends, and closes both conns on
+// the first error.
 type Forwarder struct {
 	ln     net.Listener
 	target string // "" for a preamble forwarder
 	dial   DialFunc
+	open   func(ctx context.Context) (net.Conn, error) // set by NewOpenForwarder
 	log    *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -58,6 +61,21 @@ func NewForwarder(ln net.Listener, target netip.AddrPort, dial DialFunc, logger 
 		log:    logger,
 		conns:  map[net.Conn]struct{}{},
 	}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	f.wg.Add(1)
+	go f.acceptLoop()
+	return f
+}
+
+// NewOpenForwarder relays every connection accepted on ln to a new
+// connection open makes (within forwardDialTimeout; ctx ends when the
+// forwarder closes). An open error drops the client; open reports it as
+// it sees fit. It owns ln; logger may be nil.
+func NewOpenForwarder(ln net.Listener, open func(ctx context.Context) (net.Conn, error), logger *slog.Logger) *Forwarder {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	f := &Forwarder{ln: ln, open: open, log: logger, conns: map[net.Conn]struct{}{}}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	f.wg.Add(1)
 	go f.acceptLoop()
@@ -183,7 +201,7 @@ func (f *Forwarder) relay(c net.Conn) {
 	defer f.wg.Done()
 	defer f.untrack(c)
 	target := f.target
-	if target == "" {
+	if target == "" && f.open == nil {
 		var pre [PreambleLen]byte
 		c.SetReadDeadline(time.Now().Add(preambleTimeout))
 		if _, err := io.ReadFull(c, pre[:]); err != nil {
@@ -199,7 +217,13 @@ func (f *Forwarder) relay(c net.Conn) {
 		target = dst.String()
 	}
 	ctx, cancel := context.WithTimeout(f.ctx, forwardDialTimeout)
-	d, err := f.dial(ctx, "tcp", target)
+	var d net.Conn
+	var err error
+	if f.open != nil {
+		d, err = f.open(ctx)
+	} else {
+		d, err = f.dial(ctx, "tcp", target)
+	}
 	cancel()
 	if err != nil {
 		f.log.Debug("utun: forward dial failed", "target", target, "err", err)

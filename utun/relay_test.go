@@ -2,10 +2,12 @@ package utun
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,5 +145,51 @@ func TestRelay(t *testing.T) {
 				t.Fatal("relay end a still open after Relay returned")
 			}
 		})
+	}
+}
+
+// TestOpenForwarder: each accepted connection is relayed to what open
+// returns for it (here an in-memory echo), and dropped when open fails.
+func TestOpenForwarder(t *testing.T) {
+	testkit.CheckLeaks(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fail atomic.Bool
+	var opened atomic.Int32
+	f := NewOpenForwarder(ln, func(ctx context.Context) (net.Conn, error) {
+		if fail.Load() {
+			return nil, errors.New("no device")
+		}
+		opened.Add(1)
+		a, b := testkit.Pipe()
+		go func() { io.Copy(b, b); b.Close() }()
+		return a, nil
+	}, nil)
+	defer f.Close()
+	c, err := net.Dial("tcp", f.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("ping"))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo through the forwarder: %q %v", buf, err)
+	}
+	c.Close()
+	fail.Store(true)
+	c, err = net.Dial("tcp", f.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if n, err := c.Read(buf); err == nil {
+		t.Errorf("read %d bytes from a connection whose open failed", n)
+	}
+	c.Close()
+	if opened.Load() != 1 {
+		t.Errorf("opened %d", opened.Load())
 	}
 }

@@ -13,9 +13,6 @@ import (
 	"github.com/iosmux/iosmux/utun"
 )
 
-// openTimeout bounds opening the device's debugproxy for one debugger.
-const openTimeout = 15 * time.Second
-
 // ForwarderConfig configures a Forwarder.
 type ForwarderConfig struct {
 	// Opener reaches the device: an RSD through a kernel tunnel, a
@@ -32,19 +29,15 @@ type ForwarderConfig struct {
 
 // Forwarder exposes the device's debugserver on a local listener
 // (debugproxy.md §4): every connection accepted opens a new raw connection
-// to the device's debugproxy and the two are relayed both ways.
+// to the device's debugproxy through the Opener, and utun's forwarder
+// relays the two both ways.
 type Forwarder struct {
-	ln  net.Listener
+	*utun.Forwarder
 	cfg ForwarderConfig
 	log *slog.Logger
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	err   error // the last connection's failure, for Err
+	mu  sync.Mutex
+	err error // the last connection's failure, for Err
 }
 
 // NewForwarder starts accepting on ln, which it owns.
@@ -53,14 +46,10 @@ func NewForwarder(ln net.Listener, cfg ForwarderConfig) *Forwarder {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f := &Forwarder{ln: ln, cfg: cfg, log: log, conns: map[net.Conn]struct{}{}}
-	f.ctx, f.cancel = context.WithCancel(context.Background())
-	f.wg.Go(f.accept)
+	f := &Forwarder{cfg: cfg, log: log}
+	f.Forwarder = utun.NewOpenForwarder(ln, f.open, log)
 	return f
 }
-
-// Addr is the local address debuggers connect to.
-func (f *Forwarder) Addr() net.Addr { return f.ln.Addr() }
 
 // Err is the failure of the last connection that could not reach the
 // device, if any.
@@ -70,63 +59,8 @@ func (f *Forwarder) Err() error {
 	return f.err
 }
 
-// Close stops accepting, ends every relay and waits for them.
-func (f *Forwarder) Close() error {
-	f.cancel()
-	f.ln.Close()
-	f.mu.Lock()
-	for c := range f.conns {
-		c.Close()
-	}
-	f.mu.Unlock()
-	f.wg.Wait()
-	return nil
-}
-
-func (f *Forwarder) track(c net.Conn) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.ctx.Err() != nil {
-		c.Close()
-		return false
-	}
-	f.conns[c] = struct{}{}
-	return true
-}
-
-func (f *Forwarder) untrack(c net.Conn) {
-	f.mu.Lock()
-	delete(f.conns, c)
-	f.mu.Unlock()
-	c.Close()
-}
-
-func (f *Forwarder) accept() {
-	for {
-		c, err := f.ln.Accept()
-		if err != nil {
-			if f.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				f.log.Warn("debugproxy: accept failed", "listen", f.ln.Addr().String(), "err", err)
-			}
-			return
-		}
-		if !f.track(c) {
-			return
-		}
-		f.wg.Go(func() { f.serve(c) })
-	}
-}
-
-func (f *Forwarder) fail(err error) {
-	f.mu.Lock()
-	f.err = err
-	f.mu.Unlock()
-	f.log.Error("debugproxy: a debugger's connection could not reach the device", "err", err)
-}
-
-func (f *Forwarder) serve(c net.Conn) {
-	defer f.untrack(c)
-	ctx, cancel := context.WithTimeout(f.ctx, openTimeout)
+// open is the device side of one debugger's connection.
+func (f *Forwarder) open(ctx context.Context) (net.Conn, error) {
 	d, err := f.cfg.Opener.Open(ctx, reach.DebugProxy)
 	if err == nil && f.cfg.Prepare != nil {
 		if err = f.cfg.Prepare(ctx, d); err != nil {
@@ -134,19 +68,14 @@ func (f *Forwarder) serve(c net.Conn) {
 			err = fmt.Errorf("debugproxy: %s: preparing the debugserver: %w", f.cfg.Opener.UDID(), err)
 		}
 	}
-	cancel()
 	if err != nil {
-		f.fail(err)
-		return
+		f.mu.Lock()
+		f.err = err
+		f.mu.Unlock()
+		f.log.Error("debugproxy: a debugger's connection could not reach the device", "err", err)
+		return nil, err
 	}
-	if !f.track(d) {
-		return
-	}
-	defer f.untrack(d)
-	f.log.Debug("debugproxy: relaying", "client", c.RemoteAddr().String(), "device", d.RemoteAddr().String())
-	if err := utun.Relay(c, d); err != nil {
-		f.log.Debug("debugproxy: relay ended", "err", err)
-	}
+	return d, nil
 }
 
 // Attach makes a fresh debugserver connection attach to pid before a
