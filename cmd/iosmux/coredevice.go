@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/iosmux/iosmux/rsdapi"
@@ -111,4 +112,39 @@ func (t *serviceTarget) goiosAPI(a *app) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, strconv.Itoa(rsdapi.DefaultGoIOSPort))
+}
+
+// tunnelCmd completes c into a command on tunnel-only services: the device
+// flags, --json (printing what), --timeout (0: no limit) and RunE, which
+// opens the device's RSD and hands it to run; any tunnel opened for the
+// command is closed after.
+func tunnelCmd(a *app, c *cobra.Command, what string, timeout time.Duration,
+	run func(ctx context.Context, cmd *cobra.Command, args []string, o *serviceOptions, r *reach.RSD) error) *cobra.Command {
+	o := &serviceOptions{}
+	c.Long = strings.TrimSpace(c.Long+"\n\n"+tunnelOnlyHelp) + "\n"
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := o.target.check(cmd); err != nil {
+			return err
+		}
+		ctx := cmd.Context()
+		if o.timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, o.timeout)
+			defer cancel()
+		}
+		defer o.target.close()
+		r, err := o.target.tunnelRSD(ctx, a, cmd)
+		if err != nil {
+			return err
+		}
+		return run(ctx, cmd, args, o, r)
+	}
+	o.target = addServiceTarget(a, c)
+	addJSONFlag(c, &o.asJSON, what)
+	help := "for the whole command"
+	if timeout == 0 {
+		help = "for the whole command (0: no limit)"
+	}
+	addTimeoutFlag(c, &o.timeout, timeout, help)
+	return c
 }

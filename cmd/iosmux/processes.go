@@ -18,9 +18,9 @@ func newProcessesCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "processes",
 		Short: "processes on a device: list, signal, kill, watch",
-		Long: `Lists the device's processes (ps) and, through CoreDevice's appservice, sends
-them signals and waits for them to end (kill, signal, watch). A process is
-named by its pid or by its executable's name.`,
+		Long: `Lists the device's processes, sends them signals and waits for them to end,
+through CoreDevice's appservice. A process is named by its pid or by its
+executable's name.`,
 		Example: `  iosmux processes ps --tunnel 00008110-001A2B3C4D5E6F70
   iosmux processes kill Demo
   iosmux processes signal 4321 STOP
@@ -32,37 +32,6 @@ named by its pid or by its executable's name.`,
 	return cmd
 }
 
-// processOptions are every processes subcommand's flags.
-type processOptions struct {
-	target  *serviceTarget
-	asJSON  bool
-	timeout time.Duration
-}
-
-func addProcessFlags(a *app, cmd *cobra.Command, o *processOptions, what string, timeout time.Duration) {
-	cmd.Long = strings.TrimSpace(cmd.Long) + "\n\n" + tunnelOnlyHelp
-	o.target = addServiceTarget(a, cmd)
-	addJSONFlag(cmd, &o.asJSON, what)
-	addTimeoutFlag(cmd, &o.timeout, timeout, "to reach the device and get an answer")
-}
-
-// appService opens the device's appservice; the caller closes o.target
-// after.
-func (o *processOptions) appService(ctx context.Context, a *app, cmd *cobra.Command) (*reach.RSD, *appservice.Client, error) {
-	if err := o.target.check(cmd); err != nil {
-		return nil, nil, err
-	}
-	r, err := o.target.tunnelRSD(ctx, a, cmd)
-	if err != nil {
-		return nil, nil, err
-	}
-	svc, err := appservice.Dial(r, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	return r, svc, nil
-}
-
 // processJSON is one process as --json prints it.
 type processJSON struct {
 	PID        int64  `json:"pid"`
@@ -71,48 +40,30 @@ type processJSON struct {
 }
 
 func newProcessesPsCmd(a *app) *cobra.Command {
-	var o processOptions
-	cmd := &cobra.Command{
-		Use:   "ps",
-		Short: "list the device's processes: pid, name, executable",
-		Long: `Lists the running processes through CoreDevice's appservice.
-
-` + tunnelOnlyHelp,
+	return tunnelCmd(a, &cobra.Command{
+		Use:     "ps",
+		Short:   "list the device's processes: pid, name, executable",
+		Long:    "Lists the running processes through CoreDevice's appservice.",
 		Example: "  iosmux processes ps\n  iosmux processes ps --tunnel 00008110-001A2B3C4D5E6F70 --json",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.target.check(cmd); err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			defer o.target.close()
-			dev, err := o.target.tunnelRSD(ctx, a, cmd)
-			if err != nil {
-				return err
-			}
-			ps, err := listProcesses(ctx, a, dev)
-			if err != nil {
-				return err
-			}
-			if o.asJSON {
-				return writeJSON(a.stdout, ps)
-			}
-			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "PID\tNAME\tEXECUTABLE")
-			for _, p := range ps {
-				fmt.Fprintf(w, "%d\t%s\t%s\n", p.PID, p.Name, p.Executable)
-			}
-			return w.Flush()
-		},
-	}
-	o.target = addServiceTarget(a, cmd)
-	addJSONFlag(cmd, &o.asJSON, "the processes")
-	addTimeoutFlag(cmd, &o.timeout, 30*time.Second, "for the whole command")
-	return cmd
+	}, "the processes", 30*time.Second, func(ctx context.Context, cmd *cobra.Command, args []string, o *serviceOptions, r *reach.RSD) error {
+		ps, err := listProcesses(ctx, r)
+		if err != nil {
+			return err
+		}
+		if o.asJSON {
+			return writeJSON(a.stdout, ps)
+		}
+		w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "PID\tNAME\tEXECUTABLE")
+		for _, p := range ps {
+			fmt.Fprintf(w, "%d\t%s\t%s\n", p.PID, p.Name, p.Executable)
+		}
+		return w.Flush()
+	})
 }
 
-// listProcesses asks the device's appservice.
-func listProcesses(ctx context.Context, a *app, r *reach.RSD) ([]processJSON, error) {
+// listProcesses asks the device's appservice, by pid.
+func listProcesses(ctx context.Context, r *reach.RSD) ([]processJSON, error) {
 	svc, err := appservice.Dial(r, nil)
 	if err != nil {
 		return nil, err
@@ -159,6 +110,20 @@ func resolvePID(ctx context.Context, svc *appservice.Client, udid, which string)
 	return 0, fmt.Errorf("device %s: %d processes are named %q (pids %s): give the pid", udid, len(found), which, strings.Join(pids, ", "))
 }
 
+// withProcess opens the appservice and finds the process args[0] names.
+func withProcess(ctx context.Context, r *reach.RSD, which string, f func(svc *appservice.Client, pid int64) error) error {
+	svc, err := appservice.Dial(r, nil)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	pid, err := resolvePID(ctx, svc, r.UDID(), which)
+	if err != nil {
+		return err
+	}
+	return f(svc, pid)
+}
+
 // signalOutput is what kill and signal print with --json.
 type signalOutput struct {
 	UDID       string    `json:"udid"`
@@ -169,66 +134,55 @@ type signalOutput struct {
 	DeviceTime time.Time `json:"deviceTimestamp,omitzero"`
 }
 
-func sendSignal(cmd *cobra.Command, a *app, o *processOptions, which string, sig int64) error {
-	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-	defer cancel()
-	defer o.target.close()
-	r, svc, err := o.appService(ctx, a, cmd)
-	if err != nil {
-		return err
-	}
-	defer svc.Close()
-	pid, err := resolvePID(ctx, svc, r.UDID(), which)
-	if err != nil {
-		return err
-	}
-	res, err := svc.Signal(ctx, pid, sig)
-	if err != nil {
-		return err
-	}
-	if o.asJSON {
-		return writeJSON(a.stdout, signalOutput{UDID: r.UDID(), PID: pid, Executable: res.Process.Executable(), Signal: sig,
-			SignalName: appservice.SignalName(sig), DeviceTime: res.DeviceTimestamp})
-	}
-	fmt.Fprintf(a.stdout, "%s: sent %s to pid %d\n", r.UDID(), appservice.SignalName(sig), pid)
-	return nil
+func sendSignal(ctx context.Context, a *app, o *serviceOptions, r *reach.RSD, which string, sig int64) error {
+	return withProcess(ctx, r, which, func(svc *appservice.Client, pid int64) error {
+		res, err := svc.Signal(ctx, pid, sig)
+		if err != nil {
+			return err
+		}
+		if o.asJSON {
+			return writeJSON(a.stdout, signalOutput{UDID: r.UDID(), PID: pid, Executable: res.Process.Executable(), Signal: sig,
+				SignalName: appservice.SignalName(sig), DeviceTime: res.DeviceTimestamp})
+		}
+		fmt.Fprintf(a.stdout, "%s: sent %s to pid %d\n", r.UDID(), appservice.SignalName(sig), pid)
+		return nil
+	})
 }
 
 func newProcessesKillCmd(a *app) *cobra.Command {
-	var o processOptions
-	cmd := &cobra.Command{
+	return tunnelCmd(a, &cobra.Command{
 		Use:     "kill PID|NAME",
 		Short:   "end a process (SIGKILL)",
+		Long:    "Ends the process with SIGKILL through appservice.",
 		Example: "  iosmux processes kill 4321\n  iosmux processes kill Demo --tunnel 00008110-001A2B3C4D5E6F70",
 		Args:    exactArgs(1, "a pid or process name"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return sendSignal(cmd, a, &o, args[0], appservice.SIGKILL)
-		},
-	}
-	addProcessFlags(a, cmd, &o, "what was sent", 20*time.Second)
-	return cmd
+	}, "what was sent", 20*time.Second, func(ctx context.Context, cmd *cobra.Command, args []string, o *serviceOptions, r *reach.RSD) error {
+		return sendSignal(ctx, a, o, r, args[0], appservice.SIGKILL)
+	})
 }
 
 func newProcessesSignalCmd(a *app) *cobra.Command {
-	var o processOptions
-	cmd := &cobra.Command{
+	var sig int64
+	return tunnelCmd(a, &cobra.Command{
 		Use:   "signal PID|NAME SIGNAL",
 		Short: "send a signal to a process (Darwin names or numbers: TERM, STOP, CONT, USR1, 15, …)",
 		Long: `Sends a signal through appservice. SIGNAL is a name (TERM, SIGTERM, any case)
 or a number from 1 to 31, in Darwin's numbering, which differs from Linux's
 for STOP (17), CONT (19), USR1 (30), USR2 (31) and others.`,
 		Example: "  iosmux processes signal 4321 TERM\n  iosmux processes signal Demo SIGSTOP\n  iosmux processes signal 4321 19 --json",
-		Args:    exactArgs(2, "a pid or process name and a signal"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			sig, err := appservice.ParseSignal(args[1])
-			if err != nil {
+		Args: func(cmd *cobra.Command, args []string) error {
+			if err := exactArgs(2, "a pid or process name and a signal")(cmd, args); err != nil {
+				return err
+			}
+			var err error
+			if sig, err = appservice.ParseSignal(args[1]); err != nil {
 				return usageErr(err)
 			}
-			return sendSignal(cmd, a, &o, args[0], sig)
+			return nil
 		},
-	}
-	addProcessFlags(a, cmd, &o, "what was sent", 20*time.Second)
-	return cmd
+	}, "what was sent", 20*time.Second, func(ctx context.Context, cmd *cobra.Command, args []string, o *serviceOptions, r *reach.RSD) error {
+		return sendSignal(ctx, a, o, r, args[0], sig)
+	})
 }
 
 // exitOutput is what watch prints with --json.
@@ -240,36 +194,15 @@ type exitOutput struct {
 }
 
 func newProcessesWatchCmd(a *app) *cobra.Command {
-	var o processOptions
-	cmd := &cobra.Command{
+	return tunnelCmd(a, &cobra.Command{
 		Use:   "watch PID|NAME",
 		Short: "wait for a process to end and print how it ended",
 		Long: `Waits (monitorprocesstermination) until the process ends and prints its exit
-code; a process that is not running is reported at once. --timeout bounds
-the wait (0: wait for ever).
-
-` + tunnelOnlyHelp,
+code; a process that is not running is reported at once.`,
 		Example: "  iosmux processes watch 4321\n  iosmux processes watch Demo --json --timeout 10m",
 		Args:    exactArgs(1, "a pid or process name"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-			defer cancel()
-			defer o.target.close()
-			r, svc, err := o.appService(cctx, a, cmd)
-			if err != nil {
-				return err
-			}
-			defer svc.Close()
-			pid, err := resolvePID(cctx, svc, r.UDID(), args[0])
-			if err != nil {
-				return err
-			}
-			if o.timeout > 0 {
-				var c context.CancelFunc
-				ctx, c = context.WithTimeout(ctx, o.timeout)
-				defer c()
-			}
+	}, "how it ended", 0, func(ctx context.Context, cmd *cobra.Command, args []string, o *serviceOptions, r *reach.RSD) error {
+		return withProcess(ctx, r, args[0], func(svc *appservice.Client, pid int64) error {
 			w := a.wait(fmt.Sprintf("pid %d on %s to end", pid, r.UDID()), o.asJSON)
 			st, err := svc.WaitExit(ctx, pid)
 			w.Done()
@@ -285,10 +218,6 @@ the wait (0: wait for ever).
 			}
 			fmt.Fprintf(a.stdout, "%s: pid %d ended (%s)\n", r.UDID(), pid, how)
 			return nil
-		},
-	}
-	o.target = addServiceTarget(a, cmd)
-	addJSONFlag(cmd, &o.asJSON, "how it ended")
-	addTimeoutFlag(cmd, &o.timeout, 0, "for the process to end (0: no limit)")
-	return cmd
+		})
+	})
 }

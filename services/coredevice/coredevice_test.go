@@ -3,9 +3,7 @@ package coredevice
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/internal/testkit"
+	"github.com/iosmux/iosmux/services/coredevice/coredevicetest"
 	"github.com/iosmux/iosmux/xpc"
 )
 
@@ -22,23 +21,7 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-// vector reads testdata/<name>.hex: one XPC message.
-func vector(t testing.TB, name string) ([]byte, xpc.Message) {
-	t.Helper()
-	h, err := os.ReadFile("testdata/" + name + ".hex")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := hex.DecodeString(strings.TrimSpace(string(h)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := xpc.Decode(b)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return b, m
-}
+var vector = coredevicetest.Vector
 
 func encode(t testing.TB, m xpc.Message) []byte {
 	t.Helper()

@@ -3,9 +3,7 @@ package appservice
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
-	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/services/coredevice"
+	"github.com/iosmux/iosmux/services/coredevice/coredevicetest"
 	"github.com/iosmux/iosmux/xpc"
 )
 
@@ -23,22 +22,7 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-func vector(t testing.TB, name string) ([]byte, xpc.Message) {
-	t.Helper()
-	h, err := os.ReadFile("testdata/" + name + ".hex")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := hex.DecodeString(strings.TrimSpace(string(h)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := xpc.Decode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b, m
-}
+var vector = coredevicetest.Vector
 
 func enc(t testing.TB, v xpc.Value) []byte {
 	t.Helper()
@@ -123,24 +107,7 @@ func TestReplyOutputs(t *testing.T) {
 // replay answers every request with the body of a vector.
 func replay(t *testing.T, name string) *Client {
 	_, m := vector(t, name)
-	open := func(ctx context.Context) (*xpc.Conn, error) {
-		a, b := testkit.Pipe()
-		go func() {
-			conn, err := xpc.Server(ctx, b, nil)
-			if err != nil {
-				return
-			}
-			defer conn.Close()
-			for {
-				req, _, err := conn.Receive(ctx)
-				if err != nil {
-					return
-				}
-				conn.Reply(ctx, req, m.Body)
-			}
-		}()
-		return xpc.Client(ctx, a, nil)
-	}
+	open := coredevicetest.Device(t, func(context.Context, xpc.Message) *xpc.Dict { return m.Body })
 	c := New(coredevice.NewClient(coredevice.ClientConfig{Open: open, UDID: "U"}))
 	t.Cleanup(func() { c.Close() })
 	return c

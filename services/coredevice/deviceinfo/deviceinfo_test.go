@@ -3,16 +3,14 @@ package deviceinfo
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/services/coredevice"
+	"github.com/iosmux/iosmux/services/coredevice/coredevicetest"
 	"github.com/iosmux/iosmux/xpc"
 )
 
@@ -31,43 +29,19 @@ func capture(t *testing.T) (*Client, func() []*xpc.Dict) {
 	srv := NewServer(fake{}, nil)
 	var mu sync.Mutex
 	var seen []*xpc.Dict
-	var wg sync.WaitGroup
-	open := func(ctx context.Context) (*xpc.Conn, error) {
-		a, b := testkit.Pipe()
-		wg.Go(func() {
-			conn, err := xpc.Server(ctx, b, nil)
-			if err != nil {
-				return
-			}
-			defer conn.Close()
-			for {
-				m, _, err := conn.Receive(ctx)
-				if err != nil {
-					return
-				}
-				mu.Lock()
-				seen = append(seen, m.Body)
-				mu.Unlock()
-				conn.Reply(ctx, m, srv.Answer(ctx, m.Body))
-			}
-		})
-		return xpc.Client(ctx, a, nil)
-	}
+	open := coredevicetest.Device(t, func(ctx context.Context, m xpc.Message) *xpc.Dict {
+		mu.Lock()
+		seen = append(seen, m.Body)
+		mu.Unlock()
+		return srv.Answer(ctx, m.Body)
+	})
 	c := New(coredevice.NewClient(coredevice.ClientConfig{Open: open, UDID: "U", Features: srv.Features()}))
-	t.Cleanup(func() { c.Close(); wg.Wait() })
+	t.Cleanup(func() { c.Close() })
 	return c, func() []*xpc.Dict { mu.Lock(); defer mu.Unlock(); return seen }
 }
 
 func vectorBody(t *testing.T, name string) *xpc.Dict {
-	h, err := os.ReadFile("testdata/" + name + ".hex")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := hex.DecodeString(strings.TrimSpace(string(h)))
-	m, err := xpc.Decode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, m := coredevicetest.Vector(t, name)
 	return m.Body
 }
 
