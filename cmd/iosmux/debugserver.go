@@ -11,6 +11,7 @@ import (
 
 	"github.com/iosmux/iosmux/services/coredevice/appservice"
 	"github.com/iosmux/iosmux/services/debugproxy"
+	"github.com/iosmux/iosmux/services/instproxy"
 	"github.com/iosmux/iosmux/services/reach"
 	"github.com/spf13/cobra"
 )
@@ -124,7 +125,7 @@ func runDebugserver(ctx context.Context, a *app, cmd *cobra.Command, o debugserv
 		}
 		defer svc.Close()
 		if o.app != "" {
-			if devicePath, err = installedPath(sctx, svc, r.UDID(), o.app); err != nil {
+			if devicePath, err = installedPath(sctx, r, o.app); err != nil {
 				return err
 			}
 		}
@@ -223,16 +224,21 @@ func quoteLLDB(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
-// installedPath is the app's bundle path on the device.
-func installedPath(ctx context.Context, svc *appservice.Client, udid, bundleID string) (string, error) {
-	apps, err := svc.ListApps(ctx, appservice.AllApps)
+// installedPath is the app's bundle path on the device, from
+// installation_proxy's Lookup (its Path), as pymobiledevice3 takes it.
+func installedPath(ctx context.Context, o reach.Opener, bundleID string) (string, error) {
+	c, err := instproxy.Open(ctx, o)
 	if err != nil {
 		return "", err
 	}
-	for _, app := range apps {
-		if app.BundleID == bundleID {
-			return app.Path, nil
-		}
+	defer c.Close()
+	res, err := c.Lookup(ctx, []string{bundleID}, instproxy.LookupOptions{})
+	if err != nil {
+		return "", err
 	}
-	return "", fmt.Errorf("device %s: %s is not installed", udid, bundleID)
+	app, ok := res[bundleID]
+	if !ok || app.Path() == "" {
+		return "", fmt.Errorf("device %s: %s is not installed (install it with 'iosmux apps install')", o.UDID(), bundleID)
+	}
+	return app.Path(), nil
 }
