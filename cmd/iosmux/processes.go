@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/services/coredevice/appservice"
+	"github.com/iosmux/iosmux/services/ostrace"
 	"github.com/iosmux/iosmux/services/reach"
 	"github.com/spf13/cobra"
 )
@@ -18,9 +19,9 @@ func newProcessesCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "processes",
 		Short: "processes on a device: list, signal, kill, watch",
-		Long: `Lists the device's processes, sends them signals and waits for them to end,
-through CoreDevice's appservice. A process is named by its pid or by its
-executable's name.`,
+		Long: `Lists the device's processes (ps) and, through CoreDevice's appservice, sends
+them signals and waits for them to end (kill, signal, watch). A process is
+named by its pid or by its executable's name.`,
 		Example: `  iosmux processes ps --tunnel 00008110-001A2B3C4D5E6F70
   iosmux processes kill Demo
   iosmux processes signal 4321 STOP
@@ -40,43 +41,60 @@ type processJSON struct {
 }
 
 func newProcessesPsCmd(a *app) *cobra.Command {
-	return tunnelCmd(a, &cobra.Command{
-		Use:     "ps",
-		Short:   "list the device's processes: pid, name, executable",
-		Long:    "Lists the running processes through CoreDevice's appservice.",
-		Example: "  iosmux processes ps\n  iosmux processes ps --tunnel 00008110-001A2B3C4D5E6F70 --json",
-	}, "the processes", 30*time.Second, func(ctx context.Context, cmd *cobra.Command, args []string, o *serviceOptions, r *reach.RSD) error {
-		ps, err := listProcesses(ctx, r)
-		if err != nil {
-			return err
-		}
-		if o.asJSON {
-			return writeJSON(a.stdout, ps)
-		}
-		w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "PID\tNAME\tEXECUTABLE")
-		for _, p := range ps {
-			fmt.Fprintf(w, "%d\t%s\t%s\n", p.PID, p.Name, p.Executable)
-		}
-		return w.Flush()
-	})
+	return serviceCmd(a, "ps", "list the device's processes: pid, name and, through a tunnel, executable",
+		`Lists the running processes. Through a tunnel whose device has the developer
+disk image mounted, CoreDevice's appservice gives each one's executable as
+well; otherwise (and through usbmuxd) os_trace_relay's PidList gives pid and
+name (docs/protocols/ostrace.md), which needs no developer disk image.`,
+		"  iosmux processes ps\n  iosmux processes ps --tunnel 00008110-001A2B3C4D5E6F70 --json", 30*time.Second, nil,
+		func(ctx context.Context, cmd *cobra.Command, o *serviceOptions, dev reach.Opener) error {
+			ps, err := listProcesses(ctx, a, dev)
+			if err != nil {
+				return err
+			}
+			if o.asJSON {
+				return writeJSON(a.stdout, ps)
+			}
+			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "PID\tNAME\tEXECUTABLE")
+			for _, p := range ps {
+				fmt.Fprintf(w, "%d\t%s\t%s\n", p.PID, p.Name, p.Executable)
+			}
+			return w.Flush()
+		})
 }
 
-// listProcesses asks the device's appservice, by pid.
-func listProcesses(ctx context.Context, r *reach.RSD) ([]processJSON, error) {
-	svc, err := appservice.Dial(r, nil)
-	if err != nil {
-		return nil, err
+// listProcesses asks appservice when dev is an RSD listing it (executables
+// included), os_trace's PidList otherwise; by pid.
+func listProcesses(ctx context.Context, a *app, dev reach.Opener) ([]processJSON, error) {
+	if r, ok := dev.(*reach.RSD); ok {
+		if _, err := r.Lookup(reach.AppService); err == nil {
+			svc, err := appservice.Dial(r, nil)
+			if err != nil {
+				return nil, err
+			}
+			defer svc.Close()
+			ps, err := svc.ListProcesses(ctx)
+			if err != nil {
+				return nil, err
+			}
+			sort.Slice(ps, func(i, j int) bool { return ps[i].PID < ps[j].PID })
+			out := make([]processJSON, len(ps))
+			for i, p := range ps {
+				out[i] = processJSON{PID: p.PID, Name: p.Name(), Executable: p.Executable()}
+			}
+			return out, nil
+		}
+		a.log.Debug("no appservice (no developer disk image mounted): listing through os_trace_relay", "udid", r.UDID())
 	}
-	defer svc.Close()
-	ps, err := svc.ListProcesses(ctx)
+	ps, err := ostrace.ListProcesses(ctx, dev)
 	if err != nil {
 		return nil, err
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].PID < ps[j].PID })
 	out := make([]processJSON, len(ps))
 	for i, p := range ps {
-		out[i] = processJSON{PID: p.PID, Name: p.Name(), Executable: p.Executable()}
+		out[i] = processJSON{PID: int64(p.PID), Name: p.Name}
 	}
 	return out, nil
 }
