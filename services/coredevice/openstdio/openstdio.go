@@ -88,9 +88,8 @@ func (r *Registry) Serve(ctx context.Context, conn net.Conn) {
 	if err != nil {
 		return
 	}
-	if _, err := conn.Write(id[:]); err != nil {
-		return
-	}
+	// Registered before the host learns the UUID: a launch may name it the
+	// moment the host has read it.
 	s := newStream(conn)
 	r.mu.Lock()
 	if r.waiting == nil {
@@ -105,6 +104,9 @@ func (r *Registry) Serve(ctx context.Context, conn net.Conn) {
 		}
 		r.mu.Unlock()
 	}()
+	if _, err := conn.Write(id[:]); err != nil {
+		return
+	}
 	go s.pump()
 	select {
 	case <-ctx.Done():

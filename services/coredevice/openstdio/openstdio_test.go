@@ -129,3 +129,37 @@ func TestDeviceEndsSocket(t *testing.T) {
 		t.Error("unclaimed socket still open")
 	}
 }
+
+// slowConn is a device's end that is descheduled right after each write.
+type slowConn struct{ net.Conn }
+
+func (c slowConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	time.Sleep(20 * time.Millisecond)
+	return n, err
+}
+
+// TestClaimRightAfterID: a launch naming the UUID the moment the host has
+// read it finds the socket, even when the device stalls right after
+// sending it (the socket is registered before the UUID is sent).
+func TestClaimRightAfterID(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	reg := &Registry{}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for range 5 {
+		a, b := testkit.Pipe()
+		wg.Go(func() { reg.Serve(ctx, slowConn{b}) })
+		s, err := ReadID(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, ok := reg.Claim(s.ID)
+		if !ok {
+			t.Fatal("the socket was not claimable right after its UUID was read")
+		}
+		p.Close()
+		s.Close()
+	}
+}
