@@ -2,12 +2,9 @@ package sim
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"sync"
@@ -19,7 +16,6 @@ import (
 	"github.com/iosmux/iosmux/services/mounter/ddi"
 	"github.com/iosmux/iosmux/services/mounter/tss"
 	"github.com/iosmux/iosmux/services/reach"
-	"github.com/iosmux/iosmux/xpc"
 )
 
 // The developer side of the simulated iPhone (services.md §4, §5):
@@ -41,8 +37,9 @@ import (
 //     mount itself does not. Manifests are the TSS stand-in's tickets
 //     (tss.SimTicket), checked at MountImage.
 //   - While the DDI is mounted the trusted RSD lists the DDI services the
-//     simulator serves (openstdiosocket so far) on fresh ports; unmount
-//     and reboot unlist them.
+//     simulator serves (coredevice.go: appservice, deviceinfo,
+//     openstdiosocket, debugproxy) on fresh ports; unmount and reboot
+//     unlist them.
 
 // Developer Mode states, as kept on disk.
 const (
@@ -309,9 +306,6 @@ func (d *Device) developerServices() []Service {
 	return []Service{
 		{Name: reach.Mounter.RSD, Lockdown: reach.Mounter.Lockdown, Entitlement: LockdownTrusted, Handler: dv.mounter.Serve},
 		{Name: reach.AMFI.RSD, Lockdown: reach.AMFI.Lockdown, Entitlement: LockdownTrusted, Handler: dv.amfi.Serve},
-		{Name: reach.OpenStdioSocket.RSD, Entitlement: "com.apple.private.CoreDevice.canInstallCustomerContent",
-			Properties: xpc.NewDict("Features", xpc.Array{}, "ServiceVersion", xpc.Int64(1), "UsesRemoteXPC", xpc.Bool(true)),
-			Handler:    serveStdio, DDI: true},
 	}
 }
 
@@ -336,23 +330,6 @@ func (d *Device) lockdownServices(list []Service, into map[string]lockdown.Servi
 		}
 		into[s.Lockdown] = ls
 	}
-}
-
-// serveStdio is the device side of openstdiosocket as far as it goes
-// without app launches: a fresh 16-byte UUID on accept (the value a launch
-// names to have its output sent here), then the connection stays open
-// until the host closes it or the boot ends.
-func serveStdio(ctx context.Context, c net.Conn) {
-	var u [16]byte
-	rand.Read(u[:])
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	if _, err := c.Write(u[:]); err != nil {
-		return
-	}
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
-	io.Copy(io.Discard, c)
 }
 
 // DeveloperMode reports whether Developer Mode is on.

@@ -146,7 +146,7 @@ func TestDDIMount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Manifest != mounter.FromTSS || standIn.Requests() != 1 || !slices.Equal(res.Services, []string{reach.OpenStdioSocket.RSD}) {
+	if res.Manifest != mounter.FromTSS || standIn.Requests() != 1 || !slices.Equal(res.Services, []string{reach.AppService.RSD, reach.DeviceInfo.RSD, reach.OpenStdioSocket.RSD, reach.DebugProxy.RSD}) {
 		t.Errorf("mount %+v, %d TSS requests", res, standIn.Requests())
 	}
 	if ep := d.Endpoints(); ep.DDI == "" {

@@ -165,6 +165,7 @@ type Device struct {
 	dev   *developer   // Developer Mode and the mounter
 	files *appStore    // AFC's tree and the installed apps (apps.go)
 	diag  *diagnostics // processes, log, notifications, crash folder
+	core  *coreDevice  // CoreDevice services and the debugserver (coredevice.go)
 	hosts *hostStore
 	gate  faultGate
 	link  *link
@@ -309,6 +310,7 @@ func New(cfg Config) (*Device, error) {
 		d.diag.close()
 		return nil, fmt.Errorf("sim: %s: %w", d.id.UDID, err)
 	}
+	d.core = newCoreDevice(d)
 	d.lockdownServices(append(append(append(d.developerServices(), d.files.services()...), d.diag.services()...), cfg.Services...), services)
 	d.ld, err = lockdown.NewDevice(lockdown.DeviceConfig{
 		Values:   d.values,
@@ -437,6 +439,7 @@ func (d *Device) startLocked() error {
 	d.setStateLocked(StateUnplugged)
 	d.mu.Unlock()
 	d.stats.boots.Add(1)
+	d.core.reset()
 	d.diag.onBoot(b)
 	if d.plugged {
 		if err := b.plugIn(); err != nil {

@@ -105,6 +105,7 @@ func trustedServices(d *Device, extra []Service) []Service {
 			Serve: func(ctx context.Context, c net.Conn) { d.serveLockdownShim(ctx, c, LockdownUntrusted, false) }},
 	}
 	list = append(list, d.developerServices()...)
+	list = append(list, d.core.services()...)
 	list = append(list, d.diag.services()...)
 	list = append(list, d.files.services()...)
 	list = append(list,
