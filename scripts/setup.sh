@@ -19,6 +19,8 @@ have ideviceinstaller || need_apt+=(ideviceinstaller)  # interop/apps
 have idevicesyslog || need_apt+=(libimobiledevice-utils)  # interop/logs
 have idevicecrashreport || need_apt+=(libimobiledevice-utils)  # interop/logs
 have iproxy       || need_apt+=(libusbmuxd-tools)
+# interop/launch drives Debian's lldb through iosmux debugserver
+have lldb         || need_apt+=(lldb python3-lldb)
 have ip           || need_apt+=(iproute2)
 have unshare      || need_apt+=(util-linux)
 have make         || need_apt+=(make)
