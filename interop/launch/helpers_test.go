@@ -68,10 +68,10 @@ const demoApp = "com.example.demo"
 // startDevice runs one simulated iPhone with Developer Mode on, the test
 // DDI's manifest kept (mounts take the offline branch) and demoApp
 // installed.
-func startDevice(t testing.TB) (*sim.Fleet, *sim.Device) {
+func startDevice(t testing.TB, realism sim.Realism) (*sim.Fleet, *sim.Device) {
 	t.Helper()
 	f, err := sim.StartFleet(sim.FleetConfig{Count: 1, Profile: sim.MustProfile("18.2"), LockdownKey: testKey(),
-		DeveloperMode: true, SeedManifests: []string{testDDI()}})
+		DeveloperMode: true, SeedManifests: []string{testDDI()}, Realism: realism})
 	if err != nil {
 		t.Fatal(err)
 	}

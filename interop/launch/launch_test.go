@@ -62,7 +62,7 @@ func inNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := testCtx(t, 4*time.Minute)
-	f, d := startDevice(t)
+	f, d := startDevice(t, sim.Realism{})
 	records, state := t.TempDir(), t.TempDir()
 
 	// A kernel tunnel: tunneld as `iosmux tunneld` runs it as root.
