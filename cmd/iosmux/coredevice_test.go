@@ -36,6 +36,8 @@ import (
 // loopback: the commands reach it with --rsd and --userspace-proxy, as a
 // user of start-tunnel --userspace does.
 type coreRig struct {
+	f      *sim.Fleet
+	mux    *usbmux.Client
 	dev    *sim.Device
 	ro     *reach.RSD
 	env    map[string]string
@@ -92,7 +94,7 @@ func newCoreRig(t *testing.T) *coreRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &coreRig{dev: d, ro: ro, env: map[string]string{"IOSMUX_STATE_DIR": t.TempDir(), "USBMUXD_SOCKET_ADDRESS": "UNIX:" + f.UsbmuxSocket()},
+	return &coreRig{f: f, mux: mux, dev: d, ro: ro, env: map[string]string{"IOSMUX_STATE_DIR": t.TempDir(), "USBMUXD_SOCKET_ADDRESS": "UNIX:" + f.UsbmuxSocket()},
 		target: []string{"--rsd", p.ServerAddress.String(), strconv.Itoa(int(p.ServerRSDPort)), "--userspace-proxy", px.Addr().String()}}
 }
 
@@ -298,6 +300,43 @@ func TestCoreDeviceCommands(t *testing.T) {
 	if err := <-ddone; err != nil {
 		t.Errorf("debugserver after an interrupt: %v", err)
 	}
+	// Through iosmux's backend (an RSD forwarding every service it lists,
+	// the raw debugproxy included): launch stopped, expose, attach.
+	ba := serveBackend(t, &devRig{f: r.f, dev: r.dev, mux: r.mux})
+	via := []string{"--rsd", ba.Addr().String(), strconv.Itoa(int(ba.Port()))}
+	var bl launchOutput
+	var bout bytes.Buffer
+	if err := execIn(ctx, &bout, io.Discard, r.env, slices.Concat([]string{"apps", "launch", "com.example.demo", "--stopped", "--json"}, via)...); err != nil {
+		t.Fatalf("launch through the backend: %v", err)
+	}
+	json.Unmarshal(bout.Bytes(), &bl)
+	bctx, bcancel := context.WithCancel(ctx)
+	var bdout testkit.Buffer
+	bdone := make(chan error, 1)
+	go func() {
+		bdone <- execIn(bctx, &bdout, io.Discard, r.env, slices.Concat([]string{"debugserver", "--attach", strconv.FormatInt(bl.PID, 10), "--json"}, via)...)
+	}()
+	var bds debugserverOutput
+	deadline = time.Now().Add(time.Minute)
+	for json.Unmarshal([]byte(bdout.String()), &bds) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("debugserver through the backend printed %q", bdout.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	bnc, err := net.Dial("tcp", bds.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := debugproxy.NewConn(bnc)
+	bc.Timeout = 10 * time.Second
+	if got, err := bc.Call(fmt.Sprintf("vAttach;%x", bl.PID)); err != nil || got != fmt.Sprintf("T11thread:%x;", bl.PID) {
+		t.Errorf("attach through the backend: %q %v", got, err)
+	}
+	bnc.Close()
+	bcancel()
+	<-bdone
+
 	for _, bad := range [][]string{
 		{"debugserver", "--lldb"},
 		{"debugserver", "--launch"},
