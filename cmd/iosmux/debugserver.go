@@ -145,7 +145,7 @@ func runDebugserver(ctx context.Context, a *app, cmd *cobra.Command, o debugserv
 	}
 
 	if host, _, err := net.SplitHostPort(o.listen); err == nil {
-		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 			a.log.Warn("THE DEVICE'S DEBUGGER IS EXPOSED BEYOND THIS MACHINE: anyone who reaches " + o.listen + " can debug processes on the device")
 		}
 	}
