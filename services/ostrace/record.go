@@ -195,7 +195,9 @@ func AppendRecord(b []byte, r *Record) []byte {
 	copy(h[offProcessUUID:], r.ProcessUUID[:])
 	le.PutUint16(h[offFilenameLen:], uint16(strLen(fn)))
 	secs, micros := int64(0), int64(0)
-	if !r.Time.IsZero() && r.Time.Unix() > 0 {
+	// Before 1970 cannot be said; the epoch itself, with its microseconds,
+	// can (a fuzzer found 0 s 77872 µs lost here).
+	if r.Time.Unix() >= 0 {
 		secs, micros = r.Time.Unix(), int64(r.Time.Nanosecond()/1000)
 	}
 	le.PutUint64(h[offSeconds:], uint64(secs))
