@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/tunnel"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -34,7 +35,7 @@ type clientTunnels struct {
 	b   *Backend
 	bt  *boot
 	dev *tunnel.Device
-	ep  *tunnel.Endpoint
+	ep  *establish.Endpoint
 
 	mu     sync.Mutex
 	closed bool
@@ -58,9 +59,9 @@ func (bt *boot) clientTunnels(h *rsd.Handshake) (*clientTunnels, error) {
 		return nil, err
 	}
 	ct := &clientTunnels{b: b, bt: bt, dev: dev}
-	ct.ep, err = tunnel.NewEndpoint(tunnel.EndpointConfig{
+	ct.ep, err = establish.NewEndpoint(establish.EndpointConfig{
 		Device: dev,
-		QUIC:   tunnel.SupportsQUIC(h.Properties.String("OSVersion")),
+		QUIC:   establish.SupportsQUIC(h.Properties.String("OSVersion")),
 		Watch: func(s *tunnel.Session) func() {
 			p := s.Params()
 			b.log.Info("backend: client tunnel up", "client", p.ClientAddress.String(), "backend", p.ServerAddress.String(), "mtu", p.MTU)

@@ -12,9 +12,9 @@ import (
 
 	"github.com/iosmux/iosmux/discovery"
 	"github.com/iosmux/iosmux/discovery/mdns"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
-	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/xpc"
 )
 
@@ -195,7 +195,7 @@ func (b *Backend) createListener(ctx context.Context, host string, req pairing.L
 	if err != nil {
 		return nil, err
 	}
-	listen := tunnel.Listen{
+	listen := establish.Listen{
 		TCP: func() (net.Listener, error) { return net.Listen("tcp", hostPort(la, 0)) },
 		UDP: func() (net.PacketConn, error) { return net.ListenPacket("udp", hostPort(la, 0)) },
 	}

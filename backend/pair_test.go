@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
@@ -55,8 +57,8 @@ func pairWith(t *testing.T, rsdAddr string, store pairing.RecordStore) *pairing.
 	return res
 }
 
-func userspaceOptions(store pairing.RecordStore, udid string, ns **utun.Netstack) tunnel.Options {
-	return tunnel.Options{
+func userspaceOptions(store pairing.RecordStore, udid string, ns **utun.Netstack) establish.Options {
+	return establish.Options{
 		UDID: udid, Records: store, HostName: "iosmux-test-host",
 		NewTUN: func(p tunnel.Params) (tun.Device, error) {
 			var err error
@@ -69,7 +71,7 @@ func userspaceOptions(store pairing.RecordStore, udid string, ns **utun.Netstack
 // checkThroughTunnel reads the backend's RSD through a client tunnel and
 // uses services through it: a forwarded one (by the Handshake's port) and
 // one by the device's own port (the "other port" path).
-func checkThroughTunnel(t *testing.T, tn *tunnel.Tunnel, ns *utun.Netstack, d *sim.Device, want *rsd.Handshake) {
+func checkThroughTunnel(t *testing.T, tn *establish.Tunnel, ns *utun.Netstack, d *sim.Device, want *rsd.Handshake) {
 	t.Helper()
 	c := readHandshake(t, ns.DialContext, tn.RSD().String(), xpc.UUID{})
 	defer c.Close()
@@ -139,7 +141,7 @@ func TestPairAndTunnelThroughBackend(t *testing.T) {
 
 	for run := range 2 {
 		var ns *utun.Netstack
-		tn, err := tunnel.StartRSD(testCtx(t), ut, userspaceOptions(store, d.UDID(), &ns))
+		tn, err := establish.Establish(testCtx(t), discovery.Event{Source: discovery.SourceNCM, Addr: netip.MustParseAddrPort(ut)}, userspaceOptions(store, d.UDID(), &ns))
 		if err != nil {
 			t.Fatalf("run %d: tunnel through the backend: %v", run, err)
 		}
@@ -148,7 +150,7 @@ func TestPairAndTunnelThroughBackend(t *testing.T) {
 	}
 
 	var ns *utun.Netstack
-	tn, err := tunnel.StartRemotePairing(testCtx(t), b.PairingAddr().String(), userspaceOptions(store, d.UDID(), &ns))
+	tn, err := establish.Establish(testCtx(t), discovery.Event{Source: discovery.SourceRemotePairing, Addr: netip.MustParseAddrPort(b.PairingAddr().String())}, userspaceOptions(store, d.UDID(), &ns))
 	if err != nil {
 		t.Fatalf("network pairing tunnel through the backend: %v", err)
 	}

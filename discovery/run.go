@@ -59,3 +59,46 @@ func monitorName(m Monitor) string {
 	}
 	return "custom"
 }
+
+// First runs mon until it reports a device with an address, then for
+// settle more (the same device may show on other links), or until ctx
+// ends, and returns the Attached sightings it saw: a one-shot search for
+// a command that needs one device now.
+func First(ctx context.Context, mon Monitor, settle time.Duration) []Event {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		found []Event
+		first = make(chan struct{})
+		once  sync.Once
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		mon.Run(ctx, func(ev Event) {
+			if ev.Kind != Attached || !ev.Addr.IsValid() {
+				return
+			}
+			mu.Lock()
+			found = append(found, ev)
+			mu.Unlock()
+			once.Do(func() { close(first) })
+		})
+	}()
+	select {
+	case <-first:
+		t := time.NewTimer(settle)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	case <-ctx.Done():
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	return found
+}

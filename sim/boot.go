@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/tunnel"
@@ -29,7 +30,7 @@ type boot struct {
 	rsdUUID xpc.UUID // the device's RSD peer identity this boot
 	props   *xpc.Dict
 	tdev    *tunnel.Device
-	ep      *tunnel.Endpoint // the device side of every tunnel path
+	ep      *establish.Endpoint // the device side of every tunnel path
 	trusted *rsdEndpoint
 	netAddr string // network pairing host:port, "" if none
 	wifi    *ncmLink
@@ -113,7 +114,7 @@ func (d *Device) newBoot() (_ *boot, err error) {
 	if err != nil {
 		return nil, err
 	}
-	b.ep, err = tunnel.NewEndpoint(tunnel.EndpointConfig{Device: b.tdev, QUIC: d.prof.QUIC, Watch: d.watchSession, Logger: d.log})
+	b.ep, err = establish.NewEndpoint(establish.EndpointConfig{Device: b.tdev, QUIC: d.prof.QUIC, Watch: d.watchSession, Logger: d.log})
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +171,7 @@ func listenSticky(addr string, sticky *string) (net.Listener, error) {
 
 // servePairing serves RPPairing (network RemotePairing, remotepairing.md
 // §1.3) on ln, a Wi-Fi surface of the boot; tunnel ports come from listen.
-func (b *boot) servePairing(ln net.Listener, listen tunnel.Listen) error {
+func (b *boot) servePairing(ln net.Listener, listen establish.Listen) error {
 	pd, err := b.d.pairingDevice(b.createListener(listen))
 	if err != nil {
 		ln.Close()
@@ -357,7 +358,7 @@ func (b *boot) wrap(nc net.Conn, surf surface) (*simConn, bool) {
 // port where nothing listens rather than refusing the request. Which of the
 // two a real 18.2 device does is UNCONFIRMED; failing at connect is what
 // pmd3's error mapping describes.
-func (b *boot) createListener(listen tunnel.Listen) func(context.Context, string, pairing.ListenerRequest) (*pairing.Listener, error) {
+func (b *boot) createListener(listen establish.Listen) func(context.Context, string, pairing.ListenerRequest) (*pairing.Listener, error) {
 	serve := b.ep.CreateListener(listen)
 	if b.d.prof.QUIC {
 		return serve
@@ -397,8 +398,8 @@ func hostPorts(host string) portOpener {
 // the listeners belong to sc (unplugging closes USB ones) and hand out
 // tracked connections, so faults and the link rate apply to tunnels too.
 // QUIC sockets are closed with sc but not shaped (datagrams).
-func (b *boot) tunnelListen(sc *scope, surf surface, ports portOpener) tunnel.Listen {
-	return tunnel.Listen{
+func (b *boot) tunnelListen(sc *scope, surf surface, ports portOpener) establish.Listen {
+	return establish.Listen{
 		TCP: func() (net.Listener, error) {
 			ln, err := ports.tcp(0)
 			if err != nil {

@@ -184,9 +184,6 @@ func (f *Fleet) deviceConfig(i int) Config {
 // USBMUXD_SOCKET_ADDRESS).
 func (f *Fleet) UsbmuxSocket() string { return f.socket }
 
-// Mux is the simulated usbmuxd.
-func (f *Fleet) Mux() *usbmux.Server { return f.mux }
-
 // Devices returns the devices in index order.
 func (f *Fleet) Devices() []*Device { return f.devices }
 

@@ -3,9 +3,12 @@ package sim
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/pairing"
@@ -63,16 +66,20 @@ func TestRemotePairingOverLockdown(t *testing.T) {
 	}
 
 	ep := d.Endpoints()
-	opt := tunnel.Options{UDID: d.UDID(), Records: store, HostName: "sim-test",
+	opt := establish.Options{UDID: d.UDID(), Records: store, HostName: "sim-test",
 		NewTUN: func(p tunnel.Params) (tun.Device, error) {
 			return utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
 		}}
 	for _, path := range []struct {
 		name  string
-		start func() (*tunnel.Tunnel, error)
+		start func() (*establish.Tunnel, error)
 	}{
-		{"USB-NCM (untrusted RSD)", func() (*tunnel.Tunnel, error) { return tunnel.StartRSD(ctx, ep.UntrustedRSD, opt) }},
-		{"network pairing", func() (*tunnel.Tunnel, error) { return tunnel.StartRemotePairing(ctx, ep.NetworkPairing, opt) }},
+		{"USB-NCM (untrusted RSD)", func() (*establish.Tunnel, error) {
+			return establish.Establish(ctx, discovery.Event{Source: discovery.SourceNCM, Addr: netip.MustParseAddrPort(ep.UntrustedRSD)}, opt)
+		}},
+		{"network pairing", func() (*establish.Tunnel, error) {
+			return establish.Establish(ctx, discovery.Event{Source: discovery.SourceRemotePairing, Addr: netip.MustParseAddrPort(ep.NetworkPairing)}, opt)
+		}},
 	} {
 		tn, err := path.start()
 		if err != nil {

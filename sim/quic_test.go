@@ -3,8 +3,11 @@ package sim
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"testing"
 
+	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
@@ -15,7 +18,7 @@ import (
 
 // TestQUIC: iOS 17.0–18.1 devices accept createListener with quic and
 // carry the tunnel in QUIC datagrams; 18.2 refuses it. The host side is
-// the tunnel package's P2 (StartRSD) in userspace mode.
+// establish's P2 (an ncm sighting) in userspace mode.
 func TestQUIC(t *testing.T) {
 	testkit.CheckLeaks(t)
 	for _, tt := range []struct {
@@ -46,8 +49,8 @@ func TestQUIC(t *testing.T) {
 				t.Fatal(err)
 			}
 			var ns *utun.Netstack
-			tn, err := tunnel.StartRSD(ctx, rsdAddr, tunnel.Options{
-				Protocol: tunnel.QUIC, Records: store, HostName: "sim-test",
+			tn, err := establish.Establish(ctx, discovery.Event{Source: discovery.SourceNCM, Addr: netip.MustParseAddrPort(rsdAddr)}, establish.Options{
+				Protocol: establish.QUIC, Records: store, HostName: "sim-test",
 				NewTUN: func(p tunnel.Params) (tun.Device, error) {
 					var err error
 					ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
@@ -59,7 +62,7 @@ func TestQUIC(t *testing.T) {
 					tn.Close()
 					t.Fatal("a QUIC tunnel came up on 18.2")
 				}
-				if !errors.Is(err, tunnel.ErrQUICUnsupported) {
+				if !errors.Is(err, establish.ErrQUICUnsupported) {
 					t.Errorf("QUIC on 18.2 failed with %v, want ErrQUICUnsupported", err)
 				}
 				return
@@ -68,7 +71,7 @@ func TestQUIC(t *testing.T) {
 				t.Fatalf("QUIC tunnel: %v", err)
 			}
 			defer tn.Close()
-			if tn.Protocol != tunnel.QUIC {
+			if tn.Protocol != establish.QUIC {
 				t.Errorf("protocol %s", tn.Protocol)
 			}
 			checkTrusted(t, ctx, d, ns, tn.Params)

@@ -3,12 +3,8 @@
 package tunnel
 
 import (
-	"encoding/binary"
-	"io"
 	"net"
 	"net/netip"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,122 +23,28 @@ import (
 //
 // "up" is host→device, "down" device→host.
 
-const benchChunk = 1 << 20
-
-// benchPorts on the device: sink reads to EOF then answers one byte; source
-// reads an 8-byte length and sends that many bytes.
-const (
-	benchSinkPort   = 9
-	benchSourcePort = 19
-)
-
-func sink(c net.Conn) {
-	defer c.Close()
-	io.Copy(io.Discard, c)
-	c.Write([]byte{1})
-}
-
-func source(c net.Conn) {
-	defer c.Close()
-	var hdr [8]byte
-	if _, err := io.ReadFull(c, hdr[:]); err != nil {
-		return
-	}
-	buf := make([]byte, benchChunk)
-	for left := int64(binary.BigEndian.Uint64(hdr[:])); left > 0; left -= benchChunk {
-		if _, err := c.Write(buf[:min(left, benchChunk)]); err != nil {
-			return
-		}
-	}
-}
-
-// serveFunc accepts on ln and runs f per conn; the returned func stops it.
-func serveFunc(ln net.Listener, f func(net.Conn)) func() {
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() { defer wg.Done(); f(c) }()
-		}
-	}()
-	return func() { ln.Close(); wg.Wait() }
-}
-
-// processCPU is the process's user+system CPU time so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// reportCPU adds cpu-ns/B: process CPU (both ends, kernel included) per
-// byte moved, steadier than MB/s on a shared machine.
-func reportCPU(b *testing.B, since time.Duration) {
-	b.ReportMetric(float64(processCPU()-since)/float64(int64(b.N)*benchChunk), "cpu-ns/B")
-}
-
-func benchUp(b *testing.B, c net.Conn) {
-	buf := make([]byte, benchChunk)
-	b.SetBytes(benchChunk)
-	b.ResetTimer()
-	cpu := processCPU()
-	defer func() { reportCPU(b, cpu) }()
-	for range b.N {
-		if _, err := c.Write(buf); err != nil {
-			b.Fatal(err)
-		}
-	}
-	c.(interface{ CloseWrite() error }).CloseWrite()
-	if _, err := io.ReadFull(c, buf[:1]); err != nil {
-		b.Fatal(err)
-	}
-	b.StopTimer()
-}
-
-func benchDown(b *testing.B, c net.Conn) {
-	buf := make([]byte, benchChunk)
-	b.SetBytes(benchChunk)
-	b.ResetTimer()
-	cpu := processCPU()
-	defer func() { reportCPU(b, cpu) }()
-	var hdr [8]byte
-	binary.BigEndian.PutUint64(hdr[:], uint64(b.N)*benchChunk)
-	c.Write(hdr[:])
-	n, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{c}, buf)
-	if err != nil || n != int64(b.N)*benchChunk {
-		b.Fatalf("read %d bytes, %v", n, err)
-	}
-	b.StopTimer()
-}
-
 // benchTunnel runs up and down through a tunnel whose host side is mk.
 func benchTunnel(b *testing.B, mk func(Params) tun.Device, dial func(e *e2e, port uint16) net.Conn) {
 	e := startE2E(b, Faults{}, mk)
-	sinkLn, err := e.dev.ListenTCP(benchSinkPort)
+	sinkLn, err := e.dev.ListenTCP(testkit.SinkPort)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(serveFunc(sinkLn, sink))
-	srcLn, err := e.dev.ListenTCP(benchSourcePort)
+	b.Cleanup(testkit.Serve(sinkLn, testkit.Sink))
+	srcLn, err := e.dev.ListenTCP(testkit.SourcePort)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(serveFunc(srcLn, source))
+	b.Cleanup(testkit.Serve(srcLn, testkit.Source))
 	b.Run("up", func(b *testing.B) {
-		c := dial(e, benchSinkPort)
+		c := dial(e, testkit.SinkPort)
 		defer c.Close()
-		benchUp(b, c)
+		testkit.BenchUp(b, c)
 	})
 	b.Run("down", func(b *testing.B) {
-		c := dial(e, benchSourcePort)
+		c := dial(e, testkit.SourcePort)
 		defer c.Close()
-		benchDown(b, c)
+		testkit.BenchDown(b, c)
 	})
 }
 
@@ -150,7 +52,7 @@ func BenchmarkBulk(b *testing.B) {
 	b.Run("raw", func(b *testing.B) {
 		// The byte stream alone, in the same shape the tunnel uses.
 		pair := func(f func(net.Conn)) net.Conn {
-			h, d := tcpLoopback(b)
+			h, d := testkit.TCPLoopback(b)
 			go f(testkit.RecordConn(d))
 			return struct {
 				net.Conn
@@ -158,14 +60,14 @@ func BenchmarkBulk(b *testing.B) {
 			}{testkit.RecordConn(h), h}
 		}
 		b.Run("up", func(b *testing.B) {
-			c := pair(sink)
+			c := pair(testkit.Sink)
 			defer c.Close()
-			benchUp(b, c)
+			testkit.BenchUp(b, c)
 		})
 		b.Run("down", func(b *testing.B) {
-			c := pair(source)
+			c := pair(testkit.Source)
 			defer c.Close()
-			benchDown(b, c)
+			testkit.BenchDown(b, c)
 		})
 	})
 	b.Run("kernel", func(b *testing.B) {

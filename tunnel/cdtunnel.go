@@ -37,9 +37,9 @@ const (
 	StreamMTU = 16000
 	QUICMTU   = 1420
 
-	// minIPv6MTU is the IPv6 minimum link MTU (RFC 8200 §5): a response
-	// below it cannot carry IPv6.
-	minIPv6MTU = 1280
+	// MinMTU is the IPv6 minimum link MTU (RFC 8200 §5): a response
+	// below it cannot carry IPv6, and no transport may offer less.
+	MinMTU = 1280
 	// maxMTU is the largest MTU the 16-bit IPv6 payload length allows
 	// without jumbograms, which no reference supports (tunnel.md §3.1).
 	maxMTU = 40 + math.MaxUint16
@@ -100,8 +100,8 @@ func (p Params) validate() error {
 		return fmt.Errorf("%w: server address %v is not an IPv6 address", ErrHandshake, p.ServerAddress)
 	case p.PrefixLen < 0 || p.PrefixLen > 128:
 		return fmt.Errorf("%w: prefix length %d", ErrHandshake, p.PrefixLen)
-	case p.MTU < minIPv6MTU || p.MTU > maxMTU:
-		return fmt.Errorf("%w: mtu %d outside [%d, %d]", ErrHandshake, p.MTU, minIPv6MTU, maxMTU)
+	case p.MTU < MinMTU || p.MTU > maxMTU:
+		return fmt.Errorf("%w: mtu %d outside [%d, %d]", ErrHandshake, p.MTU, MinMTU, maxMTU)
 	case p.ServerRSDPort == 0:
 		return fmt.Errorf("%w: no serverRSDPort", ErrHandshake)
 	}
@@ -300,7 +300,7 @@ func ParseResponse(frame []byte) (Params, error) {
 	if p.ServerAddress, err = parseIPv6(w.ServerAddress, "serverAddress"); err != nil {
 		return Params{}, err
 	}
-	mtu, err := intField(w.ClientParameters.MTU, "clientParameters.mtu", defaultResponseMTU, minIPv6MTU, maxMTU)
+	mtu, err := intField(w.ClientParameters.MTU, "clientParameters.mtu", defaultResponseMTU, MinMTU, maxMTU)
 	if err != nil {
 		return Params{}, err
 	}

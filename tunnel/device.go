@@ -87,8 +87,8 @@ func NewDevice(cfg DeviceConfig) (*Device, error) {
 	if mtu == 0 {
 		mtu = StreamMTU
 	}
-	if mtu < minIPv6MTU || mtu > maxMTU-40 {
-		return nil, fmt.Errorf("tunnel: device MTU %d outside [%d, %d]", mtu, minIPv6MTU, maxMTU-40)
+	if mtu < MinMTU || mtu > maxMTU-40 {
+		return nil, fmt.Errorf("tunnel: device MTU %d outside [%d, %d]", mtu, MinMTU, maxMTU-40)
 	}
 	prefix := cfg.Prefix
 	if !prefix.IsValid() {
@@ -136,9 +136,6 @@ func NewDevice(cfg DeviceConfig) (*Device, error) {
 
 // Address returns the device's tunnel address (serverAddress).
 func (d *Device) Address() netip.Addr { return d.addr }
-
-// Prefix returns the link prefix.
-func (d *Device) Prefix() netip.Prefix { return d.prefix }
 
 // RSDPort returns the reported serverRSDPort.
 func (d *Device) RSDPort() uint16 { return d.rsd }
@@ -261,7 +258,7 @@ func (d *Device) startSession(ctx context.Context, hs io.ReadWriter, closer io.C
 		client = a
 		mtu := d.mtu
 		if req.MTU != 0 {
-			mtu = max(min(mtu, req.MTU), minIPv6MTU)
+			mtu = max(min(mtu, req.MTU), MinMTU)
 		}
 		return Params{
 			ClientAddress: a,

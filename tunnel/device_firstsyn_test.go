@@ -21,7 +21,7 @@ func rsdDevice(t *testing.T) *Device {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(serveBulkTB(t, ln))
+	t.Cleanup(testkit.ServeBulkListener(ln))
 	return dev
 }
 

@@ -27,11 +27,11 @@ func newTestDevice(t *testing.T, f Faults) *Device {
 func TestDevicePrefixAndMTU(t *testing.T) {
 	testkit.CheckLeaks(t)
 	dev := newTestDevice(t, Faults{})
-	if p := dev.Prefix(); p.Bits() != 64 || p.Addr().As16()[0] != 0xfd {
+	if p := dev.prefix; p.Bits() != 64 || p.Addr().As16()[0] != 0xfd {
 		t.Fatalf("prefix %v, want a ULA /64", p)
 	}
-	if dev.Address() != dev.Prefix().Addr().Next() {
-		t.Fatalf("device address %v, want ::1 of %v", dev.Address(), dev.Prefix())
+	if dev.Address() != dev.prefix.Addr().Next() {
+		t.Fatalf("device address %v, want ::1 of %v", dev.Address(), dev.prefix)
 	}
 	tests := []struct{ ask, want int }{{16000, 16000}, {1420, 1420}, {0, 16000}, {100, 1280}, {65000, 16000}}
 	for _, tt := range tests {

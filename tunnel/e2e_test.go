@@ -5,7 +5,6 @@ import (
 	"flag"
 	"net"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,27 +24,8 @@ type e2e struct {
 	dev     *Device
 	params  Params
 	pump    *Pump
-	devConn *freezeConn // the device's end of the transport
+	devConn *testkit.FreezeConn // the device's end of the transport
 	dial    func(t *testing.T) net.Conn
-}
-
-// tcpLoopback returns both ends of a loopback TCP connection.
-func tcpLoopback(t testing.TB) (*net.TCPConn, *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a.(*net.TCPConn), b.(*net.TCPConn)
 }
 
 // startE2E brings up a device with faults f and a bulk service, and the
@@ -61,10 +41,10 @@ func startE2E(t testing.TB, f Faults, hostTUN func(Params) tun.Device) *e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(serveBulkTB(t, ln))
+	t.Cleanup(testkit.ServeBulkListener(ln))
 
-	hostRaw, devRaw := tcpLoopback(t)
-	devConn := &freezeConn{Conn: testkit.RecordConn(devRaw), raw: devRaw, thaw: make(chan struct{})}
+	hostRaw, devRaw := testkit.TCPLoopback(t)
+	devConn := testkit.NewFreezeConn(testkit.RecordConn(devRaw), devRaw)
 	hostConn := testkit.RecordConn(hostRaw)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -82,102 +62,6 @@ func startE2E(t testing.TB, f Faults, hostTUN func(Params) tun.Device) *e2e {
 	}
 	t.Cleanup(func() { pump.Close() })
 	return &e2e{dev: dev, params: params, pump: pump, devConn: devConn}
-}
-
-// serveBulkTB is serveBulk for a testing.TB.
-func serveBulkTB(t testing.TB, ln net.Listener) func() {
-	var (
-		mu    sync.Mutex
-		conns = map[net.Conn]bool{}
-		wg    sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				testkit.ServeBulk(c)
-				mu.Lock()
-				delete(conns, c)
-				mu.Unlock()
-			}()
-		}
-	}()
-	return func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	}
-}
-
-// freezeConn is the device's transport; Freeze makes the device go silent
-// without closing anything, Kill makes it vanish with a TCP reset.
-type freezeConn struct {
-	net.Conn
-	raw      *net.TCPConn
-	freezeMu sync.Mutex
-	frozen   bool
-	thaw     chan struct{}
-	once     sync.Once
-}
-
-func (c *freezeConn) isFrozen() bool {
-	c.freezeMu.Lock()
-	defer c.freezeMu.Unlock()
-	return c.frozen
-}
-
-func (c *freezeConn) Read(b []byte) (int, error) {
-	if c.isFrozen() {
-		<-c.thaw
-		return 0, net.ErrClosed
-	}
-	n, err := c.Conn.Read(b)
-	if c.isFrozen() {
-		<-c.thaw
-		return 0, net.ErrClosed
-	}
-	return n, err
-}
-
-func (c *freezeConn) Write(b []byte) (int, error) {
-	if c.isFrozen() {
-		<-c.thaw
-		return 0, net.ErrClosed
-	}
-	return c.Conn.Write(b)
-}
-
-func (c *freezeConn) Close() error {
-	c.once.Do(func() { close(c.thaw) })
-	return c.Conn.Close()
-}
-
-// Freeze stops the device's reads and writes; bytes already in flight are
-// lost to it.
-func (c *freezeConn) Freeze() {
-	c.freezeMu.Lock()
-	c.frozen = true
-	c.freezeMu.Unlock()
-}
-
-// Kill closes the device's socket with a reset, as a crashed process would.
-func (c *freezeConn) Kill() {
-	c.raw.SetLinger(0)
-	c.Close()
 }
 
 // bulk moves size bytes each way over a fresh connection and reports MB/s.

@@ -133,15 +133,15 @@ func NewPump(cfg Config) (*Pump, error) {
 		closeAll(cfg.TUN, cfg.Conn)
 		return nil, errors.New("tunnel: pump needs a TUN and a conn")
 	}
-	if cfg.MTU < minIPv6MTU || cfg.MTU > maxMTU {
+	if cfg.MTU < MinMTU || cfg.MTU > maxMTU {
 		closeAll(cfg.TUN, cfg.Conn)
-		return nil, fmt.Errorf("tunnel: pump MTU %d outside [%d, %d]", cfg.MTU, minIPv6MTU, maxMTU)
+		return nil, fmt.Errorf("tunnel: pump MTU %d outside [%d, %d]", cfg.MTU, MinMTU, maxMTU)
 	}
 	maxSend := cfg.MaxSendPacket
 	if maxSend <= 0 {
 		maxSend = DefaultMaxSendPacket
 	}
-	maxSend = max(min(maxSend, cfg.MTU), minIPv6MTU)
+	maxSend = max(min(maxSend, cfg.MTU), MinMTU)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -122,7 +122,7 @@ func TestPumpInMemoryBothRoles(t *testing.T) {
 	if params.ServerAddress != dev.Address() || params.ServerRSDPort != testRSDPort || params.MTU != StreamMTU {
 		t.Fatalf("params = %+v", params)
 	}
-	if want := dev.Prefix().Addr().Next().Next(); params.ClientAddress != want {
+	if want := dev.prefix.Addr().Next().Next(); params.ClientAddress != want {
 		t.Fatalf("client address %v, want %v", params.ClientAddress, want)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsdapi"
 	"github.com/iosmux/iosmux/tunnel"
@@ -66,7 +67,7 @@ type Config struct {
 	Monitors []discovery.Monitor
 
 	// Protocol is the RemotePairing tunnel transport (P2/P3); "" is TCP.
-	Protocol tunnel.Protocol
+	Protocol establish.Protocol
 	// Userspace serves each tunnel from a userspace network stack (no
 	// root; reachable through go-ios's userspace proxy) instead of a
 	// kernel TUN.
@@ -89,8 +90,12 @@ type Config struct {
 	HostName string
 	HostUUID xpc.UUID
 
+	// Establish brings each tunnel up; nil means establish.Establish
+	// (tests watch it; the command passes its own, which is that).
+	Establish func(context.Context, discovery.Event, establish.Options) (*establish.Tunnel, error)
+
 	// Backoff, AttemptTimeout and CancelHold tune the manager
-	// (tunnel.ManagerConfig).
+	// (managerConfig).
 	Backoff        discovery.Backoff
 	AttemptTimeout time.Duration
 	CancelHold     time.Duration
@@ -121,7 +126,7 @@ type Daemon struct {
 	cfg     Config
 	log     *slog.Logger
 	est     *establisher
-	mgr     *tunnel.Manager
+	mgr     *manager
 	api     *rsdapi.Server
 	dm      *daemonMetrics
 	sync    *metricsSync
@@ -148,9 +153,9 @@ func New(cfg Config) (*Daemon, error) {
 		cfg.Listen = net.Listen
 	}
 	if cfg.Protocol == "" {
-		cfg.Protocol = tunnel.TCP
+		cfg.Protocol = establish.TCP
 	}
-	if cfg.Protocol != tunnel.TCP && cfg.Protocol != tunnel.QUIC {
+	if cfg.Protocol != establish.TCP && cfg.Protocol != establish.QUIC {
 		return nil, fmt.Errorf("tunneld: protocol %q: want tcp or quic", cfg.Protocol)
 	}
 	if cfg.HostName == "" {
@@ -204,7 +209,10 @@ func New(cfg Config) (*Daemon, error) {
 		mux: cfg.Usbmux, records: classicRecords{store: cfg.Records}, store: cfg.Records,
 		hostName: cfg.HostName, hostUUID: cfg.HostUUID, protocol: cfg.Protocol, userspace: cfg.Userspace,
 		newKernelTUN: newKernel, kernelDial: kdial, catalogWait: 5 * time.Second, advertiseFn: cfg.Advertise, log: log,
-		loopback: newLoopbackPool(cfg.ListenLoopback, log),
+		loopback: newLoopbackPool(cfg.ListenLoopback, log), establish: cfg.Establish,
+	}
+	if d.est.establish == nil {
+		d.est.establish = establish.Establish
 	}
 	d.dm = newDaemonMetrics()
 	d.reg = &registry{d: d}
@@ -265,7 +273,7 @@ func (d *Daemon) Shutdown() {
 // of it has exited. It returns nil after a requested stop.
 func (d *Daemon) Run(ctx context.Context) error {
 	d.started = time.Now()
-	d.mgr = tunnel.NewManager(tunnel.ManagerConfig{
+	d.mgr = newManager(managerConfig{
 		Establisher: d.est, Backoff: d.cfg.Backoff, AttemptTimeout: d.cfg.AttemptTimeout,
 		CancelHold: d.cfg.CancelHold, Logger: d.log,
 		OnChange: func() {

@@ -5,14 +5,21 @@
 // appium's tunnel registry) — docs/protocols/tunneld-api.md,
 // discovery.md.
 //
-//	usbmuxd Listen ─┐                     ┌─ P1 CoreDeviceProxy (autopair)
-//	USB-NCM + mDNS ─┤                     ├─ P2 RSD → RemotePairing → TLS-PSK/QUIC
-//	_remotepairing ─┼─▶ discovery.Run ─▶ tunnel.Manager ─▶ establisher ─┤
-//	_apple-mobdev2 ─┘     (events)        (one per UDID,  └─ P1 over Wi-Fi lockdown
-//	                                        back-off, healing)
-//	                                            │ table
-//	                                            ▼
+//	usbmuxd Listen ─┐                                      ┌─ P1 CoreDeviceProxy (autopair)
+//	USB-NCM + mDNS ─┤                                      ├─ P2 RSD → RemotePairing → TLS-PSK/QUIC
+//	_remotepairing ─┼─▶ discovery.Run ─▶ manager ─▶ establish.Establish ─┤
+//	_apple-mobdev2 ─┘     (events)     (one per UDID,        ├─ P3 RemotePairing over Wi-Fi
+//	                                    back-off, healing)   └─ P1 over Wi-Fi lockdown
+//	                                          │ table
+//	                                          ▼
 //	              rsdapi: GET / (49151), /tunnels (60105), /remotexpc/tunnels (42314)
+//
+// The per-UDID manager (manager.go, manager_loop.go) is this package's own;
+// the establisher (establish.go) hands each attempt to establish.Establish,
+// the one way iosmux brings a tunnel up, and adds what the daemon serves
+// next to a tunnel (the catalog, go-ios's userspace proxy, the loopback
+// relay). The APIs' vocabulary for a sighting, pymobiledevice3's table key
+// and the path labels, is in registry.go next to the API it serves.
 //
 // Each tunnel is listed only once it is up and its trusted RSD has
 // answered (the catalog appium needs is read then); it leaves the listing

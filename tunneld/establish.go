@@ -3,14 +3,14 @@ package tunneld
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"strconv"
+	"sync"
 	"time"
 
 	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsdapi"
@@ -21,19 +21,21 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 )
 
-// establisher turns a discovered path into a running tunnel (tunnel.md
-// §10): P1 through usbmuxd with pymobiledevice3's autopair, P2 over
-// USB-NCM, P3 over Wi-Fi, and P1 over Wi-Fi lockdown (mobdev2). Every
-// tunnel's RSD catalog is read once it is up (tunneld-api.md §3.2: appium
-// lists an entry as ready only with services), which also proves the
-// RSD reachable before the tunnel is listed.
+// establisher turns a discovered path into a running tunnel through
+// establish.Establish (tunnel.md §10: P1 through usbmuxd with
+// pymobiledevice3's autopair, P2 over USB-NCM with its pairing there, P3
+// over Wi-Fi, P1 over Wi-Fi lockdown), then adds what the daemon serves
+// next to it. Every tunnel's RSD catalog is read once it is up
+// (tunneld-api.md §3.2: appium lists an entry as ready only with
+// services), which also proves the RSD reachable before the tunnel is
+// listed.
 type establisher struct {
 	mux       *usbmux.Client // nil: no usbmuxd
 	records   classicRecords
 	store     pairing.RecordStore
 	hostName  string
 	hostUUID  xpc.UUID
-	protocol  tunnel.Protocol
+	protocol  establish.Protocol
 	userspace bool
 	// newKernelTUN builds a kernel TUN; tests replace it.
 	newKernelTUN func(tunnel.Params) (tun.Device, error)
@@ -44,11 +46,16 @@ type establisher struct {
 	advertiseFn func(context.Context, AdvertiseRequest) (Advert, error)
 	// loopback gives userspace tunnels their loopback address (loopback.go).
 	loopback *loopbackPool
-	log      *slog.Logger
+	// establish is Config.Establish.
+	establish func(context.Context, discovery.Event, establish.Options) (*establish.Tunnel, error)
+	log       *slog.Logger
 }
 
-// tunnelMeta is what the daemon keeps with each tunnel (Entry.Meta).
+// tunnelMeta is what the daemon keeps with each tunnel (entry.Meta).
 type tunnelMeta struct {
+	// mu guards services and catalogAt, which refresh-services replaces
+	// while the APIs read them.
+	mu            sync.Mutex
 	services      []rsdapi.Service
 	catalogAt     time.Time
 	userspacePort uint16
@@ -61,22 +68,44 @@ type tunnelMeta struct {
 	dial func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
-// link is the manager's view of a tunnel plus what the daemon added to
-// it (go-ios's userspace proxy, the loopback relay), closed with it.
-type link struct {
-	tunnel.Link
+// catalog returns the service list and when it was read.
+func (m *tunnelMeta) catalog() ([]rsdapi.Service, time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.services, m.catalogAt
+}
+
+// setCatalog replaces the service list and its time.
+func (m *tunnelMeta) setCatalog(svcs []rsdapi.Service, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.services, m.catalogAt = svcs, at
+}
+
+// touchCatalog marks the list as read at at.
+func (m *tunnelMeta) touchCatalog(at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.catalogAt = at
+}
+
+// servedTunnel is the manager's view of a tunnel plus what the daemon
+// added to it (go-ios's userspace proxy, the loopback relay), closed with
+// it.
+type servedTunnel struct {
+	link
 	proxy *utun.Forwarder
 	relay *utun.PortRelay
 }
 
-func (l *link) Close() error {
+func (l *servedTunnel) Close() error {
 	if l.proxy != nil {
 		l.proxy.Close()
 	}
 	if l.relay != nil {
 		l.relay.Close()
 	}
-	return l.Link.Close()
+	return l.link.Close()
 }
 
 // hostTUN builds the host side for one tunnel and remembers how to dial
@@ -105,73 +134,55 @@ func (h *hostTUN) dial(ctx context.Context, network, address string) (net.Conn, 
 	return h.e.kernelDial(ctx, network, address)
 }
 
-func (e *establisher) options(h *hostTUN, udid string) tunnel.Options {
-	return tunnel.Options{
-		NewTUN:   h.newTUN,
-		Protocol: e.protocol,
-		UDID:     udid,
-		Records:  e.store,
-		HostName: e.hostName,
-		HostUUID: e.hostUUID,
-		Logger:   e.log,
+// options are establish.Establish's for one attempt: usbmuxd, the record
+// folder (RemotePairing records, and classic ones as pymobiledevice3 keeps
+// them: a second home for lockdown autopair, the only one over Wi-Fi
+// lockdown), pairing over lockdown and over USB-NCM as pymobiledevice3's
+// tunneld does (the attempt timeout bounds the Trust dialog).
+func (e *establisher) options(h *hostTUN, udid string) establish.Options {
+	opt := establish.Options{
+		NewTUN:          h.newTUN,
+		UDID:            udid,
+		Protocol:        e.protocol,
+		Records:         e.store,
+		HostName:        e.hostName,
+		HostUUID:        e.hostUUID,
+		Logger:          e.log,
+		Usbmux:          e.mux,
+		PairRSD:         true,
+		LockdownRecords: e.records,
+		Pair: lockdown.PairOptions{
+			HostName: e.hostName,
+			OnPrompt: func() { e.log.Info("tunneld: tap Trust on the iPhone (pairing over lockdown)", "udid", udid) },
+		},
 	}
+	if e.records.store.Dir != "" {
+		opt.Pair.Store = e.records
+	}
+	return opt
 }
 
-// Establish implements tunnel.Establisher.
-func (e *establisher) Establish(ctx context.Context, path discovery.Event) (*tunnel.Established, error) {
-	h := &hostTUN{e: e}
-	var (
-		l      tunnel.Link
-		udid   string
-		ifName string
-		params tunnel.Params
-		proto  = tunnel.TCP
-		err    error
-	)
-	switch path.Source {
-	case discovery.SourceUsbmux:
-		var t *tunnel.Tunnel
-		t, err = e.coreDeviceProxy(ctx, path, h)
-		if err == nil {
-			l, udid, ifName, params, proto = t, t.Identifier, t.Interface, t.Params, t.Protocol
-		}
-	case discovery.SourceNCM, discovery.SourceRemotePairing:
-		start := tunnel.StartRSD
-		if path.Source == discovery.SourceRemotePairing {
-			start = tunnel.StartRemotePairing
-		}
-		var t *tunnel.Tunnel
-		t, err = start(ctx, path.Addr.String(), e.options(h, path.UDID))
-		if errors.Is(err, tunnel.ErrNotPaired) && path.Source == discovery.SourceNCM {
-			if perr := e.pairOverRSD(ctx, path.Addr.String(), path.UDID); perr != nil {
-				err = &tunnel.Error{Device: path.UDID, Step: "pair", Err: perr}
-			} else {
-				h.ns = nil
-				t, err = start(ctx, path.Addr.String(), e.options(h, path.UDID))
-			}
-		}
-		if err == nil {
-			l, udid, ifName, params, proto = t, t.Identifier, t.Interface, t.Params, t.Protocol
-		}
-	case discovery.SourceMobdev2:
-		l, ifName, params, err = e.mobdev2(ctx, path, h)
-		udid = path.UDID
-	default:
-		err = &tunnel.Error{Device: path.UDID, Step: "path", Err: fmt.Errorf("unknown source %q", path.Source)}
+// Establish implements builder.
+func (e *establisher) Establish(ctx context.Context, path discovery.Event) (*established, error) {
+	if path.Source == discovery.SourceUsbmux && e.mux == nil {
+		return nil, &establish.Error{Device: path.UDID, Step: establish.StepUsbmux, Err: errors.New("usbmuxd monitor disabled")}
 	}
+	h := &hostTUN{e: e}
+	t, err := e.establish(ctx, path, e.options(h, path.UDID))
 	if err != nil {
 		return nil, classify(path.UDID, err)
 	}
+	udid, params := t.Identifier, t.Params
 	meta := &tunnelMeta{dial: h.dial}
-	out := &link{Link: l}
-	rsdAddr := netip.AddrPortFrom(params.ServerAddress, params.ServerRSDPort)
+	out := &servedTunnel{link: t}
+	rsdAddr := t.RSD()
 	switch {
 	case e.advertiseFn != nil:
 		// The advertised RSD reads the catalog itself (and is reached
 		// without the tunnel): no session of our own, no userspace proxy.
-		if err := e.advertise(ctx, udid, rsdAddr, h, l.Done(), meta); err != nil {
-			l.Close()
-			return nil, &tunnel.Error{Device: udid, Step: "advertise", Err: err}
+		if err := e.advertise(ctx, udid, rsdAddr, h, t.Done(), meta); err != nil {
+			t.Close()
+			return nil, &establish.Error{Device: udid, Step: "advertise", Err: err}
 		}
 	default:
 		e.readCatalog(ctx, h, udid, rsdAddr, meta)
@@ -184,8 +195,8 @@ func (e *establisher) Establish(ctx context.Context, path discovery.Event) (*tun
 				ln, err = net.Listen("tcp", "127.0.0.1:0")
 			}
 			if err != nil {
-				l.Close()
-				return nil, &tunnel.Error{Device: udid, Step: "userspace proxy", Err: err}
+				t.Close()
+				return nil, &establish.Error{Device: udid, Step: "userspace proxy", Err: err}
 			}
 			out.proxy = utun.NewPreambleForwarder(ln, h.ns.DialContext, e.log)
 			meta.userspacePort = uint16(ln.Addr().(*net.TCPAddr).Port)
@@ -193,7 +204,7 @@ func (e *establisher) Establish(ctx context.Context, path discovery.Event) (*tun
 			meta.relay = out.relay
 		}
 	}
-	return &tunnel.Established{UDID: udid, Interface: ifName, Params: params, Protocol: string(proto), Link: out, Meta: meta}, nil
+	return &established{UDID: udid, Interface: t.Interface, Params: params, Protocol: t.Protocol, Link: out, Meta: meta}, nil
 }
 
 // relayLoopback relays a userspace tunnel's RSD port and catalog ports at
@@ -235,91 +246,5 @@ func (e *establisher) readCatalog(ctx context.Context, h *hostTUN, udid string, 
 		e.log.Warn("tunneld: trusted RSD not readable", "udid", udid, "rsd", addr.String(), "err", err)
 		return
 	}
-	meta.services, meta.catalogAt = svcs, time.Now()
+	meta.setCatalog(svcs, time.Now())
 }
-
-// coreDeviceProxy is P1 through usbmuxd. Like pymobiledevice3's tunneld
-// (autopair on), a device without a pair record, or one that no longer
-// trusts ours, is paired first (Trust dialog; the attempt timeout bounds
-// it): lockdown.EnsurePaired, with the record folder as a second home for
-// the record.
-func (e *establisher) coreDeviceProxy(ctx context.Context, path discovery.Event, h *hostTUN) (*tunnel.Tunnel, error) {
-	if e.mux == nil {
-		return nil, &tunnel.Error{Device: path.UDID, Step: tunnel.StepUsbmux, Err: errors.New("usbmuxd monitor disabled")}
-	}
-	dev := usbmux.Device{DeviceID: path.DeviceID, SerialNumber: path.UDID, ConnectionType: path.ConnectionType, ProductID: path.ProductID}
-	udid := dev.UDID()
-	opt := lockdown.PairOptions{
-		HostName: e.hostName,
-		OnPrompt: func() {
-			e.log.Info("tunneld: tap Trust on the iPhone (pairing over lockdown)", "udid", udid)
-		},
-	}
-	if e.records.store.Dir != "" {
-		opt.Store = e.records
-	}
-	_, paired, err := lockdown.EnsurePaired(ctx, e.mux, dev, opt)
-	if err != nil {
-		return nil, &tunnel.Error{Device: udid, Step: "pair", Err: err}
-	}
-	if paired {
-		e.log.Info("tunneld: paired over lockdown", "udid", udid)
-	}
-	return tunnel.StartCoreDeviceProxy(ctx, e.mux, dev, e.options(h, udid))
-}
-
-// mobdev2 is P1 over Wi-Fi lockdown (discovery.md §5): TCP to lockdownd
-// with our stored classic record, StartService CoreDeviceProxy, the
-// service TLS on a second TCP connection, then CDTunnel and the pump.
-func (e *establisher) mobdev2(ctx context.Context, path discovery.Event, h *hostTUN) (tunnel.Link, string, tunnel.Params, error) {
-	udid := path.UDID
-	fail := func(step string, err error) (tunnel.Link, string, tunnel.Params, error) {
-		return nil, "", tunnel.Params{}, &tunnel.Error{Device: udid, Step: step, Err: err}
-	}
-	rec, err := e.records.load(udid)
-	if err != nil {
-		return fail("pair", fmt.Errorf("no lockdown pair record for Wi-Fi: %w", err))
-	}
-	d := net.Dialer{Timeout: 5 * time.Second, KeepAliveConfig: keepalive}
-	host := path.Addr.Addr().String()
-	nc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(int(lockdown.Port))))
-	if err != nil {
-		return fail(tunnel.StepLockdown, err)
-	}
-	lc := lockdown.NewClient(nc, lockdown.ClientConfig{})
-	defer lc.Close()
-	if _, err := lc.StartSession(ctx, rec); err != nil {
-		return fail(tunnel.StepLockdown, err)
-	}
-	info, err := lc.StartService(ctx, lockdown.CoreDeviceProxy, nil)
-	if err != nil {
-		return fail(tunnel.StepLockdown, err)
-	}
-	sc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(int(info.Port))))
-	if err != nil {
-		return fail(tunnel.StepLockdown, err)
-	}
-	conn, err := lockdown.ServiceTLS(ctx, sc, info, rec, 0)
-	if err != nil {
-		return fail(tunnel.StepLockdown, err)
-	}
-	var name string
-	pump, params, err := tunnel.StartHost(ctx, conn, tunnel.HostConfig{
-		NewTUN: func(p tunnel.Params) (tun.Device, error) {
-			dev, err := h.newTUN(p)
-			if err == nil {
-				name, _ = dev.Name()
-			}
-			return dev, err
-		},
-		Logger: e.log,
-	})
-	if err != nil {
-		return fail(tunnel.StepCDTunnel, err)
-	}
-	return pump, name, params, nil
-}
-
-// keepalive is tunnel.md §8.2's for direct TCP transports: idle 3 s,
-// interval 3 s, 3 probes.
-var keepalive = net.KeepAliveConfig{Enable: true, Idle: 3 * time.Second, Interval: 3 * time.Second, Count: 3}

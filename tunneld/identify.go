@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
 )
@@ -49,8 +50,7 @@ func (e *establisher) identifyNCM(ctx context.Context, ev discovery.Event) (stri
 func (e *establisher) identifyWiFi(ctx context.Context, ev discovery.Event) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, identifyTimeout)
 	defer cancel()
-	d := net.Dialer{KeepAliveConfig: keepalive}
-	nc, err := d.DialContext(ctx, "tcp", ev.Addr.String())
+	nc, err := establish.Dial(ctx, "tcp", ev.Addr.String())
 	if err != nil {
 		return "", err
 	}

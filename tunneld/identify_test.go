@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/sim"
@@ -51,10 +52,13 @@ func TestIdentify(t *testing.T) {
 	if udid, err := e.identifyWiFi(ctx, wifi); err == nil {
 		t.Errorf("identifyWiFi without a record = %q, want an error", udid)
 	}
-	if err := e.pairOverRSD(ctx, ep.UntrustedRSD, dev.UDID()); err != nil {
+	pairRSD := func(ctx context.Context, addr, udid string) error {
+		return establish.PairRSD(ctx, addr, e.options(&hostTUN{e: e}, udid))
+	}
+	if err := pairRSD(ctx, ep.UntrustedRSD, dev.UDID()); err != nil {
 		t.Fatalf("pairOverRSD: %v", err)
 	}
-	if err := e.pairOverRSD(ctx, ep.UntrustedRSD, "00008030-0000000000000BAD"); err == nil {
+	if err := pairRSD(ctx, ep.UntrustedRSD, "00008030-0000000000000BAD"); err == nil {
 		t.Error("pairOverRSD paired a device that names itself otherwise")
 	}
 	if udid, err := e.identifyWiFi(ctx, wifi); err != nil || udid != dev.UDID() {

@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/iosmux/iosmux/rsdapi"
-	"github.com/iosmux/iosmux/tunnel"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -34,7 +33,7 @@ func newDaemonMetrics() *daemonMetrics {
 	m := &daemonMetrics{
 		reg: prometheus.NewRegistry(),
 		tunnels: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "iosmux_tunnels", Help: "Established tunnels by path.",
+			Name: "iosmux_tunnels", Help: "established tunnels by path.",
 		}, []string{"path"}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "iosmux_tunnel_reconnects_total", Help: "Tunnels rebuilt after their device came back.",
@@ -81,23 +80,23 @@ type metricsSync struct {
 	sent   uint64
 	recv   uint64
 	errors map[string]uint64
-	paths  map[string]bool // label values set so far
+	paths  map[rsdapi.Path]bool // label values set so far
 	listed map[string]rsdapi.Tunnel
 }
 
 func newMetricsSync(dm *daemonMetrics, onTunnel func(bool, rsdapi.Tunnel)) *metricsSync {
-	return &metricsSync{dm: dm, onTunnel: onTunnel, errors: map[string]uint64{}, paths: map[string]bool{}, listed: map[string]rsdapi.Tunnel{}}
+	return &metricsSync{dm: dm, onTunnel: onTunnel, errors: map[string]uint64{}, paths: map[rsdapi.Path]bool{}, listed: map[string]rsdapi.Tunnel{}}
 }
 
 // stats brings the series up to s.
-func (m *metricsSync) stats(s tunnel.ManagerStats) {
+func (m *metricsSync) stats(s managerStats) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for p := range s.ByPath {
 		m.paths[p] = true
 	}
 	for p := range m.paths {
-		m.dm.tunnels.WithLabelValues(p).Set(float64(s.ByPath[p]))
+		m.dm.tunnels.WithLabelValues(string(p)).Set(float64(s.ByPath[p]))
 	}
 	add := func(c prometheus.Counter, have *uint64, now uint64) {
 		if now > *have {

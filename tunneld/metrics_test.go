@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/iosmux/iosmux/tunnel"
+	"github.com/iosmux/iosmux/rsdapi"
 )
 
 // TestMetricsNames: /metrics keeps the series of the hand-written
@@ -17,7 +17,7 @@ import (
 func TestMetricsNames(t *testing.T) {
 	m := newDaemonMetrics()
 	s := newMetricsSync(m, nil)
-	s.stats(tunnel.ManagerStats{ByPath: map[string]int{"usbmux-usb": 2}, Reconnects: 3, Sent: 100, Received: 50, Errors: map[string]uint64{"tunnel_dead": 1}})
+	s.stats(managerStats{ByPath: map[rsdapi.Path]int{"usbmux-usb": 2}, Reconnects: 3, Sent: 100, Received: 50, Errors: map[string]uint64{"tunnel_dead": 1}})
 	m.request("pmd3", 200)
 	rec := httptest.NewRecorder()
 	m.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -59,7 +59,7 @@ func TestMetricsNames(t *testing.T) {
 		}
 	}
 	// Counters only add: the same totals again change nothing.
-	s.stats(tunnel.ManagerStats{Reconnects: 3, Sent: 100})
+	s.stats(managerStats{Reconnects: 3, Sent: 100})
 	rec = httptest.NewRecorder()
 	m.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if b := rec.Body.String(); !strings.Contains(b, "\niosmux_tunnel_reconnects_total 3\n") || !strings.Contains(b, "\niosmux_tunnels{path=\"usbmux-usb\"} 0\n") {

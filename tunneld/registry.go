@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/iosmux/iosmux/discovery"
 	"github.com/iosmux/iosmux/rsdapi"
-	"github.com/iosmux/iosmux/tunnel"
 )
 
 // registry is the daemon's tunnel table as rsdapi sees it.
@@ -24,10 +22,6 @@ var (
 	_ rsdapi.ServiceRefresher = (*registry)(nil)
 )
 
-// catalogs guards tunnelMeta's service lists, which refresh-services
-// replaces while the APIs read them.
-var catalogs sync.Mutex
-
 func (r *registry) Tunnels() []rsdapi.Tunnel {
 	if r.d.mgr == nil {
 		return nil
@@ -40,20 +34,18 @@ func (r *registry) Tunnels() []rsdapi.Tunnel {
 	return out
 }
 
-func apiTunnel(e tunnel.Entry) rsdapi.Tunnel {
+func apiTunnel(e entry) rsdapi.Tunnel {
 	t := rsdapi.Tunnel{
 		UDID: e.UDID, Key: e.Key, Interface: e.Interface, Address: e.Address.String(), RSDPort: e.RSDPort,
-		Protocol: rsdapi.Protocol(e.Protocol), Path: rsdapi.Path(tunnel.PathName(e.Path)),
+		Protocol: rsdapi.Protocol(e.Protocol), Path: pathOf(e.Path),
 		CreatedAt: e.Created, UpdatedAt: e.Created,
 	}
 	if e.Path.Source == discovery.SourceUsbmux {
 		t.SerialNumber, t.DeviceID, t.ConnectionType = e.Path.UDID, e.Path.DeviceID, e.Path.ConnectionType
 		t.ProductID = uint32(e.Path.ProductID)
 	}
-	if m, ok := e.Meta.(*tunnelMeta); ok {
-		catalogs.Lock()
-		t.Services, t.CatalogAt = m.services, m.catalogAt
-		catalogs.Unlock()
+	if m := e.Meta; m != nil {
+		t.Services, t.CatalogAt = m.catalog()
 		if a := m.advert; a != nil {
 			t.Address, t.RSDPort, t.Services = a.RSD.Addr().String(), a.RSD.Port(), nil
 			if a.Services != nil {
@@ -101,21 +93,21 @@ func (r *registry) StartTunnel(ctx context.Context, req rsdapi.StartRequest) (rs
 		}
 		return true
 	}
-	e, err := r.d.mgr.Start(ctx, tunnel.StartRequest{UDID: req.UDID, Match: match})
+	e, err := r.d.mgr.Start(ctx, startRequest{UDID: req.UDID, Match: match})
 	usbmuxAllowed := req.Connection == "" || req.Connection == "usbmux"
 	switch {
 	case err == nil:
 		return apiTunnel(e), nil
-	case errors.Is(err, tunnel.ErrUnknownDevice), errors.Is(err, tunnel.ErrNoPath):
-		if usbmuxAllowed && (errors.Is(err, tunnel.ErrUnknownDevice) || req.Connection == "usbmux") {
+	case errors.Is(err, errUnknownDevice), errors.Is(err, errNoPath):
+		if usbmuxAllowed && (errors.Is(err, errUnknownDevice) || req.Connection == "usbmux") {
 			return rsdapi.Tunnel{}, deviceNotFound{req.UDID}
 		}
 		return rsdapi.Tunnel{}, rsdapi.ErrNoTask
 	case ctx.Err() != nil:
 		return rsdapi.Tunnel{}, ctx.Err()
-	case errors.Is(err, tunnel.ErrManagerClosed):
+	case errors.Is(err, errManagerClosed):
 		return rsdapi.Tunnel{}, rsdapi.ErrNoTask
-	case tunnel.RetryOf(err) != tunnel.RetryBackoff:
+	case retryOf(err) != retryBackoff:
 		// Why matters to the client (the user refused to pair; the path
 		// cannot work): a 501 with the exception name and the message,
 		// not the generic 404.
@@ -164,8 +156,8 @@ func (r *registry) RefreshServices(ctx context.Context, udid string) (rsdapi.Tun
 		if !discovery.SameUDID(t.SerialNumber, udid) && !discovery.SameUDID(t.UDID, udid) {
 			continue
 		}
-		m, ok := e.Meta.(*tunnelMeta)
-		if ok && m.advert != nil {
+		m := e.Meta
+		if m != nil && m.advert != nil {
 			// The advertised RSD reads the device itself (a session of
 			// ours would only displace its one, iOS 27.2): ask it to.
 			if f := m.advert.Refresh; f != nil {
@@ -176,12 +168,10 @@ func (r *registry) RefreshServices(ctx context.Context, udid string) (rsdapi.Tun
 					return t, err
 				}
 			}
-			catalogs.Lock()
-			m.catalogAt = time.Now()
-			catalogs.Unlock()
+			m.touchCatalog(time.Now())
 			return apiTunnel(e), nil
 		}
-		if !ok || m.dial == nil {
+		if m == nil || m.dial == nil {
 			return t, errors.New("tunneld: no way to reach this tunnel's RSD")
 		}
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -190,9 +180,7 @@ func (r *registry) RefreshServices(ctx context.Context, udid string) (rsdapi.Tun
 		if err != nil {
 			return t, err
 		}
-		catalogs.Lock()
-		m.services, m.catalogAt = svcs, time.Now()
-		catalogs.Unlock()
+		m.setCatalog(svcs, time.Now())
 		if m.relay != nil {
 			// Ports the device lists now are reachable where it is listed.
 			if err := m.relay.AddAll(servicePorts(svcs)); err != nil {
@@ -202,4 +190,42 @@ func (r *registry) RefreshServices(ctx context.Context, udid string) (rsdapi.Tun
 		return apiTunnel(e), nil
 	}
 	return rsdapi.Tunnel{}, fmt.Errorf("tunneld: no tunnel for %s", udid)
+}
+
+// The APIs' vocabulary for a sighting: the path label the listings and
+// metrics show, and pymobiledevice3's table key.
+
+// pathOf names the way a sighting reaches its device, as the APIs and
+// metrics label it (rsdapi.Path).
+func pathOf(ev discovery.Event) rsdapi.Path {
+	switch ev.Source {
+	case discovery.SourceUsbmux:
+		if ev.ConnectionType == "Network" {
+			return rsdapi.PathUsbmuxNetwork
+		}
+		return rsdapi.PathUsbmuxUSB
+	case discovery.SourceNCM:
+		return rsdapi.PathUSBNCM
+	case discovery.SourceMobdev2:
+		return rsdapi.PathMobdev2
+	}
+	return rsdapi.PathWiFi
+}
+
+// pmd3Key is pymobiledevice3's table key for a tunnel over ev to the device
+// whose handshake reported udid (tunneld-api.md §1.2): the "interface" GET /
+// lists.
+func pmd3Key(ev discovery.Event, udid string) string {
+	switch ev.Source {
+	case discovery.SourceUsbmux:
+		return "usbmux-" + ev.UDID + "-" + ev.ConnectionType
+	case discovery.SourceMobdev2:
+		return "mobdev2-" + udid + "-" + ev.Addr.Addr().String()
+	}
+	// USB-NCM and Wi-Fi: the device address, with its zone when link-local
+	// (netip prints the zone).
+	if ev.Addr.IsValid() {
+		return ev.Addr.Addr().String()
+	}
+	return string(ev.Source) + "-" + udid
 }

@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/pairing"
-	"github.com/iosmux/iosmux/tunnel"
 )
 
 // retryError tells the manager when to try again after a failure that a
@@ -17,7 +17,7 @@ import (
 type retryError struct {
 	udid      string
 	what      string
-	policy    tunnel.RetryPolicy
+	policy    retryPolicy
 	exception string
 	err       error
 }
@@ -28,9 +28,9 @@ func (e *retryError) Error() string {
 	return fmt.Sprintf("tunneld: device %s: %s", e.udid, e.what)
 }
 
-func (e *retryError) Unwrap() error             { return e.err }
-func (e *retryError) Retry() tunnel.RetryPolicy { return e.policy }
-func (e *retryError) ExceptionName() string     { return e.exception }
+func (e *retryError) Unwrap() error         { return e.err }
+func (e *retryError) Retry() retryPolicy    { return e.policy }
+func (e *retryError) ExceptionName() string { return e.exception }
 
 // classify wraps the establishment failures that must not be retried at
 // the usual pace:
@@ -48,16 +48,16 @@ func classify(udid string, err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, lockdown.ErrUserDeniedPairing), errors.Is(err, pairing.ErrRejected):
-		return &retryError{udid: udid, policy: tunnel.RetrySlow, exception: "UserDeniedPairingError", err: err,
+		return &retryError{udid: udid, policy: retrySlow, exception: "UserDeniedPairingError", err: err,
 			what: "the user refused to pair (Don't Trust was tapped on the iPhone); not asking again for a few minutes: unplug and replug the iPhone to be asked at once"}
 	case errors.Is(err, lockdown.ErrTrustTimeout):
-		return &retryError{udid: udid, policy: tunnel.RetrySlow, exception: "PairingDialogResponsePendingError", err: err,
+		return &retryError{udid: udid, policy: retrySlow, exception: "PairingDialogResponsePendingError", err: err,
 			what: "nobody answered the Trust dialog on the iPhone; asking again in a few minutes, or at once when the iPhone is plugged in again"}
-	case errors.Is(err, tunnel.ErrNoCoreDeviceProxy):
-		return &retryError{udid: udid, policy: tunnel.RetryOnAttach, exception: "InvalidServiceError", err: err,
+	case errors.Is(err, establish.ErrNoCoreDeviceProxy):
+		return &retryError{udid: udid, policy: retryOnAttach, exception: "InvalidServiceError", err: err,
 			what: "this iOS (17.0-17.3) has no CoreDeviceProxy, so usbmuxd cannot carry its tunnel: not retried; tunneld uses the USB-NCM link when it sees one (--usb), or run 'iosmux pair --udid " + udid + "' then 'iosmux start-tunnel --connection usb'"}
-	case errors.Is(err, tunnel.ErrQUICUnsupported):
-		return &retryError{udid: udid, policy: tunnel.RetryOnAttach, exception: "QuicProtocolNotSupportedError", err: err,
+	case errors.Is(err, establish.ErrQUICUnsupported):
+		return &retryError{udid: udid, policy: retryOnAttach, exception: "QuicProtocolNotSupportedError", err: err,
 			what: "the device does not speak QUIC tunnels (iOS 18.2 and later): not retried; run tunneld with --protocol tcp"}
 	}
 	return err

@@ -32,15 +32,7 @@ func addAutopairFlag(cmd *cobra.Command, p *bool) {
 func ensurePaired(ctx context.Context, a *app, mux *usbmux.Client, dev usbmux.Device, noAutopair bool, w io.Writer) (rec *lockdown.PairRecord, paired bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, pairTimeout)
 	defer cancel()
-	host, err := os.Hostname()
-	if err != nil {
-		host = "iosmux"
-	}
-	rec, paired, err = lockdown.EnsurePaired(ctx, mux, dev, lockdown.PairOptions{
-		HostName:   host,
-		NoAutopair: noAutopair,
-		OnPrompt:   func() { fmt.Fprintln(w, trustPrompt) },
-	})
+	rec, paired, err = lockdown.EnsurePaired(ctx, mux, dev, autopairOptions(noAutopair, w))
 	if err != nil {
 		return nil, false, err
 	}
@@ -48,4 +40,19 @@ func ensurePaired(ctx context.Context, a *app, mux *usbmux.Client, dev usbmux.De
 		a.log.Info("paired over lockdown; usbmuxd keeps the record", "udid", dev.UDID())
 	}
 	return rec, paired, nil
+}
+
+// autopairOptions is how a command pairs over lockdown: this host's name
+// on the device, the Trust prompt to w, or no pairing at all with
+// --no-autopair.
+func autopairOptions(noAutopair bool, w io.Writer) lockdown.PairOptions {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "iosmux"
+	}
+	return lockdown.PairOptions{
+		HostName:   host,
+		NoAutopair: noAutopair,
+		OnPrompt:   func() { fmt.Fprintln(w, trustPrompt) },
+	}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/backend"
+	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/rsdapi"
 	"github.com/iosmux/iosmux/sim"
@@ -365,7 +367,7 @@ func followSimulated(ctx context.Context, a *app, b *backend.Backend, f *sim.Fle
 		if err := d.WaitState(ctx, sim.StatePlugged); err != nil {
 			return nil
 		}
-		tn, ns, err := simTunnel(ctx, mux, d.UDID())
+		tn, ns, err := simTunnel(ctx, a, mux, d.UDID())
 		if err != nil {
 			a.log.Warn("backend: tunnel to the simulated iPhone", "udid", d.UDID(), "err", err)
 			if !sleepCtx(ctx, time.Second) {
@@ -392,7 +394,7 @@ func followSimulated(ctx context.Context, a *app, b *backend.Backend, f *sim.Fle
 
 // simTunnel pairs with the simulated device over lockdown if needed and
 // opens a CoreDeviceProxy tunnel ending in a userspace stack.
-func simTunnel(ctx context.Context, mux *usbmux.Client, udid string) (*tunnel.Tunnel, *utun.Netstack, error) {
+func simTunnel(ctx context.Context, a *app, mux *usbmux.Client, udid string) (*establish.Tunnel, *utun.Netstack, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	list, err := mux.ListDevices(ctx)
@@ -408,15 +410,16 @@ func simTunnel(ctx context.Context, mux *usbmux.Client, udid string) (*tunnel.Tu
 	if dev.DeviceID == 0 {
 		return nil, nil, errors.New("not on usbmuxd")
 	}
-	if _, _, err := lockdown.EnsurePaired(ctx, mux, dev, lockdown.PairOptions{HostName: "iosmux-backend"}); err != nil {
-		return nil, nil, err
-	}
 	var ns *utun.Netstack
-	tn, err := tunnel.StartCoreDeviceProxy(ctx, mux, dev, tunnel.Options{NewTUN: func(p tunnel.Params) (tun.Device, error) {
-		var err error
-		ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
-		return ns, err
-	}})
+	tn, err := a.establish(ctx, discovery.UsbmuxSighting(dev), establish.Options{
+		Usbmux: mux,
+		Pair:   lockdown.PairOptions{HostName: "iosmux-backend"},
+		NewTUN: func(p tunnel.Params) (tun.Device, error) {
+			var err error
+			ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
+			return ns, err
+		},
+	})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -7,6 +7,9 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/establish"
+	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/services/reach"
 	"github.com/iosmux/iosmux/tunnel"
@@ -28,7 +31,7 @@ type serviceTarget struct {
 	openTunnel bool
 	proxy      string // --userspace-proxy (coredevice.go)
 
-	tunnels []*tunnel.Tunnel // opened for this command, closed by close
+	tunnels []*establish.Tunnel // opened for this command, closed by close
 }
 
 const serviceTargetHelp = `The device is reached through usbmuxd and lockdown (--udid, or the only
@@ -122,7 +125,9 @@ func (t *serviceTarget) readRSD(ctx context.Context, a *app, dial reach.DialFunc
 // reads its RSD through it.
 func (t *serviceTarget) tunnelTo(ctx context.Context, a *app, lo *reach.Lockdown) (*reach.RSD, error) {
 	var ns *utun.Netstack
-	tn, err := tunnel.StartCoreDeviceProxy(ctx, lo.Mux, lo.Device, tunnel.Options{Logger: a.log,
+	// lo paired already; the tunnel only checks that the record holds.
+	tn, err := a.establish(ctx, discovery.UsbmuxSighting(lo.Device), establish.Options{Logger: a.log,
+		Usbmux: lo.Mux, Pair: lockdown.PairOptions{NoAutopair: true},
 		NewTUN: func(p tunnel.Params) (tun.Device, error) {
 			var err error
 			ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -183,6 +185,23 @@ func (v *hostPortValue) Type() string { return "HOST PORT" }
 
 // given reports whether the flag was set.
 func (v *hostPortValue) given() bool { return v.host != "" }
+
+// resolve returns the endpoint's addresses: the host itself when it is an
+// address (a link-local one with its zone), else what it resolves to.
+func (v *hostPortValue) resolve(ctx context.Context) ([]netip.AddrPort, error) {
+	if a, err := netip.ParseAddr(v.host); err == nil {
+		return []netip.AddrPort{netip.AddrPortFrom(a, v.port)}, nil
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", v.host)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.AddrPort, len(addrs))
+	for i, a := range addrs {
+		out[i] = netip.AddrPortFrom(a.Unmap(), v.port)
+	}
+	return out, nil
+}
 
 // addr is HOST:PORT for net.Dial.
 func (v *hostPortValue) addr() string { return net.JoinHostPort(v.host, strconv.Itoa(int(v.port))) }

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/spf13/cobra"
 )
 
@@ -44,6 +46,9 @@ type app struct {
 	usedSpelling map[string]bool
 	// args is the command line as given (tunneld -d runs it again).
 	args []string
+	// establish brings every tunnel up: start-tunnel's, tunneld's and the
+	// backend's simulated device's (establish.Establish; tests watch it).
+	establish func(context.Context, discovery.Event, establish.Options) (*establish.Tunnel, error)
 }
 
 func main() {
@@ -70,6 +75,7 @@ func newApp(stdout, stderr io.Writer, getenv func(string) string) *app {
 		terminal:     isTerminal,
 		argv0:        "iosmux",
 		usedSpelling: map[string]bool{},
+		establish:    establish.Establish,
 	}
 }
 

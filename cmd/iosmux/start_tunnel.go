@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/utun"
 	"github.com/spf13/cobra"
@@ -101,7 +100,7 @@ func runStartTunnel(ctx context.Context, a *app, o startTunnelOptions) error {
 	case conn == "":
 		conn = "usbmux"
 	}
-	proto := tunnel.Protocol(o.protocol)
+	proto := establish.Protocol(o.protocol)
 	switch {
 	case viaRSD && viaRP:
 		return usagef("give at most one of --rsd HOST PORT and --remotepairing HOST PORT")
@@ -109,13 +108,13 @@ func runStartTunnel(ctx context.Context, a *app, o startTunnelOptions) error {
 		return usagef("--rsd is the USB-NCM link's RSD: it goes with --connection usb, not %s", conn)
 	case viaRP && conn != "wifi":
 		return usagef("--remotepairing is a network pairing port: it goes with --connection wifi, not %s", conn)
-	case conn == "usbmux" && proto != tunnel.TCP:
+	case conn == "usbmux" && proto != establish.TCP:
 		return usagef("--connection usbmux (CoreDeviceProxy) is always tcp; --protocol quic needs --connection usb or wifi")
 	case o.scriptMode && o.asJSON:
 		return usagef("give --script-mode or --json, not both")
 	}
 
-	opt := tunnel.Options{Protocol: proto, UDID: o.udid, Logger: a.log}
+	opt := establish.Options{Protocol: proto, UDID: o.udid, Logger: a.log}
 	var stack *utun.Netstack
 	if o.userspace {
 		opt.NewTUN = func(p tunnel.Params) (tun.Device, error) {
@@ -163,10 +162,11 @@ func runStartTunnel(ctx context.Context, a *app, o startTunnelOptions) error {
 	return serveTunnel(ctx, a, tn, stack, o.userspace, o.scriptMode, o.asJSON, o.secrets)
 }
 
-// startTunnel establishes the tunnel over the chosen connection within
-// --timeout; over usbmux a device that is not paired is paired first, on
-// the pairing's own clock, unless --no-autopair.
-func startTunnel(ctx context.Context, a *app, conn string, opt tunnel.Options, o startTunnelOptions) (*tunnel.Tunnel, error) {
+// startTunnel finds the device over the chosen connection and establishes
+// the tunnel (establish.Establish, as tunneld does) within --timeout; over
+// usbmux a device that is not paired is paired first, on the pairing's own
+// clock, unless --no-autopair, and --timeout starts again after it.
+func startTunnel(ctx context.Context, a *app, conn string, opt establish.Options, o startTunnelOptions) (*establish.Tunnel, error) {
 	sctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	switch conn {
@@ -179,30 +179,27 @@ func startTunnel(ctx context.Context, a *app, conn string, opt tunnel.Options, o
 		if err != nil {
 			return nil, fmt.Errorf("usbmuxd: %w", err)
 		}
-		if _, _, err := ensurePaired(ctx, a, mux, dev, o.noAutopair, a.stderr); err != nil {
-			return nil, err
-		}
-		sctx, cancel := context.WithTimeout(ctx, o.timeout)
-		defer cancel()
-		return tunnel.StartCoreDeviceProxy(sctx, mux, dev, opt)
+		opt.Usbmux, opt.Pair = mux, autopairOptions(o.noAutopair, a.stderr)
+		opt.PairTimeout, opt.Timeout = pairTimeout, o.timeout
+		return a.establish(ctx, discovery.UsbmuxSighting(dev), opt)
 	case "usb":
-		addrs, err := targets(sctx, a, &o.rsd, discovery.SourceNCM, o.asJSON || o.scriptMode)
+		found, err := sightings(sctx, a, &o.rsd, discovery.SourceNCM, o.asJSON || o.scriptMode)
 		if err != nil {
 			return nil, err
 		}
-		return tryEach(addrs, func(addr string) (*tunnel.Tunnel, error) { return tunnel.StartRSD(sctx, addr, opt) })
+		return tryEach(found, func(s discovery.Event) (*establish.Tunnel, error) { return a.establish(sctx, s, opt) })
 	default:
-		addrs, err := targets(sctx, a, &o.remotepairing, discovery.SourceRemotePairing, o.asJSON || o.scriptMode)
+		found, err := sightings(sctx, a, &o.remotepairing, discovery.SourceRemotePairing, o.asJSON || o.scriptMode)
 		if err != nil {
 			return nil, err
 		}
-		return tryEach(addrs, func(addr string) (*tunnel.Tunnel, error) { return tunnel.StartRemotePairing(sctx, addr, opt) })
+		return tryEach(found, func(s discovery.Event) (*establish.Tunnel, error) { return a.establish(sctx, s, opt) })
 	}
 }
 
 // serveTunnel prints the tunnel and waits for an interrupt (nil) or the
 // tunnel's end (its error).
-func serveTunnel(ctx context.Context, a *app, tn *tunnel.Tunnel, stack *utun.Netstack, userspace, scriptMode, asJSON bool, secrets string) error {
+func serveTunnel(ctx context.Context, a *app, tn *establish.Tunnel, stack *utun.Netstack, userspace, scriptMode, asJSON bool, secrets string) error {
 
 	shown := tunnelOutput{Identifier: tn.Identifier, Interface: tn.Interface, Protocol: string(tn.Protocol),
 		Path: string(tn.Path), Address: tn.Params.ServerAddress.String(), Port: int(tn.Params.ServerRSDPort),
@@ -242,12 +239,21 @@ func serveTunnel(ctx context.Context, a *app, tn *tunnel.Tunnel, stack *utun.Net
 	}
 }
 
-// targets returns the addresses to try: the one given, or what mDNS finds
-// within the context (pmd3 tries discovery three times; here the monitor
-// browses repeatedly until the first sighting or the timeout).
-func targets(ctx context.Context, a *app, given *hostPortValue, src discovery.Source, quiet bool) ([]string, error) {
+// sightings returns the device sightings to try: the address given
+// (a host name stands for each of its addresses), or what mDNS finds within
+// the context (pmd3 tries discovery three times; here the monitor browses
+// repeatedly until the first sighting or the timeout).
+func sightings(ctx context.Context, a *app, given *hostPortValue, src discovery.Source, quiet bool) ([]discovery.Event, error) {
 	if given.given() {
-		return []string{given.addr()}, nil
+		addrs, err := given.resolve(ctx)
+		if err != nil {
+			return nil, err
+		}
+		found := make([]discovery.Event, len(addrs))
+		for i, ap := range addrs {
+			found[i] = discovery.Event{Kind: discovery.Attached, Source: src, Addr: ap}
+		}
+		return found, nil
 	}
 	var mon discovery.Monitor
 	what := "USB-NCM (_remoted._tcp)"
@@ -262,7 +268,7 @@ func targets(ctx context.Context, a *app, given *hostPortValue, src discovery.So
 		waitFor += fmt.Sprintf(" (up to %s; or give its address)", time.Until(dl).Round(time.Second))
 	}
 	w := a.wait(waitFor, quiet)
-	found := discover(ctx, mon)
+	found := discovery.First(ctx, mon, 500*time.Millisecond)
 	w.Done()
 	if len(found) == 0 {
 		return nil, fmt.Errorf("no device found on %s: is it connected (and, over Wi-Fi, paired)? Or give its address with --rsd/--remotepairing", what)
@@ -270,57 +276,12 @@ func targets(ctx context.Context, a *app, given *hostPortValue, src discovery.So
 	return found, nil
 }
 
-// discover runs mon until it reports a device (then waits briefly for
-// more on other links) or ctx ends.
-func discover(ctx context.Context, mon discovery.Monitor) []string {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		mu    sync.Mutex
-		found []string
-		first = make(chan struct{})
-		once  sync.Once
-	)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		mon.Run(ctx, func(ev discovery.Event) {
-			if ev.Kind != discovery.Attached || !ev.Addr.IsValid() {
-				return
-			}
-			mu.Lock()
-			found = append(found, addrString(ev.Addr))
-			mu.Unlock()
-			once.Do(func() { close(first) })
-		})
-	}()
-	select {
-	case <-first:
-		t := time.NewTimer(500 * time.Millisecond)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		t.Stop()
-	case <-ctx.Done():
-	}
-	cancel()
-	<-done
-	mu.Lock()
-	defer mu.Unlock()
-	return found
-}
-
-func addrString(ap netip.AddrPort) string {
-	return net.JoinHostPort(ap.Addr().String(), strconv.Itoa(int(ap.Port())))
-}
-
-// tryEach establishes through each address until one works; with several
+// tryEach establishes through each sighting until one works; with several
 // failures it reports them all.
-func tryEach(addrs []string, start func(string) (*tunnel.Tunnel, error)) (*tunnel.Tunnel, error) {
+func tryEach(found []discovery.Event, start func(discovery.Event) (*establish.Tunnel, error)) (*establish.Tunnel, error) {
 	var errs []error
-	for _, addr := range addrs {
-		tn, err := start(addr)
+	for _, s := range found {
+		tn, err := start(s)
 		if err == nil {
 			return tn, nil
 		}

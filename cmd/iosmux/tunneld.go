@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/backend"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/internal/sdnotify"
 	"github.com/iosmux/iosmux/rsdapi"
 	"github.com/iosmux/iosmux/sim"
-	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/tunneld"
 	"github.com/iosmux/iosmux/utun"
 	"github.com/spf13/cobra"
@@ -146,7 +146,7 @@ func newTunneldCmd(a *app) *cobra.Command {
 
 func runTunneld(ctx context.Context, a *app, cmd *cobra.Command, o *tunneldOptions) (err error) {
 	set := func(name string) bool { return cmd.Flags().Changed(name) }
-	proto := tunnel.Protocol(o.protocol)
+	proto := establish.Protocol(o.protocol)
 	apiList := o.apis
 	if o.daemonize {
 		return daemonizeTunneld(ctx, a, o.host, o.port)
@@ -205,7 +205,7 @@ func runTunneld(ctx context.Context, a *app, cmd *cobra.Command, o *tunneldOptio
 	cfg := tunneld.Config{
 		Host: o.host, Port: anyPort(o.port), GoIOSPort: anyPort(o.goiosPort), AppiumPort: anyPort(o.appiumPort), APIs: apiList,
 		USB: o.usb.value(), WiFi: o.wifi.value(), Mobdev2: o.mobdev2.value(),
-		Protocol: proto, Userspace: userspace, Logger: a.log,
+		Protocol: proto, Userspace: userspace, Logger: a.log, Establish: a.establish,
 		AllowedHosts: o.allowHosts,
 	}
 	if ip := net.ParseIP(o.host); ip == nil {

@@ -47,8 +47,10 @@ var layer = map[string]int{
 	// L2 transports
 	"utun":      2,
 	"discovery": 2,
-	// L3 session
-	"tunnel": 3,
+	// L3 tunnel and establishment: a running tunnel, and every way to
+	// bring one up.
+	"tunnel":    3,
+	"establish": 3,
 	// L3' developer services (README.md, layout): the shared opener, then one
 	// package per service. They sit on L1 (and the opener), never on
 	// tunnel: a service client takes a connection, not a tunnel.

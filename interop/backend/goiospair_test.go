@@ -21,7 +21,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/iosmux/iosmux/backend"
+	"github.com/iosmux/iosmux/discovery"
 	"github.com/iosmux/iosmux/discovery/mdns"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/sim"
@@ -223,7 +225,7 @@ func goiosPairInNetns(t *testing.T, bin string) {
 		t.Fatalf("network pairing with the backend at %s: %v", addr, err)
 	}
 	var ns *utun.Netstack
-	tn, err := tunnel.StartRemotePairing(ctx, addr, tunnel.Options{UDID: udid, Records: store, HostName: "iosmux-interop",
+	tn, err := establish.Establish(ctx, discovery.Event{Source: discovery.SourceRemotePairing, Addr: netip.MustParseAddrPort(addr)}, establish.Options{UDID: udid, Records: store, HostName: "iosmux-interop",
 		NewTUN: func(p tunnel.Params) (tun.Device, error) {
 			var err error
 			ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})

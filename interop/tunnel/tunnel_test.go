@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/tlspsk"
 	"github.com/iosmux/iosmux/tunnel"
@@ -56,7 +58,7 @@ func device(t testing.TB) string {
 		}
 		t.Cleanup(serveAll(ln, serve))
 	}
-	ep, err := tunnel.NewEndpoint(tunnel.EndpointConfig{Device: dev, CipherSuites: []uint16{tlspsk.TLS_PSK_WITH_AES_256_GCM_SHA384}})
+	ep, err := establish.NewEndpoint(establish.EndpointConfig{Device: dev, CipherSuites: []uint16{tlspsk.TLS_PSK_WITH_AES_256_GCM_SHA384}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +214,7 @@ func oursClient(mib int) error {
 	if err != nil || len(devs) == 0 {
 		return fmt.Errorf("usbmuxd lists %v: %v", devs, err)
 	}
-	tn, err := tunnel.StartCoreDeviceProxy(ctx, mux, devs[0], tunnel.Options{})
+	tn, err := establish.Establish(ctx, discovery.UsbmuxSighting(devs[0]), establish.Options{Usbmux: mux})
 	if err != nil {
 		return err
 	}

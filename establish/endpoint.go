@@ -1,4 +1,4 @@
-package tunnel
+package establish
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/tlspsk"
+	"github.com/iosmux/iosmux/tunnel"
 	"github.com/quic-go/quic-go"
 )
 
@@ -47,7 +48,7 @@ const (
 // EndpointConfig configures an Endpoint.
 type EndpointConfig struct {
 	// Device receives the sessions; required.
-	Device *Device
+	Device *tunnel.Device
 	// QUIC makes createListener accept transport quic (iOS 17.0–18.1);
 	// false refuses it as iOS 18.2 does.
 	QUIC bool
@@ -61,7 +62,7 @@ type EndpointConfig struct {
 	Wrap func(net.Conn) (net.Conn, bool)
 	// Watch, if set, is told of each session when it starts and returns
 	// what to call when it has ended.
-	Watch func(*Session) func()
+	Watch func(*tunnel.Session) func()
 	// Logger receives notes; nil discards.
 	Logger *slog.Logger
 }
@@ -125,12 +126,12 @@ func (e *Endpoint) goTracked(f func()) bool {
 // stream (P1's service TLS, TLS-PSK): CDTunnel, then the session until it
 // ends, ctx ends or the endpoint closes. conn is closed either way.
 func (e *Endpoint) ServeStream(ctx context.Context, conn io.ReadWriteCloser) error {
-	return e.serve(ctx, func(hctx context.Context) (*Session, error) {
+	return e.serve(ctx, func(hctx context.Context) (*tunnel.Session, error) {
 		return e.cfg.Device.StartSession(hctx, conn)
 	})
 }
 
-func (e *Endpoint) serve(ctx context.Context, start func(context.Context) (*Session, error)) error {
+func (e *Endpoint) serve(ctx context.Context, start func(context.Context) (*tunnel.Session, error)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(e.ctx, cancel)
@@ -337,8 +338,8 @@ func (e *Endpoint) runQUICListener(ql *quic.Listener, tr *quic.Transport, udp ne
 			qc.CloseWithError(0, "")
 			continue
 		}
-		pc := newQUICPacketConn(qc, st)
-		err = e.serve(e.ctx, func(hctx context.Context) (*Session, error) {
+		pc := tunnel.NewDatagramConn(&quicDatagrams{qc: qc, stream: st})
+		err = e.serve(e.ctx, func(hctx context.Context) (*tunnel.Session, error) {
 			return e.cfg.Device.StartPacketSession(hctx, st, pc)
 		})
 		if err != nil {

@@ -1,4 +1,4 @@
-package tunnel
+package establish
 
 import (
 	"context"
@@ -26,18 +26,24 @@ func (o *Options) dial(ctx context.Context, network, address string) (net.Conn, 
 	if o.Dial != nil {
 		return o.Dial(ctx, network, address)
 	}
+	return Dial(ctx, network, address)
+}
+
+// Dial opens a connection with the keepalive of direct-TCP tunnel
+// transports (tunnel.md §8.2): what Options.Dial defaults to.
+func Dial(ctx context.Context, network, address string) (net.Conn, error) {
 	d := net.Dialer{KeepAliveConfig: keepAlive}
 	return d.DialContext(ctx, network, address)
 }
 
-// StartRSD establishes P2 (tunnel.md §10) through the device's untrusted
+// overRSD establishes P2 (tunnel.md §10) through the device's untrusted
 // RSD at addr ("[fe80::…%if]:58783" on the USB-NCM link): RSD handshake,
 // a RemoteXPC connection to the tunnel service, the pairing handshake,
 // pair-verify with the stored record (ErrNotPaired asks for iosmux pair),
 // createListener, then TCP+TLS-PSK or QUIC to the listener, CDTunnel, the
 // TUN and the pump. The RSD and tunnel service connections stay open for
 // the tunnel's life (§7) and are closed after it. ctx bounds establishment.
-func StartRSD(ctx context.Context, addr string, opt Options) (*Tunnel, error) {
+func overRSD(ctx context.Context, addr string, opt Options) (*Tunnel, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, &Error{Device: addr, Step: StepRSD, Err: err}
@@ -67,30 +73,84 @@ func StartRSD(ctx context.Context, addr string, opt Options) (*Tunnel, error) {
 		rc.Close()
 		return nil, &Error{Device: who, Step: StepRSD, Err: fmt.Errorf("the RSD lists no %s", pairing.TunnelServiceName)}
 	}
-	svcAddr := net.JoinHostPort(host, strconv.Itoa(int(svc.Port)))
-	dial := func(ctx context.Context) (pairing.Transport, error) {
-		nc, err := opt.dial(ctx, "tcp", svcAddr)
-		if err != nil {
-			return nil, err
-		}
-		xc, err := xpc.Client(ctx, nc, &xpc.Config{Name: "tunnelservice " + svcAddr, Logger: opt.Logger})
-		if err != nil {
-			return nil, err
-		}
-		return pairing.NewXPC(xc), nil
-	}
+	dial := opt.tunnelService(net.JoinHostPort(host, strconv.Itoa(int(svc.Port))))
 	if opt.UDID == "" {
 		opt.UDID = dev.UDID
 	}
 	return startPairing(ctx, PathRSD, who, host, dial, []io.Closer{rc}, &opt)
 }
 
-// StartRemotePairing establishes P3 (tunnel.md §10) through a network
+// tunnelService returns a dialer of RemoteXPC connections to the tunnel
+// service at addr, as pairing transports.
+func (o *Options) tunnelService(addr string) func(context.Context) (pairing.Transport, error) {
+	return func(ctx context.Context) (pairing.Transport, error) {
+		nc, err := o.dial(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		xc, err := xpc.Client(ctx, nc, &xpc.Config{Name: "tunnelservice " + addr, Logger: o.Logger})
+		if err != nil {
+			return nil, err
+		}
+		return pairing.NewXPC(xc), nil
+	}
+}
+
+// PairRSD pairs with a device on its USB-NCM link, what Establish does
+// with opt.PairRSD when no RemotePairing record verifies, as
+// pymobiledevice3's tunneld does there (discovery.md §2.4 step 4:
+// pair-setup, the Trust dialog, reconnect, verify): the untrusted RSD at
+// addr names the tunnel service, whose RemoteXPC connections carry
+// pairing.Pair. A device other than opt.UDID (when set) is refused. The
+// record goes to opt.Records. opt.PairTimeout, if set, bounds it.
+func PairRSD(ctx context.Context, addr string, opt Options) error {
+	return pairRSD(ctx, addr, &opt)
+}
+
+func pairRSD(ctx context.Context, addr string, opt *Options) error {
+	ctx, cancel := opt.withPairTimeout(ctx)
+	defer cancel()
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	nc, err := opt.dial(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("untrusted RSD: %w", err)
+	}
+	c, err := rsd.NewClient(ctx, nc, &rsd.ClientConfig{HostUUID: opt.HostUUID, XPC: &xpc.Config{Name: "rsd " + addr, Logger: opt.Logger}})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	udid := opt.UDID
+	if dev := c.Handshake.Device(); udid != "" && dev.UDID != "" && !strings.EqualFold(udid, dev.UDID) {
+		return fmt.Errorf("untrusted RSD at %s is device %s, not %s", addr, dev.UDID, udid)
+	}
+	svc, ok := c.Handshake.Service(pairing.TunnelServiceName)
+	if !ok {
+		return fmt.Errorf("the RSD lists no %s", pairing.TunnelServiceName)
+	}
+	log := opt.logger()
+	log.Info("pairing over USB-NCM (accept the Trust dialog on the device)", "udid", udid)
+	res, err := pairing.Pair(ctx, &pairing.PairConfig{
+		Host:  pairing.HostConfig{HostName: opt.HostName, Logger: opt.Logger},
+		Store: opt.Records,
+		Dial:  opt.tunnelService(net.JoinHostPort(host, strconv.Itoa(int(svc.Port)))),
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("paired over USB-NCM", "udid", udid, "record", res.Path)
+	return nil
+}
+
+// remotePairing establishes P3 (tunnel.md §10) through a network
 // pairing port at addr (the _remotepairing._tcp SRV target and port):
 // RPPairing handshake, pair-verify with the stored record, createListener,
 // then TCP+TLS-PSK or QUIC to the listener on the same host. The RPPairing
 // connection stays open for the tunnel's life (§7).
-func StartRemotePairing(ctx context.Context, addr string, opt Options) (*Tunnel, error) {
+func remotePairing(ctx context.Context, addr string, opt Options) (*Tunnel, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, &Error{Device: addr, Step: StepControl, Err: err}

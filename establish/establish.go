@@ -1,4 +1,4 @@
-package tunnel
+package establish
 
 import (
 	"context"
@@ -12,21 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/pairing"
+	"github.com/iosmux/iosmux/tunnel"
+	"github.com/iosmux/iosmux/usbmux"
 	"github.com/iosmux/iosmux/xpc"
 	"golang.zx2c4.com/wireguard/tun"
 )
-
-// Establishment: the host side of every path of tunnel.md §1, each ending in
-// a running Tunnel (establish_lockdown.go, establish_pairing.go, quic.go):
-//
-//	StartCoreDeviceProxy  P1: usbmuxd → lockdown StartService CoreDeviceProxy → TLS
-//	StartRSD              P2: untrusted RSD → tunnel service (RemoteXPC) → pair-verify
-//	                          → createListener → TCP+TLS-PSK or QUIC
-//	StartRemotePairing    P3: the same over RPPairing TCP (network)
-//
-// then the CDTunnel handshake, the TUN from the response and the pump. The
-// device side of each path is Endpoint (endpoint.go).
 
 // Protocol is the data transport of a RemotePairing tunnel (P2/P3).
 type Protocol string
@@ -53,7 +45,7 @@ type Options struct {
 	// NewTUN builds the host's side from the handshake's parameters; nil
 	// means KernelTUN(""). For userspace mode pass a closure around
 	// utun.NewNetstack.
-	NewTUN func(Params) (tun.Device, error)
+	NewTUN func(tunnel.Params) (tun.Device, error)
 	// Protocol is the P2/P3 transport; "" means TCP. QUIC works on iOS
 	// 17.0–18.1 only (SupportsQUIC).
 	Protocol Protocol
@@ -90,9 +82,30 @@ type Options struct {
 	MaxIdleTimeout time.Duration
 	// MaxSendPacket and Probe are passed to the pump (Config).
 	MaxSendPacket int
-	Probe         ProbeConfig
-	// Logger receives progress at debug level; nil discards.
+	Probe         tunnel.ProbeConfig
+	// Logger receives progress at debug level (and a new pairing at
+	// info); nil discards.
 	Logger *slog.Logger
+
+	// Usbmux is usbmuxd, the way to devices it lists (P1 through
+	// usbmuxd); nil fails usbmux sightings.
+	Usbmux *usbmux.Client
+	// Pair says how P1 through usbmuxd pairs a device that usbmuxd holds
+	// no trusted record for (lockdown.EnsurePaired: the Trust dialog, or
+	// with NoAutopair an error naming 'iosmux lockdown pair').
+	Pair lockdown.PairOptions
+	// PairRSD pairs over the USB-NCM link (pair-setup, the Trust dialog)
+	// a device no RemotePairing record verifies with, then tries again,
+	// as pymobiledevice3's tunneld does there (discovery.md §2.4); the
+	// record goes to Records. Over Wi-Fi nothing is ever paired.
+	PairRSD bool
+	// LockdownRecords holds the classic pair records P1 over Wi-Fi
+	// lockdown (mobdev2) uses; usbmuxd is not asked there.
+	LockdownRecords lockdown.RecordStore
+	// PairTimeout, if set, bounds pairing (a person has to find the
+	// iPhone and tap Trust) and Timeout what follows it, each on its own
+	// clock within ctx; 0 leaves ctx alone in charge.
+	PairTimeout, Timeout time.Duration
 }
 
 func (o *Options) logger() *slog.Logger {
@@ -109,9 +122,9 @@ func (o *Options) protocol() Protocol {
 	return o.Protocol
 }
 
-func (o *Options) newTUN() func(Params) (tun.Device, error) {
+func (o *Options) newTUN() func(tunnel.Params) (tun.Device, error) {
 	if o.NewTUN == nil {
-		return KernelTUN("")
+		return tunnel.KernelTUN("")
 	}
 	return o.NewTUN
 }
@@ -130,6 +143,7 @@ const (
 	StepQUIC            = "QUIC handshake"
 	StepCDTunnel        = "CDTunnel handshake"
 	StepTUN             = "TUN"
+	StepPair            = "pair"
 )
 
 // Error is an establishment failure: which device, at which step.
@@ -168,11 +182,11 @@ type Tunnel struct {
 	Protocol   Protocol
 	// Params is the CDTunnel response (addresses, MTU, RSD port); MTU is
 	// the one the TUN uses.
-	Params Params
+	Params tunnel.Params
 	// Interface is the TUN's name ("netstack" in userspace mode).
 	Interface string
 
-	pump    *Pump
+	pump    *tunnel.Pump
 	closers []io.Closer // closed after the pump, last first
 	log     *slog.Logger
 
@@ -180,7 +194,7 @@ type Tunnel struct {
 }
 
 // newTunnel wraps a running pump; closers stay open until it ends.
-func newTunnel(id string, path Path, proto Protocol, params Params, dev tun.Device, pump *Pump, closers []io.Closer, log *slog.Logger) *Tunnel {
+func newTunnel(id string, path Path, proto Protocol, params tunnel.Params, dev tun.Device, pump *tunnel.Pump, closers []io.Closer, log *slog.Logger) *Tunnel {
 	name, _ := dev.Name()
 	t := &Tunnel{Identifier: id, Path: path, Protocol: proto, Params: params, Interface: name,
 		pump: pump, closers: closers, log: log, done: make(chan struct{})}
@@ -224,7 +238,7 @@ func (t *Tunnel) Err() error {
 }
 
 // Stats returns the pump's counters.
-func (t *Tunnel) Stats() Stats { return t.pump.Stats() }
+func (t *Tunnel) Stats() tunnel.Stats { return t.pump.Stats() }
 
 // Close ends the tunnel and returns once everything is closed. It is
 // idempotent.
@@ -234,9 +248,9 @@ func (t *Tunnel) Close() error {
 	return nil
 }
 
-// SupportsCoreDeviceProxy reports whether an iOS version has P1: 17.4 and
+// supportsCoreDeviceProxy reports whether an iOS version has P1: 17.4 and
 // later (tunnel.md §1; go-ios's "> 17.4" is a quirk we do not copy).
-func SupportsCoreDeviceProxy(version string) bool {
+func supportsCoreDeviceProxy(version string) bool {
 	return versionAtLeast(version, 17, 4)
 }
 
@@ -267,8 +281,8 @@ func versionAtLeast(v string, major, minor int) bool {
 func startStream(ctx context.Context, conn io.ReadWriteCloser, id string, path Path, closers []io.Closer, opt *Options) (*Tunnel, error) {
 	var dev tun.Device
 	newTUN := opt.newTUN()
-	pump, params, err := StartHost(ctx, conn, HostConfig{
-		NewTUN: func(p Params) (tun.Device, error) {
+	pump, params, err := tunnel.StartHost(ctx, conn, tunnel.HostConfig{
+		NewTUN: func(p tunnel.Params) (tun.Device, error) {
 			d, err := newTUN(p)
 			dev = d
 			return d, err

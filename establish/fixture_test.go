@@ -1,4 +1,4 @@
-package tunnel
+package establish
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/tlspsk"
+	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/usbmux"
 	"github.com/iosmux/iosmux/xpc"
 	"golang.zx2c4.com/wireguard/tun"
@@ -39,7 +41,7 @@ const (
 )
 
 type fixture struct {
-	dev *Device
+	dev *tunnel.Device
 	ep  *Endpoint
 
 	mux    *usbmux.Client
@@ -54,11 +56,12 @@ type fixture struct {
 	// tunnelConns are the device's ends of TLS-PSK tunnel connections, for
 	// killing the device mid-transfer.
 	mu          sync.Mutex
-	tunnelConns []*freezeConn
+	tunnelConns []*testkit.FreezeConn
+	sessions    map[netip.Addr]*tunnel.Session // by the host's tunnel address
 }
 
 type fixtureConfig struct {
-	faults Faults
+	faults tunnel.Faults
 	// noQUIC refuses createListener quic (iOS 18.2+).
 	noQUIC bool
 	// noCoreDeviceProxy: lockdown lacks the service (iOS < 17.4).
@@ -70,9 +73,9 @@ type fixtureConfig struct {
 
 func newFixture(t testing.TB, fc fixtureConfig) *fixture {
 	t.Helper()
-	f := &fixture{}
+	f := &fixture{sessions: map[netip.Addr]*tunnel.Session{}}
 	var err error
-	f.dev, err = NewDevice(DeviceConfig{RSDPort: testRSDPort, Rand: testkit.Rand(5), Faults: fc.faults})
+	f.dev, err = tunnel.NewDevice(tunnel.DeviceConfig{RSDPort: testRSDPort, Rand: testkit.Rand(5), Faults: fc.faults})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +84,7 @@ func newFixture(t testing.TB, fc fixtureConfig) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(serveBulkTB(t, ln))
+	t.Cleanup(testkit.ServeBulkListener(ln))
 	suites := fc.suites
 	if suites == nil {
 		// The suite idevice reports devices choosing is CBC-SHA384; the
@@ -98,11 +101,17 @@ func newFixture(t testing.TB, fc fixtureConfig) *fixture {
 			if !ok {
 				return nc, true
 			}
-			fz := &freezeConn{Conn: tc, raw: tc, thaw: make(chan struct{})}
+			fz := testkit.NewFreezeConn(tc, tc)
 			f.mu.Lock()
 			f.tunnelConns = append(f.tunnelConns, fz)
 			f.mu.Unlock()
 			return fz, true
+		},
+		Watch: func(s *tunnel.Session) func() {
+			f.mu.Lock()
+			f.sessions[s.Params().ClientAddress] = s
+			f.mu.Unlock()
+			return func() {}
 		},
 	})
 	if err != nil {
@@ -295,9 +304,9 @@ var testDeviceKey = func() func(testing.TB) *rsa.PrivateKey {
 }()
 
 // options returns host options for the fixture with hostTUN as the TUN.
-func (f *fixture) options(hostTUN func(Params) tun.Device, proto Protocol) Options {
+func (f *fixture) options(hostTUN func(tunnel.Params) tun.Device, proto Protocol) Options {
 	return Options{
-		NewTUN:   func(p Params) (tun.Device, error) { return hostTUN(p), nil },
+		NewTUN:   func(p tunnel.Params) (tun.Device, error) { return hostTUN(p), nil },
 		Protocol: proto,
 		Records:  f.records,
 		HostName: fixtureHostName,
@@ -310,11 +319,11 @@ func (f *fixture) start(t testing.TB, path Path, opt Options) (*Tunnel, error) {
 	defer cancel()
 	switch path {
 	case PathCoreDeviceProxy:
-		return StartCoreDeviceProxy(ctx, f.mux, f.muxDev, opt)
+		return coreDeviceProxy(ctx, f.mux, f.muxDev, opt)
 	case PathRSD:
-		return StartRSD(ctx, f.rsdAddr, opt)
+		return overRSD(ctx, f.rsdAddr, opt)
 	case PathRemotePairing:
-		return StartRemotePairing(ctx, f.rpAddr, opt)
+		return remotePairing(ctx, f.rpAddr, opt)
 	}
 	t.Fatalf("unknown path %v", path)
 	return nil, nil

@@ -1,6 +1,6 @@
 //go:build linux
 
-package tunnel
+package establish
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/tlspsk"
+	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/utun"
 	"golang.zx2c4.com/wireguard/tun"
 )
@@ -36,7 +37,7 @@ func startKernelDevice(t *testing.T, suite uint16) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(serveFunc(ln, func(nc net.Conn) {
+	t.Cleanup(testkit.Serve(ln, func(nc net.Conn) {
 		tc := tlspsk.Server(nc, &tlspsk.Config{PSK: make([]byte, 32), CipherSuites: []uint16{suite}, DisableExtendedMasterSecret: true})
 		defer tc.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -45,12 +46,12 @@ func startKernelDevice(t *testing.T, suite uint16) string {
 			t.Logf("kdev: TLS-PSK: %v", err)
 			return
 		}
-		_, params, err := ServerHandshake(ctx, tc, func(req Request) (Params, error) {
-			mtu := StreamMTU
+		_, params, err := tunnel.ServerHandshake(ctx, tc, func(req tunnel.Request) (tunnel.Params, error) {
+			mtu := tunnel.StreamMTU
 			if req.MTU != 0 {
-				mtu = max(min(mtu, req.MTU), minIPv6MTU)
+				mtu = max(min(mtu, req.MTU), tunnel.MinMTU)
 			}
-			return Params{ClientAddress: client, PrefixLen: kdevPrefix.Bits(), MTU: mtu, ServerAddress: server, ServerRSDPort: testRSDPort}, nil
+			return tunnel.Params{ClientAddress: client, PrefixLen: kdevPrefix.Bits(), MTU: mtu, ServerAddress: server, ServerRSDPort: testRSDPort}, nil
 		})
 		if err != nil {
 			t.Logf("kdev: CDTunnel: %v", err)
@@ -65,7 +66,7 @@ func startKernelDevice(t *testing.T, suite uint16) string {
 				return err
 			}
 			dev = k
-			for _, port := range []uint16{benchSinkPort, benchSourcePort} {
+			for _, port := range []uint16{testkit.SinkPort, testkit.SourcePort} {
 				l, err := net.Listen("tcp6", netip.AddrPortFrom(server, port).String())
 				if err != nil {
 					return err
@@ -77,18 +78,18 @@ func startKernelDevice(t *testing.T, suite uint16) string {
 			t.Logf("kdev: TUN: %v", err)
 			return
 		}
-		stopSink := serveFunc(lns[0], sink)
+		stopSink := testkit.Serve(lns[0], testkit.Sink)
 		defer stopSink()
-		stopSource := serveFunc(lns[1], source)
+		stopSource := testkit.Serve(lns[1], testkit.Source)
 		defer stopSource()
-		pump, err := NewPump(Config{
+		pump, err := tunnel.NewPump(tunnel.Config{
 			TUN:     dev,
-			Conn:    NewStreamConn(tc, params.MTU),
+			Conn:    tunnel.NewStreamConn(tc, params.MTU),
 			MTU:     params.MTU,
 			Local:   server,
 			Peer:    client,
 			NoClamp: true,
-			Probe:   ProbeConfig{Disable: true},
+			Probe:   tunnel.ProbeConfig{Disable: true},
 		})
 		if err != nil {
 			t.Logf("kdev: pump: %v", err)
@@ -111,8 +112,8 @@ func startKernelDeviceHost(b *testing.B, addr string, hs hostSide, maxSend int) 
 	tc := tlspsk.Client(nc, &tlspsk.Config{PSK: make([]byte, 32)})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pump, params, err := StartHost(ctx, tc, HostConfig{
-		NewTUN:        func(p Params) (tun.Device, error) { return hs.newTUN(p), nil },
+	pump, params, err := tunnel.StartHost(ctx, tc, tunnel.HostConfig{
+		NewTUN:        func(p tunnel.Params) (tun.Device, error) { return hs.newTUN(p), nil },
 		MaxSendPacket: maxSend,
 	})
 	if err != nil {

@@ -1,4 +1,4 @@
-package tunnel
+package tunneld
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/establish"
+	"github.com/iosmux/iosmux/tunnel"
 )
 
 // device is the loop's state for one device (by normalised UDID).
@@ -21,12 +23,12 @@ type device struct {
 	backoff   discovery.Backoff
 	waiters   []chan<- startResult
 	settled   bool // its first attempt has ended
-	// slow is the back-off after RetrySlow failures; held is the last
+	// slow is the back-off after retrySlow failures; held is the last
 	// such failure while its wait lasts (Start answers with it instead
 	// of raising the Trust dialog again).
 	slow discovery.Backoff
 	held error
-	// dead are paths whose last attempt failed with RetryOnAttach, by
+	// dead are paths whose last attempt failed with retryOnAttach, by
 	// Event.Key: not tried again until that path is attached anew.
 	dead map[string]error
 }
@@ -40,8 +42,8 @@ type attempt struct {
 // (when it ends by itself or stop is closed), accounts its bytes and
 // reports the end to the loop.
 type live struct {
-	entry    Entry
-	link     Link
+	entry    entry
+	link     link
 	pathKey  string
 	dev      *device
 	stop     chan struct{}
@@ -51,11 +53,11 @@ type live struct {
 func (l *live) close() { l.stopOnce.Do(func() { close(l.stop) }) }
 
 type startResult struct {
-	entry Entry
+	entry entry
 	err   error
 }
 
-func (m *Manager) run() {
+func (m *manager) run() {
 	defer m.wg.Done()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -82,7 +84,7 @@ func (m *Manager) run() {
 	}
 }
 
-func (m *Manager) newDevice(id, udid string) *device {
+func (m *manager) newDevice(id, udid string) *device {
 	d := &device{id: id, udid: udid, backoff: m.cfg.Backoff, slow: m.cfg.SlowBackoff, dead: map[string]error{}}
 	d.backoff.Reset()
 	d.slow.Reset()
@@ -91,14 +93,14 @@ func (m *Manager) newDevice(id, udid string) *device {
 	return d
 }
 
-func (m *Manager) settle(d *device) {
+func (m *manager) settle(d *device) {
 	if !d.settled {
 		d.settled = true
 		m.unsettled.Add(-1)
 	}
 }
 
-func (m *Manager) apply(ev discovery.Event) {
+func (m *manager) apply(ev discovery.Event) {
 	if ev.UDID == "" {
 		return // unidentified sighting: nothing to key a tunnel on
 	}
@@ -144,7 +146,7 @@ func (m *Manager) apply(ev discovery.Event) {
 
 // consider starts an attempt for an idle device whose wait is over, and
 // forgets a device that has no path left.
-func (m *Manager) consider(d *device) {
+func (m *manager) consider(d *device) {
 	if d.live != nil || d.attempt != nil {
 		return
 	}
@@ -164,14 +166,14 @@ func (m *Manager) consider(d *device) {
 	m.startAttempt(d, paths[i])
 }
 
-func (m *Manager) forget(d *device) {
-	m.reply(d, startResult{err: ErrUnknownDevice})
+func (m *manager) forget(d *device) {
+	m.reply(d, startResult{err: errUnknownDevice})
 	m.settle(d)
 	delete(m.devices, d.id)
 }
 
 // nextRetry is the earliest time an idle device is due, zero if none.
-func (m *Manager) nextRetry() time.Time {
+func (m *manager) nextRetry() time.Time {
 	var next time.Time
 	for _, d := range m.devices {
 		if d.live != nil || d.attempt != nil {
@@ -191,25 +193,25 @@ func (m *Manager) nextRetry() time.Time {
 	return next
 }
 
-func (m *Manager) retryDue() {
+func (m *manager) retryDue() {
 	for _, d := range m.devices {
 		m.consider(d)
 	}
 }
 
-func (m *Manager) startAttempt(d *device, path discovery.Event) {
+func (m *manager) startAttempt(d *device, path discovery.Event) {
 	ctx, cancel := context.WithTimeout(m.life, m.cfg.AttemptTimeout)
 	a := &attempt{path: path, cancel: cancel}
 	d.attempt = a
 	d.retryAt, d.holdUntil = time.Time{}, time.Time{}
-	m.log.Debug("tunnel: connecting", "udid", d.udid, "path", PathName(path))
+	m.log.Debug("tunnel: connecting", "udid", d.udid, "path", pathOf(path))
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		est, err := m.cfg.Establisher.Establish(ctx, path)
 		cancel()
 		if err == nil && (est == nil || est.Link == nil) {
-			err = &Error{Device: path.UDID, Step: "establish", Err: errors.New("establisher returned no tunnel")}
+			err = &establish.Error{Device: path.UDID, Step: "establish", Err: errors.New("establisher returned no tunnel")}
 		}
 		if !m.post(func() { m.attemptDone(d, a, est, err) }) && err == nil {
 			est.Link.Close() // the manager is gone
@@ -219,14 +221,14 @@ func (m *Manager) startAttempt(d *device, path discovery.Event) {
 
 // abandon cancels the device's attempt; its result, when it comes, is
 // discarded (and its tunnel closed).
-func (m *Manager) abandon(d *device) {
+func (m *manager) abandon(d *device) {
 	d.attempt.cancel()
 	d.attempt = nil
 	m.settle(d)
-	m.reply(d, startResult{err: ErrAttemptCanceled})
+	m.reply(d, startResult{err: errAttemptCanceled})
 }
 
-func (m *Manager) attemptDone(d *device, a *attempt, est *Established, err error) {
+func (m *manager) attemptDone(d *device, a *attempt, est *established, err error) {
 	if d.attempt != a || m.devices[d.id] != d {
 		if err == nil {
 			m.closeAsync(est.Link)
@@ -244,25 +246,25 @@ func (m *Manager) attemptDone(d *device, a *attempt, est *Established, err error
 		// that another path already tunnels (discovery.md §7.1).
 		if o := m.devices[discovery.NormalizeUDID(udid)]; o != nil && o != d && o.live != nil {
 			m.closeAsync(est.Link)
-			err = &Error{Device: udid, Step: "duplicate", Err: errors.New("another tunnel to this device is up")}
+			err = &establish.Error{Device: udid, Step: "duplicate", Err: errors.New("another tunnel to this device is up")}
 		}
 	}
 	if err != nil {
-		kind := ErrorKind(err)
+		kind := errorKind(err)
 		m.countError(kind)
-		switch RetryOf(err) {
-		case RetrySlow:
+		switch retryOf(err) {
+		case retrySlow:
 			wait := d.slow.Next()
 			d.retryAt, d.held = time.Now().Add(wait), err
-			m.log.Warn("tunnel: attempt failed; waiting before asking the device again (replug it to retry now)", "udid", d.udid, "path", PathName(a.path), "kind", kind, "err", err, "retry_in", wait.Round(time.Second))
-		case RetryOnAttach:
+			m.log.Warn("tunnel: attempt failed; waiting before asking the device again (replug it to retry now)", "udid", d.udid, "path", pathOf(a.path), "kind", kind, "err", err, "retry_in", wait.Round(time.Second))
+		case retryOnAttach:
 			d.dead[a.path.Key()] = err
 			d.retryAt = time.Time{}
-			m.log.Warn("tunnel: attempt failed for good on this path; not retried until the device is plugged in again", "udid", d.udid, "path", PathName(a.path), "kind", kind, "err", err)
+			m.log.Warn("tunnel: attempt failed for good on this path; not retried until the device is plugged in again", "udid", d.udid, "path", pathOf(a.path), "kind", kind, "err", err)
 		default:
 			wait := d.backoff.Next()
 			d.retryAt = time.Now().Add(wait)
-			m.log.Warn("tunnel: attempt failed", "udid", d.udid, "path", PathName(a.path), "kind", kind, "err", err, "retry_in", wait.Round(time.Millisecond))
+			m.log.Warn("tunnel: attempt failed", "udid", d.udid, "path", pathOf(a.path), "kind", kind, "err", err, "retry_in", wait.Round(time.Millisecond))
 		}
 		m.reply(d, startResult{err: err})
 		m.consider(d)
@@ -270,8 +272,8 @@ func (m *Manager) attemptDone(d *device, a *attempt, est *Established, err error
 	}
 
 	m.nextID++
-	e := Entry{
-		ID: m.nextID, UDID: udid, Key: PMD3Key(a.path, udid), Interface: est.Interface,
+	e := entry{
+		ID: m.nextID, UDID: udid, Key: pmd3Key(a.path, udid), Interface: est.Interface,
 		Address: est.Params.ServerAddress, RSDPort: est.Params.ServerRSDPort, Protocol: est.Protocol,
 		Path: a.path, Meta: est.Meta, Created: time.Now(),
 	}
@@ -287,7 +289,7 @@ func (m *Manager) attemptDone(d *device, a *attempt, est *Established, err error
 	m.mu.Lock()
 	m.table = append(m.table, l)
 	m.links[l] = struct{}{}
-	m.byPath[PathName(a.path)]++
+	m.byPath[pathOf(a.path)]++
 	m.mu.Unlock()
 	m.watch(l)
 	m.log.Info("tunnel: up", "udid", udid, "pmd3_key", e.Key, "interface", e.Interface, "address", e.Address, "rsd_port", e.RSDPort, "protocol", e.Protocol)
@@ -296,7 +298,7 @@ func (m *Manager) attemptDone(d *device, a *attempt, est *Established, err error
 }
 
 // watch starts l's watcher.
-func (m *Manager) watch(l *live) {
+func (m *manager) watch(l *live) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -316,7 +318,7 @@ func (m *Manager) watch(l *live) {
 }
 
 // closeAsync closes a link that never made it into the table.
-func (m *Manager) closeAsync(l Link) {
+func (m *manager) closeAsync(l link) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -325,7 +327,7 @@ func (m *Manager) closeAsync(l Link) {
 }
 
 // died handles the end of a tunnel the manager did not end itself.
-func (m *Manager) died(l *live) {
+func (m *manager) died(l *live) {
 	d := l.dev
 	if d.live != l {
 		return // torn down already
@@ -334,7 +336,7 @@ func (m *Manager) died(l *live) {
 	m.unlist(l)
 	err := l.link.Err()
 	kind := "tunnel_closed"
-	if errors.Is(err, ErrDead) {
+	if errors.Is(err, tunnel.ErrDead) {
 		kind = "tunnel_dead"
 	}
 	m.countError(kind)
@@ -347,7 +349,7 @@ func (m *Manager) died(l *live) {
 
 // teardown takes the device's tunnel out of the table now and has its
 // watcher close it.
-func (m *Manager) teardown(d *device, reason string) {
+func (m *manager) teardown(d *device, reason string) {
 	l := d.live
 	d.live = nil
 	m.unlist(l)
@@ -356,19 +358,19 @@ func (m *Manager) teardown(d *device, reason string) {
 	m.changed()
 }
 
-func (m *Manager) unlist(l *live) {
+func (m *manager) unlist(l *live) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if i := slices.Index(m.table, l); i >= 0 {
 		m.table = slices.Delete(m.table, i, i+1)
-		p := PathName(l.entry.Path)
+		p := pathOf(l.entry.Path)
 		if m.byPath[p]--; m.byPath[p] <= 0 {
 			delete(m.byPath, p)
 		}
 	}
 }
 
-func (m *Manager) cancelUDID(udid string) int {
+func (m *manager) cancelUDID(udid string) int {
 	n := 0
 	hold := time.Now().Add(m.cfg.CancelHold)
 	for _, d := range m.devices {
@@ -381,7 +383,7 @@ func (m *Manager) cancelUDID(udid string) int {
 	return n
 }
 
-func (m *Manager) clear() {
+func (m *manager) clear() {
 	hold := time.Now().Add(m.cfg.CancelHold)
 	for _, d := range m.devices {
 		if d.attempt != nil {
@@ -394,7 +396,7 @@ func (m *Manager) clear() {
 	}
 }
 
-func (m *Manager) start(req StartRequest, reply chan<- startResult) {
+func (m *manager) start(req startRequest, reply chan<- startResult) {
 	id := discovery.NormalizeUDID(req.UDID)
 	d := m.devices[id]
 	if d != nil && d.live != nil {
@@ -409,19 +411,19 @@ func (m *Manager) start(req StartRequest, reply chan<- startResult) {
 		}
 	}
 	if req.UDID == "" || len(paths) == 0 {
-		reply <- startResult{err: ErrUnknownDevice}
+		reply <- startResult{err: errUnknownDevice}
 		return
 	}
 	i := slices.IndexFunc(paths, func(ev discovery.Event) bool { return req.Match == nil || req.Match(ev) })
 	if i < 0 {
-		reply <- startResult{err: ErrNoPath}
+		reply <- startResult{err: errNoPath}
 		return
 	}
 	if d != nil && d.attempt == nil {
 		// A client asking is no reason to raise the Trust dialog the user
 		// just refused, nor to repeat what cannot work: say why instead.
 		if d.held != nil && time.Now().Before(d.retryAt) {
-			reply <- startResult{err: &HeldError{UDID: d.udid, Until: d.retryAt, Err: d.held}}
+			reply <- startResult{err: &heldError{UDID: d.udid, Until: d.retryAt, Err: d.held}}
 			return
 		}
 		if j := slices.IndexFunc(paths, func(ev discovery.Event) bool {
@@ -429,7 +431,7 @@ func (m *Manager) start(req StartRequest, reply chan<- startResult) {
 		}); j >= 0 {
 			i = j
 		} else {
-			reply <- startResult{err: &HeldError{UDID: d.udid, Err: d.dead[paths[i].Key()]}}
+			reply <- startResult{err: &heldError{UDID: d.udid, Err: d.dead[paths[i].Key()]}}
 			return
 		}
 	}
@@ -442,20 +444,20 @@ func (m *Manager) start(req StartRequest, reply chan<- startResult) {
 	}
 }
 
-func (m *Manager) reply(d *device, r startResult) {
+func (m *manager) reply(d *device, r startResult) {
 	for _, w := range d.waiters {
 		w <- r // buffered, one reply per waiter
 	}
 	d.waiters = nil
 }
 
-func (m *Manager) countError(kind string) {
+func (m *manager) countError(kind string) {
 	m.mu.Lock()
 	m.errors[kind]++
 	m.mu.Unlock()
 }
 
-func (m *Manager) changed() {
+func (m *manager) changed() {
 	if m.cfg.OnChange != nil {
 		m.cfg.OnChange()
 	}
@@ -463,7 +465,7 @@ func (m *Manager) changed() {
 
 // shutdown abandons every attempt and has every tunnel closed; Close
 // waits for the goroutines.
-func (m *Manager) shutdown() {
+func (m *manager) shutdown() {
 	for _, d := range m.devices {
 		if d.attempt != nil {
 			m.abandon(d)

@@ -1,4 +1,4 @@
-package tunnel
+package tunneld
 
 import (
 	"context"
@@ -15,11 +15,11 @@ import (
 // policyErr is an establishment error that chooses its retry.
 type policyErr struct {
 	msg    string
-	policy RetryPolicy
+	policy retryPolicy
 }
 
 func (e *policyErr) Error() string      { return e.msg }
-func (e *policyErr) Retry() RetryPolicy { return e.policy }
+func (e *policyErr) Retry() retryPolicy { return e.policy }
 
 func (f *fakeEst) setFailErr(path string, err error) {
 	f.mu.Lock()
@@ -43,16 +43,16 @@ func (f *fakeEst) attemptPaths(udid string) []string {
 var slowNoJitter = discovery.Backoff{Min: time.Minute, Max: 4 * time.Minute, Jitter: -1}
 
 // TestManagerRefusalWaitsMinutes: after "Don't Trust" (an error asking for
-// RetrySlow) the device is not asked again within seconds but after the
+// retrySlow) the device is not asked again within seconds but after the
 // slow back-off; an API Start meanwhile answers the refusal without a new
 // attempt (a new Trust dialog); a replug asks again at once.
 func TestManagerRefusalWaitsMinutes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		est := newFakeEst()
-		refused := &policyErr{"the user refused to pair (Don't Trust)", RetrySlow}
+		refused := &policyErr{"the user refused to pair (Don't Trust)", retrySlow}
 		est.setFailErr("usbmux-usb", refused)
 		est.setFails(udidA, 3)
-		m, _ := newTestManager(t, est, ManagerConfig{Backoff: noJitter, SlowBackoff: slowNoJitter})
+		m, _ := newTestManager(t, est, managerConfig{Backoff: noJitter, SlowBackoff: slowNoJitter})
 		m.Apply(usbEvent(discovery.Attached, udidA, 3))
 		time.Sleep(30 * time.Second)
 		synctest.Wait()
@@ -60,14 +60,14 @@ func TestManagerRefusalWaitsMinutes(t *testing.T) {
 			t.Fatalf("attempts in the first 30 s after a refusal at %v; want only the first", at)
 		}
 
-		_, err := m.Start(context.Background(), StartRequest{UDID: udidA})
-		var held *HeldError
+		_, err := m.Start(context.Background(), startRequest{UDID: udidA})
+		var held *heldError
 		if !errors.As(err, &held) || !errors.Is(err, refused) || !strings.Contains(err.Error(), "Don't Trust") ||
 			!strings.Contains(err.Error(), "in 30s") {
-			t.Fatalf("Start during the refusal's wait: %v; want a HeldError carrying the refusal, next try in 30s", err)
+			t.Fatalf("Start during the refusal's wait: %v; want a heldError carrying the refusal, next try in 30s", err)
 		}
-		if RetryOf(err) != RetrySlow {
-			t.Errorf("RetryOf(Start's error) = %v, want slow", RetryOf(err))
+		if retryOf(err) != retrySlow {
+			t.Errorf("retryOf(Start's error) = %v, want slow", retryOf(err))
 		}
 		synctest.Wait()
 		if at := est.attemptTimes(udidA); len(at) != 1 {
@@ -103,24 +103,24 @@ func TestManagerRefusalWaitsMinutes(t *testing.T) {
 	})
 }
 
-// TestManagerPermanentFailure: a path that fails for good (RetryOnAttach)
+// TestManagerPermanentFailure: a path that fails for good (retryOnAttach)
 // is not retried in a loop; the device's other path is tried at once
 // instead; Start over the failed path says why without trying; the path
 // attached anew is tried again.
 func TestManagerPermanentFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		est := newFakeEst()
-		noCDP := &policyErr{"no CoreDeviceProxy (iOS 17.0-17.3): use 'iosmux start-tunnel --connection usb'", RetryOnAttach}
+		noCDP := &policyErr{"no CoreDeviceProxy (iOS 17.0-17.3): use 'iosmux start-tunnel --connection usb'", retryOnAttach}
 		est.setFailErr("usbmux-usb", noCDP)
 		est.setFails(udidA, 1000)
-		m, _ := newTestManager(t, est, ManagerConfig{Backoff: noJitter})
+		m, _ := newTestManager(t, est, managerConfig{Backoff: noJitter})
 		m.Apply(usbEvent(discovery.Attached, udidA, 3))
 		time.Sleep(10 * time.Minute)
 		synctest.Wait()
 		if at := est.attemptPaths(udidA); len(at) != 1 {
 			t.Fatalf("a permanent failure was retried: attempts %v", at)
 		}
-		_, err := m.Start(context.Background(), StartRequest{UDID: udidA})
+		_, err := m.Start(context.Background(), startRequest{UDID: udidA})
 		if !errors.Is(err, noCDP) || !strings.Contains(err.Error(), "plugged in again") {
 			t.Fatalf("Start after a permanent failure: %v", err)
 		}
@@ -130,7 +130,7 @@ func TestManagerPermanentFailure(t *testing.T) {
 		m.Apply(ncmEvent(discovery.Attached, udidA))
 		synctest.Wait()
 		got := m.Tunnels()
-		if len(got) != 1 || PathName(got[0].Path) != "usb-ncm" {
+		if len(got) != 1 || pathOf(got[0].Path) != "usb-ncm" {
 			t.Fatalf("tunnels after the NCM link appeared: %+v (attempts %v)", got, est.attemptPaths(udidA))
 		}
 	})
@@ -141,9 +141,9 @@ func TestManagerPermanentFailure(t *testing.T) {
 func TestManagerPermanentFailureReplug(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		est := newFakeEst()
-		est.setFailErr("usbmux-usb", &policyErr{"no CoreDeviceProxy", RetryOnAttach})
+		est.setFailErr("usbmux-usb", &policyErr{"no CoreDeviceProxy", retryOnAttach})
 		est.setFails(udidA, 1)
-		m, _ := newTestManager(t, est, ManagerConfig{Backoff: noJitter})
+		m, _ := newTestManager(t, est, managerConfig{Backoff: noJitter})
 		m.Apply(usbEvent(discovery.Attached, udidA, 3))
 		time.Sleep(time.Minute)
 		synctest.Wait()

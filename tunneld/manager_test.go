@@ -1,4 +1,4 @@
-package tunnel
+package tunneld
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/establish"
+	"github.com/iosmux/iosmux/tunnel"
 )
 
 // fakeLink is a running tunnel that ends when told to or when closed.
@@ -37,7 +39,9 @@ func (l *fakeLink) Close() error {
 	l.die(errors.New("closed"))
 	return nil
 }
-func (l *fakeLink) Stats() Stats { return Stats{SentBytes: l.sent, ReceivedBytes: 2 * l.sent} }
+func (l *fakeLink) Stats() tunnel.Stats {
+	return tunnel.Stats{SentBytes: l.sent, ReceivedBytes: 2 * l.sent}
+}
 func (l *fakeLink) die(err error) {
 	l.once.Do(func() {
 		l.mu.Lock()
@@ -71,16 +75,16 @@ func newFakeEst() *fakeEst {
 		failErr: map[string]error{}, start: time.Now()}
 }
 
-func (f *fakeEst) Establish(ctx context.Context, ev discovery.Event) (*Established, error) {
+func (f *fakeEst) Establish(ctx context.Context, ev discovery.Event) (*established, error) {
 	f.mu.Lock()
-	f.attempts = append(f.attempts, attemptRecord{ev.UDID, PathName(ev), time.Since(f.start)})
+	f.attempts = append(f.attempts, attemptRecord{ev.UDID, string(pathOf(ev)), time.Since(f.start)})
 	block := f.block[ev.UDID]
 	fail := f.fails[ev.UDID] > 0
 	if fail {
 		f.fails[ev.UDID]--
 	}
 	udid := f.reported[ev.UDID]
-	failErr := f.failErr[PathName(ev)]
+	failErr := f.failErr[string(pathOf(ev))]
 	f.mu.Unlock()
 	if block != nil {
 		select {
@@ -93,16 +97,16 @@ func (f *fakeEst) Establish(ctx context.Context, ev discovery.Event) (*Establish
 		if failErr == nil {
 			failErr = errors.New("scripted failure")
 		}
-		return nil, &Error{Device: ev.UDID, Step: StepLockdown, Err: failErr}
+		return nil, &establish.Error{Device: ev.UDID, Step: establish.StepLockdown, Err: failErr}
 	}
 	l := newFakeLink(100)
 	f.mu.Lock()
 	f.links = append(f.links, l)
 	n := len(f.links)
 	f.mu.Unlock()
-	return &Established{
+	return &established{
 		UDID: udid, Interface: fmt.Sprintf("tun%d", n-1), Protocol: "tcp", Link: l,
-		Params: Params{ServerAddress: netip.MustParseAddr(fmt.Sprintf("fd00::%d:1", n)), ServerRSDPort: uint16(50000 + n)},
+		Params: tunnel.Params{ServerAddress: netip.MustParseAddr(fmt.Sprintf("fd00::%d:1", n)), ServerRSDPort: uint16(50000 + n)},
 	}, nil
 }
 
@@ -167,12 +171,12 @@ func ncmEvent(kind discovery.Kind, udid string) discovery.Event {
 // noJitter is a deterministic schedule: 1 s, 2 s, 4 s, … up to 8 s.
 var noJitter = discovery.Backoff{Min: time.Second, Max: 8 * time.Second, Jitter: -1}
 
-func newTestManager(t *testing.T, est Establisher, cfg ManagerConfig) (*Manager, *atomic.Int64) {
+func newTestManager(t *testing.T, est builder, cfg managerConfig) (*manager, *atomic.Int64) {
 	t.Helper()
 	var changes atomic.Int64
 	cfg.Establisher = est
 	cfg.OnChange = func() { changes.Add(1) }
-	m := NewManager(cfg)
+	m := newManager(cfg)
 	t.Cleanup(func() { m.Close() })
 	return m, &changes
 }
@@ -182,7 +186,7 @@ const udidA = "00008030-001A2B3C3C02802E"
 func TestManagerListsEstablishedTunnel(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		est := newFakeEst()
-		m, changes := newTestManager(t, est, ManagerConfig{Backoff: noJitter})
+		m, changes := newTestManager(t, est, managerConfig{Backoff: noJitter})
 		undashed := "00008030001A2B3C3C02802E"
 		est.setReported(undashed, udidA)
 		m.Apply(usbEvent(discovery.Attached, undashed, 3))
@@ -212,7 +216,7 @@ func TestManagerListsEstablishedTunnel(t *testing.T) {
 func TestManagerDetachTearsDown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		est := newFakeEst()
-		m, _ := newTestManager(t, est, ManagerConfig{Backoff: noJitter})
+		m, _ := newTestManager(t, est, managerConfig{Backoff: noJitter})
 		m.Apply(usbEvent(discovery.Attached, udidA, 3))
 		synctest.Wait()
 		m.Apply(usbEvent(discovery.Detached, udidA, 3))
@@ -243,12 +247,12 @@ func TestManagerDetachTearsDown(t *testing.T) {
 func TestManagerNeverListsDeadTunnel(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		est := newFakeEst()
-		m, _ := newTestManager(t, est, ManagerConfig{Backoff: noJitter})
+		m, _ := newTestManager(t, est, managerConfig{Backoff: noJitter})
 		m.Apply(usbEvent(discovery.Attached, udidA, 3))
 		synctest.Wait()
 		// The link dies; before the manager has even noticed, it is gone
 		// from the listing.
-		est.link(0).die(ErrDead)
+		est.link(0).die(tunnel.ErrDead)
 		if n := len(m.Tunnels()); n != 0 {
 			t.Fatalf("dead tunnel listed")
 		}
@@ -277,7 +281,7 @@ func TestManagerBackoffSchedule(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		est := newFakeEst()
 		est.setFails(udidA, 5)
-		m, _ := newTestManager(t, est, ManagerConfig{Backoff: noJitter})
+		m, _ := newTestManager(t, est, managerConfig{Backoff: noJitter})
 		m.Apply(usbEvent(discovery.Attached, udidA, 3))
 		time.Sleep(time.Minute)
 		synctest.Wait()
@@ -302,7 +306,7 @@ func TestManagerBackoffJitterSpreads(t *testing.T) {
 		for i := range n {
 			est.setFails(fmt.Sprintf("dev-%02d", i), 1)
 		}
-		m, _ := newTestManager(t, est, ManagerConfig{Backoff: discovery.Backoff{Min: 10 * time.Second, Max: time.Minute}})
+		m, _ := newTestManager(t, est, managerConfig{Backoff: discovery.Backoff{Min: 10 * time.Second, Max: time.Minute}})
 		for i := range n {
 			m.Apply(usbEvent(discovery.Attached, fmt.Sprintf("dev-%02d", i), uint32(i+1)))
 		}
@@ -329,7 +333,7 @@ func TestManagerAttachedRetriesAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		est := newFakeEst()
 		est.setFails(udidA, 4)
-		m, _ := newTestManager(t, est, ManagerConfig{Backoff: noJitter})
+		m, _ := newTestManager(t, est, managerConfig{Backoff: noJitter})
 		m.Apply(usbEvent(discovery.Attached, udidA, 3))
 		time.Sleep(7500 * time.Millisecond) // attempts at 0, 1, 3, 7 s; next due at 15 s
 		synctest.Wait()
@@ -356,7 +360,7 @@ func TestManagerUnusedPathDetachKeepsBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		est := newFakeEst()
 		est.setFails(udidA, 3)
-		m, _ := newTestManager(t, est, ManagerConfig{Backoff: noJitter})
+		m, _ := newTestManager(t, est, managerConfig{Backoff: noJitter})
 		m.Apply(usbEvent(discovery.Attached, udidA, 3)) // attempt at 0, retry at 1 s
 		time.Sleep(500 * time.Millisecond)
 		m.Apply(ncmEvent(discovery.Attached, udidA)) // answers again: attempt at 0.5 s, retry at 1.5 s
@@ -374,20 +378,20 @@ func TestManagerUnusedPathDetachKeepsBackoff(t *testing.T) {
 func TestManagerFailsOverToNextPath(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		est := newFakeEst()
-		m, _ := newTestManager(t, est, ManagerConfig{Backoff: noJitter})
+		m, _ := newTestManager(t, est, managerConfig{Backoff: noJitter})
 		m.Apply(ncmEvent(discovery.Attached, udidA))
 		synctest.Wait()
 		// A better path appearing later does not replace a working tunnel.
 		m.Apply(usbEvent(discovery.Attached, udidA, 3))
 		synctest.Wait()
 		ts := m.Tunnels()
-		if len(ts) != 1 || PathName(ts[0].Path) != "usb-ncm" || ts[0].Key != "fe80::1%enx1" {
+		if len(ts) != 1 || pathOf(ts[0].Path) != "usb-ncm" || ts[0].Key != "fe80::1%enx1" {
 			t.Fatalf("tunnels = %+v, want the NCM one", ts)
 		}
 		m.Apply(ncmEvent(discovery.Detached, udidA))
 		synctest.Wait()
 		ts = m.Tunnels()
-		if len(ts) != 1 || PathName(ts[0].Path) != "usbmux-usb" {
+		if len(ts) != 1 || pathOf(ts[0].Path) != "usbmux-usb" {
 			t.Fatalf("tunnels after NCM loss = %+v, want usbmux", ts)
 		}
 		if !est.link(0).closed.Load() {
@@ -399,20 +403,20 @@ func TestManagerFailsOverToNextPath(t *testing.T) {
 func TestManagerStart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		est := newFakeEst()
-		m, _ := newTestManager(t, est, ManagerConfig{Backoff: noJitter})
+		m, _ := newTestManager(t, est, managerConfig{Backoff: noJitter})
 		ctx := context.Background()
-		if _, err := m.Start(ctx, StartRequest{UDID: udidA}); !errors.Is(err, ErrUnknownDevice) {
-			t.Errorf("unknown device: %v, want ErrUnknownDevice", err)
+		if _, err := m.Start(ctx, startRequest{UDID: udidA}); !errors.Is(err, errUnknownDevice) {
+			t.Errorf("unknown device: %v, want errUnknownDevice", err)
 		}
 		est.setFails(udidA, 1)
 		m.Apply(usbEvent(discovery.Attached, udidA, 3))
 		synctest.Wait() // first attempt failed; next in 1 s
 		onlyNCM := func(ev discovery.Event) bool { return ev.Source == discovery.SourceNCM }
-		if _, err := m.Start(ctx, StartRequest{UDID: udidA, Match: onlyNCM}); !errors.Is(err, ErrNoPath) {
-			t.Errorf("no NCM path: %v, want ErrNoPath", err)
+		if _, err := m.Start(ctx, startRequest{UDID: udidA, Match: onlyNCM}); !errors.Is(err, errNoPath) {
+			t.Errorf("no NCM path: %v, want errNoPath", err)
 		}
 		// Start does not wait out the back-off.
-		e, err := m.Start(ctx, StartRequest{UDID: "00008030001a2b3c3c02802e"})
+		e, err := m.Start(ctx, startRequest{UDID: "00008030001a2b3c3c02802e"})
 		if err != nil || e.UDID != udidA {
 			t.Fatalf("Start = %+v, %v", e, err)
 		}
@@ -420,7 +424,7 @@ func TestManagerStart(t *testing.T) {
 			t.Errorf("attempts at %v, want two at 0", at)
 		}
 		// Already up: returned as is.
-		e2, err := m.Start(ctx, StartRequest{UDID: udidA})
+		e2, err := m.Start(ctx, startRequest{UDID: udidA})
 		if err != nil || e2.ID != e.ID {
 			t.Errorf("second Start = %+v, %v", e2, err)
 		}
@@ -430,17 +434,17 @@ func TestManagerStart(t *testing.T) {
 		est.setBlock(udidB, make(chan struct{}))
 		m.Apply(usbEvent(discovery.Attached, udidB, 5))
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		if _, err := m.Start(cctx, StartRequest{UDID: udidB}); !errors.Is(err, context.DeadlineExceeded) {
+		if _, err := m.Start(cctx, startRequest{UDID: udidB}); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("blocked Start: %v, want deadline", err)
 		}
 		cancel()
 		res := make(chan error, 1)
-		go func() { _, err := m.Start(ctx, StartRequest{UDID: udidB}); res <- err }()
+		go func() { _, err := m.Start(ctx, startRequest{UDID: udidB}); res <- err }()
 		synctest.Wait()
 		close(est.getBlock(udidB))
-		var se *Error
-		if err := <-res; !errors.As(err, &se) || se.Step != StepLockdown {
-			t.Errorf("failing Start: %v, want the lockdown *Error", err)
+		var se *establish.Error
+		if err := <-res; !errors.As(err, &se) || se.Step != establish.StepLockdown {
+			t.Errorf("failing Start: %v, want the lockdown *establish.Error", err)
 		}
 	})
 }
@@ -448,7 +452,7 @@ func TestManagerStart(t *testing.T) {
 func TestManagerCancelAndClear(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		est := newFakeEst()
-		m, _ := newTestManager(t, est, ManagerConfig{Backoff: noJitter, CancelHold: 2 * time.Second})
+		m, _ := newTestManager(t, est, managerConfig{Backoff: noJitter, CancelHold: 2 * time.Second})
 		const udidB = "00008030-0000000000000002"
 		m.Apply(usbEvent(discovery.Attached, udidA, 3))
 		m.Apply(usbEvent(discovery.Attached, udidB, 4))
@@ -499,7 +503,7 @@ func TestManagerCancelAndClear(t *testing.T) {
 func TestManagerDuplicateIdentityBailsOut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		est := newFakeEst()
-		m, _ := newTestManager(t, est, ManagerConfig{Backoff: noJitter})
+		m, _ := newTestManager(t, est, managerConfig{Backoff: noJitter})
 		m.Apply(usbEvent(discovery.Attached, udidA, 3))
 		synctest.Wait()
 		// A second sighting under another name whose handshake reports
@@ -523,23 +527,23 @@ func TestManagerCloseTearsDownEverything(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		est := newFakeEst()
 		est.setBlock("blocked", make(chan struct{}))
-		m := NewManager(ManagerConfig{Establisher: est, Backoff: noJitter})
+		m := newManager(managerConfig{Establisher: est, Backoff: noJitter})
 		m.Apply(usbEvent(discovery.Attached, udidA, 3))
 		m.Apply(usbEvent(discovery.Attached, "blocked", 4))
 		synctest.Wait()
 		res := make(chan error, 1)
-		go func() { _, err := m.Start(context.Background(), StartRequest{UDID: "blocked"}); res <- err }()
+		go func() { _, err := m.Start(context.Background(), startRequest{UDID: "blocked"}); res <- err }()
 		synctest.Wait()
 		m.Close()
 		m.Close()
 		if !est.link(0).closed.Load() {
 			t.Error("tunnel not closed by Close")
 		}
-		if err := <-res; !errors.Is(err, ErrAttemptCanceled) && !errors.Is(err, ErrManagerClosed) {
+		if err := <-res; !errors.Is(err, errAttemptCanceled) && !errors.Is(err, errManagerClosed) {
 			t.Errorf("pending Start: %v", err)
 		}
 		m.Apply(usbEvent(discovery.Attached, "late", 5)) // dropped, no hang
-		if _, err := m.Start(context.Background(), StartRequest{UDID: udidA}); !errors.Is(err, ErrManagerClosed) {
+		if _, err := m.Start(context.Background(), startRequest{UDID: udidA}); !errors.Is(err, errManagerClosed) {
 			t.Errorf("Start after Close: %v", err)
 		}
 		// synctest.Test fails if any goroutine of the bubble is left.
@@ -552,7 +556,7 @@ func TestManagerCloseTearsDownEverything(t *testing.T) {
 func TestManagerAttachDetachCycles(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		est := newFakeEst()
-		m := NewManager(ManagerConfig{Establisher: est, Backoff: noJitter})
+		m := newManager(managerConfig{Establisher: est, Backoff: noJitter})
 		const devices, cycles = 8, 1000
 		id := uint32(0)
 		for c := range cycles {

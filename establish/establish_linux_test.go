@@ -1,4 +1,4 @@
-package tunnel
+package establish
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/internal/testkit"
+	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/utun"
 	"golang.zx2c4.com/wireguard/tun"
 )
@@ -23,7 +24,7 @@ import (
 func kernelSide(t testing.TB) hostSide {
 	ns := testkit.NewNetNS(t)
 	return hostSide{
-		newTUN: func(p Params) tun.Device {
+		newTUN: func(p tunnel.Params) tun.Device {
 			var dev tun.Device
 			if err := ns.Do(func() (err error) {
 				dev, err = utun.CreateKernel(utun.Config{Address: p.ClientPrefix(), Peer: p.ServerAddress, MTU: p.MTU})
@@ -84,7 +85,7 @@ func TestEstablishKernel(t *testing.T) {
 // transfer over TLS-PSK, whose batched writes keep one record per packet.
 func TestEstablishFaultyDevice(t *testing.T) {
 	testkit.CheckLeaks(t)
-	f := newFixture(t, fixtureConfig{faults: Faults{DropAbove: 8192, Boundary: BoundaryBreak}})
+	f := newFixture(t, fixtureConfig{faults: tunnel.Faults{DropAbove: 8192, Boundary: tunnel.BoundaryBreak}})
 	runEstablished(t, f, kernelSide(t), PathRemotePairing, TCP)
 }
 
@@ -137,7 +138,7 @@ func TestEstablishDeviceDies(t *testing.T) {
 			if dead > 5*time.Second {
 				t.Errorf("reported dead after %v, want within 5 s", dead)
 			}
-			if how == "silent" && !errors.Is(tn.Err(), ErrDead) {
+			if how == "silent" && !errors.Is(tn.Err(), tunnel.ErrDead) {
 				t.Errorf("Err = %v, want ErrDead", tn.Err())
 			}
 			if !hs.gone(t, tn) {

@@ -1,4 +1,4 @@
-package tunnel
+package establish
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/iosmux/iosmux/discovery"
 	"github.com/iosmux/iosmux/internal/testkit"
+	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/utun"
 	"golang.zx2c4.com/wireguard/tun"
 )
@@ -23,7 +24,7 @@ var quicMiB = flag.Int("quic-mib", 4, "MiB moved each way by the QUIC end-to-end
 // hostSide is where the host's tunnel end lives and how a test reaches a
 // device port through it.
 type hostSide struct {
-	newTUN func(Params) tun.Device
+	newTUN func(tunnel.Params) tun.Device
 	dial   func(t testing.TB, tn *Tunnel, port uint16) net.Conn
 	// gone reports whether the TUN interface has disappeared.
 	gone func(t testing.TB, tn *Tunnel) bool
@@ -34,7 +35,7 @@ type hostSide struct {
 func userspaceSide(t testing.TB) hostSide {
 	var ns *utun.Netstack
 	return hostSide{
-		newTUN: func(p Params) tun.Device {
+		newTUN: func(p tunnel.Params) tun.Device {
 			var err error
 			ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
 			if err != nil {
@@ -95,7 +96,7 @@ func TestEstablishErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			testkit.CheckLeaks(t)
 			f := newFixture(t, tt.fc)
-			opt := f.options(func(Params) tun.Device { t.Fatal("TUN made for a failed tunnel"); return nil }, tt.proto)
+			opt := f.options(func(tunnel.Params) tun.Device { t.Fatal("TUN made for a failed tunnel"); return nil }, tt.proto)
 			tn, err := f.start(t, tt.path, opt)
 			if err == nil {
 				tn.Close()
@@ -123,8 +124,8 @@ func TestVersionGates(t *testing.T) {
 		{"16.7", false, false}, {"17.0", false, true}, {"17.3.1", false, true}, {"17.4", true, true},
 		{"17.4.0", true, true}, {"18.1.1", true, true}, {"18.2", true, false}, {"26.0", true, false}, {"x", false, false},
 	} {
-		if got := SupportsCoreDeviceProxy(tt.v); got != tt.p1 {
-			t.Errorf("SupportsCoreDeviceProxy(%q) = %v", tt.v, got)
+		if got := supportsCoreDeviceProxy(tt.v); got != tt.p1 {
+			t.Errorf("supportsCoreDeviceProxy(%q) = %v", tt.v, got)
 		}
 		if got := SupportsQUIC(tt.v); got != tt.quicOK {
 			t.Errorf("SupportsQUIC(%q) = %v", tt.v, got)
@@ -159,7 +160,7 @@ func runEstablished(t *testing.T, f *fixture, hs hostSide, path Path, proto Prot
 	c.Close()
 	t.Logf("%s/%s: %d MiB each way in %v (%.0f MB/s total), MTU %d", path, proto, size>>20, d.Round(time.Millisecond),
 		float64(2*size)/d.Seconds()/1e6, tn.Params.MTU)
-	s := deviceSession(t, f.dev, tn.Params.ClientAddress).Stats()
+	s := deviceSession(t, f, tn.Params.ClientAddress).Stats()
 	if s.DroppedAbove != 0 || s.BoundaryViolations != 0 {
 		t.Fatalf("device dropped %d oversize packets and saw %d merged reads", s.DroppedAbove, s.BoundaryViolations)
 	}
@@ -187,7 +188,9 @@ func TestEstablishFromEvents(t *testing.T) {
 		{discovery.Event{Kind: discovery.Attached, Source: discovery.SourceRemotePairing, Addr: netip.MustParseAddrPort(f.rpAddr)}, PathRemotePairing},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		tn, err := Establish(ctx, tt.ev, f.mux, f.options(hs.newTUN, TCP))
+		opt := f.options(hs.newTUN, TCP)
+		opt.Usbmux = f.mux
+		tn, err := Establish(ctx, tt.ev, opt)
 		cancel()
 		if err != nil {
 			t.Fatalf("%v: %v", tt.ev, err)
@@ -202,8 +205,8 @@ func TestEstablishFromEvents(t *testing.T) {
 		c.Close()
 		tn.Close()
 	}
-	_, err := Establish(context.Background(), discovery.Event{Source: discovery.SourceMobdev2, UDID: fixtureUDID}, f.mux, Options{})
+	_, err := Establish(context.Background(), discovery.Event{Source: "bluetooth", UDID: fixtureUDID}, Options{Usbmux: f.mux})
 	if !errors.Is(err, ErrUnsupportedPath) {
-		t.Fatalf("mobdev2 sighting: %v", err)
+		t.Fatalf("bluetooth sighting: %v", err)
 	}
 }

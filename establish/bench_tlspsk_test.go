@@ -1,6 +1,6 @@
 //go:build linux
 
-package tunnel
+package establish
 
 import (
 	"context"
@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/tlspsk"
+	"github.com/iosmux/iosmux/tunnel"
 	"golang.zx2c4.com/wireguard/tun"
 )
 
@@ -28,7 +30,7 @@ func BenchmarkTLSPSK(b *testing.B) {
 	b.Run("raw", func(b *testing.B) {
 		psk := make([]byte, 32)
 		pair := func(f func(net.Conn)) net.Conn {
-			h, d := tcpLoopback(b)
+			h, d := testkit.TCPLoopback(b)
 			hc := tlspsk.Client(h, &tlspsk.Config{PSK: psk})
 			dc := tlspsk.Server(d, &tlspsk.Config{PSK: psk, CipherSuites: []uint16{suite}, DisableExtendedMasterSecret: true})
 			go func() {
@@ -43,14 +45,14 @@ func BenchmarkTLSPSK(b *testing.B) {
 			return hc
 		}
 		b.Run("up", func(b *testing.B) {
-			c := pair(sink)
+			c := pair(testkit.Sink)
 			defer c.Close()
-			benchUp(b, c)
+			testkit.BenchUp(b, c)
 		})
 		b.Run("down", func(b *testing.B) {
-			c := pair(source)
+			c := pair(testkit.Source)
 			defer c.Close()
-			benchDown(b, c)
+			testkit.BenchDown(b, c)
 		})
 	})
 	for _, side := range []struct {
@@ -59,31 +61,31 @@ func BenchmarkTLSPSK(b *testing.B) {
 	}{{"kernel", kernelSide}, {"userspace", userspaceSide}} {
 		b.Run(side.name, func(b *testing.B) {
 			f := newFixture(b, fixtureConfig{suites: []uint16{suite}})
-			for port, serve := range map[uint16]func(net.Conn){benchSinkPort: sink, benchSourcePort: source} {
+			for port, serve := range map[uint16]func(net.Conn){testkit.SinkPort: testkit.Sink, testkit.SourcePort: testkit.Source} {
 				ln, err := f.dev.ListenTCP(port)
 				if err != nil {
 					b.Fatal(err)
 				}
-				b.Cleanup(serveFunc(ln, serve))
+				b.Cleanup(testkit.Serve(ln, serve))
 			}
 			hs := side.mk(b)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			opt := f.options(func(p Params) tun.Device { return hs.newTUN(p) }, TCP)
-			tn, err := StartRemotePairing(ctx, f.rpAddr, opt)
+			opt := f.options(func(p tunnel.Params) tun.Device { return hs.newTUN(p) }, TCP)
+			tn, err := remotePairing(ctx, f.rpAddr, opt)
 			if err != nil {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { tn.Close() })
 			b.Run("up", func(b *testing.B) {
-				c := hs.dial(b, tn, benchSinkPort)
+				c := hs.dial(b, tn, testkit.SinkPort)
 				defer c.Close()
-				benchUp(b, c)
+				testkit.BenchUp(b, c)
 			})
 			b.Run("down", func(b *testing.B) {
-				c := hs.dial(b, tn, benchSourcePort)
+				c := hs.dial(b, tn, testkit.SourcePort)
 				defer c.Close()
-				benchDown(b, c)
+				testkit.BenchDown(b, c)
 			})
 		})
 	}

@@ -1,4 +1,4 @@
-package tunnel
+package establish
 
 import (
 	"context"
@@ -13,11 +13,10 @@ import (
 	"math/big"
 	"net"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/iosmux/iosmux/pairing"
+	"github.com/iosmux/iosmux/tunnel"
 	"github.com/quic-go/quic-go"
 )
 
@@ -159,7 +158,7 @@ func startQUIC(ctx context.Context, v *verified, path Path, host string, peers [
 		pc.Close()
 		return fail(StepTUN, err)
 	}
-	pump, err := NewPump(Config{
+	pump, err := tunnel.NewPump(tunnel.Config{
 		TUN: dev, Conn: pc, MTU: params.MTU,
 		Local: params.ClientAddress, Peer: params.ServerAddress,
 		MaxSendPacket: opt.MaxSendPacket, Probe: opt.Probe, Logger: opt.Logger,
@@ -174,78 +173,62 @@ func startQUIC(ctx context.Context, v *verified, path Path, host string, peers [
 // first stream and returns the datagram PacketConn. The MTU is lowered to
 // what one datagram carries, so that the TUN never hands the pump a packet
 // QUIC cannot send. On error qc is closed.
-func quicClientHandshake(ctx context.Context, qc *quic.Conn) (*quicPacketConn, Params, error) {
-	pc := newQUICPacketConn(qc, nil)
+func quicClientHandshake(ctx context.Context, qc *quic.Conn) (*tunnel.DatagramConn, tunnel.Params, error) {
+	qd := &quicDatagrams{qc: qc}
+	pc := tunnel.NewDatagramConn(qd)
 	if err := qc.SendDatagram(make([]byte, quicPadding)); err != nil {
 		pc.Close()
-		return nil, Params{}, fmt.Errorf("padding datagram: %w", err)
+		return nil, tunnel.Params{}, fmt.Errorf("padding datagram: %w", err)
 	}
 	st, err := qc.OpenStreamSync(ctx)
 	if err != nil {
 		pc.Close()
-		return nil, Params{}, err
+		return nil, tunnel.Params{}, err
 	}
-	pc.stream = st
-	params, err := ClientHandshake(ctx, st, QUICMTU)
+	qd.stream = st
+	params, err := tunnel.ClientHandshake(ctx, st, tunnel.QUICMTU)
 	if err != nil {
 		pc.Close()
-		return nil, Params{}, err
+		return nil, tunnel.Params{}, err
 	}
-	if m := pc.maxPacket(); m < params.MTU {
-		params.MTU = max(m, minIPv6MTU)
+	if m := qd.maxPayload(); m < params.MTU {
+		params.MTU = max(m, tunnel.MinMTU)
 	}
 	return pc, params, nil
 }
 
-// quicPacketConn is a PacketConn over QUIC DATAGRAM frames: one packet per
-// datagram. Datagrams that are not a well-formed IPv6 packet (the padding)
-// are dropped on receipt.
-type quicPacketConn struct {
+// quicDatagrams is a QUIC connection as tunnel.Datagrams: one packet per
+// DATAGRAM frame (tunnel.md §3.2).
+type quicDatagrams struct {
 	qc     *quic.Conn
 	stream *quic.Stream // the handshake stream, kept open (pmd3 never closes it)
-
-	tooLarge atomic.Uint64
-	once     sync.Once
 }
 
-var _ PacketConn = (*quicPacketConn)(nil)
+var _ tunnel.Datagrams = (*quicDatagrams)(nil)
 
-func newQUICPacketConn(qc *quic.Conn, st *quic.Stream) *quicPacketConn {
-	return &quicPacketConn{qc: qc, stream: st}
-}
+// tooLargeProbe is larger than any datagram QUIC can carry.
+const tooLargeProbe = 64 << 10
 
-// maxPacket asks quic-go how large a datagram may be: a send of an
+// maxPayload asks quic-go how large a datagram may be: a send of an
 // impossible size fails at once with the limit and sends nothing.
-func (c *quicPacketConn) maxPacket() int {
+func (q *quicDatagrams) maxPayload() int {
 	var tl *quic.DatagramTooLargeError
-	if err := c.qc.SendDatagram(make([]byte, maxMTU)); errors.As(err, &tl) {
+	if err := q.qc.SendDatagram(make([]byte, tooLargeProbe)); errors.As(err, &tl) {
 		return int(tl.MaxDatagramPayloadSize)
 	}
-	return maxMTU
+	return tooLargeProbe
 }
 
-func (c *quicPacketConn) ReadPackets(bufs [][]byte, sizes []int, offset int) (int, error) {
-	for {
-		b, err := c.qc.ReceiveDatagram(context.Background())
-		if err != nil {
-			return 0, err
-		}
-		if !wellFormed(b) || len(b) > len(bufs[0])-offset {
-			continue
-		}
-		sizes[0] = copy(bufs[0][offset:], b)
-		return 1, nil
-	}
+func (q *quicDatagrams) ReceiveDatagram(ctx context.Context) ([]byte, error) {
+	return q.qc.ReceiveDatagram(ctx)
 }
 
-// WritePacket sends pkt as one datagram. A packet too large for a datagram
-// is dropped, as a link drops what exceeds its MTU; the pump keeps packets
-// under the MTU, which quicClientHandshake fitted to the datagram size.
-func (c *quicPacketConn) WritePacket(pkt []byte) error {
-	err := c.qc.SendDatagram(pkt)
+// SendDatagram sends b as one datagram; one too large for a datagram is
+// dropped, as a link drops what exceeds its MTU.
+func (q *quicDatagrams) SendDatagram(b []byte) error {
+	err := q.qc.SendDatagram(b)
 	var tl *quic.DatagramTooLargeError
 	if errors.As(err, &tl) {
-		c.tooLarge.Add(1)
 		return nil
 	}
 	return err
@@ -253,9 +236,7 @@ func (c *quicPacketConn) WritePacket(pkt []byte) error {
 
 // Close closes the connection with application error 0 and no reason, as
 // go-ios does (tunnel.md §6).
-func (c *quicPacketConn) Close() error {
-	c.once.Do(func() {
-		c.qc.CloseWithError(0, "")
-	})
+func (q *quicDatagrams) Close() error {
+	q.qc.CloseWithError(0, "")
 	return nil
 }

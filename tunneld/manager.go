@@ -1,4 +1,4 @@
-package tunnel
+package tunneld
 
 import (
 	"context"
@@ -12,11 +12,14 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/establish"
+	"github.com/iosmux/iosmux/rsdapi"
+	"github.com/iosmux/iosmux/tunnel"
 )
 
 // The manager keeps one tunnel per device (discovery.md §7, tunneld-api.md
 // §1.2): discovery events come in through Apply, each device's preferred
-// path is handed to an Establisher, and the resulting tunnels are listed by
+// path is handed to the builder, and the resulting tunnels are listed by
 // Tunnels until they end. One goroutine (the loop, manager_loop.go) owns
 // every device's state; attempts and tunnel watchers run on goroutines of
 // their own that report back to it.
@@ -30,58 +33,52 @@ import (
 //	               waiting ──Attached (the device answers again)──▶ connecting
 //
 // Healing: a tunnel whose transport ends, whose liveness probe fails
-// (ErrDead: the device went silent) or whose path is Detached leaves the
+// (tunnel.ErrDead: the device went silent) or whose path is Detached leaves the
 // table at once and is rebuilt after the device's back-off, or at once
 // when the device is Attached again (replug, reboot). A device with no
 // path left is forgotten, back-off included (go-ios resets on detach).
 
-// Establisher builds a tunnel to a device over one discovered path (P1
-// through usbmuxd, P2 over USB-NCM, P3 over Wi-Fi). ctx bounds the whole
-// set-up; the returned Link runs until it fails or is closed.
-type Establisher interface {
-	Establish(ctx context.Context, path discovery.Event) (*Established, error)
+// builder builds a tunnel to a device over one discovered path (P1
+// through usbmuxd, P2 over USB-NCM, P3 over Wi-Fi, P1 over Wi-Fi lockdown):
+// the daemon's establisher, around establish.Establish. ctx bounds the
+// whole set-up; the returned link runs until it fails or is closed.
+type builder interface {
+	Establish(ctx context.Context, path discovery.Event) (*established, error)
 }
 
-// EstablishFunc adapts a function to Establisher.
-type EstablishFunc func(ctx context.Context, path discovery.Event) (*Established, error)
-
-// Establish implements Establisher.
-func (f EstablishFunc) Establish(ctx context.Context, path discovery.Event) (*Established, error) {
-	return f(ctx, path)
-}
-
-// Link is a running tunnel as the manager watches it; *Pump satisfies it.
-// Close must be idempotent and return once the tunnel's goroutines have
-// exited and its TUN is gone.
-type Link interface {
+// link is a running tunnel as the manager watches it; *establish.Tunnel
+// satisfies it. Close must be idempotent and return once the tunnel's
+// goroutines have exited and its TUN is gone.
+type link interface {
 	Done() <-chan struct{}
 	Err() error
 	Close() error
-	Stats() Stats
+	Stats() tunnel.Stats
 }
 
-var _ Link = (*Pump)(nil)
+var _ link = (*establish.Tunnel)(nil)
 
-// Established is what an Establisher returns: the running tunnel and what
-// the APIs list about it.
-type Established struct {
+// established is what a builder returns: the running tunnel and what the
+// APIs list about it.
+type established struct {
 	// UDID is the identity the handshake reported (lockdown
 	// UniqueDeviceID, RSD or RemotePairing identifier); "" means the
 	// discovered UDID.
 	UDID string
 	// Interface is the OS (or userspace) TUN name.
 	Interface string
-	Params    Params
+	Params    tunnel.Params
 	// Protocol is "tcp" or "quic".
-	Protocol string
-	Link     Link
-	// Meta is carried to Entry.Meta untouched (the daemon's service
-	// catalog, userspace proxy port, …).
-	Meta any
+	Protocol establish.Protocol
+	Link     link
+	// Meta is what the daemon keeps with the tunnel (service catalog,
+	// userspace proxy port, …), carried to entry.Meta; nil in the
+	// manager's own tests.
+	Meta *tunnelMeta
 }
 
-// Entry is one established tunnel in the manager's table.
-type Entry struct {
+// entry is one established tunnel in the manager's table.
+type entry struct {
 	// ID is unique per tunnel for the manager's lifetime.
 	ID uint64
 	// UDID as the handshake reported it; the pymobiledevice3 API groups
@@ -92,25 +89,25 @@ type Entry struct {
 	Interface string
 	Address   netip.Addr
 	RSDPort   uint16
-	Protocol  string
+	Protocol  establish.Protocol
 	// Path is the sighting the tunnel rides on (source, usbmuxd facts,
 	// address); Path.UDID is the form the source reported (usbmuxd's
 	// SerialNumber).
 	Path    discovery.Event
-	Meta    any
+	Meta    *tunnelMeta
 	Created time.Time
 }
 
-// ManagerConfig configures a Manager. Establisher is required.
-type ManagerConfig struct {
-	Establisher Establisher
+// managerConfig configures a manager. Establisher is required.
+type managerConfig struct {
+	Establisher builder
 	// Backoff is the per-device retry schedule after a failed attempt or
 	// a tunnel that died; the zero value means 250 ms doubling to 30 s
 	// with ±20 % jitter. (go-ios waits 30 s to 300 s; a device that comes
 	// back is retried at once anyway, through its Attached event.)
 	Backoff discovery.Backoff
 	// SlowBackoff is the schedule after an attempt whose error asks for
-	// RetrySlow (the user tapped Don't Trust: another dialog a second
+	// retrySlow (the user tapped Don't Trust: another dialog a second
 	// later would only nag); the zero value means 2 min (±20 %) doubling
 	// to 15 min. An Attached event (replug) still retries at once.
 	SlowBackoff discovery.Backoff
@@ -122,7 +119,7 @@ type ManagerConfig struct {
 	// agent recreates a deleted tunnel at its next 1 s poll).
 	CancelHold time.Duration
 	// OnChange is called (from the manager's goroutine, so it must not
-	// block or call back into the Manager) after every change of the
+	// block or call back into the manager) after every change of the
 	// table.
 	OnChange func()
 	Logger   *slog.Logger
@@ -130,72 +127,72 @@ type ManagerConfig struct {
 
 // Errors of Start.
 var (
-	// ErrUnknownDevice: no monitor has seen the device.
-	ErrUnknownDevice = errors.New("tunnel: device not found")
-	// ErrNoPath: the device is known but no path matches the request.
-	ErrNoPath = errors.New("tunnel: no matching path to the device")
-	// ErrManagerClosed: the manager is shut down.
-	ErrManagerClosed = errors.New("tunnel: manager closed")
-	// ErrAttemptCanceled: the attempt was abandoned (Clear, the path went away).
-	ErrAttemptCanceled = errors.New("tunnel: attempt canceled")
+	// errUnknownDevice: no monitor has seen the device.
+	errUnknownDevice = errors.New("tunnel: device not found")
+	// errNoPath: the device is known but no path matches the request.
+	errNoPath = errors.New("tunnel: no matching path to the device")
+	// errManagerClosed: the manager is shut down.
+	errManagerClosed = errors.New("tunnel: manager closed")
+	// errAttemptCanceled: the attempt was abandoned (Clear, the path went away).
+	errAttemptCanceled = errors.New("tunnel: attempt canceled")
 )
 
-// RetryPolicy says when the manager tries a device again after a failed
-// attempt. An establishment error chooses one by implementing Retrier
-// (found with errors.As); any other error gets RetryBackoff.
-type RetryPolicy int
+// retryPolicy says when the manager tries a device again after a failed
+// attempt. An establishment error chooses one by implementing retrier
+// (found with errors.As); any other error gets retryBackoff.
+type retryPolicy int
 
 const (
-	// RetryBackoff: after the device's back-off (ManagerConfig.Backoff).
-	RetryBackoff RetryPolicy = iota
-	// RetrySlow: after the slow back-off (ManagerConfig.SlowBackoff),
+	// retryBackoff: after the device's back-off (managerConfig.Backoff).
+	retryBackoff retryPolicy = iota
+	// retrySlow: after the slow back-off (managerConfig.SlowBackoff),
 	// minutes: the user refused, and a new attempt would ask again.
-	RetrySlow
-	// RetryOnAttach: not until the device is attached again (replug):
+	retrySlow
+	// retryOnAttach: not until the device is attached again (replug):
 	// the failure is permanent for this path (no CoreDeviceProxy before
 	// iOS 17.4, an unsupported protocol).
-	RetryOnAttach
+	retryOnAttach
 )
 
-func (p RetryPolicy) String() string {
+func (p retryPolicy) String() string {
 	switch p {
-	case RetryBackoff:
+	case retryBackoff:
 		return "backoff"
-	case RetrySlow:
+	case retrySlow:
 		return "slow"
-	case RetryOnAttach:
+	case retryOnAttach:
 		return "on-attach"
 	}
-	return fmt.Sprintf("RetryPolicy(%d)", int(p))
+	return fmt.Sprintf("retryPolicy(%d)", int(p))
 }
 
-// Retrier is implemented by errors that choose their RetryPolicy.
-type Retrier interface {
-	Retry() RetryPolicy
+// retrier is implemented by errors that choose their retryPolicy.
+type retrier interface {
+	Retry() retryPolicy
 }
 
-// RetryOf is the policy err asks for: the first Retrier in its chain, or
-// RetryBackoff.
-func RetryOf(err error) RetryPolicy {
-	var r Retrier
+// retryOf is the policy err asks for: the first retrier in its chain, or
+// retryBackoff.
+func retryOf(err error) retryPolicy {
+	var r retrier
 	if errors.As(err, &r) {
 		return r.Retry()
 	}
-	return RetryBackoff
+	return retryBackoff
 }
 
-// HeldError is Start's answer for a device that waits after a failed
-// attempt whose policy is RetrySlow or RetryOnAttach: no new attempt is
+// heldError is Start's answer for a device that waits after a failed
+// attempt whose policy is retrySlow or retryOnAttach: no new attempt is
 // made (it would raise the Trust dialog again, or fail the same way).
 // Err is that attempt's error; Until is when the manager tries again by
 // itself (zero: when the device is attached again).
-type HeldError struct {
+type heldError struct {
 	UDID  string
 	Until time.Time
 	Err   error
 }
 
-func (e *HeldError) Error() string {
+func (e *heldError) Error() string {
 	when := "when it is plugged in again"
 	if !e.Until.IsZero() {
 		when = fmt.Sprintf("in %s, or at once when it is plugged in again", time.Until(e.Until).Round(time.Second))
@@ -203,30 +200,30 @@ func (e *HeldError) Error() string {
 	return fmt.Sprintf("tunnel: device %s: not tried again until later (next try %s): %v", e.UDID, when, e.Err)
 }
 
-func (e *HeldError) Unwrap() error { return e.Err }
+func (e *heldError) Unwrap() error { return e.Err }
 
 // stepKinds are the short names of establishment steps, the /metrics
 // errors{kind} label.
 var stepKinds = map[string]string{
-	StepUsbmux: "usbmux", StepLockdown: "lockdown", StepRSD: "rsd", StepControl: "control",
-	StepPairing: "pairing", StepVerify: "verify", StepCreateListener: "listener",
-	StepConnectListener: "listener", StepTLSPSK: "tlspsk", StepQUIC: "quic",
-	StepCDTunnel: "cdtunnel", StepTUN: "tun",
+	establish.StepUsbmux: "usbmux", establish.StepLockdown: "lockdown", establish.StepRSD: "rsd", establish.StepControl: "control",
+	establish.StepPairing: "pairing", establish.StepVerify: "verify", establish.StepCreateListener: "listener",
+	establish.StepConnectListener: "listener", establish.StepTLSPSK: "tlspsk", establish.StepQUIC: "quic",
+	establish.StepCDTunnel: "cdtunnel", establish.StepTUN: "tun",
 }
 
-// ErrorKind classifies an establishment or tunnel error for counting: the
-// failed step of an *Error ("lockdown", "verify", "tun", …), "timeout",
+// errorKind classifies an establishment or tunnel error for counting: the
+// failed step of an *establish.Error ("lockdown", "verify", "tun", …), "timeout",
 // "dead" (liveness probe), "canceled" or "establish".
-func ErrorKind(err error) string {
-	var e *Error
+func errorKind(err error) string {
+	var e *establish.Error
 	switch {
 	case err == nil:
 		return ""
-	case errors.Is(err, ErrDead):
+	case errors.Is(err, tunnel.ErrDead):
 		return "dead"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
-	case errors.Is(err, context.Canceled), errors.Is(err, ErrAttemptCanceled):
+	case errors.Is(err, context.Canceled), errors.Is(err, errAttemptCanceled):
 		return "canceled"
 	case errors.As(err, &e) && e.Step != "":
 		if k, ok := stepKinds[e.Step]; ok {
@@ -248,8 +245,8 @@ func slug(s string) string {
 	return string(b)
 }
 
-// StartRequest asks for a tunnel to one device now (GET /start-tunnel).
-type StartRequest struct {
+// startRequest asks for a tunnel to one device now (GET /start-tunnel).
+type startRequest struct {
 	// UDID in any form (dashes and case are ignored).
 	UDID string
 	// Match, if set, restricts the paths that may be used (connection
@@ -257,21 +254,21 @@ type StartRequest struct {
 	Match func(discovery.Event) bool
 }
 
-// ManagerStats are the manager's counters since it started.
-type ManagerStats struct {
+// managerStats are the manager's counters since it started.
+type managerStats struct {
 	Tunnels    int
-	ByPath     map[string]int // established tunnels by PathName
-	Reconnects uint64         // tunnels rebuilt for a device that had one before
+	ByPath     map[rsdapi.Path]int // established tunnels by pathOf
+	Reconnects uint64              // tunnels rebuilt for a device that had one before
 	Errors     map[string]uint64
 	// Sent and Received are tunnel payload bytes toward and from devices,
 	// over every tunnel so far.
 	Sent, Received uint64
 }
 
-// Manager keeps one tunnel per device. Its methods are safe for concurrent
+// manager keeps one tunnel per device. Its methods are safe for concurrent
 // use.
-type Manager struct {
-	cfg     ManagerConfig
+type manager struct {
+	cfg     managerConfig
 	log     *slog.Logger
 	tracker *discovery.Tracker
 
@@ -290,19 +287,19 @@ type Manager struct {
 
 	// Published by the loop, read by anyone.
 	mu        sync.RWMutex
-	table     []*live            // established, in order
-	links     map[*live]struct{} // every link not yet added to ended
-	ended     Stats              // totals of finished links
-	errors    map[string]uint64  // failures by ErrorKind
-	byPath    map[string]int     // established tunnels by PathName
-	unsettled atomic.Int64       // devices whose first attempt is under way
+	table     []*live             // established, in order
+	links     map[*live]struct{}  // every link not yet added to ended
+	ended     tunnel.Stats        // totals of finished links
+	errors    map[string]uint64   // failures by errorKind
+	byPath    map[rsdapi.Path]int // established tunnels by pathOf
+	unsettled atomic.Int64        // devices whose first attempt is under way
 	recon     atomic.Uint64
 }
 
-// NewManager starts a manager; Close stops it.
-func NewManager(cfg ManagerConfig) *Manager {
+// newManager starts a manager; Close stops it.
+func newManager(cfg managerConfig) *manager {
 	if cfg.Establisher == nil {
-		panic("tunnel: ManagerConfig.Establisher is nil")
+		panic("tunnel: managerConfig.Establisher is nil")
 	}
 	if cfg.Backoff.Min <= 0 {
 		cfg.Backoff.Min = 250 * time.Millisecond
@@ -326,7 +323,7 @@ func NewManager(cfg ManagerConfig) *Manager {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{
+	m := &manager{
 		cfg:      cfg,
 		log:      log,
 		tracker:  discovery.NewTracker(),
@@ -337,7 +334,7 @@ func NewManager(cfg ManagerConfig) *Manager {
 		everUp:   map[string]bool{},
 		links:    map[*live]struct{}{},
 		errors:   map[string]uint64{},
-		byPath:   map[string]int{},
+		byPath:   map[rsdapi.Path]int{},
 	}
 	m.life, m.stopLife = context.WithCancel(context.Background())
 	m.wg.Add(1)
@@ -349,7 +346,7 @@ func NewManager(cfg ManagerConfig) *Manager {
 // reflects it (a Detached path's tunnel is no longer listed). It never
 // waits for a tunnel to be built, so it can be discovery.Run's emit.
 // Events after Close are dropped.
-func (m *Manager) Apply(ev discovery.Event) {
+func (m *manager) Apply(ev discovery.Event) {
 	done := make(chan struct{})
 	if m.post(func() { m.apply(ev); close(done) }) {
 		<-done
@@ -359,10 +356,10 @@ func (m *Manager) Apply(ev discovery.Event) {
 // Tunnels returns the established tunnels in the order they came up. A
 // tunnel whose link has ended is never listed, even before the manager has
 // processed its end.
-func (m *Manager) Tunnels() []Entry {
+func (m *manager) Tunnels() []entry {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	out := make([]Entry, 0, len(m.table))
+	out := make([]entry, 0, len(m.table))
 	for _, l := range m.table {
 		select {
 		case <-l.link.Done():
@@ -376,19 +373,19 @@ func (m *Manager) Tunnels() []Entry {
 
 // Start returns the device's tunnel, building it now if there is none, and
 // blocks until it is up, the attempt failed (the establisher's error), or
-// ctx ends. ErrUnknownDevice and ErrNoPath mean nothing was attempted.
-func (m *Manager) Start(ctx context.Context, req StartRequest) (Entry, error) {
+// ctx ends. errUnknownDevice and errNoPath mean nothing was attempted.
+func (m *manager) Start(ctx context.Context, req startRequest) (entry, error) {
 	reply := make(chan startResult, 1)
 	if !m.post(func() { m.start(req, reply) }) {
-		return Entry{}, ErrManagerClosed
+		return entry{}, errManagerClosed
 	}
 	select {
 	case r := <-reply:
 		return r.entry, r.err
 	case <-ctx.Done():
-		return Entry{}, ctx.Err()
+		return entry{}, ctx.Err()
 	case <-m.loopDone:
-		return Entry{}, ErrManagerClosed
+		return entry{}, errManagerClosed
 	}
 }
 
@@ -396,7 +393,7 @@ func (m *Manager) Start(ctx context.Context, req StartRequest) (Entry, error) {
 // exactly (pymobiledevice3's /cancel); attempts under way are left alone.
 // The devices are tunnelled again after CancelHold if still present. It
 // returns how many tunnels it closed.
-func (m *Manager) Cancel(udid string) int {
+func (m *manager) Cancel(udid string) int {
 	n := make(chan int, 1)
 	if !m.post(func() { n <- m.cancelUDID(udid) }) {
 		return 0
@@ -407,7 +404,7 @@ func (m *Manager) Cancel(udid string) int {
 // Clear tears down every tunnel and abandons every attempt
 // (pymobiledevice3's /clear_tunnels); devices still present are tunnelled
 // again after CancelHold.
-func (m *Manager) Clear() {
+func (m *manager) Clear() {
 	done := make(chan struct{})
 	if m.post(func() { m.clear(); close(done) }) {
 		<-done
@@ -416,16 +413,16 @@ func (m *Manager) Clear() {
 
 // Settled reports whether every known device has finished its first
 // attempt (go-ios's /ready).
-func (m *Manager) Settled() bool { return m.unsettled.Load() == 0 }
+func (m *manager) Settled() bool { return m.unsettled.Load() == 0 }
 
 // Stats returns the counters.
-func (m *Manager) Stats() ManagerStats {
+func (m *manager) Stats() managerStats {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	s := ManagerStats{
+	s := managerStats{
 		Reconnects: m.recon.Load(),
 		Errors:     make(map[string]uint64, len(m.errors)),
-		ByPath:     make(map[string]int, len(m.byPath)),
+		ByPath:     make(map[rsdapi.Path]int, len(m.byPath)),
 		Sent:       m.ended.SentBytes,
 		Received:   m.ended.ReceivedBytes,
 	}
@@ -447,7 +444,7 @@ func (m *Manager) Stats() ManagerStats {
 // Close abandons every attempt, tears every tunnel down (their TUNs are
 // removed) and returns once all of the manager's goroutines have exited.
 // It is idempotent.
-func (m *Manager) Close() error {
+func (m *manager) Close() error {
 	m.closing.Do(func() {
 		close(m.quit)
 		m.stopLife()
@@ -457,47 +454,11 @@ func (m *Manager) Close() error {
 }
 
 // post runs f on the loop; false means the loop has gone.
-func (m *Manager) post(f func()) bool {
+func (m *manager) post(f func()) bool {
 	select {
 	case m.ops <- f:
 		return true
 	case <-m.loopDone:
 		return false
 	}
-}
-
-// PathName names the way a sighting reaches its device, as the APIs and
-// metrics label it: "usbmux-usb", "usbmux-network", "usb-ncm", "mobdev2",
-// "wifi".
-func PathName(ev discovery.Event) string {
-	switch ev.Source {
-	case discovery.SourceUsbmux:
-		if ev.ConnectionType == "Network" {
-			return "usbmux-network"
-		}
-		return "usbmux-usb"
-	case discovery.SourceNCM:
-		return "usb-ncm"
-	case discovery.SourceMobdev2:
-		return "mobdev2"
-	}
-	return "wifi"
-}
-
-// PMD3Key is pymobiledevice3's table key for a tunnel over ev to the device
-// whose handshake reported udid (tunneld-api.md §1.2): the "interface" GET /
-// lists.
-func PMD3Key(ev discovery.Event, udid string) string {
-	switch ev.Source {
-	case discovery.SourceUsbmux:
-		return "usbmux-" + ev.UDID + "-" + ev.ConnectionType
-	case discovery.SourceMobdev2:
-		return "mobdev2-" + udid + "-" + ev.Addr.Addr().String()
-	}
-	// USB-NCM and Wi-Fi: the device address, with its zone when link-local
-	// (netip prints the zone).
-	if ev.Addr.IsValid() {
-		return ev.Addr.Addr().String()
-	}
-	return string(ev.Source) + "-" + udid
 }

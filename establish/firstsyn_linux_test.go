@@ -1,4 +1,4 @@
-package tunnel
+package establish
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/internal/testkit"
+	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/utun"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
@@ -51,8 +52,8 @@ func newTentativeHost(t testing.TB) *tentativeHost {
 }
 
 // newTUN creates the host's TUN with the tunnel address, link down.
-func (h *tentativeHost) newTUN(t testing.TB) func(Params) (tun.Device, error) {
-	return func(p Params) (tun.Device, error) {
+func (h *tentativeHost) newTUN(t testing.TB) func(tunnel.Params) (tun.Device, error) {
+	return func(p tunnel.Params) (tun.Device, error) {
 		h.mu.Lock()
 		h.n++
 		name := fmt.Sprintf("tent%d", h.n)
@@ -133,9 +134,9 @@ func (h *tentativeHost) connectNow(dst netip.AddrPort, bindOther bool, wait time
 
 // freshTunnel is one new tunnel to dev over loopback TCP, its host side on
 // newTUN.
-func freshTunnel(t *testing.T, dev *Device, newTUN func(Params) (tun.Device, error)) (*Pump, Params) {
+func freshTunnel(t *testing.T, dev *tunnel.Device, newTUN func(tunnel.Params) (tun.Device, error)) (*tunnel.Pump, tunnel.Params) {
 	t.Helper()
-	hostRaw, devRaw := tcpLoopback(t)
+	hostRaw, devRaw := testkit.TCPLoopback(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	sessc := make(chan error, 1)
@@ -143,7 +144,7 @@ func freshTunnel(t *testing.T, dev *Device, newTUN func(Params) (tun.Device, err
 		_, err := dev.StartSession(ctx, devRaw)
 		sessc <- err
 	}()
-	pump, params, err := StartHost(ctx, hostRaw, HostConfig{NewTUN: newTUN})
+	pump, params, err := tunnel.StartHost(ctx, hostRaw, tunnel.HostConfig{NewTUN: newTUN})
 	if err != nil {
 		t.Fatalf("host: %v", err)
 	}
@@ -219,9 +220,9 @@ func TestKernelHostFreshTunnelsNoLoss(t *testing.T) {
 	testkit.CheckLeaks(t)
 	dev := rsdDevice(t)
 	ns := testkit.NewNetNS(t)
-	newTUN := func(p Params) (dev tun.Device, err error) {
+	newTUN := func(p tunnel.Params) (dev tun.Device, err error) {
 		err = ns.Do(func() (err error) {
-			dev, err = KernelTUN("")(p)
+			dev, err = tunnel.KernelTUN("")(p)
 			return err
 		})
 		return dev, err

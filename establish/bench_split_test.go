@@ -1,6 +1,6 @@
 //go:build linux
 
-package tunnel
+package establish
 
 import (
 	"bufio"
@@ -18,8 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/tlspsk"
+	"github.com/iosmux/iosmux/tunnel"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
 )
@@ -70,12 +72,12 @@ func BenchmarkTLSPSKSplit(b *testing.B) {
 		b.Run("up", func(b *testing.B) {
 			c := dial(child.rawSink)
 			defer c.Close()
-			child.bench(b, func() { benchUp(b, c) })
+			child.bench(b, func() { testkit.BenchUp(b, c) })
 		})
 		b.Run("down", func(b *testing.B) {
 			c := dial(child.rawSource)
 			defer c.Close()
-			child.bench(b, func() { benchDown(b, c) })
+			child.bench(b, func() { testkit.BenchDown(b, c) })
 		})
 	})
 	for _, side := range []struct {
@@ -89,11 +91,11 @@ func BenchmarkTLSPSKSplit(b *testing.B) {
 		// Host→device packets up to the MTU instead of DefaultMaxSendPacket
 		// (8000, the USB CoreDeviceProxy limit pmd3 found): what a device
 		// that takes full-size packets over the network path would see.
-		{"kernel-fullmtu", kernelSide, StreamMTU, false},
-		{"userspace-fullmtu", userspaceSide, StreamMTU, false},
+		{"kernel-fullmtu", kernelSide, tunnel.StreamMTU, false},
+		{"userspace-fullmtu", userspaceSide, tunnel.StreamMTU, false},
 		{"kernel-kdev", kernelSide, 0, true},
 		{"userspace-kdev", userspaceSide, 0, true},
-		{"kernel-kdev-fullmtu", kernelSide, StreamMTU, true},
+		{"kernel-kdev-fullmtu", kernelSide, tunnel.StreamMTU, true},
 	} {
 		b.Run(side.name, func(b *testing.B) {
 			hs := side.mk(b)
@@ -104,8 +106,8 @@ func BenchmarkTLSPSKSplit(b *testing.B) {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
 				var err error
-				tn, err = StartRemotePairing(ctx, child.rpAddr, Options{
-					NewTUN:        func(p Params) (tun.Device, error) { return hs.newTUN(p), nil },
+				tn, err = remotePairing(ctx, child.rpAddr, Options{
+					NewTUN:        func(p tunnel.Params) (tun.Device, error) { return hs.newTUN(p), nil },
 					Protocol:      TCP,
 					MaxSendPacket: side.maxSend,
 					Records:       pairing.RecordStore{Dir: child.records},
@@ -118,17 +120,17 @@ func BenchmarkTLSPSKSplit(b *testing.B) {
 				b.Cleanup(func() { tn.Close() })
 			}
 			b.Run("up", func(b *testing.B) {
-				c := hs.dial(b, tn, benchSinkPort)
+				c := hs.dial(b, tn, testkit.SinkPort)
 				defer c.Close()
 				st := tn.Stats()
-				child.bench(b, func() { benchUp(b, c) })
+				child.bench(b, func() { testkit.BenchUp(b, c) })
 				reportPackets(b, st, tn.Stats())
 			})
 			b.Run("down", func(b *testing.B) {
-				c := hs.dial(b, tn, benchSourcePort)
+				c := hs.dial(b, tn, testkit.SourcePort)
 				defer c.Close()
 				st := tn.Stats()
-				child.bench(b, func() { benchDown(b, c) })
+				child.bench(b, func() { testkit.BenchDown(b, c) })
 				reportPackets(b, st, tn.Stats())
 			})
 		})
@@ -137,7 +139,7 @@ func BenchmarkTLSPSKSplit(b *testing.B) {
 
 // reportPackets adds the mean size of the packets the pump moved each way
 // (B/pkt-up: TUN → device, B/pkt-down: device → TUN).
-func reportPackets(b *testing.B, was, now Stats) {
+func reportPackets(b *testing.B, was, now tunnel.Stats) {
 	if n := now.SentPackets - was.SentPackets; n > 0 {
 		b.ReportMetric(float64(now.SentBytes-was.SentBytes)/float64(n), "B/pkt-up")
 	}
@@ -171,9 +173,9 @@ type splitChild struct {
 func (c *splitChild) bench(b *testing.B, f func()) {
 	dev0 := procCPU(b, c.pid)
 	f()
-	// benchUp/benchDown report cpu-ns/B (this process) themselves; the
+	// testkit.BenchUp/testkit.BenchDown report cpu-ns/B (this process) themselves; the
 	// child's CPU is read from /proc at clock-tick resolution.
-	bytes := float64(int64(b.N) * benchChunk)
+	bytes := float64(int64(b.N) * testkit.BenchChunk)
 	b.ReportMetric(float64(procCPU(b, c.pid)-dev0)/bytes, "dev-cpu-ns/B")
 }
 
@@ -272,19 +274,19 @@ func TestSplitDeviceProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newFixture(t, fixtureConfig{suites: []uint16{uint16(suite)}})
-	for port, serve := range map[uint16]func(net.Conn){benchSinkPort: sink, benchSourcePort: source} {
+	for port, serve := range map[uint16]func(net.Conn){testkit.SinkPort: testkit.Sink, testkit.SourcePort: testkit.Source} {
 		ln, err := f.dev.ListenTCP(port)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(serveFunc(ln, serve))
+		t.Cleanup(testkit.Serve(ln, serve))
 	}
 	raw := func(serve func(net.Conn)) string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(serveFunc(ln, func(nc net.Conn) {
+		t.Cleanup(testkit.Serve(ln, func(nc net.Conn) {
 			dc := tlspsk.Server(nc, &tlspsk.Config{PSK: make([]byte, 32), CipherSuites: []uint16{uint16(suite)}, DisableExtendedMasterSecret: true})
 			if dc.Handshake() == nil {
 				serve(dc)
@@ -293,7 +295,7 @@ func TestSplitDeviceProcess(t *testing.T) {
 		}))
 		return ln.Addr().String()
 	}
-	rawSink, rawSource := raw(sink), raw(source)
+	rawSink, rawSource := raw(testkit.Sink), raw(testkit.Source)
 	kdev := startKernelDevice(t, uint16(suite))
 	fmt.Printf("split rp=%s records=%s rawsink=%s rawsource=%s kdev=%s\n", f.rpAddr, f.records.Dir, rawSink, rawSource, kdev)
 	// Serve until the parent closes stdin.

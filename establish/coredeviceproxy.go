@@ -1,0 +1,94 @@
+package establish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/iosmux/iosmux/lockdown"
+	"github.com/iosmux/iosmux/usbmux"
+)
+
+// coreDeviceProxy establishes P1 (tunnel.md §4, §10) with a device
+// attached through usbmuxd (USB or usbmuxd's network devices): lockdown
+// session with usbmuxd's pair record, StartService CoreDeviceProxy, a new
+// usbmuxd connection to its port with the service TLS, then CDTunnel, the
+// TUN and the pump. The service connection is the whole tunnel; nothing
+// else stays open. iOS before 17.4 answers with ErrNoCoreDeviceProxy.
+// ctx bounds establishment only.
+func coreDeviceProxy(ctx context.Context, mux *usbmux.Client, dev usbmux.Device, opt Options) (*Tunnel, error) {
+	udid := dev.UDID()
+	conn, _, err := lockdown.OpenService(ctx, mux, dev, lockdown.CoreDeviceProxy, lockdown.ClientConfig{})
+	if err != nil {
+		if errors.Is(err, lockdown.ErrInvalidService) {
+			err = fmt.Errorf("%w: %w", ErrNoCoreDeviceProxy, err)
+		}
+		return nil, &Error{Device: udid, Step: StepLockdown, Err: err}
+	}
+	opt.logger().Debug("tunnel: CoreDeviceProxy service connected", "udid", udid)
+	return startStream(ctx, conn, udid, PathCoreDeviceProxy, nil, &opt)
+}
+
+// pairUsbmux makes sure usbmuxd holds a pair record dev trusts, pairing
+// over lockdown (the Trust dialog) when it does not, as pymobiledevice3
+// does with autopair on (lockdown.EnsurePaired with opt.Pair; NoAutopair
+// fails instead). opt.PairTimeout, if set, bounds it.
+func pairUsbmux(ctx context.Context, mux *usbmux.Client, dev usbmux.Device, opt *Options) error {
+	ctx, cancel := opt.withPairTimeout(ctx)
+	defer cancel()
+	udid := dev.UDID()
+	_, paired, err := lockdown.EnsurePaired(ctx, mux, dev, opt.Pair)
+	if err != nil {
+		return &Error{Device: udid, Step: StepPair, Err: err}
+	}
+	if paired {
+		opt.logger().Info("paired over lockdown; usbmuxd keeps the record", "udid", udid)
+	}
+	return nil
+}
+
+// lockdownDialTimeout bounds each TCP connection of P1 over Wi-Fi.
+const lockdownDialTimeout = 5 * time.Second
+
+// coreDeviceProxyWiFi is P1 over Wi-Fi lockdown (discovery.md §5): TCP to
+// lockdownd at host with the classic record opt.LockdownRecords holds for
+// udid, StartService CoreDeviceProxy, the service TLS on a second TCP
+// connection, then CDTunnel, the TUN and the pump.
+func coreDeviceProxyWiFi(ctx context.Context, host, udid string, opt Options) (*Tunnel, error) {
+	fail := func(step string, err error) (*Tunnel, error) {
+		return nil, &Error{Device: udid, Step: step, Err: err}
+	}
+	if opt.LockdownRecords == nil {
+		return fail(StepPair, errors.New("no lockdown pair record for Wi-Fi: no record folder"))
+	}
+	rec, err := opt.LockdownRecords.LoadRecord(udid)
+	if err != nil {
+		return fail(StepPair, fmt.Errorf("no lockdown pair record for Wi-Fi: %w", err))
+	}
+	d := net.Dialer{Timeout: lockdownDialTimeout, KeepAliveConfig: keepAlive}
+	nc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(int(lockdown.Port))))
+	if err != nil {
+		return fail(StepLockdown, err)
+	}
+	lc := lockdown.NewClient(nc, lockdown.ClientConfig{})
+	defer lc.Close()
+	if _, err := lc.StartSession(ctx, rec); err != nil {
+		return fail(StepLockdown, err)
+	}
+	info, err := lc.StartService(ctx, lockdown.CoreDeviceProxy, nil)
+	if err != nil {
+		return fail(StepLockdown, err)
+	}
+	sc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(int(info.Port))))
+	if err != nil {
+		return fail(StepLockdown, err)
+	}
+	conn, err := lockdown.ServiceTLS(ctx, sc, info, rec, 0)
+	if err != nil {
+		return fail(StepLockdown, err)
+	}
+	return startStream(ctx, conn, udid, PathCoreDeviceProxy, nil, &opt)
+}
