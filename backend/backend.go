@@ -83,8 +83,8 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Link is the device's tunnel as the backend reaches it.
-type Link struct {
+// DeviceTunnel is the device's tunnel as the backend reaches it.
+type DeviceTunnel struct {
 	// RSD is the device's trusted RSD inside the tunnel: CDTunnel's
 	// serverAddress and serverRSDPort.
 	RSD netip.AddrPort

@@ -51,7 +51,7 @@ func openKernelTunnel(t testing.TB, f *sim.Fleet, d *sim.Device) benchTunnel {
 		return c, err
 	}
 	return benchTunnel{
-		link: Link{RSD: netip.AddrPortFrom(params.ServerAddress, params.ServerRSDPort), Dial: dial, Done: pump.Done()},
+		link: DeviceTunnel{RSD: netip.AddrPortFrom(params.ServerAddress, params.ServerRSDPort), Dial: dial, Done: pump.Done()},
 		direct: func(ctx context.Context, addr string) (net.Conn, error) {
 			return dial(ctx, "tcp", addr)
 		},

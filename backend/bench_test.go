@@ -54,7 +54,7 @@ func BenchmarkForwarder(b *testing.B) {
 // benchTunnel is one way of ending the host's side of the tunnel: the Link
 // the backend uses, and a dial of a device address straight through it.
 type benchTunnel struct {
-	link   Link
+	link   DeviceTunnel
 	direct func(ctx context.Context, addr string) (net.Conn, error)
 }
 

@@ -16,7 +16,7 @@ import (
 // Client tunnels (doc.go, "Tunnels through the backend"): a client that
 // paired with the backend opens a TLS-PSK (or QUIC) tunnel to it, and the
 // backend plays the device's end of CDTunnel with a userspace stack of its
-// own (tunnel.Device: a ULA /64 per boot, the backend at ::1, clients at
+// own (tunnel.Server: a ULA /64 per boot, the backend at ::1, clients at
 // ::2, ::3 …). Every TCP connection a client opens to ::1 is terminated
 // there and relayed as a new connection through the device's tunnel:
 //
@@ -34,8 +34,8 @@ import (
 type clientTunnels struct {
 	b   *Backend
 	bt  *boot
-	dev *tunnel.Device
-	ep  *establish.Endpoint
+	dev *tunnel.Server
+	ep  *establish.Server
 
 	mu     sync.Mutex
 	closed bool
@@ -54,14 +54,14 @@ func (bt *boot) clientTunnels(h *rsd.Handshake) (*clientTunnels, error) {
 		return bt.tunnels, nil
 	}
 	b := bt.b
-	dev, err := tunnel.NewDevice(tunnel.DeviceConfig{RSDPort: b.rsdPort, Rand: b.cfg.Rand, Logger: b.log})
+	dev, err := tunnel.NewServer(tunnel.ServerConfig{RSDPort: b.rsdPort, Rand: b.cfg.Rand, Logger: b.log})
 	if err != nil {
 		return nil, err
 	}
 	ct := &clientTunnels{b: b, bt: bt, dev: dev}
-	ct.ep, err = establish.NewEndpoint(establish.EndpointConfig{
-		Device: dev,
-		QUIC:   establish.SupportsQUIC(h.Properties.String("OSVersion")),
+	ct.ep, err = establish.NewServer(establish.ServerConfig{
+		Tunnels: dev,
+		QUIC:    establish.SupportsQUIC(h.Properties.String("OSVersion")),
 		Watch: func(s *tunnel.Session) func() {
 			p := s.Params()
 			b.log.Info("backend: client tunnel up", "client", p.ClientAddress.String(), "backend", p.ServerAddress.String(), "mtu", p.MTU)

@@ -79,7 +79,7 @@
 // A paired client's createListener opens a TLS-PSK (or, on iOS < 18.2,
 // QUIC) listener on the address the client used. The backend is the
 // device's end of that client's CDTunnel: a userspace IPv6 stack per device
-// boot (tunnel.Device, a random ULA /64, the backend at ::1, each client
+// boot (tunnel.Server, a random ULA /64, the backend at ::1, each client
 // tunnel at ::2, ::3 …, serverRSDPort = the RSD listener's port). Packets
 // are not forwarded as packets: every TCP connection a client opens to ::1
 // is terminated in that stack and relayed as a new connection through the

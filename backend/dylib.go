@@ -96,7 +96,7 @@ type member struct {
 // (run goroutine only).
 type bridgeClient struct {
 	c    *dylib.Client
-	devs map[xpc.UUID]dylib.Device
+	devs map[xpc.UUID]dylib.RemoteDevice
 }
 
 // NewBridge starts looking for dylibs and serving them; Add offers a
@@ -217,7 +217,7 @@ func (br *Bridge) pass() {
 		return
 	}
 
-	want := map[xpc.UUID]dylib.Device{}
+	want := map[xpc.UUID]dylib.RemoteDevice{}
 	byUUID := map[xpc.UUID]*mercury.Facts{}
 	offered := map[*Backend]*mercury.Facts{}
 	for i, f := range fs {
@@ -265,10 +265,10 @@ func (br *Bridge) pass() {
 // device is what a dylib is told about b's device: its UUID and
 // DeviceIdentifier, the device's Properties with the services as the
 // backend serves them, and its name.
-func (br *Bridge) device(b *Backend, f *mercury.Facts) (dylib.Device, error) {
+func (br *Bridge) device(b *Backend, f *mercury.Facts) (dylib.RemoteDevice, error) {
 	sid, err := f.ServiceIdentifier.Value()
 	if err != nil {
-		return dylib.Device{}, err
+		return dylib.RemoteDevice{}, err
 	}
 	props := mercury.Clone(f.Handshake).(*xpc.Dict)
 	if v := b.current(); v != nil {
@@ -280,7 +280,7 @@ func (br *Bridge) device(b *Backend, f *mercury.Facts) (dylib.Device, error) {
 	if f.Label != nil {
 		name = f.Label
 	}
-	return dylib.Device{UUID: f.DeviceUUID, ServiceIdentifier: sid, Properties: props, Name: name, OSState: dylib.OSStateConnected}, nil
+	return dylib.RemoteDevice{UUID: f.DeviceUUID, ServiceIdentifier: sid, Properties: props, Name: name, OSState: dylib.OSStateConnected}, nil
 }
 
 // sortedUUIDs returns m's keys in a stable order (for stable logs).
@@ -295,7 +295,7 @@ func sortedUUIDs[V any](m map[xpc.UUID]V) []xpc.UUID {
 
 // push brings one dylib up to date: DETACH what is gone, ATTACH what is
 // new, UPDATE what changed.
-func (br *Bridge) push(path string, c *bridgeClient, want map[xpc.UUID]dylib.Device) {
+func (br *Bridge) push(path string, c *bridgeClient, want map[xpc.UUID]dylib.RemoteDevice) {
 	var err error
 	for _, u := range sortedUUIDs(c.devs) {
 		if _, ok := want[u]; ok {
@@ -330,7 +330,7 @@ func (br *Bridge) push(path string, c *bridgeClient, want map[xpc.UUID]dylib.Dev
 	}
 }
 
-func sameDevice(a, b dylib.Device) bool {
+func sameDevice(a, b dylib.RemoteDevice) bool {
 	return mercury.SameValue(a.Value(), b.Value())
 }
 
@@ -345,7 +345,7 @@ func (br *Bridge) drop(path string, c *bridgeClient) {
 
 // connect opens one dylib socket, runs the handshake and attaches the
 // devices offered now.
-func (br *Bridge) connect(path string, want map[xpc.UUID]dylib.Device) {
+func (br *Bridge) connect(path string, want map[xpc.UUID]dylib.RemoteDevice) {
 	ctx, cancel := context.WithTimeout(br.ctx, 5*time.Second)
 	defer cancel()
 	nc, err := (&net.Dialer{}).DialContext(ctx, "unix", path)
@@ -373,7 +373,7 @@ func (br *Bridge) connect(path string, want map[xpc.UUID]dylib.Device) {
 			"socket", path, "build", h.Build.String(), "pin", h.Build.ID())
 	}
 	br.log.Info("backend: dylib connected", "socket", path, "pid", h.PID, "arch", h.Arch, "dylib", h.DylibVersion)
-	bc := &bridgeClient{c: c, devs: map[xpc.UUID]dylib.Device{}}
+	bc := &bridgeClient{c: c, devs: map[xpc.UUID]dylib.RemoteDevice{}}
 	br.mu.Lock()
 	br.clients[path] = bc
 	br.mu.Unlock()

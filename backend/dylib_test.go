@@ -26,7 +26,7 @@ type bridged struct {
 	fake *dylibtest.Fake
 	br   *Bridge
 	srv  *dylib.Server
-	dev  dylib.Device
+	dev  dylib.RemoteDevice
 	mux  *usbmux.Client
 }
 
@@ -44,7 +44,7 @@ func startBridged(t *testing.T, wait time.Duration) *bridged {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fake.Close() })
-	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
+	mux := usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
 	br := newBridge(t, BridgeConfig{Glob: fake.Path(), Pairing: UsbmuxPairing{Mux: mux}})
 	br.Add(b)
 	srv, err := fake.WaitConnected(testCtx(t))
@@ -52,12 +52,12 @@ func startBridged(t *testing.T, wait time.Duration) *bridged {
 		t.Fatal(err)
 	}
 	x := &bridged{b: b, d: d, f: f, fake: fake, br: br, srv: srv, mux: mux}
-	x.dev = x.waitDevice(t, func(dylib.Device) bool { return true })
+	x.dev = x.waitDevice(t, func(dylib.RemoteDevice) bool { return true })
 	return x
 }
 
 // waitDevice waits for an attached device that satisfies ok.
-func (x *bridged) waitDevice(t *testing.T, ok func(dylib.Device) bool) dylib.Device {
+func (x *bridged) waitDevice(t *testing.T, ok func(dylib.RemoteDevice) bool) dylib.RemoteDevice {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {

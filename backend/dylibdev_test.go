@@ -110,7 +110,7 @@ func TestBridgeDeveloperFacts(t *testing.T) {
 	if res.Manifest != mounter.FromTSS {
 		t.Errorf("mount took the %q branch", res.Manifest)
 	}
-	dev := waitDeviceFrame(t, fake, f1.DeviceUUID, func(d dylib.Device) bool {
+	dev := waitDeviceFrame(t, fake, f1.DeviceUUID, func(d dylib.RemoteDevice) bool {
 		return d.Properties.Dict("Services").Dict("com.apple.coredevice.openstdiosocket") != nil
 	})
 	if dev.Properties.Dict("Services").Dict("com.apple.coredevice.openstdiosocket").String("Port") == "" {
@@ -134,9 +134,9 @@ func TestBridgeDeveloperFacts(t *testing.T) {
 
 // waitDeviceFrame waits for a DEVICE_ATTACH or UPDATE of u that satisfies
 // ok and returns it.
-func waitDeviceFrame(t *testing.T, fake *dylibtest.Fake, u xpc.UUID, ok func(dylib.Device) bool) dylib.Device {
+func waitDeviceFrame(t *testing.T, fake *dylibtest.Fake, u xpc.UUID, ok func(dylib.RemoteDevice) bool) dylib.RemoteDevice {
 	t.Helper()
-	var got dylib.Device
+	var got dylib.RemoteDevice
 	waitUntil(t, "a matching DEVICE_ATTACH/UPDATE", func() bool {
 		return slices.ContainsFunc(fake.Frames(), func(fr dylib.Frame) bool {
 			if fr.Kind != dylib.KindDeviceAttach && fr.Kind != dylib.KindDeviceUpdate {

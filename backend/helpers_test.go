@@ -76,8 +76,8 @@ type hostTunnel struct {
 	pump   *tunnel.Pump
 }
 
-func (h *hostTunnel) link() Link {
-	return Link{RSD: netip.AddrPortFrom(h.params.ServerAddress, h.params.ServerRSDPort), Dial: h.ns.DialContext, Done: h.pump.Done()}
+func (h *hostTunnel) link() DeviceTunnel {
+	return DeviceTunnel{RSD: netip.AddrPortFrom(h.params.ServerAddress, h.params.ServerRSDPort), Dial: h.ns.DialContext, Done: h.pump.Done()}
 }
 
 func openTunnel(t testing.TB, f *sim.Fleet, d *sim.Device) *hostTunnel {
@@ -97,8 +97,8 @@ func openTunnel(t testing.TB, f *sim.Fleet, d *sim.Device) *hostTunnel {
 func startTunnel(t testing.TB, f *sim.Fleet, d *sim.Device, newTUN func(tunnel.Params) (tun.Device, error)) (*tunnel.Pump, tunnel.Params) {
 	t.Helper()
 	ctx := testCtx(t)
-	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
-	var dev usbmux.Device
+	mux := usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
+	var dev usbmux.DeviceEntry
 	for {
 		list, err := mux.ListDevices(ctx)
 		if err != nil {
@@ -139,7 +139,7 @@ func startTunnel(t testing.TB, f *sim.Fleet, d *sim.Device, newTUN func(tunnel.P
 	if err != nil {
 		t.Fatalf("CoreDeviceProxy: %v", err)
 	}
-	pump, params, err := tunnel.StartHost(ctx, conn, tunnel.HostConfig{NewTUN: newTUN})
+	pump, params, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{NewTUN: newTUN})
 	if err != nil {
 		t.Fatalf("tunnel: %v", err)
 	}

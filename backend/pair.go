@@ -30,7 +30,7 @@ import (
 type pairState struct {
 	udid  string
 	store *identityStore
-	dev   *pairing.Device
+	dev   *pairing.Server
 	info  pairing.HandshakeInfo
 }
 
@@ -67,7 +67,7 @@ func (b *Backend) pairStateFor(ls *linkState, h *rsd.Handshake) (*pairState, err
 	}
 	id := store.identity()
 	ps = &pairState{udid: udid, store: store, info: *info}
-	ps.dev, err = pairing.NewDevice(&pairing.DeviceConfig{
+	ps.dev, err = pairing.NewServer(&pairing.ServerConfig{
 		Rand: b.cfg.Rand,
 		Identity: pairing.DeviceIdentity{
 			Identifier: id.Identifier, Seed: id.Seed, AltIRK: id.AltIRK, BTAddr: id.BTAddr, MAC: id.MAC,
@@ -139,7 +139,7 @@ func (b *Backend) devicePairingInfo(ls *linkState, h *rsd.Handshake) (*pairing.H
 	if err != nil {
 		return nil, err
 	}
-	host := pairing.NewHost(pairing.NewXPC(xc), &pairing.HostConfig{HostName: b.cfg.HostName, Logger: b.log})
+	host := pairing.NewClient(pairing.NewXPC(xc), &pairing.ClientConfig{HostName: b.cfg.HostName, Logger: b.log})
 	defer host.Close()
 	return host.Handshake(ctx)
 }
@@ -223,9 +223,9 @@ func (b *Backend) advertise(ls *linkState, v *view) {
 	props := v.device.Properties
 	serial := firstNonEmpty(props.String("SerialNumber"), props.String("UniqueDeviceID"))
 	hostName := "iosmux-" + dnsLabel(serial) + ".local."
-	var services []mdns.Service
+	var services []mdns.Announcement
 	if b.utLn != nil {
-		services = append(services, mdns.Service{Instance: dnsLabel(deviceName(props)), Type: mdns.ServiceRemoted,
+		services = append(services, mdns.Announcement{Instance: dnsLabel(deviceName(props)), Type: mdns.ServiceRemoted,
 			Host: hostName, Port: portOf(b.utLn.Addr())})
 	}
 	if b.pairLn != nil && ps != nil {
@@ -234,7 +234,7 @@ func (b *Backend) advertise(ls *linkState, v *view) {
 		if err != nil {
 			b.log.Warn("backend: _remotepairing._tcp authTag", "err", err)
 		} else {
-			services = append(services, mdns.Service{Instance: dnsLabel(id.Identifier[:8]), Type: mdns.ServiceRemotePairing,
+			services = append(services, mdns.Announcement{Instance: dnsLabel(id.Identifier[:8]), Type: mdns.ServiceRemotePairing,
 				Host: hostName, Port: portOf(b.pairLn.Addr()),
 				Text: []string{"identifier=" + id.Identifier, "authTag=" + tag, "model=" + props.String("ProductType"), "ver=24"}})
 		}
@@ -262,7 +262,7 @@ func (b *Backend) advertise(ls *linkState, v *view) {
 }
 
 // dnsLabel keeps letters, digits and hyphens (an instance label may not
-// hold dots, mdns.Service).
+// hold dots, mdns.Announcement).
 func dnsLabel(s string) string {
 	s = strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' {

@@ -37,7 +37,7 @@ func pairWith(t *testing.T, rsdAddr string, store pairing.RecordStore) *pairing.
 	host, _, _ := net.SplitHostPort(rsdAddr)
 	svcAddr := net.JoinHostPort(host, strconv.Itoa(int(svc.Port)))
 	res, err := pairing.Pair(ctx, &pairing.PairConfig{
-		Host:  pairing.HostConfig{HostName: "iosmux-test-host"},
+		Host:  pairing.ClientConfig{HostName: "iosmux-test-host"},
 		Store: store,
 		Dial: func(ctx context.Context) (pairing.Transport, error) {
 			nc, err := net.Dial("tcp", svcAddr)

@@ -40,7 +40,7 @@ func TestHandshakeFollowsMount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	standIn := &tss.StandIn{Lookup: func(uint64) (tss.Device, bool) { return d.Signing(), true }}
+	standIn := &tss.StandIn{Lookup: func(uint64) (tss.KnownDevice, bool) { return d.Signing(), true }}
 	srv := httptest.NewServer(standIn)
 	defer srv.Close()
 	bundle, err := ddi.Open("../services/mounter/ddi/testdata/ddi_restore")

@@ -23,7 +23,7 @@ import (
 
 // linkState is one attached tunnel.
 type linkState struct {
-	Link
+	DeviceTunnel
 	ctx    context.Context // ends on detach, on the link's Done and on Close
 	cancel context.CancelFunc
 	// refresh asks the supervisor to re-read the Handshake; the channel
@@ -68,12 +68,12 @@ type view struct {
 // device's Handshake through the tunnel (ctx bounds that), starts serving
 // clients with it, and keeps one discovery session open until the tunnel
 // ends or another Attach or Detach replaces it.
-func (b *Backend) Attach(ctx context.Context, l Link) error {
+func (b *Backend) Attach(ctx context.Context, l DeviceTunnel) error {
 	if !l.RSD.IsValid() || l.Dial == nil {
 		return errors.New("backend: Link needs RSD and Dial")
 	}
 	lctx, cancel := context.WithCancel(b.ctx)
-	ls := &linkState{Link: l, ctx: lctx, cancel: cancel, refresh: make(chan chan struct{}, 16)}
+	ls := &linkState{DeviceTunnel: l, ctx: lctx, cancel: cancel, refresh: make(chan chan struct{}, 16)}
 	c, err := b.discover(ctx, ls)
 	if err != nil {
 		cancel()

@@ -171,7 +171,7 @@ func TestNCMOverVeth(t *testing.T) {
 	}()
 	var r *mdns.Responder
 	if err := phone.Do(func() (err error) {
-		r, err = mdns.NewResponder(mdns.ResponderConfig{Interface: "phone0", Services: []mdns.Service{
+		r, err = mdns.NewResponder(mdns.ResponderConfig{Interface: "phone0", Services: []mdns.Announcement{
 			{Instance: "iPhone", Type: mdns.ServiceRemoted, Host: "iPhone.local.", Port: 58783},
 		}})
 		return err

@@ -22,8 +22,8 @@ type tracked struct {
 	paths map[string]Event // by Event.Key
 }
 
-// Device is one tracked device and its paths, best first.
-type Device struct {
+// TrackedDevice is one tracked device and its paths, best first.
+type TrackedDevice struct {
 	UDID  string
 	Paths []Event
 }
@@ -95,13 +95,13 @@ func (t *Tracker) Best(udid string) (Event, bool) {
 }
 
 // Devices lists the tracked devices in first-seen order.
-func (t *Tracker) Devices() []Device {
+func (t *Tracker) Devices() []TrackedDevice {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]Device, 0, len(t.order))
+	out := make([]TrackedDevice, 0, len(t.order))
 	for _, id := range t.order {
 		d := t.devices[id]
-		out = append(out, Device{UDID: d.udid, Paths: sortedPaths(d)})
+		out = append(out, TrackedDevice{UDID: d.udid, Paths: sortedPaths(d)})
 	}
 	return out
 }

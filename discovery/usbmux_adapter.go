@@ -48,7 +48,7 @@ func UsbmuxEvents(c *usbmux.Client, cfg usbmux.WatchConfig) func(context.Context
 
 // UsbmuxSighting is the Attached event a usbmux monitor reports for d: a
 // device found by listing usbmuxd's devices, as establishment takes it.
-func UsbmuxSighting(d usbmux.Device) Event {
+func UsbmuxSighting(d usbmux.DeviceEntry) Event {
 	return Event{
 		Kind: Attached, Source: SourceUsbmux, Conn: ConnUsbmux,
 		UDID: d.SerialNumber, DeviceID: d.DeviceID,

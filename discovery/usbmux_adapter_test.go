@@ -27,7 +27,7 @@ func TestUsbmuxMonitorAgainstServer(t *testing.T) {
 	go func() { served <- srv.Serve(ln) }()
 	defer func() { srv.Close(); <-served }()
 
-	client := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: path}})
+	client := usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: path}})
 	m := &UsbmuxMonitor{Events: UsbmuxEvents(client, usbmux.WatchConfig{MinBackoff: 10 * time.Millisecond})}
 	events := make(chan Event, 16)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -45,7 +45,7 @@ func TestUsbmuxMonitorAgainstServer(t *testing.T) {
 	}
 
 	tr := NewTracker()
-	id := srv.AddDevice(usbmux.Device{SerialNumber: "00008030001A2B3C3C02802E", ConnectionType: "USB", ProductID: 0x12a8}, nil)
+	id := srv.AddDevice(usbmux.DeviceEntry{SerialNumber: "00008030001A2B3C3C02802E", ConnectionType: "USB", ProductID: 0x12a8}, nil)
 	e := next()
 	if e.Kind != Attached || e.DeviceID != id || e.UDID != "00008030001A2B3C3C02802E" || e.ProductID != 0x12a8 || e.ConnectionType != "USB" {
 		t.Fatalf("event = %+v", e)

@@ -159,10 +159,10 @@ func (c *Client) stop(err error) {
 }
 
 // Attach sends DEVICE_ATTACH.
-func (c *Client) Attach(d Device) error { return c.send(KindDeviceAttach, d.Value()) }
+func (c *Client) Attach(d RemoteDevice) error { return c.send(KindDeviceAttach, d.Value()) }
 
 // Update sends DEVICE_UPDATE (a full replacement of the device's data).
-func (c *Client) Update(d Device) error { return c.send(KindDeviceUpdate, d.Value()) }
+func (c *Client) Update(d RemoteDevice) error { return c.send(KindDeviceUpdate, d.Value()) }
 
 // Detach sends DEVICE_DETACH.
 func (c *Client) Detach(u xpc.UUID) error { return c.send(KindDeviceDetach, DetachValue(u)) }

@@ -99,7 +99,7 @@ func TestClientServer(t *testing.T) {
 		t.Fatalf("before attach: %+v", o)
 	}
 	name := "iPhone"
-	if err := c.Attach(dylib.Device{UUID: devU, Name: &name, OSState: dylib.OSStateConnected, Properties: xpc.NewDict("ProductType", xpc.String("iPhone14,6"))}); err != nil {
+	if err := c.Attach(dylib.RemoteDevice{UUID: devU, Name: &name, OSState: dylib.OSStateConnected, Properties: xpc.NewDict("ProductType", xpc.String("iPhone14,6"))}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "DEVICE_ATTACH", func() bool { return s.Attached(devU) })
@@ -119,7 +119,7 @@ func TestClientServer(t *testing.T) {
 		t.Errorf("non-action handled")
 	}
 	// DEVICE_UPDATE replaces, DEVICE_DETACH removes.
-	c.Update(dylib.Device{UUID: devU, OSState: dylib.OSStateConnected, Properties: xpc.NewDict("ProductType", xpc.String("iPhone15,2"))})
+	c.Update(dylib.RemoteDevice{UUID: devU, OSState: dylib.OSStateConnected, Properties: xpc.NewDict("ProductType", xpc.String("iPhone15,2"))})
 	waitFor(t, "DEVICE_UPDATE", func() bool { d, _ := s.Device(devU); return d.Properties.String("ProductType") == "iPhone15,2" })
 	c.Detach(devU)
 	waitFor(t, "DEVICE_DETACH", func() bool { return !s.Attached(devU) })

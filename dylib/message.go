@@ -75,8 +75,8 @@ func (a HelloAck) Value() *xpc.Dict {
 	return xpc.NewDict("protocol", xpc.Int64(a.Protocol), "allow", stringArray(a.Allow), "deviceIds", stringArray(a.DeviceIDs))
 }
 
-// Device is DEVICE_ATTACH and DEVICE_UPDATE (a full replacement).
-type Device struct {
+// RemoteDevice is DEVICE_ATTACH and DEVICE_UPDATE (a full replacement).
+type RemoteDevice struct {
 	UUID xpc.UUID
 	// ServiceIdentifier is the DeviceIdentifier value the device is
 	// registered under ({"uuid": {"identifier", "domain"}}).
@@ -97,7 +97,7 @@ const (
 	OSStateDisconnected int64 = 3
 )
 
-func (d Device) Value() *xpc.Dict {
+func (d RemoteDevice) Value() *xpc.Dict {
 	v := xpc.NewDict("uuid", d.UUID, "serviceIdentifier", orEmpty(d.ServiceIdentifier),
 		"properties", orEmpty(d.Properties))
 	if d.Name != nil {
@@ -249,10 +249,10 @@ func ParseHelloAck(v xpc.Value) (HelloAck, error) {
 }
 
 // ParseDevice reads a DEVICE_ATTACH or DEVICE_UPDATE payload.
-func ParseDevice(k Kind, v xpc.Value) (Device, error) {
+func ParseDevice(k Kind, v xpc.Value) (RemoteDevice, error) {
 	r := newReader(k, v)
 	u, _ := r.get("uuid", xpc.KindUUID, false).(xpc.UUID)
-	d := Device{UUID: u, ServiceIdentifier: r.dict("serviceIdentifier"), Properties: r.dict("properties"),
+	d := RemoteDevice{UUID: u, ServiceIdentifier: r.dict("serviceIdentifier"), Properties: r.dict("properties"),
 		OSState: r.i64("osState")}
 	if s, ok := r.get("name", xpc.KindString, true).(xpc.String); ok {
 		n := string(s)

@@ -42,7 +42,7 @@ type Server struct {
 	ack  HelloAck
 
 	mu      sync.Mutex
-	devices map[xpc.UUID]Device
+	devices map[xpc.UUID]RemoteDevice
 	ids     map[xpc.UUID]bool // fast-path ids from HELLO_ACK
 	pending map[uint64]chan Frame
 	next    uint64
@@ -62,7 +62,7 @@ func Accept(ctx context.Context, nc net.Conn, cfg ServerConfig) (*Server, error)
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 5 * time.Second
 	}
-	s := &Server{conn: NewConn(nc), cfg: cfg, devices: map[xpc.UUID]Device{}, ids: map[xpc.UUID]bool{},
+	s := &Server{conn: NewConn(nc), cfg: cfg, devices: map[xpc.UUID]RemoteDevice{}, ids: map[xpc.UUID]bool{},
 		pending: map[uint64]chan Frame{}, next: 1, done: make(chan struct{})}
 	if err := s.conn.WriteFrame(Frame{Kind: KindHello, Correlation: 0, Payload: cfg.Hello.Value()}, cfg.HandshakeTimeout); err != nil {
 		nc.Close()
@@ -136,7 +136,7 @@ func (s *Server) Attached(u xpc.UUID) bool {
 }
 
 // Device returns the last DEVICE_ATTACH/UPDATE for u.
-func (s *Server) Device(u xpc.UUID) (Device, bool) {
+func (s *Server) Device(u xpc.UUID) (RemoteDevice, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d, ok := s.devices[u]

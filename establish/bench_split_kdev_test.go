@@ -20,7 +20,7 @@ import (
 // device's gVisor stack, the device end of each TLS-PSK connection is our
 // own Pump on a kernel TUN in a network namespace of the child's, and the
 // sink and source are kernel sockets there. It has no pairing layer: the
-// host dials TLS-PSK directly and runs StartHost (the CDTunnel client and
+// host dials TLS-PSK directly and runs StartClient (the CDTunnel client and
 // the same pump, TUN and TLS-PSK code as every byte-stream path). What it
 // measures is the host's data plane against a device whose TCP stack costs
 // about what the host's does, on its own CPU.
@@ -82,7 +82,7 @@ func startKernelDevice(t *testing.T, suite uint16) string {
 		defer stopSink()
 		stopSource := testkit.Serve(lns[1], testkit.Source)
 		defer stopSource()
-		pump, err := tunnel.NewPump(tunnel.Config{
+		pump, err := tunnel.NewPump(tunnel.PumpConfig{
 			TUN:     dev,
 			Conn:    tunnel.NewStreamConn(tc, params.MTU),
 			MTU:     params.MTU,
@@ -102,7 +102,7 @@ func startKernelDevice(t *testing.T, suite uint16) string {
 }
 
 // startKernelDeviceHost is the host end against the cheap device: TLS-PSK,
-// then StartHost with hs's TUN. The returned Tunnel carries only Params and
+// then StartClient with hs's TUN. The returned Tunnel carries only Params and
 // the pump (for hostSide.dial and Stats).
 func startKernelDeviceHost(b *testing.B, addr string, hs hostSide, maxSend int) *Tunnel {
 	nc, err := splitDial(context.Background(), "tcp", addr)
@@ -112,7 +112,7 @@ func startKernelDeviceHost(b *testing.B, addr string, hs hostSide, maxSend int) 
 	tc := tlspsk.Client(nc, &tlspsk.Config{PSK: make([]byte, 32)})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pump, params, err := tunnel.StartHost(ctx, tc, tunnel.HostConfig{
+	pump, params, err := tunnel.StartClient(ctx, tc, tunnel.ClientConfig{
 		NewTUN:        func(p tunnel.Params) (tun.Device, error) { return hs.newTUN(p), nil },
 		MaxSendPacket: maxSend,
 	})

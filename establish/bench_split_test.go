@@ -28,7 +28,7 @@ import (
 
 // BenchmarkTLSPSKSplit is BenchmarkTLSPSK with the two ends on their own
 // CPUs, the way a real iPhone has a CPU of its own: the device side (the
-// fixture device: L1 device roles, Endpoint, Device with its netstack, and
+// fixture device: L1 device roles, the establish and tunnel servers with the netstack, and
 // the raw stream's tlspsk server) runs in a child process (this test binary
 // re-executed as TestSplitDeviceProcess) pinned to CPU 1; this process, the
 // host side (TUN, pump, TLS-PSK client, the bulk endpoint), pins itself to

@@ -19,7 +19,7 @@ import (
 // TUN and the pump. The service connection is the whole tunnel; nothing
 // else stays open. iOS before 17.4 answers with ErrNoCoreDeviceProxy.
 // ctx bounds establishment only.
-func coreDeviceProxy(ctx context.Context, mux *usbmux.Client, dev usbmux.Device, opt Options) (*Tunnel, error) {
+func coreDeviceProxy(ctx context.Context, mux *usbmux.Client, dev usbmux.DeviceEntry, opt Options) (*Tunnel, error) {
 	udid := dev.UDID()
 	conn, _, err := lockdown.OpenService(ctx, mux, dev, lockdown.CoreDeviceProxy, lockdown.ClientConfig{})
 	if err != nil {
@@ -29,14 +29,14 @@ func coreDeviceProxy(ctx context.Context, mux *usbmux.Client, dev usbmux.Device,
 		return nil, &Error{Device: udid, Step: StepLockdown, Err: err}
 	}
 	opt.logger().Debug("tunnel: CoreDeviceProxy service connected", "udid", udid)
-	return startStream(ctx, conn, udid, PathCoreDeviceProxy, nil, &opt)
+	return startStream(ctx, conn, udid, MethodCoreDeviceProxy, nil, &opt)
 }
 
 // pairUsbmux makes sure usbmuxd holds a pair record dev trusts, pairing
 // over lockdown (the Trust dialog) when it does not, as pymobiledevice3
 // does with autopair on (lockdown.EnsurePaired with opt.Pair; NoAutopair
 // fails instead). opt.PairTimeout, if set, bounds it.
-func pairUsbmux(ctx context.Context, mux *usbmux.Client, dev usbmux.Device, opt *Options) error {
+func pairUsbmux(ctx context.Context, mux *usbmux.Client, dev usbmux.DeviceEntry, opt *Options) error {
 	ctx, cancel := opt.withPairTimeout(ctx)
 	defer cancel()
 	udid := dev.UDID()
@@ -90,5 +90,5 @@ func coreDeviceProxyWiFi(ctx context.Context, host, udid string, opt Options) (*
 	if err != nil {
 		return fail(StepLockdown, err)
 	}
-	return startStream(ctx, conn, udid, PathCoreDeviceProxy, nil, &opt)
+	return startStream(ctx, conn, udid, MethodCoreDeviceProxy, nil, &opt)
 }

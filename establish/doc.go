@@ -22,11 +22,11 @@
 // with it (tunnel.md §7), and closes them in order. Failures are *Error
 // values naming the device and the step.
 //
-// Endpoint (endpoint.go) is the device side of the same paths for the
+// Server (server.go) is the device side of the same paths for the
 // simulator and the backend: CoreDeviceProxyService for lockdown, and
 // CreateListener for the pairing device role, answering tcp with a
 // TLS-PSK listener and quic with a QUIC listener, both feeding CDTunnel
-// sessions of a tunnel.Device.
+// sessions of a tunnel.Server.
 //
 // QUIC (iOS 17.0–18.1): an RSA-2048 client key announced in
 // createListener, its self-signed certificate, ALPN

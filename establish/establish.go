@@ -29,14 +29,15 @@ const (
 	QUIC Protocol = "quic"
 )
 
-// Path names how a tunnel was established (tunnel.md §1).
-type Path string
+// Method names how a tunnel was established: P1, P2 or P3 of tunnel.md §1
+// (the path a sighting takes to its device is another thing: rsdapi.Path).
+type Method string
 
-// Paths.
+// Methods.
 const (
-	PathCoreDeviceProxy Path = "CoreDeviceProxy"       // P1
-	PathRSD             Path = "RemotePairing-RSD"     // P2 (USB-NCM)
-	PathRemotePairing   Path = "RemotePairing-network" // P3 (Wi-Fi)
+	MethodCoreDeviceProxy Method = "CoreDeviceProxy"       // P1
+	MethodRSD             Method = "RemotePairing-RSD"     // P2 (USB-NCM)
+	MethodRemotePairing   Method = "RemotePairing-network" // P3 (Wi-Fi)
 )
 
 // Options configures establishment. The zero value makes a kernel TUN and
@@ -178,7 +179,7 @@ var ErrQUICUnsupported = errors.New("iOS 18.2+ removed QUIC protocol support; us
 type Tunnel struct {
 	// Identifier is the device's UDID.
 	Identifier string
-	Path       Path
+	Method     Method
 	Protocol   Protocol
 	// Params is the CDTunnel response (addresses, MTU, RSD port); MTU is
 	// the one the TUN uses.
@@ -194,9 +195,9 @@ type Tunnel struct {
 }
 
 // newTunnel wraps a running pump; closers stay open until it ends.
-func newTunnel(id string, path Path, proto Protocol, params tunnel.Params, dev tun.Device, pump *tunnel.Pump, closers []io.Closer, log *slog.Logger) *Tunnel {
+func newTunnel(id string, method Method, proto Protocol, params tunnel.Params, dev tun.Device, pump *tunnel.Pump, closers []io.Closer, log *slog.Logger) *Tunnel {
 	name, _ := dev.Name()
-	t := &Tunnel{Identifier: id, Path: path, Protocol: proto, Params: params, Interface: name,
+	t := &Tunnel{Identifier: id, Method: method, Protocol: proto, Params: params, Interface: name,
 		pump: pump, closers: closers, log: log, done: make(chan struct{})}
 	go t.watch()
 	return t
@@ -278,10 +279,10 @@ func versionAtLeast(v string, major, minor int) bool {
 // startStream is the common end of the byte-stream paths (P1, TLS-PSK):
 // CDTunnel on conn, the TUN, the pump. conn and closers are owned from the
 // call on and closed on failure.
-func startStream(ctx context.Context, conn io.ReadWriteCloser, id string, path Path, closers []io.Closer, opt *Options) (*Tunnel, error) {
+func startStream(ctx context.Context, conn io.ReadWriteCloser, id string, method Method, closers []io.Closer, opt *Options) (*Tunnel, error) {
 	var dev tun.Device
 	newTUN := opt.newTUN()
-	pump, params, err := tunnel.StartHost(ctx, conn, tunnel.HostConfig{
+	pump, params, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{
 		NewTUN: func(p tunnel.Params) (tun.Device, error) {
 			d, err := newTUN(p)
 			dev = d
@@ -299,5 +300,5 @@ func startStream(ctx context.Context, conn io.ReadWriteCloser, id string, path P
 		}
 		return nil, &Error{Device: id, Step: step, Err: err}
 	}
-	return newTunnel(id, path, TCP, params, dev, pump, closers, opt.logger()), nil
+	return newTunnel(id, method, TCP, params, dev, pump, closers, opt.logger()), nil
 }

@@ -59,14 +59,14 @@ func kernelSide(t testing.TB) hostSide {
 
 var establishPaths = []struct {
 	name  string
-	path  Path
+	path  Method
 	proto Protocol
 }{
-	{"P1-CoreDeviceProxy", PathCoreDeviceProxy, TCP},
-	{"P2-RSD-tcp", PathRSD, TCP},
-	{"P3-network-tcp", PathRemotePairing, TCP},
-	{"P2-RSD-quic", PathRSD, QUIC},
-	{"P3-network-quic", PathRemotePairing, QUIC},
+	{"P1-CoreDeviceProxy", MethodCoreDeviceProxy, TCP},
+	{"P2-RSD-tcp", MethodRSD, TCP},
+	{"P3-network-tcp", MethodRemotePairing, TCP},
+	{"P2-RSD-quic", MethodRSD, QUIC},
+	{"P3-network-quic", MethodRemotePairing, QUIC},
 }
 
 func TestEstablishKernel(t *testing.T) {
@@ -86,7 +86,7 @@ func TestEstablishKernel(t *testing.T) {
 func TestEstablishFaultyDevice(t *testing.T) {
 	testkit.CheckLeaks(t)
 	f := newFixture(t, fixtureConfig{faults: tunnel.Faults{DropAbove: 8192, Boundary: tunnel.BoundaryBreak}})
-	runEstablished(t, f, kernelSide(t), PathRemotePairing, TCP)
+	runEstablished(t, f, kernelSide(t), MethodRemotePairing, TCP)
 }
 
 // TestEstablishDeviceDies kills the device side of a TLS-PSK tunnel
@@ -100,7 +100,7 @@ func TestEstablishDeviceDies(t *testing.T) {
 			testkit.CheckLeaks(t)
 			f := newFixture(t, fixtureConfig{})
 			hs := kernelSide(t)
-			tn, err := f.start(t, PathRSD, f.options(hs.newTUN, TCP))
+			tn, err := f.start(t, MethodRSD, f.options(hs.newTUN, TCP))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -158,7 +158,7 @@ func TestEstablishQUICDeviceCloses(t *testing.T) {
 	testkit.CheckLeaks(t)
 	f := newFixture(t, fixtureConfig{})
 	hs := kernelSide(t)
-	tn, err := f.start(t, PathRSD, f.options(hs.newTUN, QUIC))
+	tn, err := f.start(t, MethodRSD, f.options(hs.newTUN, QUIC))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,12 +63,12 @@ func userspaceSide(t testing.TB) hostSide {
 func TestEstablishUserspace(t *testing.T) {
 	for _, p := range []struct {
 		name  string
-		path  Path
+		path  Method
 		proto Protocol
 	}{
-		{"P1-CoreDeviceProxy", PathCoreDeviceProxy, TCP},
-		{"P3-network-tcp", PathRemotePairing, TCP},
-		{"P2-RSD-quic", PathRSD, QUIC},
+		{"P1-CoreDeviceProxy", MethodCoreDeviceProxy, TCP},
+		{"P3-network-tcp", MethodRemotePairing, TCP},
+		{"P2-RSD-quic", MethodRSD, QUIC},
 	} {
 		t.Run(p.name, func(t *testing.T) {
 			testkit.CheckLeaks(t)
@@ -82,16 +82,16 @@ func TestEstablishErrors(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
 		fc    fixtureConfig
-		path  Path
+		path  Method
 		proto Protocol
 		is    error
 		step  string
 		text  string
 	}{
-		{"no CoreDeviceProxy before iOS 17.4", fixtureConfig{noCoreDeviceProxy: true}, PathCoreDeviceProxy, TCP, ErrNoCoreDeviceProxy, StepLockdown, "17.4"},
-		{"not paired over RSD", fixtureConfig{unpaired: true}, PathRSD, TCP, ErrNotPaired, StepVerify, "iosmux pair"},
-		{"not paired over the network", fixtureConfig{unpaired: true}, PathRemotePairing, TCP, ErrNotPaired, StepVerify, "iosmux pair"},
-		{"QUIC refused from iOS 18.2", fixtureConfig{noQUIC: true}, PathRSD, QUIC, nil, StepCreateListener, "QUIC"},
+		{"no CoreDeviceProxy before iOS 17.4", fixtureConfig{noCoreDeviceProxy: true}, MethodCoreDeviceProxy, TCP, ErrNoCoreDeviceProxy, StepLockdown, "17.4"},
+		{"not paired over RSD", fixtureConfig{unpaired: true}, MethodRSD, TCP, ErrNotPaired, StepVerify, "iosmux pair"},
+		{"not paired over the network", fixtureConfig{unpaired: true}, MethodRemotePairing, TCP, ErrNotPaired, StepVerify, "iosmux pair"},
+		{"QUIC refused from iOS 18.2", fixtureConfig{noQUIC: true}, MethodRSD, QUIC, nil, StepCreateListener, "QUIC"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			testkit.CheckLeaks(t)
@@ -135,14 +135,14 @@ func TestVersionGates(t *testing.T) {
 
 // runEstablished establishes path, checks what the Tunnel reports, moves
 // the bulk transfer both ways, closes it and checks the TUN is gone.
-func runEstablished(t *testing.T, f *fixture, hs hostSide, path Path, proto Protocol) *Tunnel {
+func runEstablished(t *testing.T, f *fixture, hs hostSide, path Method, proto Protocol) *Tunnel {
 	tn, err := f.start(t, path, f.options(hs.newTUN, proto))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tn.Close()
-	if tn.Identifier != fixtureUDID || tn.Path != path || tn.Protocol != proto || tn.Interface == "" {
-		t.Fatalf("tunnel reports %s %s %s %q", tn.Identifier, tn.Path, tn.Protocol, tn.Interface)
+	if tn.Identifier != fixtureUDID || tn.Method != path || tn.Protocol != proto || tn.Interface == "" {
+		t.Fatalf("tunnel reports %s %s %s %q", tn.Identifier, tn.Method, tn.Protocol, tn.Interface)
 	}
 	if tn.Params.ServerAddress != f.dev.Address() || tn.Params.ServerRSDPort != testRSDPort {
 		t.Fatalf("params %+v, device %v", tn.Params, f.dev.Address())
@@ -181,11 +181,11 @@ func TestEstablishFromEvents(t *testing.T) {
 	hs := userspaceSide(t)
 	for _, tt := range []struct {
 		ev   discovery.Event
-		path Path
+		path Method
 	}{
-		{discovery.Event{Kind: discovery.Attached, Source: discovery.SourceUsbmux, UDID: f.muxDev.SerialNumber, DeviceID: f.muxDev.DeviceID, ConnectionType: "USB"}, PathCoreDeviceProxy},
-		{discovery.Event{Kind: discovery.Attached, Source: discovery.SourceNCM, Addr: netip.MustParseAddrPort(f.rsdAddr)}, PathRSD},
-		{discovery.Event{Kind: discovery.Attached, Source: discovery.SourceRemotePairing, Addr: netip.MustParseAddrPort(f.rpAddr)}, PathRemotePairing},
+		{discovery.Event{Kind: discovery.Attached, Source: discovery.SourceUsbmux, UDID: f.muxDev.SerialNumber, DeviceID: f.muxDev.DeviceID, ConnectionType: "USB"}, MethodCoreDeviceProxy},
+		{discovery.Event{Kind: discovery.Attached, Source: discovery.SourceNCM, Addr: netip.MustParseAddrPort(f.rsdAddr)}, MethodRSD},
+		{discovery.Event{Kind: discovery.Attached, Source: discovery.SourceRemotePairing, Addr: netip.MustParseAddrPort(f.rpAddr)}, MethodRemotePairing},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		opt := f.options(hs.newTUN, TCP)
@@ -195,8 +195,8 @@ func TestEstablishFromEvents(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v", tt.ev, err)
 		}
-		if tn.Path != tt.path || tn.Identifier != fixtureUDID {
-			t.Errorf("%v: tunnel %s to %s", tt.ev, tn.Path, tn.Identifier)
+		if tn.Method != tt.path || tn.Identifier != fixtureUDID {
+			t.Errorf("%v: tunnel %s to %s", tt.ev, tn.Method, tn.Identifier)
 		}
 		c := hs.dial(t, tn, testRSDPort)
 		if _, err := testkit.Bulk(c, 1<<20, 1<<20); err != nil {

@@ -134,7 +134,7 @@ func (h *tentativeHost) connectNow(dst netip.AddrPort, bindOther bool, wait time
 
 // freshTunnel is one new tunnel to dev over loopback TCP, its host side on
 // newTUN.
-func freshTunnel(t *testing.T, dev *tunnel.Device, newTUN func(tunnel.Params) (tun.Device, error)) (*tunnel.Pump, tunnel.Params) {
+func freshTunnel(t *testing.T, dev *tunnel.Server, newTUN func(tunnel.Params) (tun.Device, error)) (*tunnel.Pump, tunnel.Params) {
 	t.Helper()
 	hostRaw, devRaw := testkit.TCPLoopback(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -144,7 +144,7 @@ func freshTunnel(t *testing.T, dev *tunnel.Device, newTUN func(tunnel.Params) (t
 		_, err := dev.StartSession(ctx, devRaw)
 		sessc <- err
 	}()
-	pump, params, err := tunnel.StartHost(ctx, hostRaw, tunnel.HostConfig{NewTUN: newTUN})
+	pump, params, err := tunnel.StartClient(ctx, hostRaw, tunnel.ClientConfig{NewTUN: newTUN})
 	if err != nil {
 		t.Fatalf("host: %v", err)
 	}

@@ -25,12 +25,12 @@ import (
 )
 
 // A simulated iPhone composed from the L1 device roles, one per path of
-// tunnel.md §1, all feeding one Device through one Endpoint:
+// tunnel.md §1, all feeding one tunnel.Server through one establish.Server:
 //
-//	P1  usbmux.Server on a UNIX socket → lockdown.Device → CoreDeviceProxy
-//	P2  untrusted rsd.Server on [::1] → tunnel service (pairing.Device over
+//	P1  usbmux.Server on a UNIX socket → lockdown.Server → CoreDeviceProxy
+//	P2  untrusted rsd.Server on [::1] → tunnel service (pairing.Server over
 //	    RemoteXPC) → createListener on [::1]
-//	P3  pairing.Device over RPPairing on 127.0.0.1 → createListener there
+//	P3  pairing.Server over RPPairing on 127.0.0.1 → createListener there
 //
 // The host is paired on both layers: usbmuxd holds its lockdown record, and
 // the record store holds its RemotePairing record.
@@ -41,12 +41,12 @@ const (
 )
 
 type fixture struct {
-	dev *tunnel.Device
-	ep  *Endpoint
+	dev *tunnel.Server
+	ep  *Server
 
 	mux    *usbmux.Client
-	muxDev usbmux.Device
-	lock   *lockdown.Device
+	muxDev usbmux.DeviceEntry
+	lock   *lockdown.Server
 
 	rsdAddr string // P2: untrusted RSD
 	rpAddr  string // P3: RPPairing
@@ -75,7 +75,7 @@ func newFixture(t testing.TB, fc fixtureConfig) *fixture {
 	t.Helper()
 	f := &fixture{sessions: map[netip.Addr]*tunnel.Session{}}
 	var err error
-	f.dev, err = tunnel.NewDevice(tunnel.DeviceConfig{RSDPort: testRSDPort, Rand: testkit.Rand(5), Faults: fc.faults})
+	f.dev, err = tunnel.NewServer(tunnel.ServerConfig{RSDPort: testRSDPort, Rand: testkit.Rand(5), Faults: fc.faults})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,8 +92,8 @@ func newFixture(t testing.TB, fc fixtureConfig) *fixture {
 		// under -race, and keeps CBC for a dedicated test.
 		suites = []uint16{tlspsk.TLS_PSK_WITH_AES_256_GCM_SHA384, tlspsk.TLS_PSK_WITH_AES_256_CBC_SHA384, tlspsk.TLS_PSK_WITH_AES_128_CBC_SHA}
 	}
-	f.ep, err = NewEndpoint(EndpointConfig{
-		Device:       f.dev,
+	f.ep, err = NewServer(ServerConfig{
+		Tunnels:      f.dev,
 		QUIC:         !fc.noQUIC,
 		CipherSuites: suites,
 		Wrap: func(nc net.Conn) (net.Conn, bool) {
@@ -128,7 +128,7 @@ func newFixture(t testing.TB, fc fixtureConfig) *fixture {
 func (f *fixture) startP1(t testing.TB, fc fixtureConfig) {
 	ports := usbmux.NewPortMux(0)
 	t.Cleanup(func() { ports.Close() })
-	services := map[string]lockdown.Service{}
+	services := map[string]lockdown.ServiceHandler{}
 	version := "17.4"
 	if !fc.noCoreDeviceProxy {
 		services[lockdown.CoreDeviceProxy] = f.ep.CoreDeviceProxyService()
@@ -136,7 +136,7 @@ func (f *fixture) startP1(t testing.TB, fc fixtureConfig) {
 		version = "17.3.1"
 	}
 	var err error
-	f.lock, err = lockdown.NewDevice(lockdown.DeviceConfig{
+	f.lock, err = lockdown.NewServer(lockdown.ServerConfig{
 		Values:   map[string]any{"UniqueDeviceID": fixtureUDID, "ProductVersion": version, "DeviceName": "Test iPhone"},
 		Services: services,
 		Ports:    ports,
@@ -150,7 +150,7 @@ func (f *fixture) startP1(t testing.TB, fc fixtureConfig) {
 	srv := usbmux.NewServer(usbmux.ServerConfig{})
 	t.Cleanup(func() { srv.Close() })
 	serial := "00008110001A2B3C0E01401E"
-	srv.AddDevice(usbmux.Device{SerialNumber: serial, ConnectionType: usbmux.ConnectionUSB}, ports)
+	srv.AddDevice(usbmux.DeviceEntry{SerialNumber: serial, ConnectionType: usbmux.ConnectionUSB}, ports)
 	rec, err := lockdown.NewPairRecord(testkit.Rand(7), f.lock.PublicKeyPEM(), "5A2B6F1E-0000-4000-8000-000000000001", srv.BUID(), time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +169,7 @@ func (f *fixture) startP1(t testing.TB, fc fixtureConfig) {
 		t.Fatal(err)
 	}
 	go srv.Serve(l) // ends when srv.Close closes l
-	f.mux = usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: sock}})
+	f.mux = usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: sock}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	devs, err := f.mux.ListDevices(ctx)
@@ -200,10 +200,10 @@ func (f *fixture) startPairing(t testing.TB, fc fixtureConfig) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	mkDevice := func(host string) *pairing.Device {
+	mkDevice := func(host string) *pairing.Server {
 		seed := make([]byte, 32)
 		seed[0] = 1
-		d, err := pairing.NewDevice(&pairing.DeviceConfig{
+		d, err := pairing.NewServer(&pairing.ServerConfig{
 			Rand:     testkit.Rand(11),
 			Identity: pairing.DeviceIdentity{Identifier: fixtureUDID, Seed: seed, UDID: fixtureUDID, Name: "Test iPhone", Model: "iPhone14,2"},
 			Handshake: pairing.HandshakeInfo{WireProtocolVersion: 19,
@@ -314,15 +314,15 @@ func (f *fixture) options(hostTUN func(tunnel.Params) tun.Device, proto Protocol
 }
 
 // start establishes a tunnel over path.
-func (f *fixture) start(t testing.TB, path Path, opt Options) (*Tunnel, error) {
+func (f *fixture) start(t testing.TB, path Method, opt Options) (*Tunnel, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	switch path {
-	case PathCoreDeviceProxy:
+	case MethodCoreDeviceProxy:
 		return coreDeviceProxy(ctx, f.mux, f.muxDev, opt)
-	case PathRSD:
+	case MethodRSD:
 		return overRSD(ctx, f.rsdAddr, opt)
-	case PathRemotePairing:
+	case MethodRemotePairing:
 		return remotePairing(ctx, f.rpAddr, opt)
 	}
 	t.Fatalf("unknown path %v", path)

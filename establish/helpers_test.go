@@ -17,9 +17,9 @@ const testRSDPort = 58783
 var bulkMiB = flag.Int("bulk-mib", 16, "MiB moved each way by the end-to-end tunnel tests (1024 for the 1 GiB acceptance run)")
 
 // rsdDevice is a device serving the bulk service on its RSD port.
-func rsdDevice(t *testing.T) *tunnel.Device {
+func rsdDevice(t *testing.T) *tunnel.Server {
 	t.Helper()
-	dev, err := tunnel.NewDevice(tunnel.DeviceConfig{RSDPort: testRSDPort, Rand: testkit.Rand(2)})
+	dev, err := tunnel.NewServer(tunnel.ServerConfig{RSDPort: testRSDPort, Rand: testkit.Rand(2)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,7 +96,7 @@ func selfSigned(key crypto.Signer) (tls.Certificate, error) {
 }
 
 // startQUIC is the QUIC half of P2/P3 on a verified control channel.
-func startQUIC(ctx context.Context, v *verified, path Path, host string, peers []pairing.PeerConnection, closers []io.Closer, opt *Options) (*Tunnel, error) {
+func startQUIC(ctx context.Context, v *verified, method Method, host string, peers []pairing.PeerConnection, closers []io.Closer, opt *Options) (*Tunnel, error) {
 	who := v.udid
 	fail := func(step string, err error) (*Tunnel, error) {
 		closeAllOf(closers)
@@ -158,7 +158,7 @@ func startQUIC(ctx context.Context, v *verified, path Path, host string, peers [
 		pc.Close()
 		return fail(StepTUN, err)
 	}
-	pump, err := tunnel.NewPump(tunnel.Config{
+	pump, err := tunnel.NewPump(tunnel.PumpConfig{
 		TUN: dev, Conn: pc, MTU: params.MTU,
 		Local: params.ClientAddress, Peer: params.ServerAddress,
 		MaxSendPacket: opt.MaxSendPacket, Probe: opt.Probe, Logger: opt.Logger,
@@ -166,7 +166,7 @@ func startQUIC(ctx context.Context, v *verified, path Path, host string, peers [
 	if err != nil {
 		return fail(StepTUN, err)
 	}
-	return newTunnel(who, path, QUIC, params, dev, pump, closers, opt.logger()), nil
+	return newTunnel(who, method, QUIC, params, dev, pump, closers, opt.logger()), nil
 }
 
 // quicClientHandshake sends the padding datagram, runs CDTunnel on the

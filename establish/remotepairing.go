@@ -77,7 +77,7 @@ func overRSD(ctx context.Context, addr string, opt Options) (*Tunnel, error) {
 	if opt.UDID == "" {
 		opt.UDID = dev.UDID
 	}
-	return startPairing(ctx, PathRSD, who, host, dial, []io.Closer{rc}, &opt)
+	return startPairing(ctx, MethodRSD, who, host, dial, []io.Closer{rc}, &opt)
 }
 
 // tunnelService returns a dialer of RemoteXPC connections to the tunnel
@@ -134,7 +134,7 @@ func pairRSD(ctx context.Context, addr string, opt *Options) error {
 	log := opt.logger()
 	log.Info("pairing over USB-NCM (accept the Trust dialog on the device)", "udid", udid)
 	res, err := pairing.Pair(ctx, &pairing.PairConfig{
-		Host:  pairing.HostConfig{HostName: opt.HostName, Logger: opt.Logger},
+		Host:  pairing.ClientConfig{HostName: opt.HostName, Logger: opt.Logger},
 		Store: opt.Records,
 		Dial:  opt.tunnelService(net.JoinHostPort(host, strconv.Itoa(int(svc.Port)))),
 	})
@@ -166,18 +166,18 @@ func remotePairing(ctx context.Context, addr string, opt Options) (*Tunnel, erro
 		}
 		return pairing.NewRPPairing(nc), nil
 	}
-	return startPairing(ctx, PathRemotePairing, who, host, dial, nil, &opt)
+	return startPairing(ctx, MethodRemotePairing, who, host, dial, nil, &opt)
 }
 
 // verified is a control channel after a successful pair-verify.
 type verified struct {
-	h    *pairing.Host
+	h    *pairing.Client
 	udid string
 }
 
 // startPairing runs the RemotePairing part shared by P2 and P3 on
 // connections from dial, then the data transport to host.
-func startPairing(ctx context.Context, path Path, who, host string, dial func(context.Context) (pairing.Transport, error), closers []io.Closer, opt *Options) (*Tunnel, error) {
+func startPairing(ctx context.Context, method Method, who, host string, dial func(context.Context) (pairing.Transport, error), closers []io.Closer, opt *Options) (*Tunnel, error) {
 	fail := func(step string, err error) (*Tunnel, error) {
 		closeAllOf(closers)
 		return nil, &Error{Device: who, Step: step, Err: err}
@@ -195,7 +195,7 @@ func startPairing(ctx context.Context, path Path, who, host string, dial func(co
 	}
 	peers := []pairing.PeerConnection{{OwningPID: int64(pid), OwningProcessName: "CoreDeviceService"}}
 	if opt.protocol() == QUIC {
-		return startQUIC(ctx, v, path, host, peers, closers, opt)
+		return startQUIC(ctx, v, method, host, peers, closers, opt)
 	}
 	psk := v.h.SharedSecret()
 	l, err := v.h.CreateListener(ctx, pairing.ListenerRequest{Transport: pairing.TransportTCP, Key: psk, PeerConnections: peers})
@@ -213,7 +213,7 @@ func startPairing(ctx context.Context, path Path, who, host string, dial func(co
 		return fail(StepTLSPSK, err)
 	}
 	opt.logger().Debug("tunnel: TLS-PSK up", "udid", who, "suite", tlspsk.CipherSuiteName(tc.ConnectionState().CipherSuite))
-	return startStream(ctx, tc, who, path, closers, opt)
+	return startStream(ctx, tc, who, method, closers, opt)
 }
 
 // verify opens a control channel and pair-verifies with the device's
@@ -221,19 +221,19 @@ func startPairing(ctx context.Context, path Path, who, host string, dial func(co
 // or, when there is none, every stored record in turn on a fresh
 // connection each (tunnel.md §5.3).
 func verify(ctx context.Context, who string, dial func(context.Context) (pairing.Transport, error), opt *Options) (*verified, error) {
-	hc := &pairing.HostConfig{HostName: opt.HostName, Identifier: opt.HostIdentifier, Logger: opt.Logger}
+	hc := &pairing.ClientConfig{HostName: opt.HostName, Identifier: opt.HostIdentifier, Logger: opt.Logger}
 	if hc.HostName == "" {
 		hc.HostName, _ = os.Hostname()
 	}
 	if hc.Identifier == "" {
 		hc.Identifier = pairing.HostIdentifier(hc.HostName)
 	}
-	open := func() (*pairing.Host, *pairing.HandshakeInfo, error) {
+	open := func() (*pairing.Client, *pairing.HandshakeInfo, error) {
 		t, err := dial(ctx)
 		if err != nil {
 			return nil, nil, &Error{Device: who, Step: StepControl, Err: err}
 		}
-		h := pairing.NewHost(t, hc)
+		h := pairing.NewClient(t, hc)
 		info, err := h.Handshake(ctx)
 		if err != nil {
 			h.Close()

@@ -40,7 +40,7 @@ func Establish(ctx context.Context, s discovery.Event, opt Options) (*Tunnel, er
 		if opt.Usbmux == nil {
 			return nil, &Error{Device: s.UDID, Step: StepUsbmux, Err: errors.New("no usbmuxd client")}
 		}
-		dev := usbmux.Device{DeviceID: s.DeviceID, SerialNumber: s.UDID, ConnectionType: s.ConnectionType, ProductID: s.ProductID}
+		dev := usbmux.DeviceEntry{DeviceID: s.DeviceID, SerialNumber: s.UDID, ConnectionType: s.ConnectionType, ProductID: s.ProductID}
 		if err := pairUsbmux(ctx, opt.Usbmux, dev, &opt); err != nil {
 			return nil, err
 		}

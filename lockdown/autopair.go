@@ -75,7 +75,7 @@ func (e *PairError) Unwrap() error { return e.Err }
 // and stores the new record in usbmuxd, as pmd3 and libimobiledevice do,
 // and in opt.Store when set. The outcomes a user causes come back as a
 // *PairError.
-func PairUsbmux(ctx context.Context, mux *usbmux.Client, dev usbmux.Device, opt PairOptions) (*PairRecord, error) {
+func PairUsbmux(ctx context.Context, mux *usbmux.Client, dev usbmux.DeviceEntry, opt PairOptions) (*PairRecord, error) {
 	udid := dev.UDID()
 	buid, err := mux.ReadBUID(ctx)
 	if err != nil {
@@ -113,7 +113,7 @@ func PairUsbmux(ctx context.Context, mux *usbmux.Client, dev usbmux.Device, opt 
 // or the device no longer trusts it, PairUsbmux runs (the Trust dialog),
 // unless opt.NoAutopair, which makes it a *PairError with ErrNotPaired.
 // paired reports whether a new pairing was made.
-func EnsurePaired(ctx context.Context, mux *usbmux.Client, dev usbmux.Device, opt PairOptions) (rec *PairRecord, paired bool, err error) {
+func EnsurePaired(ctx context.Context, mux *usbmux.Client, dev usbmux.DeviceEntry, opt PairOptions) (rec *PairRecord, paired bool, err error) {
 	udid := dev.UDID()
 	rec, err = ReadPairRecord(ctx, mux, udid)
 	if errors.Is(err, usbmux.ErrNoPairRecord) {
@@ -153,7 +153,7 @@ func EnsurePaired(ctx context.Context, mux *usbmux.Client, dev usbmux.Device, op
 
 // checkRecord opens a lockdown session with rec: it fails with
 // ErrInvalidHostID when the device does not know the pairing.
-func checkRecord(ctx context.Context, mux *usbmux.Client, dev usbmux.Device, rec *PairRecord) error {
+func checkRecord(ctx context.Context, mux *usbmux.Client, dev usbmux.DeviceEntry, rec *PairRecord) error {
 	lc, err := DialUsbmux(ctx, mux, dev.DeviceID, ClientConfig{})
 	if err != nil {
 		return err
@@ -167,7 +167,7 @@ func checkRecord(ctx context.Context, mux *usbmux.Client, dev usbmux.Device, rec
 // holds for it by opening a session with it (idevicepair validate) and
 // returns the record. No record, or one the device no longer trusts, is a
 // *PairError with ErrNotPaired.
-func ValidateUsbmux(ctx context.Context, mux *usbmux.Client, dev usbmux.Device) (*PairRecord, error) {
+func ValidateUsbmux(ctx context.Context, mux *usbmux.Client, dev usbmux.DeviceEntry) (*PairRecord, error) {
 	udid := dev.UDID()
 	rec, err := ReadPairRecord(ctx, mux, udid)
 	if errors.Is(err, usbmux.ErrNoPairRecord) {
@@ -191,7 +191,7 @@ func ValidateUsbmux(ctx context.Context, mux *usbmux.Client, dev usbmux.Device) 
 // unpair). A device that had already forgotten it (InvalidHostID) is not
 // an error: the record is deleted all the same. It returns
 // usbmux.ErrNoPairRecord, wrapped, when there is nothing to unpair.
-func UnpairUsbmux(ctx context.Context, mux *usbmux.Client, dev usbmux.Device) error {
+func UnpairUsbmux(ctx context.Context, mux *usbmux.Client, dev usbmux.DeviceEntry) error {
 	udid := dev.UDID()
 	rec, err := ReadPairRecord(ctx, mux, udid)
 	if err != nil {
@@ -219,7 +219,7 @@ func UnpairUsbmux(ctx context.Context, mux *usbmux.Client, dev usbmux.Device) er
 // lockdown transport, whose service the device closes after pair-setup.
 type UsbmuxServices struct {
 	Mux    *usbmux.Client
-	Device usbmux.Device
+	Device usbmux.DeviceEntry
 	Record *PairRecord
 	Config ClientConfig
 }

@@ -45,8 +45,8 @@ func (s *scriptedTrust) count() int {
 	return s.asked
 }
 
-func (r *rig) usbDevice() usbmux.Device {
-	return usbmux.Device{DeviceID: r.deviceID, SerialNumber: testUDID, ConnectionType: usbmux.ConnectionUSB}
+func (r *rig) usbDevice() usbmux.DeviceEntry {
+	return usbmux.DeviceEntry{DeviceID: r.deviceID, SerialNumber: testUDID, ConnectionType: usbmux.ConnectionUSB}
 }
 
 // memStore is a RecordStore in memory.
@@ -85,7 +85,7 @@ func (m *memStore) SaveRecord(udid string, rec *PairRecord) error {
 func TestEnsurePaired(t *testing.T) {
 	testkit.CheckLeaks(t)
 	trust := &scriptedTrust{answers: []TrustAnswer{TrustPending, TrustPending, TrustAccept}}
-	r := newRig(t, DeviceConfig{Trust: trust.answer})
+	r := newRig(t, ServerConfig{Trust: trust.answer})
 	ctx := testCtx(t)
 	dev := r.usbDevice()
 
@@ -141,7 +141,7 @@ func TestEnsurePaired(t *testing.T) {
 // message says what to do; nothing is saved.
 func TestPairOutcomes(t *testing.T) {
 	trust := &scriptedTrust{}
-	r := newRig(t, DeviceConfig{Trust: trust.answer})
+	r := newRig(t, ServerConfig{Trust: trust.answer})
 	dev := r.usbDevice()
 	tests := []struct {
 		name   string
@@ -190,7 +190,7 @@ func TestPairOutcomes(t *testing.T) {
 // usbmuxd's record, so the next call succeeds without a dialog.
 func TestEnsurePairedStore(t *testing.T) {
 	trust := &scriptedTrust{answers: []TrustAnswer{TrustAccept}}
-	r := newRig(t, DeviceConfig{Trust: trust.answer})
+	r := newRig(t, ServerConfig{Trust: trust.answer})
 	ctx := testCtx(t)
 	dev := r.usbDevice()
 	st := &memStore{}
@@ -231,7 +231,7 @@ func TestEnsurePairedStore(t *testing.T) {
 
 // TestValidateUnpair is idevicepair validate and unpair.
 func TestValidateUnpair(t *testing.T) {
-	r := newRig(t, DeviceConfig{})
+	r := newRig(t, ServerConfig{})
 	ctx := testCtx(t)
 	dev := r.usbDevice()
 	if _, err := ValidateUsbmux(ctx, r.mux, dev); !errors.Is(err, ErrNotPaired) {
@@ -278,7 +278,7 @@ func TestValidateUnpair(t *testing.T) {
 // TestUsbmuxServices starts a service with a record in hand, once per
 // call, each on a session of its own.
 func TestUsbmuxServices(t *testing.T) {
-	r := newRig(t, DeviceConfig{})
+	r := newRig(t, ServerConfig{})
 	ctx := testCtx(t)
 	s := &UsbmuxServices{Mux: r.mux, Device: r.usbDevice(), Record: r.pair(t)}
 	for range 2 {

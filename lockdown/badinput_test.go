@@ -154,7 +154,7 @@ func TestClientSilentDevice(t *testing.T) {
 // TestDeviceBadRequests: the device hangs up on input it cannot read and
 // answers unknown requests with an error.
 func TestDeviceBadRequests(t *testing.T) {
-	dev, err := NewDevice(DeviceConfig{Values: testValues(), Key: testKey(t, 0), Timeout: 100 * time.Millisecond})
+	dev, err := NewServer(ServerConfig{Values: testValues(), Key: testKey(t, 0), Timeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

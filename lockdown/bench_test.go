@@ -11,7 +11,7 @@ import (
 // TLS handshake (RSA-2048 certificates), one GetValue, close — what every
 // host tool does before it can start a service.
 func BenchmarkStartSession(b *testing.B) {
-	r := newRig(b, DeviceConfig{})
+	r := newRig(b, ServerConfig{})
 	rec := r.pair(b)
 	ctx := b.Context()
 	for b.Loop() {
@@ -33,7 +33,7 @@ func BenchmarkStartSession(b *testing.B) {
 // CoreDeviceProxy path: StartService, Connect, TLS), 8 MiB each way per op.
 func BenchmarkServiceBulk(b *testing.B) {
 	const n = 8 << 20
-	r := newRig(b, DeviceConfig{Services: map[string]Service{
+	r := newRig(b, ServerConfig{Services: map[string]ServiceHandler{
 		CoreDeviceProxy: {SSL: true, Serve: func(c net.Conn) { testkit.ServeBulk(c) }},
 	}})
 	rec := r.pair(b)

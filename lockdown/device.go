@@ -17,15 +17,15 @@ import (
 	"time"
 )
 
-// Service is one lockdown service the device offers through StartService.
-type Service struct {
+// ServiceHandler is one lockdown service the device offers through StartService.
+type ServiceHandler struct {
 	// SSL makes StartService answer EnableServiceSSL = true; the device then
 	// runs the TLS server handshake on the service connection (with the
 	// session host's device certificate, requiring that host's client
 	// certificate) before calling Serve.
 	SSL bool
 	// Serve handles one service connection, TLS already done when SSL. It
-	// owns conn and returns when done; Device.Close closes conn.
+	// owns conn and returns when done; Server.Close closes conn.
 	Serve func(conn net.Conn)
 	// Available, if set, is asked at every StartService: false answers
 	// InvalidService, as for a service the device lacks (services that
@@ -51,8 +51,8 @@ const (
 	TrustLocked                     // locked with a passcode: PasswordProtected
 )
 
-// DeviceConfig configures the device role.
-type DeviceConfig struct {
+// ServerConfig configures the device role.
+type ServerConfig struct {
 	// Values is the top-level domain GetValue serves (UniqueDeviceID,
 	// ProductVersion, ProductType, DeviceName, …). DevicePublicKey is
 	// filled from Key.
@@ -65,7 +65,7 @@ type DeviceConfig struct {
 	// Key is the device's RSA key; nil generates one.
 	Key *rsa.PrivateKey
 	// Services are offered by StartService, by name.
-	Services map[string]Service
+	Services map[string]ServiceHandler
 	// Ports opens service ports; required when Services is not empty.
 	Ports PortListener
 	// Trust answers Pair requests from unknown hosts; nil accepts.
@@ -98,12 +98,12 @@ var DefaultPublicKeys = []string{
 	"UniqueDeviceID", "WiFiAddress",
 }
 
-// Device is lockdownd's side (lockdown.md §8): QueryType, Get/Set/RemoveValue,
+// Server is lockdownd's side (lockdown.md §8): QueryType, Get/Set/RemoveValue,
 // Pair/ValidatePair/Unpair, StartSession with TLS under the host's pairing,
 // StopSession and StartService. It starts no goroutines: ServeConn and
 // service connections run on the caller's goroutine (the usbmux server's).
-type Device struct {
-	cfg    DeviceConfig
+type Server struct {
+	cfg    ServerConfig
 	key    *rsa.PrivateKey
 	pubPEM []byte
 	public map[string]bool
@@ -126,8 +126,8 @@ type hostPairing struct {
 	escrowBag  []byte
 }
 
-// NewDevice returns a device with the given identity and no pairings.
-func NewDevice(cfg DeviceConfig) (*Device, error) {
+// NewServer returns a device with the given identity and no pairings.
+func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
@@ -137,7 +137,7 @@ func NewDevice(cfg DeviceConfig) (*Device, error) {
 	if len(cfg.Services) > 0 && cfg.Ports == nil {
 		return nil, errors.New("lockdown: device offers services but has no PortListener")
 	}
-	d := &Device{
+	d := &Server{
 		cfg:    cfg,
 		key:    cfg.Key,
 		log:    cfg.Logger,
@@ -173,10 +173,10 @@ func NewDevice(cfg DeviceConfig) (*Device, error) {
 }
 
 // PublicKeyPEM returns the DevicePublicKey value.
-func (d *Device) PublicKeyPEM() []byte { return d.pubPEM }
+func (d *Server) PublicKeyPEM() []byte { return d.pubPEM }
 
 // Value returns a stored value (domain "" is the top level).
-func (d *Device) Value(domain, key string) (any, bool) {
+func (d *Server) Value(domain, key string) (any, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	v, ok := d.values[domain][key]
@@ -184,7 +184,7 @@ func (d *Device) Value(domain, key string) (any, bool) {
 }
 
 // Domain returns a copy of one domain's values ("" is the top level).
-func (d *Device) Domain(domain string) (map[string]any, bool) {
+func (d *Server) Domain(domain string) (map[string]any, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	dom, ok := d.values[domain]
@@ -193,7 +193,7 @@ func (d *Device) Domain(domain string) (map[string]any, bool) {
 
 // SetValue stores a value as the device itself would change it (the
 // simulator's Developer Mode status), outside any host's session.
-func (d *Device) SetValue(domain, key string, v any) {
+func (d *Server) SetValue(domain, key string, v any) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.values[domain] == nil {
@@ -203,7 +203,7 @@ func (d *Device) SetValue(domain, key string, v any) {
 }
 
 // HostIDs returns the HostIDs of the paired hosts, sorted.
-func (d *Device) HostIDs() []string {
+func (d *Server) HostIDs() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return slices.Sorted(maps.Keys(d.hosts))
@@ -212,7 +212,7 @@ func (d *Device) HostIDs() []string {
 // AddPairing makes the device trust rec's host as a successful Pair would,
 // without the Trust dialog: for simulators whose host record is prepared
 // ahead of time.
-func (d *Device) AddPairing(rec *PairRecord) error {
+func (d *Server) AddPairing(rec *PairRecord) error {
 	h, err := d.checkPairRecord(rec.public())
 	if err != nil {
 		return err
@@ -228,7 +228,7 @@ func (d *Device) AddPairing(rec *PairRecord) error {
 // §7.1, §8):
 // the device certificate must wrap our key, the host certificate must be
 // signed by the root.
-func (d *Device) checkPairRecord(m Message) (*hostPairing, error) {
+func (d *Server) checkPairRecord(m Message) (*hostPairing, error) {
 	hostID, _ := m.String("HostID")
 	if hostID == "" {
 		return nil, errors.New("pair record without HostID")
@@ -270,7 +270,7 @@ func (d *Device) checkPairRecord(m Message) (*hostPairing, error) {
 // either is accepted. TLS 1.0 stays allowed: libimobiledevice caps devices
 // older than iOS 10 at TLS 1.0, and a simulated old device must take that.
 // One Write is one record, as on the host side (clientTLSConfig).
-func (d *Device) serverTLS(h *hostPairing) *tls.Config {
+func (d *Server) serverTLS(h *hostPairing) *tls.Config {
 	return &tls.Config{
 		Certificates: []tls.Certificate{{Certificate: [][]byte{h.deviceCert}, PrivateKey: d.key}},
 		ClientAuth:   tls.RequireAnyClientCert,
@@ -293,7 +293,7 @@ func (d *Device) serverTLS(h *hostPairing) *tls.Config {
 }
 
 // track registers a connection so Close can end it.
-func (d *Device) track(conn net.Conn) bool {
+func (d *Server) track(conn net.Conn) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -303,7 +303,7 @@ func (d *Device) track(conn net.Conn) bool {
 	return true
 }
 
-func (d *Device) untrack(conn net.Conn) {
+func (d *Server) untrack(conn net.Conn) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.conns, conn)
@@ -312,7 +312,7 @@ func (d *Device) untrack(conn net.Conn) {
 // Close closes every lockdown and service connection being served, which
 // makes ServeConn and the service handlers return, and refuses new ones. It
 // is idempotent.
-func (d *Device) Close() error {
+func (d *Server) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.closed = true
@@ -323,7 +323,7 @@ func (d *Device) Close() error {
 }
 
 // serveService runs one service connection opened after StartService.
-func (d *Device) serveService(conn net.Conn, name string, svc Service, h *hostPairing) {
+func (d *Server) serveService(conn net.Conn, name string, svc ServiceHandler, h *hostPairing) {
 	if !d.track(conn) {
 		conn.Close()
 		return
@@ -346,4 +346,4 @@ func (d *Device) serveService(conn net.Conn, name string, svc Service, h *hostPa
 	svc.Serve(tc)
 }
 
-func (d *Device) newID() string { return newUUID(d.cfg.Rand) }
+func (d *Server) newID() string { return newUUID(d.cfg.Rand) }

@@ -14,7 +14,7 @@ import (
 
 // devConn is the device side of one lockdown connection.
 type devConn struct {
-	d       *Device
+	d       *Server
 	raw     net.Conn
 	pc      *peekConn // raw, read through a buffer so StopSession can peek
 	cur     net.Conn  // pc, or tlsConn during a TLS session
@@ -35,7 +35,7 @@ func (p *peekConn) Read(b []byte) (int, error) { return p.br.Read(b) }
 // ServeConn serves one lockdown connection until the host hangs up, sends
 // something unreadable, or Close is called. It blocks; run it from the
 // usbmux server's connection goroutine (a PortMux handler for Port).
-func (d *Device) ServeConn(conn net.Conn) {
+func (d *Server) ServeConn(conn net.Conn) {
 	if !d.track(conn) {
 		conn.Close()
 		return

@@ -1,5 +1,5 @@
 // Package lockdown speaks lockdownd's protocol in both roles: Client is the
-// host side (values, sessions, services, classic pairing), Device plays
+// host side (values, sessions, services, classic pairing), Server plays
 // lockdownd for the simulator. The protocol is docs/protocols/lockdown.md,
 // and tunnel.md §4 for CoreDeviceProxy.
 //
@@ -35,5 +35,5 @@
 // Frames are parsed from []byte with the length bounded (MaxFrameLen);
 // every host read has a deadline from the context or the client timeout;
 // the device's wait for the next request lasts until the host or
-// Device.Close ends it, and the rest of a request has a deadline.
+// Server.Close ends it, and the rest of a request has a deadline.
 package lockdown

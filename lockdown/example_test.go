@@ -13,9 +13,9 @@ import (
 // and a host reaching that service with OpenService.
 func Example_simulator() {
 	ports := usbmux.NewPortMux(0)
-	dev, err := lockdown.NewDevice(lockdown.DeviceConfig{
+	dev, err := lockdown.NewServer(lockdown.ServerConfig{
 		Values: map[string]any{"UniqueDeviceID": "00008110-001A2B3C0E01401E", "ProductVersion": "17.5"},
-		Services: map[string]lockdown.Service{
+		Services: map[string]lockdown.ServiceHandler{
 			// serveCDTunnel would be the tunnel package's device side.
 			lockdown.CoreDeviceProxy: {SSL: true, Serve: func(c net.Conn) { c.Close() }},
 		},
@@ -29,7 +29,7 @@ func Example_simulator() {
 
 	srv := usbmux.NewServer(usbmux.ServerConfig{})
 	defer srv.Close()
-	srv.AddDevice(usbmux.Device{SerialNumber: "00008110001A2B3C0E01401E", ConnectionType: usbmux.ConnectionUSB}, ports)
+	srv.AddDevice(usbmux.DeviceEntry{SerialNumber: "00008110001A2B3C0E01401E", ConnectionType: usbmux.ConnectionUSB}, ports)
 	l, err := net.Listen("unix", "/tmp/iosmux-example-usbmuxd")
 	if err != nil {
 		panic(err)
@@ -38,7 +38,7 @@ func Example_simulator() {
 
 	// Host side (after pairing, which stored a record in usbmuxd).
 	ctx := context.Background()
-	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: "/tmp/iosmux-example-usbmuxd"}})
+	mux := usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: "/tmp/iosmux-example-usbmuxd"}})
 	devs, err := mux.ListDevices(ctx)
 	if err != nil || len(devs) == 0 {
 		return

@@ -57,14 +57,14 @@ func testValues() map[string]any {
 type rig struct {
 	srv      *usbmux.Server
 	mux      *usbmux.Client
-	dev      *Device
+	dev      *Server
 	ports    *usbmux.PortMux
 	deviceID uint32
 }
 
 func echo(conn net.Conn) { io.Copy(conn, conn) }
 
-func newRig(t testing.TB, cfg DeviceConfig) *rig {
+func newRig(t testing.TB, cfg ServerConfig) *rig {
 	t.Helper()
 	r := &rig{ports: usbmux.NewPortMux(0)}
 	if cfg.Values == nil {
@@ -74,17 +74,17 @@ func newRig(t testing.TB, cfg DeviceConfig) *rig {
 		cfg.Key = testKey(t, 0)
 	}
 	if cfg.Services == nil {
-		cfg.Services = map[string]Service{CoreDeviceProxy: {SSL: true, Serve: echo}}
+		cfg.Services = map[string]ServiceHandler{CoreDeviceProxy: {SSL: true, Serve: echo}}
 	}
 	cfg.Ports = r.ports
-	dev, err := NewDevice(cfg)
+	dev, err := NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.dev = dev
 	r.ports.Handle(Port, dev.ServeConn)
 	r.srv = usbmux.NewServer(usbmux.ServerConfig{})
-	r.deviceID = r.srv.AddDevice(usbmux.Device{SerialNumber: testUDID, ConnectionType: usbmux.ConnectionUSB}, r.ports)
+	r.deviceID = r.srv.AddDevice(usbmux.DeviceEntry{SerialNumber: testUDID, ConnectionType: usbmux.ConnectionUSB}, r.ports)
 
 	dir, err := os.MkdirTemp("", "ld")
 	if err != nil {
@@ -103,7 +103,7 @@ func newRig(t testing.TB, cfg DeviceConfig) *rig {
 		<-done
 		os.RemoveAll(dir)
 	})
-	r.mux = usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: path}})
+	r.mux = usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: path}})
 	return r
 }
 
@@ -121,7 +121,7 @@ func (r *rig) dial(t testing.TB) *Client {
 // (PairUsbmux, what tunneld and the backend use).
 func (r *rig) pair(t testing.TB) *PairRecord {
 	t.Helper()
-	rec, err := PairUsbmux(testCtx(t), r.mux, usbmux.Device{DeviceID: r.deviceID, SerialNumber: testUDID}, PairOptions{HostName: "test host"})
+	rec, err := PairUsbmux(testCtx(t), r.mux, usbmux.DeviceEntry{DeviceID: r.deviceID, SerialNumber: testUDID}, PairOptions{HostName: "test host"})
 	if err != nil {
 		t.Fatalf("Pair: %v", err)
 	}

@@ -140,7 +140,7 @@ func FuzzDeviceRequest(f *testing.F) {
 		}
 		// A fresh device per input, so state from earlier inputs (values,
 		// pairings) neither accumulates nor hides a crash's cause.
-		dev, err := NewDevice(DeviceConfig{Values: map[string]any{"ProductVersion": "17.5"}, Key: key})
+		dev, err := NewServer(ServerConfig{Values: map[string]any{"ProductVersion": "17.5"}, Key: key})
 		if err != nil {
 			t.Fatal(err)
 		}

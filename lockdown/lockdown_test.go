@@ -22,7 +22,7 @@ import (
 
 func TestPairSessionAndService(t *testing.T) {
 	testkit.CheckLeaks(t)
-	r := newRig(t, DeviceConfig{})
+	r := newRig(t, ServerConfig{})
 	ctx := testCtx(t)
 
 	c := r.dial(t)
@@ -140,7 +140,7 @@ func TestPairSessionAndService(t *testing.T) {
 }
 
 func TestStartSessionUnknownHost(t *testing.T) {
-	r := newRig(t, DeviceConfig{})
+	r := newRig(t, ServerConfig{})
 	ctx := testCtx(t)
 	rec, err := NewPairRecord(nil, r.dev.PublicKeyPEM(), "11111111-2222-4333-8444-555555555555", "BUID", time.Now())
 	if err != nil {
@@ -158,7 +158,7 @@ func TestStartSessionUnknownHost(t *testing.T) {
 // TestSessionClientCertificate: the root certificate (libimobiledevice's
 // choice) is accepted, a certificate from another pairing is not.
 func TestSessionClientCertificate(t *testing.T) {
-	r := newRig(t, DeviceConfig{})
+	r := newRig(t, ServerConfig{})
 	ctx := testCtx(t)
 	rec := r.pair(t)
 
@@ -189,7 +189,7 @@ func TestSessionClientCertificate(t *testing.T) {
 func TestPairTrustDialog(t *testing.T) {
 	answers := []TrustAnswer{TrustPending, TrustPending, TrustAccept}
 	var asked []string
-	r := newRig(t, DeviceConfig{Trust: func(host string) TrustAnswer {
+	r := newRig(t, ServerConfig{Trust: func(host string) TrustAnswer {
 		asked = append(asked, host)
 		a := answers[0]
 		answers = answers[1:]
@@ -215,7 +215,7 @@ func TestPairTrustDialog(t *testing.T) {
 }
 
 func TestPairRejectsForeignDeviceCertificate(t *testing.T) {
-	r := newRig(t, DeviceConfig{})
+	r := newRig(t, ServerConfig{})
 	ctx := testCtx(t)
 	// A record made for another device's key.
 	rec, err := NewPairRecord(nil, PublicKeyPEM(&testKey(t, 1).PublicKey), "H", "B", time.Now())
@@ -278,7 +278,7 @@ func mustMarshal(t *testing.T, r *PairRecord) []byte {
 // certificates with SHA-1, which crypto/x509 will not verify; the device
 // role checks them itself, and still rejects a bad signature.
 func TestPairAcceptsSHA1Certificates(t *testing.T) {
-	dev, err := NewDevice(DeviceConfig{Key: testKey(t, 0)})
+	dev, err := NewServer(ServerConfig{Key: testKey(t, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +315,7 @@ func TestPairAcceptsSHA1Certificates(t *testing.T) {
 // hang, and nothing leaks.
 func TestDeviceDropsMidSession(t *testing.T) {
 	testkit.CheckLeaks(t)
-	r := newRig(t, DeviceConfig{})
+	r := newRig(t, ServerConfig{})
 	ctx := testCtx(t)
 	rec := r.pair(t)
 	c := r.dial(t)
@@ -349,9 +349,9 @@ func TestDeviceDropsMidSession(t *testing.T) {
 }
 
 func TestOpenService(t *testing.T) {
-	r := newRig(t, DeviceConfig{})
+	r := newRig(t, ServerConfig{})
 	ctx := testCtx(t)
-	dev := usbmux.Device{DeviceID: r.deviceID, SerialNumber: strings.ReplaceAll(testUDID, "-", "")}
+	dev := usbmux.DeviceEntry{DeviceID: r.deviceID, SerialNumber: strings.ReplaceAll(testUDID, "-", "")}
 	if _, _, err := OpenService(ctx, r.mux, dev, CoreDeviceProxy, ClientConfig{}); !errors.Is(err, usbmux.ErrNoPairRecord) || !strings.Contains(err.Error(), testUDID) {
 		t.Errorf("OpenService unpaired: %v; want ErrNoPairRecord naming the device", err)
 	}
@@ -380,10 +380,10 @@ func TestOpenService(t *testing.T) {
 // reach a device that reads one packet per record intact (tunnel.md §3.1).
 // crypto/tls's dynamic record sizing would split the first large writes.
 func TestServiceKeepsWriteBoundaries(t *testing.T) {
-	r := newRig(t, DeviceConfig{})
+	r := newRig(t, ServerConfig{})
 	r.pair(t)
 	ctx := testCtx(t)
-	dev := usbmux.Device{DeviceID: r.deviceID, SerialNumber: strings.ReplaceAll(testUDID, "-", "")}
+	dev := usbmux.DeviceEntry{DeviceID: r.deviceID, SerialNumber: strings.ReplaceAll(testUDID, "-", "")}
 	conn, _, err := OpenService(ctx, r.mux, dev, CoreDeviceProxy, ClientConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -413,7 +413,7 @@ func TestServiceKeepsWriteBoundaries(t *testing.T) {
 // service connection in ten when one arrived after the handshake (its
 // idevicenotificationproxy post lost the post).
 func TestNoSessionTickets(t *testing.T) {
-	r := newRig(t, DeviceConfig{})
+	r := newRig(t, ServerConfig{})
 	rec := r.pair(t)
 	var h *hostPairing
 	r.dev.mu.Lock()

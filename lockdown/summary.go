@@ -15,7 +15,7 @@ var SummaryKeys = []string{"ProductType", "ProductVersion", "DeviceName"}
 // ReadSummary reads the top-level values of dev, from a session if the
 // values readable before one lack a SummaryKeys entry and usbmuxd holds a
 // pair record (an unpaired device gives what it shows to anyone).
-func ReadSummary(ctx context.Context, mux *usbmux.Client, dev usbmux.Device) (Message, error) {
+func ReadSummary(ctx context.Context, mux *usbmux.Client, dev usbmux.DeviceEntry) (Message, error) {
 	lc, err := DialUsbmux(ctx, mux, dev.DeviceID, ClientConfig{})
 	if err != nil {
 		return nil, err

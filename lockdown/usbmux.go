@@ -64,7 +64,7 @@ func DialService(ctx context.Context, mux *usbmux.Client, deviceID uint32, info 
 // CDTunnel handshake comes next). Errors name the step; errors.Is works for
 // usbmux.ErrNoPairRecord, ErrInvalidHostID, ErrInvalidService and
 // ErrPasswordProtected.
-func OpenService(ctx context.Context, mux *usbmux.Client, dev usbmux.Device, name string, cfg ClientConfig) (net.Conn, ServiceInfo, error) {
+func OpenService(ctx context.Context, mux *usbmux.Client, dev usbmux.DeviceEntry, name string, cfg ClientConfig) (net.Conn, ServiceInfo, error) {
 	udid := dev.UDID()
 	rec, err := ReadPairRecord(ctx, mux, udid)
 	if errors.Is(err, usbmux.ErrNoPairRecord) {
@@ -77,7 +77,7 @@ func OpenService(ctx context.Context, mux *usbmux.Client, dev usbmux.Device, nam
 }
 
 // openService is OpenService with the record in hand.
-func openService(ctx context.Context, mux *usbmux.Client, dev usbmux.Device, rec *PairRecord, name string, cfg ClientConfig) (net.Conn, ServiceInfo, error) {
+func openService(ctx context.Context, mux *usbmux.Client, dev usbmux.DeviceEntry, rec *PairRecord, name string, cfg ClientConfig) (net.Conn, ServiceInfo, error) {
 	udid := dev.UDID()
 	c, err := DialUsbmux(ctx, mux, dev.DeviceID, cfg)
 	if err != nil {

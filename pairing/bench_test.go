@@ -59,7 +59,7 @@ func BenchmarkPairInMemory(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		td := &testDevice{hosts: &MemoryHosts{}}
-		dev, err := NewDevice(&DeviceConfig{Identity: vecDevice, Handshake: vecHandshake, Hosts: td.hosts})
+		dev, err := NewServer(&ServerConfig{Identity: vecDevice, Handshake: vecHandshake, Hosts: td.hosts})
 		if err != nil {
 			b.Fatal(err)
 		}

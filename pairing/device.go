@@ -18,11 +18,11 @@ type Mode int
 
 const (
 	// ModeTrust: an iPhone over RSD or Wi-Fi. Send awaitingUserConsent,
-	// ask DeviceConfig.Consent, then M2 with password "000000" or
+	// ask ServerConfig.Consent, then M2 with password "000000" or
 	// pairingRejectedWithError.
 	ModeTrust Mode = iota
 	// ModePIN: Apple TV style network pairing. Draw a 6-digit PIN, show it
-	// through DeviceConfig.ShowPIN and send M2 at once.
+	// through ServerConfig.ShowPIN and send M2 at once.
 	ModePIN
 	// ModeLockdown: the lockdown service. M2 at once, password "000000";
 	// createListener is refused.
@@ -94,8 +94,8 @@ func (m *MemoryHosts) Hosts() []PairedHost {
 	return out
 }
 
-// DeviceConfig configures the device role (simulator and proxy).
-type DeviceConfig struct {
+// ServerConfig configures the device role (simulator and proxy).
+type ServerConfig struct {
 	// Rand supplies every random byte; nil means crypto/rand.
 	Rand io.Reader
 	// Identity is the device's permanent identity.
@@ -136,18 +136,18 @@ type DeviceConfig struct {
 // sends (appium and pymobiledevice3 quote it, remotepairing.md §6.3).
 const errListenerUnsupported = "Unsupported operation: Tunnel listener creator not set"
 
-// Device answers the host role on any number of connections.
-type Device struct {
-	cfg  DeviceConfig
+// Server answers the host role on any number of connections.
+type Server struct {
+	cfg  ServerConfig
 	rand io.Reader
 	log  *slog.Logger
 	ltsk ed25519.PrivateKey
 	info []byte
 }
 
-// NewDevice checks the identity and prepares the role.
-func NewDevice(cfg *DeviceConfig) (*Device, error) {
-	d := &Device{cfg: *cfg, rand: cfg.Rand, log: cfg.Logger}
+// NewServer checks the identity and prepares the role.
+func NewServer(cfg *ServerConfig) (*Server, error) {
+	d := &Server{cfg: *cfg, rand: cfg.Rand, log: cfg.Logger}
 	if d.rand == nil {
 		d.rand = rand.Reader
 	}
@@ -176,13 +176,13 @@ func NewDevice(cfg *DeviceConfig) (*Device, error) {
 }
 
 // PublicKey returns the device's long-term public key.
-func (d *Device) PublicKey() ed25519.PublicKey { return d.ltsk.Public().(ed25519.PublicKey) }
+func (d *Server) PublicKey() ed25519.PublicKey { return d.ltsk.Public().(ed25519.PublicKey) }
 
 // Serve answers one connection until the host closes it (nil), ctx ends,
 // the host breaks the protocol in a way a device answers by closing
 // (an encrypted message that does not open or arrives before a session,
 // remotepairing.md §9.3/§9.5), or t fails. It does not close t.
-func (d *Device) Serve(ctx context.Context, t Transport) error {
+func (d *Server) Serve(ctx context.Context, t Transport) error {
 	s := &deviceSession{d: d, t: t, log: d.log}
 	return s.run(ctx)
 }

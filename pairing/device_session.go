@@ -53,7 +53,7 @@ func (p phase) String() string {
 // deviceSession is the state of one device connection, owned by the
 // goroutine running Serve.
 type deviceSession struct {
-	d      *Device
+	d      *Server
 	t      Transport
 	log    *slog.Logger
 	seq    uint64

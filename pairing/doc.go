@@ -1,7 +1,7 @@
 // Package pairing implements RemotePairing, the protocol a host uses to pair
 // with an iPhone (iOS 17+) and to open its encrypted control channel, in both
-// roles: Host (what pymobiledevice3, go-ios or macOS do) and Device (what the
-// simulator and the proxy play). The protocol, and the choices made where
+// roles: Client, the host (what pymobiledevice3, go-ios or macOS do), and
+// Server, the device (what the simulator and the proxy play). The protocol, and the choices made where
 // references disagree, are docs/protocols/remotepairing.md.
 //
 // # Message sequence

@@ -188,7 +188,7 @@ func FuzzDeviceSession(f *testing.F) {
 			}
 			in, b = append(in, env), rest
 		}
-		dev, err := NewDevice(&DeviceConfig{
+		dev, err := NewServer(&ServerConfig{
 			Rand:      bytes.NewReader(bytes.Repeat([]byte{0x5a}, 1<<12)),
 			Identity:  vecDevice,
 			Handshake: vecHandshake,

@@ -9,9 +9,9 @@ import (
 	"log/slog"
 )
 
-// HostConfig configures the host role. The zero value is not usable:
+// ClientConfig configures the host role. The zero value is not usable:
 // HostName is required.
-type HostConfig struct {
+type ClientConfig struct {
 	// Rand supplies every random byte (X25519 and SRP private values, the
 	// new long-term key, altIRK). Nil means crypto/rand.
 	Rand io.Reader
@@ -53,12 +53,12 @@ type SetupResult struct {
 	Peer *PeerInfo
 }
 
-// Host runs the host role over one Transport, step by step in protocol
+// Client runs the host role over one Transport, step by step in protocol
 // order: Handshake, then Verify or Setup, then encrypted requests. Calls
 // must not overlap. After the first error every later call returns it.
-type Host struct {
+type Client struct {
 	t      Transport
-	cfg    HostConfig
+	cfg    ClientConfig
 	rand   io.Reader
 	log    *slog.Logger
 	seq    uint64
@@ -67,9 +67,9 @@ type Host struct {
 	err    error
 }
 
-// NewHost prepares the host role over t. It sends nothing.
-func NewHost(t Transport, cfg *HostConfig) *Host {
-	h := &Host{t: t, cfg: *cfg, rand: cfg.Rand, log: cfg.Logger}
+// NewClient prepares the host role over t. It sends nothing.
+func NewClient(t Transport, cfg *ClientConfig) *Client {
+	h := &Client{t: t, cfg: *cfg, rand: cfg.Rand, log: cfg.Logger}
 	if h.rand == nil {
 		h.rand = rand.Reader
 	}
@@ -83,13 +83,13 @@ func NewHost(t Transport, cfg *HostConfig) *Host {
 }
 
 // Close closes the transport.
-func (h *Host) Close() error { return h.t.Close() }
+func (h *Client) Close() error { return h.t.Close() }
 
 // SharedSecret returns the 32-byte pair-verify shared secret, the TLS PSK of
 // the TCP tunnel (remotepairing.md §7.1), or nil before a successful Verify.
-func (h *Host) SharedSecret() []byte { return append([]byte(nil), h.shared...) }
+func (h *Client) SharedSecret() []byte { return append([]byte(nil), h.shared...) }
 
-func (h *Host) fail(step Step, err error) error {
+func (h *Client) fail(step Step, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -100,7 +100,7 @@ func (h *Host) fail(step Step, err error) error {
 	return err
 }
 
-func (h *Host) send(ctx context.Context, step Step, m *message) error {
+func (h *Client) send(ctx context.Context, step Step, m *message) error {
 	m.from, m.seq = originHost, h.seq
 	// The counter advances on every message, plain or encrypted
 	// (remotepairing.md §1.5).
@@ -112,7 +112,7 @@ func (h *Host) send(ctx context.Context, step Step, m *message) error {
 	return nil
 }
 
-func (h *Host) recv(ctx context.Context, step Step) (*message, error) {
+func (h *Client) recv(ctx context.Context, step Step) (*message, error) {
 	env, err := h.t.ReadEnvelope(ctx)
 	if err != nil {
 		return nil, stepErr(step, err)
@@ -125,7 +125,7 @@ func (h *Host) recv(ctx context.Context, step Step) (*message, error) {
 	return m, nil
 }
 
-func (h *Host) sendData(ctx context.Context, step Step, kind string, start bool, data []byte) error {
+func (h *Client) sendData(ctx context.Context, step Step, kind string, start bool, data []byte) error {
 	pd := &pairingData{data: data, kind: kind, startNewSession: start}
 	if kind == kindSetupManual {
 		pd.sendingHost, pd.hasSendingHost = h.cfg.HostName, true
@@ -134,7 +134,7 @@ func (h *Host) sendData(ctx context.Context, step Step, kind string, start bool,
 }
 
 // recvData reads a pairingData event.
-func (h *Host) recvData(ctx context.Context, step Step) ([]byte, error) {
+func (h *Client) recvData(ctx context.Context, step Step) ([]byte, error) {
 	m, err := h.recv(ctx, step)
 	if err != nil {
 		return nil, err
@@ -154,7 +154,7 @@ func dataOf(step Step, m *message) ([]byte, error) {
 }
 
 // Handshake sends the handshake request and returns the device's answer.
-func (h *Host) Handshake(ctx context.Context) (*HandshakeInfo, error) {
+func (h *Client) Handshake(ctx context.Context) (*HandshakeInfo, error) {
 	if h.err != nil {
 		return nil, h.err
 	}
@@ -173,7 +173,7 @@ func (h *Host) Handshake(ctx context.Context) (*HandshakeInfo, error) {
 // unknown host or a bad signature: errors.Is(err, ErrAuthentication)), it
 // sends pairVerifyFailed and the session stays usable for Setup, which is
 // how a host falls back to pairing (remotepairing.md §3.5). Other failures are final.
-func (h *Host) Verify(ctx context.Context, id Identity) error {
+func (h *Client) Verify(ctx context.Context, id Identity) error {
 	if h.err != nil {
 		return h.err
 	}
@@ -207,7 +207,7 @@ func (h *Host) Verify(ctx context.Context, id Identity) error {
 
 // verifyFailed tells the device after a reported error; any other failure
 // ends the session.
-func (h *Host) verifyFailed(ctx context.Context, step Step, cause error) error {
+func (h *Client) verifyFailed(ctx context.Context, step Step, cause error) error {
 	var de *DeviceError
 	if !errors.As(cause, &de) {
 		return h.fail(step, cause)
@@ -225,7 +225,7 @@ func (h *Host) verifyFailed(ctx context.Context, step Step, cause error) error {
 // errors.Is(err, ErrAuthentication). Afterwards the control channel is keyed
 // from the SRP K; the device expects a reconnect and pair-verify before a
 // tunnel (remotepairing.md §4.9).
-func (h *Host) Setup(ctx context.Context) (*SetupResult, error) {
+func (h *Client) Setup(ctx context.Context) (*SetupResult, error) {
 	if h.err != nil {
 		return nil, h.err
 	}
@@ -288,7 +288,7 @@ func (h *Host) Setup(ctx context.Context) (*SetupResult, error) {
 
 // awaitM2 reads past awaitingUserConsent to M2 and reports whether consent
 // was asked for.
-func (h *Host) awaitM2(ctx context.Context) (data []byte, consent bool, err error) {
+func (h *Client) awaitM2(ctx context.Context) (data []byte, consent bool, err error) {
 	for {
 		m, err := h.recv(ctx, StepSetupM2)
 		if err != nil {
@@ -313,7 +313,7 @@ func (h *Host) awaitM2(ctx context.Context) (data []byte, consent bool, err erro
 
 // newIdentity draws the long-term key for this device (new per pairing, as
 // pymobiledevice3 and idevice do; remotepairing.md §11) and builds INFO.
-func (h *Host) newIdentity() (*SetupResult, []byte, error) {
+func (h *Client) newIdentity() (*SetupResult, []byte, error) {
 	seed, err := readRand(h.rand, ed25519.SeedSize)
 	if err != nil {
 		return nil, nil, err
@@ -335,7 +335,7 @@ func (h *Host) newIdentity() (*SetupResult, []byte, error) {
 }
 
 // request sends one encrypted request and returns its RESULT.
-func (h *Host) request(ctx context.Context, step Step, name string, args any) (tree, error) {
+func (h *Client) request(ctx context.Context, step Step, name string, args any) (tree, error) {
 	if h.err != nil {
 		return nil, h.err
 	}
@@ -370,7 +370,7 @@ func (h *Host) request(ctx context.Context, step Step, name string, args any) (t
 }
 
 // CreateListener asks the device for a tunnel listener (remotepairing.md §6.4).
-func (h *Host) CreateListener(ctx context.Context, req ListenerRequest) (*Listener, error) {
+func (h *Client) CreateListener(ctx context.Context, req ListenerRequest) (*Listener, error) {
 	res, err := h.request(ctx, StepCreateListener, reqCreateListener, req.args())
 	if err != nil {
 		return nil, err
@@ -381,7 +381,7 @@ func (h *Host) CreateListener(ctx context.Context, req ListenerRequest) (*Listen
 
 // CreateRemoteUnlockKey asks for the escrow blob stored as
 // remote_unlock_host_key; tvOS refuses with a *RequestError.
-func (h *Host) CreateRemoteUnlockKey(ctx context.Context) (string, error) {
+func (h *Client) CreateRemoteUnlockKey(ctx context.Context) (string, error) {
 	res, err := h.request(ctx, StepRemoteUnlockKey, reqRemoteUnlockKey, tree{})
 	if err != nil {
 		return "", err

@@ -9,7 +9,7 @@ import (
 // The lockdown transport (remotepairing.md §1.4): the lockdown
 // service com.apple.dt.remotepairingdeviced.lockdown carries exactly the
 // RPPairing framing of §1.3. Pair-setup over it needs no Trust prompt
-// (password "000000", HostConfig.Lockdown) and the record it makes is valid
+// (password "000000", ClientConfig.Lockdown) and the record it makes is valid
 // for RSD and Wi-Fi tunnels; it never creates tunnels itself.
 
 // LockdownServiceName is the lockdown service that carries RemotePairing.
@@ -25,7 +25,7 @@ type ServiceStarter interface {
 }
 
 // DialLockdown starts the RemotePairing lockdown service and returns a
-// Transport over it. Use it with HostConfig.Lockdown set.
+// Transport over it. Use it with ClientConfig.Lockdown set.
 func DialLockdown(ctx context.Context, s ServiceStarter) (*RPPairing, error) {
 	rw, err := s.StartService(ctx, LockdownServiceName)
 	if err != nil {

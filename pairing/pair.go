@@ -10,7 +10,7 @@ import (
 
 // PairConfig configures Pair.
 type PairConfig struct {
-	Host HostConfig
+	Host ClientConfig
 	// Dial opens a new connection to the device's pairing endpoint; Pair
 	// dials twice when it pairs (remotepairing.md §4.9: reconnect, then verify).
 	Dial func(ctx context.Context) (Transport, error)
@@ -55,7 +55,7 @@ func Pair(ctx context.Context, cfg *PairConfig) (*PairResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pairing: connect: %w", err)
 	}
-	h := NewHost(t, &hc)
+	h := NewClient(t, &hc)
 	defer h.Close()
 	info, err := h.Handshake(ctx)
 	if err != nil {
@@ -106,7 +106,7 @@ func Pair(ctx context.Context, cfg *PairConfig) (*PairResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("pairing: paired and saved %s, but reconnecting failed: %w", res.Path, err)
 	}
-	h2 := NewHost(t2, &hc)
+	h2 := NewClient(t2, &hc)
 	defer h2.Close()
 	if _, err := h2.Handshake(ctx); err != nil {
 		return res, fmt.Errorf("pairing: paired and saved %s, but the check after reconnecting failed: %w", res.Path, err)

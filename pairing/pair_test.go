@@ -22,7 +22,7 @@ import (
 // and hands the host end to the caller.
 type testDevice struct {
 	t     *testing.T
-	dev   *Device
+	dev   *Server
 	hosts *MemoryHosts
 	wg    sync.WaitGroup
 	mu    sync.Mutex
@@ -35,10 +35,10 @@ type testDevice struct {
 	dials    int
 }
 
-func newTestDevice(t *testing.T, mutate func(*DeviceConfig)) *testDevice {
+func newTestDevice(t *testing.T, mutate func(*ServerConfig)) *testDevice {
 	t.Helper()
 	td := &testDevice{t: t, hosts: &MemoryHosts{}}
-	cfg := &DeviceConfig{
+	cfg := &ServerConfig{
 		Identity:  vecDevice,
 		Handshake: vecHandshake,
 		Mode:      ModeTrust,
@@ -53,7 +53,7 @@ func newTestDevice(t *testing.T, mutate func(*DeviceConfig)) *testDevice {
 	if mutate != nil {
 		mutate(cfg)
 	}
-	dev, err := NewDevice(cfg)
+	dev, err := NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,8 +112,8 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-func hostConfig() HostConfig {
-	return HostConfig{HostName: vecHostName}
+func hostConfig() ClientConfig {
+	return ClientConfig{HostName: vecHostName}
 }
 
 func TestPairThenVerify(t *testing.T) {
@@ -166,7 +166,7 @@ func TestPairThenVerify(t *testing.T) {
 
 	// The verified session gives a listener and the PSK.
 	t3, _ := td.dial(ctx)
-	h := NewHost(t3, &hc)
+	h := NewClient(t3, &hc)
 	defer h.Close()
 	if _, err := h.Handshake(ctx); err != nil {
 		t.Fatal(err)
@@ -209,7 +209,7 @@ func TestUnknownHostFallsBack(t *testing.T) {
 	// The bare verify first: exactly the failure of remotepairing.md §3.5.
 	tr, _ := td.dial(ctx)
 	hc := hostConfig()
-	h := NewHost(tr, &hc)
+	h := NewClient(tr, &hc)
 	if _, err := h.Handshake(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func TestUnknownHostFallsBack(t *testing.T) {
 
 func TestRefusedConsent(t *testing.T) {
 	ctx := testCtx(t)
-	td := newTestDevice(t, func(c *DeviceConfig) {
+	td := newTestDevice(t, func(c *ServerConfig) {
 		c.Consent = func(context.Context, string) (bool, error) { return false, nil }
 		c.RejectDescription = "The user tapped Don't Trust."
 	})
@@ -270,7 +270,7 @@ func TestPINMode(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := testCtx(t)
 			shown := make(chan string, 1)
-			td := newTestDevice(t, func(c *DeviceConfig) {
+			td := newTestDevice(t, func(c *ServerConfig) {
 				c.Mode = ModePIN
 				c.ShowPIN = func(p string) { shown <- p }
 			})
@@ -300,7 +300,7 @@ func TestPINMode(t *testing.T) {
 
 func TestPINWithoutPINFunc(t *testing.T) {
 	ctx := testCtx(t)
-	td := newTestDevice(t, func(c *DeviceConfig) { c.Mode = ModePIN })
+	td := newTestDevice(t, func(c *ServerConfig) { c.Mode = ModePIN })
 	_, err := Pair(ctx, &PairConfig{Host: hostConfig(), Dial: td.dial, Store: RecordStore{Dir: t.TempDir()}})
 	if !errors.Is(err, ErrNeedPIN) {
 		t.Fatalf("got %v, want ErrNeedPIN", err)
@@ -309,7 +309,7 @@ func TestPINWithoutPINFunc(t *testing.T) {
 
 func TestLockdownMode(t *testing.T) {
 	ctx := testCtx(t)
-	td := newTestDevice(t, func(c *DeviceConfig) { c.Mode = ModeLockdown })
+	td := newTestDevice(t, func(c *ServerConfig) { c.Mode = ModeLockdown })
 	hc := hostConfig()
 	hc.Lockdown = true
 	store := RecordStore{Dir: t.TempDir()}
@@ -322,7 +322,7 @@ func TestLockdownMode(t *testing.T) {
 	}
 	rec, _ := store.Load(res.ID)
 	tr, _ := td.dial(ctx)
-	h := NewHost(tr, &hc)
+	h := NewClient(tr, &hc)
 	defer h.Close()
 	h.Handshake(ctx)
 	if err := h.Verify(ctx, rec.Identity(vecHostID)); err != nil {
@@ -339,7 +339,7 @@ func TestConsentAfterDelay(t *testing.T) {
 	ctx := testCtx(t)
 	// The delay runs on a real clock here; synctest covers the timer in
 	// TestConsentAfterTimer.
-	td := newTestDevice(t, func(c *DeviceConfig) { c.Consent = ConsentAfter(time.Millisecond, true) })
+	td := newTestDevice(t, func(c *ServerConfig) { c.Consent = ConsentAfter(time.Millisecond, true) })
 	if _, err := Pair(ctx, &PairConfig{Host: hostConfig(), Dial: td.dial, Store: RecordStore{Dir: t.TempDir()}}); err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +380,7 @@ func (f *fakeLockdown) StartService(ctx context.Context, service string) (io.Rea
 
 func TestDialLockdown(t *testing.T) {
 	ctx := testCtx(t)
-	td := newTestDevice(t, func(c *DeviceConfig) { c.Mode = ModeLockdown })
+	td := newTestDevice(t, func(c *ServerConfig) { c.Mode = ModeLockdown })
 	fl := &fakeLockdown{td: td}
 	hc := hostConfig()
 	hc.Lockdown = true
@@ -402,7 +402,7 @@ func TestNoLeaks(t *testing.T) {
 		t.Fatal(err)
 	}
 	td.wait()
-	dev, err := NewDevice(&DeviceConfig{Identity: vecDevice, Handshake: vecHandshake})
+	dev, err := NewServer(&ServerConfig{Identity: vecDevice, Handshake: vecHandshake})
 	if err != nil {
 		t.Fatal(err)
 	}

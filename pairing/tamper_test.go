@@ -28,7 +28,7 @@ func fullFlow(ctx context.Context, td *testDevice, store RecordStore) (*PairResu
 		return res, err
 	}
 	tr, _ := td.dial(ctx)
-	h := NewHost(tr, &hc)
+	h := NewClient(tr, &hc)
 	defer h.Close()
 	if _, err := h.Handshake(ctx); err != nil {
 		return res, err

@@ -161,7 +161,7 @@ func TestTranscriptDeviceRole(t *testing.T) {
 		{2, vecDeviceX2, unhex(t, vf.S2.Shared)},
 	}
 	for _, s := range sessions {
-		dev, err := NewDevice(&DeviceConfig{
+		dev, err := NewServer(&ServerConfig{
 			Rand:      bytes.NewReader(s.rand),
 			Identity:  vecDevice,
 			Handshake: vecHandshake,
@@ -212,7 +212,7 @@ func TestTranscriptHostRole(t *testing.T) {
 	hostFrames, deviceFrames := splitSession(t, frames, 1)
 	tr := &scripted{in: deviceFrames}
 	info := vecHostInfo
-	h := NewHost(tr, &HostConfig{Rand: bytes.NewReader(cat(vecHostX1, vecSRPa, vecHostSeed)), HostName: vecHostName, Info: &info})
+	h := NewClient(tr, &ClientConfig{Rand: bytes.NewReader(cat(vecHostX1, vecSRPa, vecHostSeed)), HostName: vecHostName, Info: &info})
 	if _, err := h.Handshake(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +237,7 @@ func TestTranscriptHostRole(t *testing.T) {
 	// Session 2: verify with the new record, then createListener.
 	hostFrames, deviceFrames = splitSession(t, frames, 2)
 	tr = &scripted{in: deviceFrames}
-	h = NewHost(tr, &HostConfig{Rand: bytes.NewReader(vecHostX2), HostName: vecHostName})
+	h = NewClient(tr, &ClientConfig{Rand: bytes.NewReader(vecHostX2), HostName: vecHostName})
 	if _, err := h.Handshake(ctx); err != nil {
 		t.Fatal(err)
 	}

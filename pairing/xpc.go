@@ -105,7 +105,7 @@ const TunnelServiceVersion = 2
 // Unless cfg sets its own HeaderReply, the set-up mirror carries
 // {"ServiceVersion": 2}, which pymobiledevice3 requires before it pairs
 // (tunnel.md §5.2).
-func (d *Device) ServeXPC(ctx context.Context, nc net.Conn, cfg *xpc.Config) error {
+func (d *Server) ServeXPC(ctx context.Context, nc net.Conn, cfg *xpc.Config) error {
 	var c2 xpc.Config
 	if cfg != nil {
 		c2 = *cfg

@@ -72,11 +72,11 @@ func TestXPCEnvelopeVectors(t *testing.T) {
 // xpcDevice serves the device role over RemoteXPC on a loopback listener.
 type xpcDevice struct {
 	ln  net.Listener
-	dev *Device
+	dev *Server
 	wg  sync.WaitGroup
 }
 
-func startXPCDevice(t *testing.T, dev *Device) *xpcDevice {
+func startXPCDevice(t *testing.T, dev *Server) *xpcDevice {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -124,7 +124,7 @@ func (xd *xpcDevice) dial(ctx context.Context) (Transport, error) {
 func TestPairOverXPC(t *testing.T) {
 	ctx := testCtx(t)
 	hosts := &MemoryHosts{}
-	dev, err := NewDevice(&DeviceConfig{Identity: vecDevice, Handshake: vecHandshake, Hosts: hosts,
+	dev, err := NewServer(&ServerConfig{Identity: vecDevice, Handshake: vecHandshake, Hosts: hosts,
 		CreateListener: func(context.Context, string, ListenerRequest) (*Listener, error) {
 			return &Listener{Port: vecPort}, nil
 		}})
@@ -147,7 +147,7 @@ func TestPairOverXPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := NewHost(tr, &cfg.Host)
+	h := NewClient(tr, &cfg.Host)
 	defer h.Close()
 	if _, err := h.Handshake(ctx); err != nil {
 		t.Fatal(err)

@@ -67,7 +67,7 @@ type Handshake struct {
 }
 
 // Device returns the typed view of Properties.
-func (h *Handshake) Device() Device { return DeviceOf(h.Properties) }
+func (h *Handshake) Device() DeviceInfo { return DeviceInfoOf(h.Properties) }
 
 // Service returns the service with exactly this name (rsd.md §2.5).
 func (h *Handshake) Service(name string) (Service, bool) {
@@ -79,10 +79,10 @@ func (h *Handshake) Service(name string) (Service, bool) {
 	return Service{}, false
 }
 
-// Device is the typed view of the Handshake Properties clients read.
+// DeviceInfo is the typed view of the Handshake Properties clients read.
 // Integer properties are read whatever their integer wire type, since the
 // device side's types are UNCONFIRMED (rsd.md §2.3).
-type Device struct {
+type DeviceInfo struct {
 	UDID                     string `json:"UniqueDeviceID"`
 	ProductType              string `json:"ProductType"`
 	ProductName              string `json:"ProductName,omitempty"`
@@ -102,9 +102,9 @@ type Device struct {
 	SensitivePropertiesShown bool   `json:"SensitivePropertiesVisible"`
 }
 
-// DeviceOf reads the typed view from a Properties dictionary.
-func DeviceOf(p *xpc.Dict) Device {
-	d := Device{
+// DeviceInfoOf reads the typed view from a Properties dictionary.
+func DeviceInfoOf(p *xpc.Dict) DeviceInfo {
+	d := DeviceInfo{
 		UDID: p.String("UniqueDeviceID"), ProductType: p.String("ProductType"),
 		ProductName: p.String("ProductName"), OSVersion: p.String("OSVersion"),
 		BuildVersion: p.String("BuildVersion"), DeviceClass: p.String("DeviceClass"),

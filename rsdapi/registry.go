@@ -84,15 +84,6 @@ type StartRequest struct {
 	Connection string
 }
 
-// Protocol is the tunnel's transport.
-type Protocol string
-
-// Tunnel transports.
-const (
-	TCP  Protocol = "tcp"
-	QUIC Protocol = "quic"
-)
-
 // Path says how the tunnel reaches the device.
 type Path string
 
@@ -123,9 +114,11 @@ type Tunnel struct {
 	// Interface is the OS (or userspace) TUN interface name, e.g. "utun5".
 	Interface string
 	// Address and RSDPort are CDTunnel's serverAddress and serverRSDPort.
-	Address  string
-	RSDPort  uint16
-	Protocol Protocol
+	Address string
+	RSDPort uint16
+	// Protocol is the tunnel's transport, "tcp" or "quic"
+	// (establish.Protocol, which this package does not import).
+	Protocol string
 	Path     Path
 
 	// usbmuxd facts, when the device is on usbmuxd (go-ios and appium key

@@ -125,11 +125,11 @@ func (r registryApps) LookupApp(id string) (housearrest.App, bool) {
 
 // services are the store's services, each registered once for RSD (a
 // shim: RSDCheckin first) and for lockdownd under its lockdown name.
-func (s *appStore) services() []Service {
-	svc := func(r reach.Service, h reach.Handler) Service {
-		return Service{Name: r.RSD, Lockdown: r.Lockdown, Entitlement: LockdownTrusted, Handler: h}
+func (s *appStore) services() []DeviceService {
+	svc := func(r reach.Names, h reach.Handler) DeviceService {
+		return DeviceService{Name: r.RSD, Lockdown: r.Lockdown, Entitlement: LockdownTrusted, Handler: h}
 	}
-	return []Service{
+	return []DeviceService{
 		svc(reach.AFC, func(ctx context.Context, c net.Conn) { s.afc.Serve(ctx, c) }),
 		svc(reach.HouseArrest, s.ha.Serve),
 		svc(reach.InstallationProxy, s.inst.Serve),

@@ -52,7 +52,7 @@ func TestAppsAndFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	ro := r.rsdOpener(t, ctx, d)
-	for _, s := range []reach.Service{reach.AFC, reach.HouseArrest, reach.InstallationProxy, reach.ZipConduit} {
+	for _, s := range []reach.Names{reach.AFC, reach.HouseArrest, reach.InstallationProxy, reach.ZipConduit} {
 		if _, err := ro.Lookup(s); err != nil {
 			t.Errorf("the trusted RSD does not list %s: %v", s.RSD, err)
 		}

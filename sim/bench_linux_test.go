@@ -75,7 +75,7 @@ func benchFleet(b *testing.B, n int, ncm bool) {
 	}
 
 	// One P1 tunnel per device, all at once, each reading the trusted RSD.
-	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
+	mux := usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	list, err := mux.ListDevices(ctx)
@@ -117,7 +117,7 @@ func benchFleet(b *testing.B, n int, ncm bool) {
 				return
 			}
 			var ns *utun.Netstack
-			pump, p, err := tunnel.StartHost(ctx, conn, tunnel.HostConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
+			pump, p, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
 				var err error
 				ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
 				return ns, err

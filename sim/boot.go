@@ -29,8 +29,8 @@ type boot struct {
 	session xpc.UUID // BootSessionUUID
 	rsdUUID xpc.UUID // the device's RSD peer identity this boot
 	props   *xpc.Dict
-	tdev    *tunnel.Device
-	ep      *establish.Endpoint // the device side of every tunnel path
+	tdev    *tunnel.Server
+	ep      *establish.Server // the device side of every tunnel path
 	trusted *rsdEndpoint
 	netAddr string // network pairing host:port, "" if none
 	wifi    *ncmLink
@@ -105,7 +105,7 @@ func (d *Device) newBoot() (_ *boot, err error) {
 	}
 	b.props = rsdProperties(d.id, d.prof, b.session)
 	rsdPort := randomPort()
-	b.tdev, err = tunnel.NewDevice(tunnel.DeviceConfig{
+	b.tdev, err = tunnel.NewServer(tunnel.ServerConfig{
 		RSDPort: rsdPort,
 		Faults: tunnel.Faults{DropAbove: d.cfg.Realism.DropAbove, DropAfter: d.cfg.Realism.DropAfter,
 			Boundary: d.cfg.Realism.Boundary},
@@ -114,7 +114,7 @@ func (d *Device) newBoot() (_ *boot, err error) {
 	if err != nil {
 		return nil, err
 	}
-	b.ep, err = establish.NewEndpoint(establish.EndpointConfig{Device: b.tdev, QUIC: d.prof.QUIC, Watch: d.watchSession, Logger: d.log})
+	b.ep, err = establish.NewServer(establish.ServerConfig{Tunnels: b.tdev, QUIC: d.prof.QUIC, Watch: d.watchSession, Logger: d.log})
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +254,7 @@ func (b *boot) plugIn() (err error) {
 			serial = undash(serial)
 		}
 		// Values as Linux usbmuxd reports an iPhone on a USB 2 port.
-		id := mux.AddDevice(usbmux.Device{
+		id := mux.AddDevice(usbmux.DeviceEntry{
 			SerialNumber: serial, USBSerialNumber: undash(d.id.UDID),
 			ConnectionType: usbmux.ConnectionUSB, ConnectionSpeed: 480000000,
 			ProductID: 0x12a8, LocationID: 0x14100000 + d.cfg.Index<<12,

@@ -98,8 +98,8 @@ func (c *coreDevice) reset() {
 }
 
 // services are the RSD entries, each listed only while the DDI is mounted.
-func (c *coreDevice) services() []Service {
-	return []Service{
+func (c *coreDevice) services() []DeviceService {
+	return []DeviceService{
 		{Name: reach.AppService.RSD, Entitlement: entitleAppService, Properties: c.app.Properties(), Serve: c.app.ServeConn, DDI: true},
 		{Name: reach.DeviceInfo.RSD, Entitlement: entitleDeviceInfo, Properties: c.info.Properties(), Serve: c.info.ServeConn, DDI: true},
 		{Name: reach.OpenStdioSocket.RSD, Entitlement: entitleAppService,

@@ -43,7 +43,7 @@ func mountedDevice(t *testing.T) (*rig, *Device, *reach.RSD) {
 		t.Fatal(err)
 	}
 	ro := r.rsdOpener(t, ctx, d)
-	for _, s := range []reach.Service{reach.AppService, reach.DeviceInfo, reach.OpenStdioSocket, reach.DebugProxy} {
+	for _, s := range []reach.Names{reach.AppService, reach.DeviceInfo, reach.OpenStdioSocket, reach.DebugProxy} {
 		if listed(ro, s.RSD) {
 			t.Errorf("%s listed before the DDI is mounted", s.RSD)
 		}
@@ -56,7 +56,7 @@ func mountedDevice(t *testing.T) (*rig, *Device, *reach.RSD) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []reach.Service{reach.AppService, reach.DeviceInfo, reach.OpenStdioSocket, reach.DebugProxy} {
+	for _, s := range []reach.Names{reach.AppService, reach.DeviceInfo, reach.OpenStdioSocket, reach.DebugProxy} {
 		if !slices.Contains(res.Services, s.RSD) || !listed(ro, s.RSD) {
 			t.Errorf("%s not listed after the mount (mount reported %v)", s.RSD, res.Services)
 		}

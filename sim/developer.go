@@ -83,7 +83,7 @@ const (
 	refusedAccept   = refusal("Developer Mode is not waiting for acceptance: enable it first and let the device reboot")
 )
 
-var _ amfi.Device = (*developer)(nil)
+var _ amfi.Switch = (*developer)(nil)
 
 func newDeveloper(d *Device) (*developer, error) {
 	dv := &developer{d: d, mode: devModeOff, passcode: d.cfg.Passcode}
@@ -146,9 +146,9 @@ func (dv *developer) verify(ticket, nonce, img, tc []byte) error {
 }
 
 // signing is what the TSS stand-in knows of this device.
-func (dv *developer) signing() tss.Device {
+func (dv *developer) signing() tss.KnownDevice {
 	id := dv.d.id
-	return tss.Device{ECID: id.ECID, BoardID: uint64(id.BoardID), ChipID: uint64(id.ChipID), Nonce: dv.mounter.Nonce()}
+	return tss.KnownDevice{ECID: id.ECID, BoardID: uint64(id.BoardID), ChipID: uint64(id.ChipID), Nonce: dv.mounter.Nonce()}
 }
 
 // seed keeps a manifest for the DDI at dir, as if it had been mounted
@@ -181,14 +181,14 @@ func (dv *developer) seed(dir string) error {
 	return nil
 }
 
-// DeveloperMode implements amfi.Device.
+// DeveloperMode implements amfi.Switch.
 func (dv *developer) DeveloperMode() bool {
 	dv.mu.Lock()
 	defer dv.mu.Unlock()
 	return dv.mode == devModeOn
 }
 
-// Reveal implements amfi.Device.
+// Reveal implements amfi.Switch.
 func (dv *developer) Reveal() error {
 	dv.mu.Lock()
 	dv.revealed = true
@@ -196,7 +196,7 @@ func (dv *developer) Reveal() error {
 	return dv.save()
 }
 
-// Arm implements amfi.Device.
+// Arm implements amfi.Switch.
 func (dv *developer) Arm() error {
 	dv.mu.Lock()
 	switch {
@@ -212,7 +212,7 @@ func (dv *developer) Arm() error {
 	return dv.save()
 }
 
-// Accept implements amfi.Device.
+// Accept implements amfi.Switch.
 func (dv *developer) Accept() error {
 	dv.mu.Lock()
 	if dv.mode != devModeAwaiting {
@@ -301,9 +301,9 @@ func (dv *developer) save() error {
 
 // developerServices are the developer services the simulator serves,
 // each registered once for RSD and, with a lockdown name, for lockdownd.
-func (d *Device) developerServices() []Service {
+func (d *Device) developerServices() []DeviceService {
 	dv := d.dev
-	return []Service{
+	return []DeviceService{
 		{Name: reach.Mounter.RSD, Lockdown: reach.Mounter.Lockdown, Entitlement: LockdownTrusted, Handler: dv.mounter.Serve},
 		{Name: reach.AMFI.RSD, Lockdown: reach.AMFI.Lockdown, Entitlement: LockdownTrusted, Handler: dv.amfi.Serve},
 	}
@@ -312,13 +312,13 @@ func (d *Device) developerServices() []Service {
 // lockdownServices offers every Handler service with a lockdown name
 // through StartService (with service TLS, services.md §1.1), DDI ones only
 // while the DDI is mounted.
-func (d *Device) lockdownServices(list []Service, into map[string]lockdown.Service) {
+func (d *Device) lockdownServices(list []DeviceService, into map[string]lockdown.ServiceHandler) {
 	for _, s := range list {
 		if s.Lockdown == "" || s.Handler == nil {
 			continue
 		}
 		h := s.Handler
-		ls := lockdown.Service{SSL: true, Serve: func(conn net.Conn) {
+		ls := lockdown.ServiceHandler{SSL: true, Serve: func(conn net.Conn) {
 			b := d.currentBoot()
 			if b == nil {
 				return
@@ -365,4 +365,4 @@ func (d *Device) MountedDDI() ([]byte, bool) {
 func (d *Device) SeedManifest(dir string) error { return d.dev.seed(dir) }
 
 // Signing is what a TSS stand-in needs to sign for this device now.
-func (d *Device) Signing() tss.Device { return d.dev.signing() }
+func (d *Device) Signing() tss.KnownDevice { return d.dev.signing() }

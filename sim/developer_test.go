@@ -38,7 +38,7 @@ func (r *rig) rsdOpener(t *testing.T, ctx context.Context, d *Device) *reach.RSD
 }
 
 func listed(o *reach.RSD, name string) bool {
-	_, err := o.Lookup(reach.Service{RSD: name})
+	_, err := o.Lookup(reach.Names{RSD: name})
 	return err == nil
 }
 
@@ -130,11 +130,11 @@ func TestDDIMount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lo.Open(ctx, reach.Service{Lockdown: "com.apple.coredevice.openstdiosocket.lockdown"}); !errors.Is(err, reach.ErrNotListed) {
+	if _, err := lo.Open(ctx, reach.Names{Lockdown: "com.apple.coredevice.openstdiosocket.lockdown"}); !errors.Is(err, reach.ErrNotListed) {
 		t.Errorf("an unknown lockdown service: %v", err)
 	}
 
-	standIn := &tss.StandIn{Lookup: func(ecid uint64) (tss.Device, bool) { return d.Signing(), ecid == d.Identity().ECID }}
+	standIn := &tss.StandIn{Lookup: func(ecid uint64) (tss.KnownDevice, bool) { return d.Signing(), ecid == d.Identity().ECID }}
 	srv := httptest.NewServer(standIn)
 	defer srv.Close()
 	b, err := ddi.Open(testDDI)

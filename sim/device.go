@@ -57,7 +57,7 @@ type Config struct {
 	// RemotePairing pair-setup); the zero value accepts.
 	Trust Trust
 	// Services are added to (or replace by name) the trusted RSD's table.
-	Services []Service
+	Services []DeviceService
 
 	// DeveloperMode starts a new device (no stored state) with Developer
 	// Mode on; otherwise it starts off, as a new iPhone does.
@@ -161,7 +161,7 @@ type Device struct {
 	values  map[string]any
 	domains map[string]map[string]any
 
-	ld    *lockdown.Device
+	ld    *lockdown.Server
 	dev   *developer   // Developer Mode and the mounter
 	files *appStore    // AFC's tree and the installed apps (apps.go)
 	diag  *diagnostics // processes, log, notifications, crash folder
@@ -299,20 +299,20 @@ func New(cfg Config) (*Device, error) {
 		d.diag.close()
 		return nil, fmt.Errorf("sim: %s: %w", d.id.UDID, err)
 	}
-	services := map[string]lockdown.Service{}
+	services := map[string]lockdown.ServiceHandler{}
 	if d.prof.CoreDeviceProxy {
-		services[lockdown.CoreDeviceProxy] = lockdown.Service{SSL: true, Serve: d.serveCoreDeviceProxy}
+		services[lockdown.CoreDeviceProxy] = lockdown.ServiceHandler{SSL: true, Serve: d.serveCoreDeviceProxy}
 	}
 	// RemotePairing over lockdown: every iOS 17+ device has it.
 	// EnableServiceSSL is SIM (no reference shows the reply).
-	services[pairing.LockdownServiceName] = lockdown.Service{SSL: true, Serve: d.serveRemotePairingLockdown}
+	services[pairing.LockdownServiceName] = lockdown.ServiceHandler{SSL: true, Serve: d.serveRemotePairingLockdown}
 	if d.files, err = newAppStore(d); err != nil {
 		d.diag.close()
 		return nil, fmt.Errorf("sim: %s: %w", d.id.UDID, err)
 	}
 	d.core = newCoreDevice(d)
 	d.lockdownServices(append(append(append(d.developerServices(), d.files.services()...), d.diag.services()...), cfg.Services...), services)
-	d.ld, err = lockdown.NewDevice(lockdown.DeviceConfig{
+	d.ld, err = lockdown.NewServer(lockdown.ServerConfig{
 		Values:   d.values,
 		Domains:  d.domains,
 		Key:      key,
@@ -527,13 +527,13 @@ func (d *Device) serveRemotePairingLockdown(conn net.Conn) {
 // pairingDevice is the RemotePairing device role for one surface;
 // createListener opens tunnel ports where that surface's host reaches the
 // device.
-func (d *Device) pairingDevice(createListener func(context.Context, string, pairing.ListenerRequest) (*pairing.Listener, error)) (*pairing.Device, error) {
+func (d *Device) pairingDevice(createListener func(context.Context, string, pairing.ListenerRequest) (*pairing.Listener, error)) (*pairing.Server, error) {
 	return d.newPairingDevice(pairing.ModeTrust, createListener)
 }
 
-func (d *Device) newPairingDevice(mode pairing.Mode, createListener func(context.Context, string, pairing.ListenerRequest) (*pairing.Listener, error)) (*pairing.Device, error) {
+func (d *Device) newPairingDevice(mode pairing.Mode, createListener func(context.Context, string, pairing.ListenerRequest) (*pairing.Listener, error)) (*pairing.Server, error) {
 	name := d.id.DeviceName
-	return pairing.NewDevice(&pairing.DeviceConfig{
+	return pairing.NewServer(&pairing.ServerConfig{
 		Identity: pairing.DeviceIdentity{
 			Identifier:   d.id.PairingID,
 			Seed:         d.id.PairingSeed,

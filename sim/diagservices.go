@@ -8,11 +8,11 @@ import (
 // served by both names (services.go: its RSD shim with RSDCheckin, its
 // lockdown name through StartService with service TLS). They need no
 // developer disk image, so they are listed from boot.
-func (g *diagnostics) services() []Service {
-	shim := func(s reach.Service, entitlement string, h reach.Handler) Service {
-		return Service{Name: s.RSD, Lockdown: s.Lockdown, Entitlement: entitlement, Handler: h}
+func (g *diagnostics) services() []DeviceService {
+	shim := func(s reach.Names, entitlement string, h reach.Handler) DeviceService {
+		return DeviceService{Name: s.RSD, Lockdown: s.Lockdown, Entitlement: entitlement, Handler: h}
 	}
-	return []Service{
+	return []DeviceService{
 		shim(reach.SyslogRelay, LockdownTrusted, g.serveSyslog),
 		shim(reach.OSTraceRelay, LockdownTrusted, g.serveOSTrace),
 		shim(reach.NotificationProxy, LockdownTrusted, g.serveNotify),
@@ -26,6 +26,6 @@ func (g *diagnostics) services() []Service {
 
 // untrustedRSDServices are this part's entries of the untrusted RSD: the
 // insecure notification proxy, open before pairing.
-func (g *diagnostics) untrustedRSDServices() []Service {
-	return []Service{{Name: reach.InsecureNotificationProxy.RSD, Entitlement: LockdownUntrusted, Handler: g.serveNotify}}
+func (g *diagnostics) untrustedRSDServices() []DeviceService {
+	return []DeviceService{{Name: reach.InsecureNotificationProxy.RSD, Entitlement: LockdownUntrusted, Handler: g.serveNotify}}
 }

@@ -59,6 +59,6 @@
 //
 // The device side of each tunnel path (CoreDeviceProxy service, the
 // createListener answer with its TLS-PSK or QUIC listener) is
-// establish.Endpoint; sim gives it the device's surfaces to listen on and
+// establish.Server; sim gives it the device's surfaces to listen on and
 // tracks the connections it accepts.
 package sim

@@ -275,7 +275,7 @@ func TestResetMidStream(t *testing.T) {
 	}
 }
 
-func mustUSB(t *testing.T, r *rig, d *Device) usbmux.Device {
+func mustUSB(t *testing.T, r *rig, d *Device) usbmux.DeviceEntry {
 	t.Helper()
 	u, ok := r.usbDevice(t, d)
 	if !ok {
@@ -320,7 +320,7 @@ func TestTrustRefused(t *testing.T) {
 		t.Errorf("lockdown Pair with Trust refused = %v", err)
 	}
 	ep := d.Endpoints()
-	_, err := pairing.Pair(ctx, &pairing.PairConfig{Host: pairing.HostConfig{HostName: "sim-test"},
+	_, err := pairing.Pair(ctx, &pairing.PairConfig{Host: pairing.ClientConfig{HostName: "sim-test"},
 		Dial: rppDial(ep.NetworkPairing), Store: pairing.RecordStore{Dir: t.TempDir()}})
 	if !errors.Is(err, pairing.ErrRejected) {
 		t.Errorf("RemotePairing with Trust refused = %v", err)
@@ -328,7 +328,7 @@ func TestTrustRefused(t *testing.T) {
 	// Pending: the dialog stays up; the host gives up.
 	d.SetTrust(TrustPending)
 	pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	_, err = pairing.Pair(pctx, &pairing.PairConfig{Host: pairing.HostConfig{HostName: "sim-test"},
+	_, err = pairing.Pair(pctx, &pairing.PairConfig{Host: pairing.ClientConfig{HostName: "sim-test"},
 		Dial: rppDial(ep.NetworkPairing), Store: pairing.RecordStore{Dir: t.TempDir()}})
 	cancel()
 	if err == nil {

@@ -44,7 +44,7 @@ type FleetConfig struct {
 	// RSA generation). Otherwise keys come from state or are generated.
 	LockdownKey *rsa.PrivateKey
 	// Services are added to every device's trusted RSD.
-	Services []Service
+	Services []DeviceService
 	// DeveloperMode, Passcode, SeedManifests and RebootDown: see Config.
 	DeveloperMode bool
 	Passcode      bool

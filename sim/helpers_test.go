@@ -64,7 +64,7 @@ func newRig(t *testing.T) *rig {
 		<-done
 		os.RemoveAll(dir)
 	})
-	r.client = usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: r.path}})
+	r.client = usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: r.path}})
 	return r
 }
 
@@ -96,7 +96,7 @@ func (r *rig) device(t *testing.T, cfg Config) *Device {
 }
 
 // usbDevice finds d in usbmuxd.
-func (r *rig) usbDevice(t *testing.T, d *Device) (usbmux.Device, bool) {
+func (r *rig) usbDevice(t *testing.T, d *Device) (usbmux.DeviceEntry, bool) {
 	t.Helper()
 	list, err := r.client.ListDevices(testCtx(t))
 	if err != nil {
@@ -107,7 +107,7 @@ func (r *rig) usbDevice(t *testing.T, d *Device) (usbmux.Device, bool) {
 			return u, true
 		}
 	}
-	return usbmux.Device{}, false
+	return usbmux.DeviceEntry{}, false
 }
 
 // pairLockdown pairs a new host with d over lockdown and saves the record
@@ -156,7 +156,7 @@ func hostTunnel(t *testing.T, ctx context.Context, conn net.Conn) (*utun.Netstac
 	if err != nil {
 		t.Fatal(err)
 	}
-	pump, err := tunnel.NewPump(tunnel.Config{TUN: ns, Conn: tunnel.NewStreamConn(conn, params.MTU), MTU: params.MTU,
+	pump, err := tunnel.NewPump(tunnel.PumpConfig{TUN: ns, Conn: tunnel.NewStreamConn(conn, params.MTU), MTU: params.MTU,
 		Local: params.ClientAddress, Peer: params.ServerAddress})
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +209,7 @@ func remoteTunnel(t *testing.T, ctx context.Context, store pairing.RecordStore, 
 
 func remoteTunnelVia(t *testing.T, ctx context.Context, store pairing.RecordStore, dial func(ctx context.Context) (pairing.Transport, error), dialPort func(ctx context.Context, port int) (net.Conn, error)) (*utun.Netstack, tunnel.Params, error) {
 	t.Helper()
-	res, err := pairing.Pair(ctx, &pairing.PairConfig{Host: pairing.HostConfig{HostName: "sim-test"}, Dial: dial, Store: store})
+	res, err := pairing.Pair(ctx, &pairing.PairConfig{Host: pairing.ClientConfig{HostName: "sim-test"}, Dial: dial, Store: store})
 	if err != nil {
 		return nil, tunnel.Params{}, err
 	}
@@ -221,7 +221,7 @@ func remoteTunnelVia(t *testing.T, ctx context.Context, store pairing.RecordStor
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := pairing.NewHost(tr, &pairing.HostConfig{HostName: "sim-test"})
+	h := pairing.NewClient(tr, &pairing.ClientConfig{HostName: "sim-test"})
 	t.Cleanup(func() { h.Close() })
 	if _, err := h.Handshake(ctx); err != nil {
 		t.Fatal(err)
@@ -274,5 +274,5 @@ func rppDial(addr string) func(ctx context.Context) (pairing.Transport, error) {
 }
 
 func usbmuxClient(path string) *usbmux.Client {
-	return usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: path}})
+	return usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: path}})
 }

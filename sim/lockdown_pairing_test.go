@@ -48,7 +48,7 @@ func TestRemotePairingOverLockdown(t *testing.T) {
 	store := pairing.RecordStore{Dir: t.TempDir()}
 	d.SetTrust(TrustDeny) // the lockdown transport must not ask
 	res, err := pairing.Pair(ctx, &pairing.PairConfig{
-		Host:  pairing.HostConfig{HostName: "sim-test", Lockdown: true},
+		Host:  pairing.ClientConfig{HostName: "sim-test", Lockdown: true},
 		Store: store,
 		Dial: func(ctx context.Context) (pairing.Transport, error) {
 			return pairing.DialLockdown(ctx, &lockdown.UsbmuxServices{Mux: r.client, Device: u, Record: rec})

@@ -148,9 +148,9 @@ func (l *ncmLink) listenUDP() (net.PacketConn, error) {
 
 func (l *ncmLink) ports() portOpener { return portOpener{tcp: l.listen, udp: l.listenUDP} }
 
-func (l *ncmLink) advertise(svc mdns.Service) error {
+func (l *ncmLink) advertise(svc mdns.Announcement) error {
 	return l.n.phone.Do(func() (err error) {
-		l.resp, err = mdns.NewResponder(mdns.ResponderConfig{Interface: l.devIf, Services: []mdns.Service{svc}, Logger: l.n.d.log})
+		l.resp, err = mdns.NewResponder(mdns.ResponderConfig{Interface: l.devIf, Services: []mdns.Announcement{svc}, Logger: l.n.d.log})
 		return err
 	})
 }
@@ -181,7 +181,7 @@ func (n *ncmHost) upNCM(b *boot, p *plug) (_ *ncmLink, err error) {
 		return nil, err
 	}
 	l.service = l.hostService(RSDPort)
-	if err := l.advertise(mdns.Service{Instance: n.d.id.DeviceName, Type: mdns.ServiceRemoted, Host: n.mdnsHost(),
+	if err := l.advertise(mdns.Announcement{Instance: n.d.id.DeviceName, Type: mdns.ServiceRemoted, Host: n.mdnsHost(),
 		Port: RSDPort, Addrs: []netip.Addr{l.deviceAddr}}); err != nil {
 		return nil, fmt.Errorf("_remoted._tcp: %w", err)
 	}
@@ -214,7 +214,7 @@ func (n *ncmHost) upWiFi(b *boot) (_ *ncmLink, err error) {
 	if err != nil {
 		return nil, errors.Join(errors.New("authTag"), err)
 	}
-	err = l.advertise(mdns.Service{Instance: n.d.id.PairingID[:8], Type: mdns.ServiceRemotePairing, Host: n.mdnsHost(),
+	err = l.advertise(mdns.Announcement{Instance: n.d.id.PairingID[:8], Type: mdns.ServiceRemotePairing, Host: n.mdnsHost(),
 		Port: port, Addrs: []netip.Addr{l.deviceAddr},
 		Text: []string{"identifier=" + n.d.id.PairingID, "authTag=" + tag, "model=" + n.d.id.ProductType, "ver=24"}})
 	if err != nil {

@@ -129,7 +129,7 @@ func TestNCM(t *testing.T) {
 		t.Errorf("TXT %v", txt)
 	}
 	wifiAddr := net.JoinHostPort(wifi[0].Addrs[0].String(), fmt.Sprint(wifi[0].Port))
-	res, err := pairing.Pair(ctx, &pairing.PairConfig{Host: pairing.HostConfig{HostName: "sim-test"}, Store: store,
+	res, err := pairing.Pair(ctx, &pairing.PairConfig{Host: pairing.ClientConfig{HostName: "sim-test"}, Store: store,
 		Dial: func(ctx context.Context) (pairing.Transport, error) {
 			nc, err := dial(ctx, wifiAddr)
 			if err != nil {

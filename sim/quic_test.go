@@ -44,7 +44,7 @@ func TestQUIC(t *testing.T) {
 			ts, _ := c.Handshake.Service(pairing.TunnelServiceName)
 			c.Close()
 			store := pairing.RecordStore{Dir: t.TempDir()}
-			if _, err := pairing.Pair(ctx, &pairing.PairConfig{Host: pairing.HostConfig{HostName: "sim-test"},
+			if _, err := pairing.Pair(ctx, &pairing.PairConfig{Host: pairing.ClientConfig{HostName: "sim-test"},
 				Dial: xpcDial(joinHostPort(host, ts.Port)), Store: store}); err != nil {
 				t.Fatal(err)
 			}

@@ -77,7 +77,7 @@ func TestDropOversize(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A host that ignores the 8 KiB rule: segments up to the full MTU.
-	pump, err := tunnel.NewPump(tunnel.Config{TUN: ns, Conn: tunnel.NewStreamConn(conn, params.MTU), MTU: params.MTU,
+	pump, err := tunnel.NewPump(tunnel.PumpConfig{TUN: ns, Conn: tunnel.NewStreamConn(conn, params.MTU), MTU: params.MTU,
 		MaxSendPacket: params.MTU, Local: params.ClientAddress, Peer: params.ServerAddress})
 	if err != nil {
 		t.Fatal(err)

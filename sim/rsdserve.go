@@ -28,13 +28,13 @@ type serviceSet struct {
 	reserved []uint16
 
 	mu    sync.Mutex
-	defs  []Service
+	defs  []DeviceService
 	lns   []net.Listener // nil for a service not listed now
 	ports []uint16       // 0 for a service not listed now
 	ddi   bool           // DDI services are listed
 }
 
-func newServiceSet(b *boot, sc *scope, surf surface, defs []Service, random bool, listen func(uint16) (net.Listener, error), reserved ...uint16) (*serviceSet, error) {
+func newServiceSet(b *boot, sc *scope, surf surface, defs []DeviceService, random bool, listen func(uint16) (net.Listener, error), reserved ...uint16) (*serviceSet, error) {
 	s := &serviceSet{b: b, sc: sc, surf: surf, listen: listen, random: random, defs: defs, reserved: reserved}
 	if err := s.open(); err != nil {
 		s.closeListeners()

@@ -16,9 +16,9 @@ import (
 	"github.com/iosmux/iosmux/xpc"
 )
 
-// Service is one service a simulated device lists in an RSD Handshake and
+// DeviceService is one service a simulated device lists in an RSD Handshake and
 // serves on a port chosen per boot.
-type Service struct {
+type DeviceService struct {
 	// Name, Entitlement and Properties are the RSD entry (rsd.md
 	// §2.4); Properties may be nil (shim entries on iOS 17).
 	Name        string
@@ -46,14 +46,14 @@ type Service struct {
 }
 
 // served reports whether the service has a handler.
-func (s Service) served() bool { return s.Serve != nil || s.Handler != nil }
+func (s DeviceService) served() bool { return s.Serve != nil || s.Handler != nil }
 
 // serveFunc is what the service's RSD port runs per connection.
-func (s Service) serveFunc() func(context.Context, net.Conn) {
+func (s DeviceService) serveFunc() func(context.Context, net.Conn) {
 	if s.Handler == nil {
 		return s.Serve
 	}
-	rs := reach.Service{RSD: s.Name, Lockdown: s.Lockdown}
+	rs := reach.Names{RSD: s.Name, Lockdown: s.Lockdown}
 	return func(ctx context.Context, c net.Conn) {
 		reach.ServeRSD(ctx, c, rs, s.Handler)
 	}
@@ -94,11 +94,11 @@ func xpcProps(version int64, remoteXPC bool) *xpc.Dict {
 // simulator's byte services,
 // then extra (which may replace a built-in by name). Services a real
 // device lists but the simulator does not serve yet are left out.
-func trustedServices(d *Device, extra []Service) []Service {
-	raw := func(name string, serve func(context.Context, net.Conn)) Service {
-		return Service{Name: name, Entitlement: "com.iosmux.sim", Properties: xpcProps(1, false), Serve: serve}
+func trustedServices(d *Device, extra []DeviceService) []DeviceService {
+	raw := func(name string, serve func(context.Context, net.Conn)) DeviceService {
+		return DeviceService{Name: name, Entitlement: "com.iosmux.sim", Properties: xpcProps(1, false), Serve: serve}
 	}
-	list := []Service{
+	list := []DeviceService{
 		{Name: LockdownTrusted, Entitlement: LockdownTrusted, Properties: xpcProps(1, true),
 			Serve: func(ctx context.Context, c net.Conn) { d.serveLockdownShim(ctx, c, LockdownTrusted, true) }},
 		{Name: LockdownUntrusted, Entitlement: LockdownUntrusted, Properties: xpcProps(1, true),
@@ -119,8 +119,8 @@ func trustedServices(d *Device, extra []Service) []Service {
 // untrustedServices is the untrusted RSD's table, the seven entries of the
 // published iOS 17.0 example (rsd.md §5); only the tunnel service
 // and the untrusted lockdown shim are served, so only they are listed.
-func untrustedServices(d *Device, tunnelService func(context.Context, net.Conn)) []Service {
-	return mergeServices([]Service{
+func untrustedServices(d *Device, tunnelService func(context.Context, net.Conn)) []DeviceService {
+	return mergeServices([]DeviceService{
 		{Name: "com.apple.fusion.remote.service", Entitlement: "com.apple.fusion.remote.service", Properties: xpcProps(1, true)},
 		{Name: "com.apple.gputools.remote.agent", Entitlement: "com.apple.private.gputoolstransportd", Properties: xpcProps(1, true)},
 		{Name: "com.apple.internal.dt.coredevice.untrusted.tunnelservice", Entitlement: "com.apple.dt.coredevice.tunnelservice.client",
@@ -133,9 +133,9 @@ func untrustedServices(d *Device, tunnelService func(context.Context, net.Conn))
 	}, d.diag.untrustedRSDServices())
 }
 
-func mergeServices(list, extra []Service) []Service {
+func mergeServices(list, extra []DeviceService) []DeviceService {
 	for _, e := range extra {
-		if i := slices.IndexFunc(list, func(s Service) bool { return s.Name == e.Name }); i >= 0 {
+		if i := slices.IndexFunc(list, func(s DeviceService) bool { return s.Name == e.Name }); i >= 0 {
 			list[i] = e
 		} else {
 			list = append(list, e)

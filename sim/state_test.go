@@ -33,7 +33,7 @@ func TestStatePersists(t *testing.T) {
 	if _, err := r1.pairLockdown(t, d1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pairing.Pair(ctx, &pairing.PairConfig{Host: pairing.HostConfig{HostName: "sim-test"},
+	if _, err := pairing.Pair(ctx, &pairing.PairConfig{Host: pairing.ClientConfig{HostName: "sim-test"},
 		Dial: rppDial(d1.Endpoints().NetworkPairing), Store: store}); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestStatePersists(t *testing.T) {
 	if d2.Identity().UDID != id1.UDID || d2.Identity().SerialNumber != id1.SerialNumber {
 		t.Fatalf("identity changed across restarts: %s → %s", id1.UDID, d2.Identity().UDID)
 	}
-	res, err := pairing.Pair(ctx, &pairing.PairConfig{Host: pairing.HostConfig{HostName: "sim-test"},
+	res, err := pairing.Pair(ctx, &pairing.PairConfig{Host: pairing.ClientConfig{HostName: "sim-test"},
 		Dial: rppDial(d2.Endpoints().NetworkPairing), Store: store})
 	if err != nil || !res.AlreadyPaired {
 		t.Errorf("RemotePairing after restart: %+v, %v", res, err)

@@ -20,7 +20,7 @@ type tssServer struct {
 	done    chan error
 }
 
-func startTSS(addr string, lookup func(uint64) (tss.Device, bool), log *slog.Logger) (*tssServer, error) {
+func startTSS(addr string, lookup func(uint64) (tss.KnownDevice, bool), log *slog.Logger) (*tssServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("sim: TSS stand-in: %w", err)
@@ -44,13 +44,13 @@ func (s *tssServer) close() {
 }
 
 // signing finds a device of the fleet by ECID for the stand-in.
-func (f *Fleet) signing(ecid uint64) (tss.Device, bool) {
+func (f *Fleet) signing(ecid uint64) (tss.KnownDevice, bool) {
 	for _, d := range f.devices {
 		if d != nil && d.id.ECID == ecid {
 			return d.Signing(), true
 		}
 	}
-	return tss.Device{}, false
+	return tss.KnownDevice{}, false
 }
 
 // TSSURL is the signing stand-in's URL, "" unless FleetConfig.TSSAddr.

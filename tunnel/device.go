@@ -35,8 +35,8 @@ import (
 // it for every retransmission. So the router also learns, per session, the
 // other source addresses the host sent from (learnedPerSession at most).
 
-// DeviceConfig configures a Device.
-type DeviceConfig struct {
+// ServerConfig configures a Server.
+type ServerConfig struct {
 	// Prefix is the link prefix; the device is its ::1 and hosts get ::2,
 	// ::3, …. The zero value draws a random ULA /64 (RFC 4193), as the
 	// observed fdXX:XXXX:XXXX::/64 (tunnel.md §2.3).
@@ -55,8 +55,8 @@ type DeviceConfig struct {
 	Logger *slog.Logger
 }
 
-// Device is the device side of the tunnel.
-type Device struct {
+// Server is the device side of the tunnel.
+type Server struct {
 	prefix netip.Prefix
 	addr   netip.Addr
 	mtu    int
@@ -78,8 +78,8 @@ type Device struct {
 	closeOnce sync.Once
 }
 
-// NewDevice creates the device's stack and starts routing its packets.
-func NewDevice(cfg DeviceConfig) (*Device, error) {
+// NewServer creates the device's stack and starts routing its packets.
+func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.RSDPort == 0 {
 		return nil, errors.New("tunnel: device needs an RSD port")
 	}
@@ -116,7 +116,7 @@ func NewDevice(cfg DeviceConfig) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Device{
+	d := &Server{
 		prefix:   prefix,
 		addr:     addr,
 		mtu:      mtu,
@@ -135,28 +135,28 @@ func NewDevice(cfg DeviceConfig) (*Device, error) {
 }
 
 // Address returns the device's tunnel address (serverAddress).
-func (d *Device) Address() netip.Addr { return d.addr }
+func (d *Server) Address() netip.Addr { return d.addr }
 
 // RSDPort returns the reported serverRSDPort.
-func (d *Device) RSDPort() uint16 { return d.rsd }
+func (d *Server) RSDPort() uint16 { return d.rsd }
 
 // Stack returns the device's userspace stack, for dialing out from the
 // device or listening on other addresses.
-func (d *Device) Stack() *utun.Netstack { return d.stack }
+func (d *Server) Stack() *utun.Netstack { return d.stack }
 
 // ListenTCP listens on the device address at port (the trusted RSD, a
 // service). Closing the device closes the listener.
-func (d *Device) ListenTCP(port uint16) (net.Listener, error) {
+func (d *Server) ListenTCP(port uint16) (net.Listener, error) {
 	return d.stack.ListenTCP(netip.AddrPortFrom(d.addr, port))
 }
 
 // Unroutable counts packets the device's stack sent to an address no
 // session owns or has sent from; they are dropped, as a router would.
-func (d *Device) Unroutable() uint64 { return d.unroutable.Load() }
+func (d *Server) Unroutable() uint64 { return d.unroutable.Load() }
 
 // Close ends every session, closes the stack with its listeners and
 // connections, and waits for every goroutine. It is idempotent.
-func (d *Device) Close() error {
+func (d *Server) Close() error {
 	d.closeOnce.Do(func() {
 		d.mu.Lock()
 		d.closed = true
@@ -181,7 +181,7 @@ func (d *Device) Close() error {
 }
 
 // allocate reserves the next host address.
-func (d *Device) allocate() (netip.Addr, error) {
+func (d *Server) allocate() (netip.Addr, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -197,7 +197,7 @@ func (d *Device) allocate() (netip.Addr, error) {
 }
 
 // release frees a's session and what it learned.
-func (d *Device) release(a netip.Addr) {
+func (d *Server) release(a netip.Addr) {
 	d.mu.Lock()
 	if s := d.sessions[a]; s != nil {
 		for _, l := range s.tun.learned {
@@ -213,7 +213,7 @@ func (d *Device) release(a netip.Addr) {
 // learn records that s's host sent from src, another address than its own.
 // The latest session to send from an address owns it (two hosts behind
 // one tunnel each could use the same one; the newer connection wins).
-func (d *Device) learn(s *Session, src netip.Addr) {
+func (d *Server) learn(s *Session, src netip.Addr) {
 	d.mu.Lock()
 	if d.sessions[s.params.ClientAddress] == s {
 		d.learned[src] = s
@@ -223,7 +223,7 @@ func (d *Device) learn(s *Session, src netip.Addr) {
 
 // lookup returns the session owning dst: the session whose host address it
 // is, else the one that last sent from it. Called with d.mu held.
-func (d *Device) lookup(dst netip.Addr) *Session {
+func (d *Server) lookup(dst netip.Addr) *Session {
 	if s := d.sessions[dst]; s != nil {
 		return s
 	}
@@ -233,7 +233,7 @@ func (d *Device) lookup(dst netip.Addr) *Session {
 // StartSession runs the CDTunnel server handshake on rwc, which it owns, and
 // then serves the tunnel on it in the background until rwc ends, the session
 // is closed, or the device is closed. ctx bounds the handshake only.
-func (d *Device) StartSession(ctx context.Context, rwc io.ReadWriteCloser) (*Session, error) {
+func (d *Server) StartSession(ctx context.Context, rwc io.ReadWriteCloser) (*Session, error) {
 	return d.startSession(ctx, rwc, rwc, nil)
 }
 
@@ -242,13 +242,13 @@ func (d *Device) StartSession(ctx context.Context, rwc io.ReadWriteCloser) (*Ses
 // bidirectional stream and every packet is one DATAGRAM (tunnel.md §3.2).
 // It owns conn (closing it closes the transport) and hs; the device's
 // stream faults (Boundary) do not apply, DropAbove and RateLimit do.
-func (d *Device) StartPacketSession(ctx context.Context, hs io.ReadWriter, conn PacketConn) (*Session, error) {
+func (d *Server) StartPacketSession(ctx context.Context, hs io.ReadWriter, conn PacketConn) (*Session, error) {
 	return d.startSession(ctx, hs, conn, conn)
 }
 
 // startSession serves one tunnel: the handshake on hs, then packets on pc,
 // or, when pc is nil, on the stream hs (which is then stream).
-func (d *Device) startSession(ctx context.Context, hs io.ReadWriter, closer io.Closer, pc PacketConn) (*Session, error) {
+func (d *Server) startSession(ctx context.Context, hs io.ReadWriter, closer io.Closer, pc PacketConn) (*Session, error) {
 	var client netip.Addr
 	_, params, err := ServerHandshake(ctx, hs, func(req Request) (Params, error) {
 		a, err := d.allocate()
@@ -299,7 +299,7 @@ func (d *Device) startSession(ctx context.Context, hs io.ReadWriter, closer io.C
 	d.mu.Lock()
 	d.sessions[client] = s
 	d.mu.Unlock()
-	pump, err := NewPump(Config{
+	pump, err := NewPump(PumpConfig{
 		TUN:     s.tun,
 		Conn:    conn,
 		MTU:     params.MTU,
@@ -357,7 +357,7 @@ func (c readWriteCloser) WriteRecords(bufs [][]byte) (int, error) {
 // route is the device's one reader of its stack: it hands each outbound
 // packet to the session owning the destination address. Packets for nobody
 // are dropped, as a router would.
-func (d *Device) route() {
+func (d *Server) route() {
 	defer d.wg.Done()
 	bufs, sizes := makeBufs(d.stack.BatchSize(), d.mtu)
 	for {
@@ -405,7 +405,7 @@ func putPacketBuf(b *[]byte) { packetPool.Put(b) }
 
 // Session is one tunnel served by the device.
 type Session struct {
-	dev    *Device
+	dev    *Server
 	params Params
 	pump   *Pump
 	tun    *sessionTUN
@@ -516,7 +516,7 @@ func (t *sessionTUN) Write(bufs [][]byte, offset int) (int, error) {
 }
 
 // learn makes the router send replies to pkt's source down this session
-// when that source is not the host's tunnel address (see Device).
+// when that source is not the host's tunnel address (see Server).
 func (t *sessionTUN) learn(pkt []byte) {
 	if len(pkt) < ipv6HeaderLen || pkt[0]>>4 != 6 || [16]byte(pkt[8:24]) == t.self {
 		return

@@ -14,7 +14,7 @@ import (
 )
 
 // rsdDevice is a device serving the bulk service on its RSD port.
-func rsdDevice(t *testing.T) *Device {
+func rsdDevice(t *testing.T) *Server {
 	t.Helper()
 	dev := newTestDevice(t, Faults{})
 	ln, err := dev.ListenTCP(testRSDPort)
@@ -29,7 +29,7 @@ func rsdDevice(t *testing.T) *Device {
 // from src to the device's RSD port the very first packet the host sends.
 // It returns once the device has answered with a SYN-ACK on this session,
 // or with an error after wait.
-func firstSYN(t *testing.T, dev *Device, src func(Params) netip.Addr, port uint16, wait time.Duration) (Params, net.Conn, error) {
+func firstSYN(t *testing.T, dev *Server, src func(Params) netip.Addr, port uint16, wait time.Duration) (Params, net.Conn, error) {
 	t.Helper()
 	a, b := testkit.Pipe()
 	t.Cleanup(func() { a.Close() })

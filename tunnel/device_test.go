@@ -14,9 +14,9 @@ import (
 	"github.com/iosmux/iosmux/internal/testkit"
 )
 
-func newTestDevice(t *testing.T, f Faults) *Device {
+func newTestDevice(t *testing.T, f Faults) *Server {
 	t.Helper()
-	dev, err := NewDevice(DeviceConfig{RSDPort: testRSDPort, Rand: testkit.Rand(2), Faults: f})
+	dev, err := NewServer(ServerConfig{RSDPort: testRSDPort, Rand: testkit.Rand(2), Faults: f})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,8 +79,8 @@ func TestDeviceTwoSessions(t *testing.T) {
 	}
 	wait := serveBulk(t, ln)
 	defer wait()
-	p1, ns1, params1 := hostOverNetstack(t, dev, Config{})
-	p2, ns2, params2 := hostOverNetstack(t, dev, Config{})
+	p1, ns1, params1 := hostOverNetstack(t, dev, PumpConfig{})
+	p2, ns2, params2 := hostOverNetstack(t, dev, PumpConfig{})
 	if params1.ClientAddress == params2.ClientAddress {
 		t.Fatalf("both sessions got %v", params1.ClientAddress)
 	}
@@ -125,7 +125,7 @@ func TestDeviceDropsOversizeFromCarelessHost(t *testing.T) {
 	}
 	wait := serveBulk(t, ln)
 	defer wait()
-	p, ns, params := hostOverNetstack(t, dev, Config{MaxSendPacket: 16000, NoClamp: true})
+	p, ns, params := hostOverNetstack(t, dev, PumpConfig{MaxSendPacket: 16000, NoClamp: true})
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -145,7 +145,7 @@ func TestDeviceDropsOversizeFromCarelessHost(t *testing.T) {
 	}
 }
 
-func deviceSession(t *testing.T, dev *Device, client netip.Addr) *Session {
+func deviceSession(t *testing.T, dev *Server, client netip.Addr) *Session {
 	t.Helper()
 	dev.mu.Lock()
 	defer dev.mu.Unlock()
@@ -169,7 +169,7 @@ func TestDeviceBoundaryModes(t *testing.T) {
 			defer wait()
 			// Our host writes one packet per write: the pipe keeps write
 			// boundaries like TLS records, so the device never sees a merge.
-			p, ns, params := hostOverNetstack(t, dev, Config{})
+			p, ns, params := hostOverNetstack(t, dev, PumpConfig{})
 			defer p.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()

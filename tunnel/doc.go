@@ -25,7 +25,7 @@
 //
 // The host side, once a byte-stream transport is up (package establish):
 //
-//	pump, params, err := tunnel.StartHost(ctx, conn, tunnel.HostConfig{
+//	pump, params, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{
 //		NewTUN: tunnel.KernelTUN(""), // or a closure around utun.NewNetstack
 //	})
 //	<-pump.Done() // pump.Err() says why: ErrDead, the transport's error, …
@@ -38,7 +38,7 @@
 // nothing above utun and the TUN library. A QUIC transport reaches the pump
 // through Datagrams and DatagramConn (one packet per DATAGRAM frame).
 //
-// Device (device.go) is the simulated iPhone's end: a gVisor stack holding
+// Server (device.go) is the simulated iPhone's end: a gVisor stack holding
 // the device address, where services listen, serving one Session per
 // transport, with Faults that reproduce the real forwarder's limits. Each
 // session is a point-to-point link: replies go down the session the peer

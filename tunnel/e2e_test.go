@@ -21,7 +21,7 @@ var bulkMiB = flag.Int("bulk-mib", 16, "MiB moved each way by the end-to-end tun
 // in for TLS: testkit.RecordConn keeps write boundaries the way TLS records
 // do, so a read-boundary-sensitive device sees exactly what a real one would.
 type e2e struct {
-	dev     *Device
+	dev     *Server
 	params  Params
 	pump    *Pump
 	devConn *testkit.FreezeConn // the device's end of the transport
@@ -32,7 +32,7 @@ type e2e struct {
 // host side with hostTUN (given the handshake's parameters) as its TUN.
 func startE2E(t testing.TB, f Faults, hostTUN func(Params) tun.Device) *e2e {
 	t.Helper()
-	dev, err := NewDevice(DeviceConfig{RSDPort: testRSDPort, Rand: testkit.Rand(3), Faults: f})
+	dev, err := NewServer(ServerConfig{RSDPort: testRSDPort, Rand: testkit.Rand(3), Faults: f})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func startE2E(t testing.TB, f Faults, hostTUN func(Params) tun.Device) *e2e {
 		_, err := dev.StartSession(ctx, devConn)
 		sessc <- err
 	}()
-	pump, params, err := StartHost(ctx, hostConn, HostConfig{NewTUN: func(p Params) (tun.Device, error) { return hostTUN(p), nil }})
+	pump, params, err := StartClient(ctx, hostConn, ClientConfig{NewTUN: func(p Params) (tun.Device, error) { return hostTUN(p), nil }})
 	if err != nil {
 		t.Fatalf("host: %v", err)
 	}

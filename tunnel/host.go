@@ -10,8 +10,8 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 )
 
-// HostConfig configures StartHost.
-type HostConfig struct {
+// ClientConfig configures StartClient.
+type ClientConfig struct {
 	// NewTUN builds the host's device from the handshake's parameters:
 	// KernelTUN, or a closure around utun.NewNetstack for userspace mode.
 	NewTUN func(Params) (tun.Device, error)
@@ -23,11 +23,11 @@ type HostConfig struct {
 	Logger        *slog.Logger
 }
 
-// StartHost is the host side of every byte-stream path (P1, P2/P3 over
+// StartClient is the host side of every byte-stream path (P1, P2/P3 over
 // TCP+TLS-PSK) once its transport is up: the CDTunnel client handshake on
 // conn, the TUN from NewTUN, and a running Pump between them. conn is owned
 // from the call on and closed on any failure. ctx bounds the handshake only.
-func StartHost(ctx context.Context, conn io.ReadWriteCloser, cfg HostConfig) (*Pump, Params, error) {
+func StartClient(ctx context.Context, conn io.ReadWriteCloser, cfg ClientConfig) (*Pump, Params, error) {
 	if cfg.NewTUN == nil {
 		conn.Close()
 		return nil, Params{}, fmt.Errorf("tunnel: StartHost needs NewTUN")
@@ -46,7 +46,7 @@ func StartHost(ctx context.Context, conn io.ReadWriteCloser, cfg HostConfig) (*P
 		conn.Close()
 		return nil, params, fmt.Errorf("tunnel: host TUN for %v: %w", params.ClientPrefix(), err)
 	}
-	pump, err := NewPump(Config{
+	pump, err := NewPump(PumpConfig{
 		TUN:           dev,
 		Conn:          NewStreamConn(conn, params.MTU),
 		MTU:           params.MTU,

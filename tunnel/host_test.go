@@ -31,7 +31,7 @@ func TestStartHostClosesConnOnFailure(t *testing.T) {
 			} else if tt.newTUN != nil {
 				b.Close() // the "device" hangs up at once
 			}
-			_, _, err := StartHost(context.Background(), a, HostConfig{NewTUN: tt.newTUN})
+			_, _, err := StartClient(context.Background(), a, ClientConfig{NewTUN: tt.newTUN})
 			if err == nil {
 				t.Fatal("StartHost succeeded")
 			}

@@ -36,8 +36,8 @@ const maxBadTUNReads = 100
 // connBatch is how many packets are read from the transport per batch.
 const connBatch = 64
 
-// Config configures a Pump.
-type Config struct {
+// PumpConfig configures a Pump.
+type PumpConfig struct {
 	// TUN is the host's side: a kernel TUN or a netstack (utun). The pump
 	// owns it and closes it at teardown.
 	TUN tun.Device
@@ -128,7 +128,7 @@ type Pump struct {
 
 // NewPump starts moving packets. It takes ownership of cfg.TUN and cfg.Conn
 // even when it fails.
-func NewPump(cfg Config) (*Pump, error) {
+func NewPump(cfg PumpConfig) (*Pump, error) {
 	if cfg.TUN == nil || cfg.Conn == nil {
 		closeAll(cfg.TUN, cfg.Conn)
 		return nil, errors.New("tunnel: pump needs a TUN and a conn")

@@ -20,7 +20,7 @@ const testRSDPort = 58783
 
 // hostOverNetstack runs the host role against dev over an in-memory pipe:
 // handshake, a userspace stack as the host's TUN, and a pump.
-func hostOverNetstack(t *testing.T, dev *Device, cfg Config) (*Pump, *utun.Netstack, Params) {
+func hostOverNetstack(t *testing.T, dev *Server, cfg PumpConfig) (*Pump, *utun.Netstack, Params) {
 	t.Helper()
 	a, b := testkit.Pipe()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -100,7 +100,7 @@ func serveBulk(t *testing.T, ln net.Listener) (wait func()) {
 
 func TestPumpInMemoryBothRoles(t *testing.T) {
 	testkit.CheckLeaks(t)
-	dev, err := NewDevice(DeviceConfig{
+	dev, err := NewServer(ServerConfig{
 		RSDPort: testRSDPort,
 		Rand:    testkit.Rand(1),
 		// Any host→device packet above what we promise to send is dropped
@@ -118,7 +118,7 @@ func TestPumpInMemoryBothRoles(t *testing.T) {
 	wait := serveBulk(t, ln)
 	defer wait()
 
-	pump, ns, params := hostOverNetstack(t, dev, Config{})
+	pump, ns, params := hostOverNetstack(t, dev, PumpConfig{})
 	if params.ServerAddress != dev.Address() || params.ServerRSDPort != testRSDPort || params.MTU != StreamMTU {
 		t.Fatalf("params = %+v", params)
 	}
@@ -159,7 +159,7 @@ func TestPumpRejectsBadConfig(t *testing.T) {
 	ct := tuntest.NewChannelTUN()
 	a, b := testkit.Pipe()
 	defer b.Close()
-	if _, err := NewPump(Config{TUN: ct.TUN(), Conn: NewStreamConn(a, 1500), MTU: 100}); err == nil {
+	if _, err := NewPump(PumpConfig{TUN: ct.TUN(), Conn: NewStreamConn(a, 1500), MTU: 100}); err == nil {
 		t.Fatal("MTU 100 accepted")
 	}
 	// The pump owns what it was given, even on failure.
@@ -213,7 +213,7 @@ func TestProbeDeclaresSilentDeviceDead(t *testing.T) {
 		silentAt := start.Add(10 * time.Second)
 		devConn := NewStreamConn(b, StreamMTU)
 		go fakeDevice(devConn, func() bool { return time.Now().Before(silentAt) })
-		p, err := NewPump(Config{TUN: ct.TUN(), Conn: NewStreamConn(a, StreamMTU), MTU: StreamMTU, Local: hostAddr, Peer: devAddr})
+		p, err := NewPump(PumpConfig{TUN: ct.TUN(), Conn: NewStreamConn(a, StreamMTU), MTU: StreamMTU, Local: hostAddr, Peer: devAddr})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -240,7 +240,7 @@ func TestProbeSparesDeviceThatIgnoresEcho(t *testing.T) {
 		a, b := testkit.Pipe()
 		devConn := NewStreamConn(b, StreamMTU)
 		go fakeDevice(devConn, func() bool { return false })
-		p, err := NewPump(Config{TUN: ct.TUN(), Conn: NewStreamConn(a, StreamMTU), MTU: StreamMTU, Local: hostAddr, Peer: devAddr})
+		p, err := NewPump(PumpConfig{TUN: ct.TUN(), Conn: NewStreamConn(a, StreamMTU), MTU: StreamMTU, Local: hostAddr, Peer: devAddr})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -285,7 +285,7 @@ func TestProbeFiresWhileTransportStalls(t *testing.T) {
 			}
 			<-stop // stalled: never reads again
 		}()
-		p, err := NewPump(Config{TUN: ct.TUN(), Conn: NewStreamConn(a, StreamMTU), MTU: StreamMTU, Local: hostAddr, Peer: devAddr})
+		p, err := NewPump(PumpConfig{TUN: ct.TUN(), Conn: NewStreamConn(a, StreamMTU), MTU: StreamMTU, Local: hostAddr, Peer: devAddr})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -343,7 +343,7 @@ func TestPumpSurvivesTransientTUNReadErrors(t *testing.T) {
 	a, b := testkit.Pipe()
 	devConn := NewStreamConn(b, StreamMTU)
 	defer devConn.Close()
-	p, err := NewPump(Config{TUN: &flakyTUN{Device: ct.TUN(), fails: 5}, Conn: NewStreamConn(a, StreamMTU), MTU: StreamMTU, Probe: ProbeConfig{Disable: true}})
+	p, err := NewPump(PumpConfig{TUN: &flakyTUN{Device: ct.TUN(), fails: 5}, Conn: NewStreamConn(a, StreamMTU), MTU: StreamMTU, Probe: ProbeConfig{Disable: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func TestPumpEndsOnPersistentTUNReadErrors(t *testing.T) {
 	ct := tuntest.NewChannelTUN()
 	a, b := testkit.Pipe()
 	defer b.Close()
-	p, err := NewPump(Config{TUN: &flakyTUN{Device: ct.TUN(), fails: 1 << 30}, Conn: NewStreamConn(a, StreamMTU), MTU: StreamMTU, Probe: ProbeConfig{Disable: true}})
+	p, err := NewPump(PumpConfig{TUN: &flakyTUN{Device: ct.TUN(), fails: 1 << 30}, Conn: NewStreamConn(a, StreamMTU), MTU: StreamMTU, Probe: ProbeConfig{Disable: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +381,7 @@ func TestPumpFiltersAndTooBig(t *testing.T) {
 	a, b := testkit.Pipe()
 	devConn := NewStreamConn(b, StreamMTU)
 	defer devConn.Close()
-	p, err := NewPump(Config{TUN: ct.TUN(), Conn: NewStreamConn(a, StreamMTU), MTU: StreamMTU, Probe: ProbeConfig{Disable: true}})
+	p, err := NewPump(PumpConfig{TUN: ct.TUN(), Conn: NewStreamConn(a, StreamMTU), MTU: StreamMTU, Probe: ProbeConfig{Disable: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -172,7 +172,7 @@ func TestHostUUIDOnEverySession27(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		rsdAddr := netip.AddrPortFrom(netip.MustParseAddr(gt.Address), uint16(gt.RsdPort))
-		if err := b2.Attach(ctx, backend.Link{RSD: rsdAddr, Dial: proxyDial(gt.UserspaceTUNPort)}); err != nil {
+		if err := b2.Attach(ctx, backend.DeviceTunnel{RSD: rsdAddr, Dial: proxyDial(gt.UserspaceTUNPort)}); err != nil {
 			t.Fatal(err)
 		}
 		// A client of the backend presenting its own identity never

@@ -94,7 +94,7 @@ func daemon(t testing.TB, f *sim.Fleet, tweak func(*tunneld.Config)) *rig {
 	cfg := tunneld.Config{
 		Port: -1, GoIOSPort: -1, AppiumPort: -1,
 		APIs:      []string{tunneld.APIPMD3, tunneld.APIGoIOS, tunneld.APIAppium},
-		Usbmux:    usbmux.NewClient(usbmux.Config{Addr: addr}),
+		Usbmux:    usbmux.NewClient(usbmux.ClientConfig{Addr: addr}),
 		Userspace: true,
 		Records:   pairing.RecordStore{Dir: records},
 		HostName:  "tunneld-test",

@@ -54,7 +54,7 @@ func (e *establisher) identifyWiFi(ctx context.Context, ev discovery.Event) (str
 	if err != nil {
 		return "", err
 	}
-	h := pairing.NewHost(pairing.NewRPPairing(nc), &pairing.HostConfig{HostName: e.hostName})
+	h := pairing.NewClient(pairing.NewRPPairing(nc), &pairing.ClientConfig{HostName: e.hostName})
 	defer h.Close()
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()

@@ -37,7 +37,7 @@ func (r *registry) Tunnels() []rsdapi.Tunnel {
 func apiTunnel(e entry) rsdapi.Tunnel {
 	t := rsdapi.Tunnel{
 		UDID: e.UDID, Key: e.Key, Interface: e.Interface, Address: e.Address.String(), RSDPort: e.RSDPort,
-		Protocol: rsdapi.Protocol(e.Protocol), Path: pathOf(e.Path),
+		Protocol: string(e.Protocol), Path: pathOf(e.Path),
 		CreatedAt: e.Created, UpdatedAt: e.Created,
 	}
 	if e.Path.Source == discovery.SourceUsbmux {

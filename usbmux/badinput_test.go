@@ -29,7 +29,7 @@ func scriptedMux(t *testing.T, play func(conn net.Conn)) *Client {
 		t.Cleanup(func() { a.Close(); <-done })
 		return a, nil
 	}
-	return NewClient(Config{Dial: dial, Timeout: 2 * time.Second})
+	return NewClient(ClientConfig{Dial: dial, Timeout: 2 * time.Second})
 }
 
 // readReq reads one request as usbmuxd would.
@@ -143,7 +143,7 @@ func TestClientSilentPeer(t *testing.T) {
 
 func TestClientNoDaemon(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "absent")
-	c := NewClient(Config{Addr: Addr{Net: "unix", Path: path}})
+	c := NewClient(ClientConfig{Addr: Addr{Net: "unix", Path: path}})
 	_, err := c.ListDevices(testCtx(t))
 	if err == nil || !strings.Contains(err.Error(), path) {
 		t.Errorf("ListDevices without usbmuxd: %v; want an error naming %s", err, path)

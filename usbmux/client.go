@@ -16,8 +16,8 @@ import (
 // context carries no earlier deadline.
 const DefaultTimeout = 10 * time.Second
 
-// Config configures a Client. The zero value talks to DefaultAddr.
-type Config struct {
+// ClientConfig configures a Client. The zero value talks to DefaultAddr.
+type ClientConfig struct {
 	// Addr is usbmuxd's socket; the zero value means DefaultAddr().
 	Addr Addr
 	// Dial opens a stream to Addr. nil uses a net.Dialer; tests pass an
@@ -36,12 +36,12 @@ type Config struct {
 // Connect and into an event stream after Listen, so sharing one would only
 // serialise callers. A Client is safe for concurrent use.
 type Client struct {
-	cfg Config
+	cfg ClientConfig
 	tag atomic.Uint32
 }
 
 // NewClient returns a client for cfg.
-func NewClient(cfg Config) *Client {
+func NewClient(cfg ClientConfig) *Client {
 	if cfg.Addr == (Addr{}) {
 		cfg.Addr = DefaultAddr()
 	}
@@ -172,7 +172,7 @@ func expectOK(rep *reply, request string) error {
 
 // ListDevices returns the devices usbmuxd knows, in its order. The same
 // UDID may appear twice, once per connection type.
-func (c *Client) ListDevices(ctx context.Context) ([]Device, error) {
+func (c *Client) ListDevices(ctx context.Context) ([]DeviceEntry, error) {
 	rep, err := c.do(ctx, c.newRequest("ListDevices"))
 	if err != nil {
 		return nil, err

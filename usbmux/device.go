@@ -5,15 +5,15 @@ import (
 	"strings"
 )
 
-// Connection types reported in Device.ConnectionType.
+// Connection types reported in DeviceEntry.ConnectionType.
 const (
 	ConnectionUSB     = "USB"
 	ConnectionNetwork = "Network"
 )
 
-// Device is one entry of ListDevices or an Attached event: usbmuxd's
+// DeviceEntry is one entry of ListDevices or an Attached event: usbmuxd's
 // Properties dictionary (usbmux.md §3.1). Field names are the plist keys.
-type Device struct {
+type DeviceEntry struct {
 	DeviceID               uint32 `plist:"DeviceID"`
 	SerialNumber           string `plist:"SerialNumber"` // the UDID, as usbmuxd reports it
 	ConnectionType         string `plist:"ConnectionType"`
@@ -30,7 +30,7 @@ type Device struct {
 // reports the 25-character form of newer devices without its dash (24 hex
 // digits, pmd3 issue #1388); the dash goes back after the eighth digit, as
 // libusbmuxd's sanitize_udid does.
-func (d Device) UDID() string { return CanonicalUDID(d.SerialNumber) }
+func (d DeviceEntry) UDID() string { return CanonicalUDID(d.SerialNumber) }
 
 // CanonicalUDID adds the dash that Linux usbmuxd drops from 24-digit UDIDs;
 // other forms come back unchanged.
@@ -78,13 +78,13 @@ type request struct {
 // and ReadPairRecord replies (which carry no MessageType) and the Listen
 // events.
 type reply struct {
-	MessageType    string   `plist:"MessageType,omitempty"`
-	Number         *uint64  `plist:"Number,omitempty"`
-	DeviceList     []*reply `plist:"DeviceList,omitempty"`
-	DeviceID       uint32   `plist:"DeviceID,omitempty"`
-	Properties     *Device  `plist:"Properties,omitempty"`
-	BUID           string   `plist:"BUID,omitempty"`
-	PairRecordData []byte   `plist:"PairRecordData,omitempty"`
+	MessageType    string       `plist:"MessageType,omitempty"`
+	Number         *uint64      `plist:"Number,omitempty"`
+	DeviceList     []*reply     `plist:"DeviceList,omitempty"`
+	DeviceID       uint32       `plist:"DeviceID,omitempty"`
+	Properties     *DeviceEntry `plist:"Properties,omitempty"`
+	BUID           string       `plist:"BUID,omitempty"`
+	PairRecordData []byte       `plist:"PairRecordData,omitempty"`
 }
 
 // resultReply builds a Result message.
@@ -116,26 +116,26 @@ func (r *reply) result() (code ResultCode, ok bool) {
 
 // device returns the Properties of a ListDevices entry or Attached event,
 // filling DeviceID from the outer dictionary when Properties lacks it.
-func (r *reply) device() (Device, error) {
+func (r *reply) device() (DeviceEntry, error) {
 	if r.Properties == nil {
-		return Device{}, fmt.Errorf("%w: device entry without Properties", ErrMalformed)
+		return DeviceEntry{}, fmt.Errorf("%w: device entry without Properties", ErrMalformed)
 	}
 	d := *r.Properties
 	if d.DeviceID == 0 {
 		d.DeviceID = r.DeviceID
 	}
 	if d.SerialNumber == "" {
-		return Device{}, fmt.Errorf("%w: device %d without SerialNumber", ErrMalformed, d.DeviceID)
+		return DeviceEntry{}, fmt.Errorf("%w: device %d without SerialNumber", ErrMalformed, d.DeviceID)
 	}
 	return d, nil
 }
 
 // devices returns the entries of a ListDevices reply.
-func (r *reply) devices() ([]Device, error) {
+func (r *reply) devices() ([]DeviceEntry, error) {
 	if r.DeviceList == nil {
 		return nil, fmt.Errorf("%w: ListDevices reply without DeviceList", ErrMalformed)
 	}
-	out := make([]Device, 0, len(r.DeviceList))
+	out := make([]DeviceEntry, 0, len(r.DeviceList))
 	for _, e := range r.DeviceList {
 		if e == nil {
 			return nil, fmt.Errorf("%w: empty DeviceList entry", ErrMalformed)

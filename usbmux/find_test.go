@@ -3,7 +3,7 @@ package usbmux
 import "testing"
 
 func TestOnePerDevice(t *testing.T) {
-	devs := []Device{
+	devs := []DeviceEntry{
 		{DeviceID: 1, SerialNumber: "00008110001A2B3C4D5E6F70", ConnectionType: ConnectionNetwork},
 		{DeviceID: 2, SerialNumber: "AAAA", ConnectionType: ConnectionNetwork},
 		{DeviceID: 3, SerialNumber: "00008110-001A2B3C4D5E6F70", ConnectionType: ConnectionUSB},

@@ -115,7 +115,7 @@ func checkReply(t *testing.T, payload []byte) {
 
 // FuzzRequest covers the server's request decoding.
 func FuzzRequest(f *testing.F) {
-	c := NewClient(Config{})
+	c := NewClient(ClientConfig{})
 	for _, mt := range []string{"ListDevices", "Listen", "ReadBUID"} {
 		b, _ := plist.Marshal(c.newRequest(mt), plist.XMLFormat)
 		f.Add(b)
@@ -138,7 +138,7 @@ func FuzzRequest(f *testing.F) {
 // validUTF8 reports whether every string of devs is valid UTF-8: plist
 // encoders replace invalid bytes, so other strings cannot round-trip and
 // are not a fault of ours.
-func validUTF8(devs []Device) bool {
+func validUTF8(devs []DeviceEntry) bool {
 	for _, d := range devs {
 		for _, s := range []string{d.SerialNumber, d.ConnectionType, d.USBSerialNumber, d.EscapedFullServiceName} {
 			if !utf8.ValidString(s) {

@@ -43,8 +43,8 @@ func (k EventKind) String() string {
 type Event struct {
 	Kind     EventKind
 	DeviceID uint32
-	Device   Device // Attached only
-	Err      error  // Disconnected only
+	Device   DeviceEntry // Attached only
+	Err      error       // Disconnected only
 }
 
 // event decodes a Listen event.

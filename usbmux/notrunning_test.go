@@ -20,7 +20,7 @@ func TestNotRunning(t *testing.T) {
 	ln.SetUnlinkOnClose(false)
 	ln.Close()
 	for _, path := range []string{filepath.Join(dir, "missing"), stale} {
-		c := NewClient(Config{Addr: Addr{Net: "unix", Path: path}})
+		c := NewClient(ClientConfig{Addr: Addr{Net: "unix", Path: path}})
 		_, err := c.ListDevices(testCtx(t))
 		if !errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), "apt install usbmuxd") || !strings.Contains(err.Error(), "iosmux sim") {
 			t.Errorf("%s: %v; want ErrNotRunning with the fix", path, err)

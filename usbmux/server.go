@@ -48,7 +48,7 @@ type Server struct {
 }
 
 type served struct {
-	dev   Device
+	dev   DeviceEntry
 	ports PortHandler
 }
 
@@ -89,7 +89,7 @@ func (s *Server) BUID() string { return s.buid }
 
 // AddDevice attaches a device and returns its DeviceID. A zero
 // d.DeviceID gets the next free one. Listeners receive Attached.
-func (s *Server) AddDevice(d Device, ports PortHandler) uint32 {
+func (s *Server) AddDevice(d DeviceEntry, ports PortHandler) uint32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if d.DeviceID == 0 {
@@ -127,10 +127,10 @@ func (s *Server) RemoveDevice(id uint32) bool {
 }
 
 // Devices returns the attached devices in ListDevices order.
-func (s *Server) Devices() []Device {
+func (s *Server) Devices() []DeviceEntry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Device, len(s.devices))
+	out := make([]DeviceEntry, len(s.devices))
 	for i, sd := range s.devices {
 		out[i] = sd.dev
 	}
@@ -466,7 +466,7 @@ func (s *Server) listen(conn net.Conn) {
 		s.mu.Unlock()
 		return
 	}
-	snapshot := make([]Device, len(s.devices))
+	snapshot := make([]DeviceEntry, len(s.devices))
 	for i, sd := range s.devices {
 		snapshot[i] = sd.dev
 	}

@@ -37,7 +37,7 @@ func startServer(t testing.TB, srv *Server) (*Client, string) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return NewClient(Config{Addr: Addr{Net: "unix", Path: path}, Timeout: 5 * time.Second}), path
+	return NewClient(ClientConfig{Addr: Addr{Net: "unix", Path: path}, Timeout: 5 * time.Second}), path
 }
 
 func testCtx(t *testing.T) context.Context {
@@ -47,8 +47,8 @@ func testCtx(t *testing.T) context.Context {
 }
 
 var (
-	usbDev = Device{SerialNumber: "00008110001A2B3C0E01401E", ConnectionType: ConnectionUSB, ConnectionSpeed: 480000000, LocationID: 339881984, ProductID: 4776}
-	netDev = Device{SerialNumber: "00008110-001A2B3C0E01401E", ConnectionType: ConnectionNetwork, NetworkAddress: []byte{0x10, 0x02, 0, 0, 192, 168, 1, 7, 0, 0, 0, 0, 0, 0, 0, 0}, EscapedFullServiceName: "aa:bb:cc:dd:ee:ff@fe80::1._apple-mobdev2._tcp.local."}
+	usbDev = DeviceEntry{SerialNumber: "00008110001A2B3C0E01401E", ConnectionType: ConnectionUSB, ConnectionSpeed: 480000000, LocationID: 339881984, ProductID: 4776}
+	netDev = DeviceEntry{SerialNumber: "00008110-001A2B3C0E01401E", ConnectionType: ConnectionNetwork, NetworkAddress: []byte{0x10, 0x02, 0, 0, 192, 168, 1, 7, 0, 0, 0, 0, 0, 0, 0, 0}, EscapedFullServiceName: "aa:bb:cc:dd:ee:ff@fe80::1._apple-mobdev2._tcp.local."}
 )
 
 func TestListDevicesAndBUID(t *testing.T) {
@@ -72,8 +72,8 @@ func TestListDevicesAndBUID(t *testing.T) {
 	}
 	w1, w2 := usbDev, netDev
 	w1.DeviceID, w2.DeviceID = id1, id2
-	if !reflect.DeepEqual(devs, []Device{w1, w2}) {
-		t.Errorf("ListDevices = %+v\nwant %+v", devs, []Device{w1, w2})
+	if !reflect.DeepEqual(devs, []DeviceEntry{w1, w2}) {
+		t.Errorf("ListDevices = %+v\nwant %+v", devs, []DeviceEntry{w1, w2})
 	}
 	if got := devs[0].UDID(); got != "00008110-001A2B3C0E01401E" {
 		t.Errorf("UDID() of dashless serial = %q", got)
@@ -198,7 +198,7 @@ func TestSwapPort(t *testing.T) {
 func TestConnectWire(t *testing.T) {
 	cli, srvConn := net.Pipe()
 	defer srvConn.Close()
-	c := NewClient(Config{Dial: func(context.Context, string, string) (net.Conn, error) { return cli, nil }, Timeout: 5 * time.Second})
+	c := NewClient(ClientConfig{Dial: func(context.Context, string, string) (net.Conn, error) { return cli, nil }, Timeout: 5 * time.Second})
 	got := make(chan request, 1)
 	go func() {
 		h, payload, err := readPacket(srvConn, 0)

@@ -78,7 +78,7 @@ func TestWatchBackoff(t *testing.T) {
 		var mu sync.Mutex
 		var attempts []time.Time
 		dialErr := errors.New("connection refused")
-		c := NewClient(Config{Dial: func(context.Context, string, string) (net.Conn, error) {
+		c := NewClient(ClientConfig{Dial: func(context.Context, string, string) (net.Conn, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			attempts = append(attempts, time.Now())

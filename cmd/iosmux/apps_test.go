@@ -30,7 +30,7 @@ func newAppsRig(t *testing.T) *appsRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
+	mux := usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	list, err := mux.ListDevices(ctx)

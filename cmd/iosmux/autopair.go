@@ -29,7 +29,7 @@ func addAutopairFlag(cmd *cobra.Command, p *bool) {
 // needed unless noAutopair, printing the Trust prompt to w (where the user
 // looks: stderr when stdout carries data), on its own clock. paired
 // reports a new pairing.
-func ensurePaired(ctx context.Context, a *app, mux *usbmux.Client, dev usbmux.Device, noAutopair bool, w io.Writer) (rec *lockdown.PairRecord, paired bool, err error) {
+func ensurePaired(ctx context.Context, a *app, mux *usbmux.Client, dev usbmux.DeviceEntry, noAutopair bool, w io.Writer) (rec *lockdown.PairRecord, paired bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, pairTimeout)
 	defer cancel()
 	rec, paired, err = lockdown.EnsurePaired(ctx, mux, dev, autopairOptions(noAutopair, w))

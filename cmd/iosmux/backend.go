@@ -269,7 +269,7 @@ var kernelDial = (&net.Dialer{Timeout: 15 * time.Second}).DialContext
 // followStatic attaches to a fixed RSD address (reached by OS routing),
 // retrying until the device answers, and serves until ctx ends.
 func followStatic(ctx context.Context, a *app, b *backend.Backend, ap netip.AddrPort, attached func()) error {
-	link := backend.Link{RSD: ap, Dial: kernelDial}
+	link := backend.DeviceTunnel{RSD: ap, Dial: kernelDial}
 	for attempt := 0; ; attempt++ {
 		err := b.Attach(ctx, link)
 		if err == nil {
@@ -307,7 +307,7 @@ func followTunneld(ctx context.Context, a *app, b *backend.Backend, api, udid st
 			cur = netip.AddrPort{}
 		case ap.IsValid() && ap != cur:
 			lastErr = ""
-			if err := b.Attach(ctx, backend.Link{RSD: ap, Dial: kernelDial}); err != nil {
+			if err := b.Attach(ctx, backend.DeviceTunnel{RSD: ap, Dial: kernelDial}); err != nil {
 				a.log.Warn("backend: attaching", "udid", udid, "rsd", ap.String(), "err", err)
 			} else {
 				cur = ap
@@ -354,7 +354,7 @@ func startBackendSim(a *app, o backendOptions, sdir string) (*sim.Fleet, error) 
 
 // simMux is a client of the simulated fleet's usbmuxd.
 func simMux(f *sim.Fleet) *usbmux.Client {
-	return usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
+	return usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
 }
 
 // followSimulated keeps a userspace CoreDeviceProxy tunnel to the
@@ -375,7 +375,7 @@ func followSimulated(ctx context.Context, a *app, b *backend.Backend, f *sim.Fle
 			}
 			continue
 		}
-		link := backend.Link{RSD: tn.RSD(), Dial: ns.DialContext, Done: tn.Done()}
+		link := backend.DeviceTunnel{RSD: tn.RSD(), Dial: ns.DialContext, Done: tn.Done()}
 		if err := b.Attach(ctx, link); err != nil {
 			a.log.Warn("backend: attaching", "udid", d.UDID(), "err", err)
 		} else {
@@ -401,7 +401,7 @@ func simTunnel(ctx context.Context, a *app, mux *usbmux.Client, udid string) (*e
 	if err != nil {
 		return nil, nil, err
 	}
-	var dev usbmux.Device
+	var dev usbmux.DeviceEntry
 	for _, d := range list {
 		if usbmux.SameUDID(d.UDID(), udid) {
 			dev = d

@@ -103,7 +103,7 @@ func TestBackendCDSBridge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev := waitFakeDevice(t, fake, func(dylib.Device) bool { return true })
+	dev := waitFakeDevice(t, fake, func(dylib.RemoteDevice) bool { return true })
 	var info map[string]any
 	run(&info, "info", "--udid", e.UDID, "--json")
 	p := dev.Properties
@@ -161,7 +161,7 @@ func TestBackendCDSBridge(t *testing.T) {
 	if mres.Manifest != "tss" {
 		t.Errorf("auto-mount took the %q branch", mres.Manifest)
 	}
-	upd := waitFakeDevice(t, fake, func(d dylib.Device) bool {
+	upd := waitFakeDevice(t, fake, func(d dylib.RemoteDevice) bool {
 		return d.Properties.Dict("Services").Dict("com.apple.coredevice.openstdiosocket") != nil
 	})
 	if upd.UUID != dev.UUID {
@@ -251,9 +251,9 @@ func waitPair(t *testing.T, fake *dylibtest.Fake, req *xpc.Dict, what string, ok
 
 // waitFakeDevice waits until the fake dylib holds an attached device that
 // satisfies ok, and returns it as last pushed.
-func waitFakeDevice(t *testing.T, fake *dylibtest.Fake, ok func(dylib.Device) bool) dylib.Device {
+func waitFakeDevice(t *testing.T, fake *dylibtest.Fake, ok func(dylib.RemoteDevice) bool) dylib.RemoteDevice {
 	t.Helper()
-	var got dylib.Device
+	var got dylib.RemoteDevice
 	waitCond(t, "a matching DEVICE_ATTACH/UPDATE", func() bool {
 		s := fake.Server()
 		if s == nil {
@@ -440,7 +440,7 @@ func TestTunneldCDSBridge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var devs []dylib.Device
+	var devs []dylib.RemoteDevice
 	waitCond(t, "two devices attached", func() bool {
 		devs = devs[:0]
 		seen := map[xpc.UUID]bool{}
@@ -489,7 +489,7 @@ func TestTunneldCDSBridge(t *testing.T) {
 	if _, err := fakeB.WaitConnected(tctx); err != nil {
 		t.Fatal(err)
 	}
-	got := waitFakeDevice(t, fakeB, func(dylib.Device) bool { return true })
+	got := waitFakeDevice(t, fakeB, func(dylib.RemoteDevice) bool { return true })
 	for _, k := range []string{"UniqueDeviceID", "ProductType", "OSVersion", "BuildVersion", "SerialNumber", "UniqueChipID"} {
 		if !mercury.SameValue(got.Properties.Get(k), want.Properties.Get(k)) {
 			t.Errorf("chained %s = %v, tunneld's backend says %v", k, got.Properties.Get(k), want.Properties.Get(k))

@@ -61,7 +61,7 @@ func newCoreRig(t *testing.T) *coreRig {
 	if _, err := d.Apps().InstallFile(ctx, bytes.NewReader(pkg.Bytes()), int64(pkg.Len()), nil); err != nil {
 		t.Fatal(err)
 	}
-	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
+	mux := usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
 	list, err := mux.ListDevices(ctx)
 	if err != nil || len(list) != 1 {
 		t.Fatalf("usbmuxd lists %v, %v", list, err)
@@ -74,7 +74,7 @@ func newCoreRig(t *testing.T) *coreRig {
 		t.Fatal(err)
 	}
 	var ns *utun.Netstack
-	pump, p, err := tunnel.StartHost(ctx, conn, tunnel.HostConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
+	pump, p, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
 		var err error
 		ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
 		return ns, err

@@ -30,7 +30,7 @@ func newUsbmuxClient(a *app, flagValue string) (*usbmux.Client, error) {
 		break
 	}
 	a.log.Debug("usbmuxd address", "addr", addr.String())
-	return usbmux.NewClient(usbmux.Config{Addr: addr}), nil
+	return usbmux.NewClient(usbmux.ClientConfig{Addr: addr}), nil
 }
 
 // findDevice picks the device to talk to: the one matching udid (dashes
@@ -38,22 +38,22 @@ func newUsbmuxClient(a *app, flagValue string) (*usbmux.Client, error) {
 // the only attached device when udid is empty, or, with several attached,
 // the one the person at the terminal chooses (without a terminal it fails
 // listing the UDIDs).
-func (a *app) findDevice(ctx context.Context, mux *usbmux.Client, udid string) (usbmux.Device, error) {
+func (a *app) findDevice(ctx context.Context, mux *usbmux.Client, udid string) (usbmux.DeviceEntry, error) {
 	devs, err := mux.ListDevices(ctx)
 	if err != nil {
-		return usbmux.Device{}, fmt.Errorf("list devices: %w", err)
+		return usbmux.DeviceEntry{}, fmt.Errorf("list devices: %w", err)
 	}
 	if udid != "" {
 		d, ok := usbmux.FindDevice(devs, udid)
 		if !ok {
-			return usbmux.Device{}, fmt.Errorf("device %s is not attached (usbmuxd at %s lists %d devices; 'iosmux list' shows them)", udid, mux.Addr(), len(devs))
+			return usbmux.DeviceEntry{}, fmt.Errorf("device %s is not attached (usbmuxd at %s lists %d devices; 'iosmux list' shows them)", udid, mux.Addr(), len(devs))
 		}
 		return d, nil
 	}
 	one := usbmux.OnePerDevice(devs)
 	switch len(one) {
 	case 0:
-		return usbmux.Device{}, fmt.Errorf("no device attached to usbmuxd at %s: plug the iPhone in and unlock it, or start a simulated one with 'iosmux sim'", mux.Addr())
+		return usbmux.DeviceEntry{}, fmt.Errorf("no device attached to usbmuxd at %s: plug the iPhone in and unlock it, or start a simulated one with 'iosmux sim'", mux.Addr())
 	case 1:
 		return one[0], nil
 	}
@@ -69,13 +69,13 @@ func (a *app) findDevice(ctx context.Context, mux *usbmux.Client, udid string) (
 	}
 	i, err := a.choose(fmt.Sprintf("%d devices attached", len(one)), "--udid", choices)
 	if err != nil {
-		return usbmux.Device{}, err
+		return usbmux.DeviceEntry{}, err
 	}
 	return one[i], nil
 }
 
 // deviceLine is "name  model  iOS version  connection" for the picker.
-func deviceLine(ctx context.Context, mux *usbmux.Client, d usbmux.Device) string {
+func deviceLine(ctx context.Context, mux *usbmux.Client, d usbmux.DeviceEntry) string {
 	vals, err := lockdown.ReadSummary(ctx, mux, d)
 	name, _ := vals["DeviceName"].(string)
 	model, _ := vals["ProductType"].(string)

@@ -23,8 +23,8 @@ import (
 func twoDevices(t *testing.T) *usbmux.Client {
 	t.Helper()
 	srv := usbmux.NewServer(usbmux.ServerConfig{})
-	srv.AddDevice(usbmux.Device{SerialNumber: "00008110-000000000000000A", ConnectionType: usbmux.ConnectionUSB}, usbmux.NewPortMux(0))
-	srv.AddDevice(usbmux.Device{SerialNumber: "00008110-000000000000000B", ConnectionType: usbmux.ConnectionNetwork}, usbmux.NewPortMux(0))
+	srv.AddDevice(usbmux.DeviceEntry{SerialNumber: "00008110-000000000000000A", ConnectionType: usbmux.ConnectionUSB}, usbmux.NewPortMux(0))
+	srv.AddDevice(usbmux.DeviceEntry{SerialNumber: "00008110-000000000000000B", ConnectionType: usbmux.ConnectionNetwork}, usbmux.NewPortMux(0))
 	dir, err := os.MkdirTemp("", "pick")
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +37,7 @@ func twoDevices(t *testing.T) *usbmux.Client {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
 	t.Cleanup(func() { srv.Close(); <-done; os.RemoveAll(dir) })
-	return usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: path}})
+	return usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: path}})
 }
 
 // TestDevicePicker: with several devices and no --udid, a terminal gets a
@@ -143,7 +143,7 @@ func TestNoDeviceNamesTheFix(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
 	defer func() { srv.Close(); <-done }()
-	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: path}})
+	mux := usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: path}})
 	a := testApp(io.Discard, nil)
 	if _, err := a.findDevice(context.Background(), mux, ""); err == nil || !strings.Contains(err.Error(), "plug the iPhone in") || !strings.Contains(err.Error(), "iosmux sim") {
 		t.Errorf("no device: %v", err)

@@ -35,7 +35,7 @@ func TestOneEstablishForTunneldAndStartTunnel(t *testing.T) {
 	store := pairing.RecordStore{Dir: t.TempDir()}
 
 	var mu sync.Mutex
-	var added []establish.Path // the paths the added one brought up, per call
+	var added []establish.Method // the paths the added one brought up, per call
 	withAddedPath := func(a *app) {
 		a.establish = func(ctx context.Context, s discovery.Event, opt establish.Options) (*establish.Tunnel, error) {
 			if s.Source != discovery.SourceUsbmux {
@@ -46,7 +46,7 @@ func TestOneEstablishForTunneldAndStartTunnel(t *testing.T) {
 			tn, err := establish.Establish(ctx, s, opt)
 			if err == nil {
 				mu.Lock()
-				added = append(added, tn.Path)
+				added = append(added, tn.Method)
 				mu.Unlock()
 			}
 			return tn, err
@@ -78,8 +78,8 @@ func TestOneEstablishForTunneldAndStartTunnel(t *testing.T) {
 		out.mu.Lock()
 		err := json.Unmarshal(out.buf.Bytes(), &shown)
 		out.mu.Unlock()
-		if err != nil || shown.Identifier != ep.UDID || shown.Path != string(establish.PathRSD) {
-			t.Fatalf("start-tunnel --connection usbmux shows %+v, %v; want the added path (%s) to %s", shown, err, establish.PathRSD, ep.UDID)
+		if err != nil || shown.Identifier != ep.UDID || shown.Path != string(establish.MethodRSD) {
+			t.Fatalf("start-tunnel --connection usbmux shows %+v, %v; want the added path (%s) to %s", shown, err, establish.MethodRSD, ep.UDID)
 		}
 		cancel()
 		if err := <-done; err != nil {

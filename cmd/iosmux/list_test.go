@@ -23,7 +23,7 @@ const muxTestUDID = "00008110-00AA11BB22CC33DD"
 type muxRig struct {
 	srv *usbmux.Server
 	mux *usbmux.Client
-	dev *lockdown.Device
+	dev *lockdown.Server
 	id  uint32
 	env map[string]string
 	// trust is the simulated user's answer to Pair; a pending answer
@@ -43,7 +43,7 @@ func newMuxRig(t *testing.T) *muxRig {
 	t.Helper()
 	ports := usbmux.NewPortMux(0)
 	r := &muxRig{}
-	dev, err := lockdown.NewDevice(lockdown.DeviceConfig{Trust: r.answerTrust, Values: map[string]any{
+	dev, err := lockdown.NewServer(lockdown.ServerConfig{Trust: r.answerTrust, Values: map[string]any{
 		"UniqueDeviceID": muxTestUDID,
 		"ProductVersion": "17.5",
 		"ProductType":    "iPhone15,2",
@@ -59,7 +59,7 @@ func newMuxRig(t *testing.T) *muxRig {
 	ports.Handle(lockdown.Port, dev.ServeConn)
 	srv := usbmux.NewServer(usbmux.ServerConfig{})
 	// Linux usbmuxd reports this UDID without its dash.
-	id := srv.AddDevice(usbmux.Device{SerialNumber: strings.ReplaceAll(muxTestUDID, "-", ""), ConnectionType: usbmux.ConnectionUSB}, ports)
+	id := srv.AddDevice(usbmux.DeviceEntry{SerialNumber: strings.ReplaceAll(muxTestUDID, "-", ""), ConnectionType: usbmux.ConnectionUSB}, ports)
 	dir, err := os.MkdirTemp("", "cli")
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +78,7 @@ func newMuxRig(t *testing.T) *muxRig {
 		os.RemoveAll(dir)
 	})
 	r.srv, r.dev, r.id = srv, dev, id
-	r.mux = usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: path}})
+	r.mux = usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: path}})
 	r.env = map[string]string{"USBMUXD_SOCKET_ADDRESS": "UNIX:" + path}
 	return r
 }

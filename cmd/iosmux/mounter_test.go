@@ -43,7 +43,7 @@ func newDevRig(t *testing.T) *devRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	r := &devRig{f: f, dev: f.Devices()[0], mux: usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})}
+	r := &devRig{f: f, dev: f.Devices()[0], mux: usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	list, err := r.mux.ListDevices(ctx)
@@ -197,7 +197,7 @@ func serveBackend(t *testing.T, r *devRig) netip.AddrPort {
 		t.Fatal(err)
 	}
 	var ns *utun.Netstack
-	pump, p, err := tunnel.StartHost(ctx, conn, tunnel.HostConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
+	pump, p, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
 		var err error
 		ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
 		return ns, err
@@ -216,7 +216,7 @@ func serveBackend(t *testing.T, r *devRig) netip.AddrPort {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	if err := b.Attach(ctx, backend.Link{RSD: netip.AddrPortFrom(p.ServerAddress, p.ServerRSDPort), Dial: ns.DialContext, Done: pump.Done()}); err != nil {
+	if err := b.Attach(ctx, backend.DeviceTunnel{RSD: netip.AddrPortFrom(p.ServerAddress, p.ServerRSDPort), Dial: ns.DialContext, Done: pump.Done()}); err != nil {
 		t.Fatal(err)
 	}
 	return b.Addr()

@@ -31,7 +31,7 @@ func newNotifyCmd(a *app) *cobra.Command {
 }
 
 // notifyService is the proxy --insecure chooses.
-func notifyService(insecure bool) reach.Service {
+func notifyService(insecure bool) reach.Names {
 	if insecure {
 		return reach.InsecureNotificationProxy
 	}

@@ -101,7 +101,7 @@ func runPair(ctx context.Context, a *app, o pairOptions) error {
 		msgs = a.stderr
 	}
 	cfg := &pairing.PairConfig{
-		Host: pairing.HostConfig{
+		Host: pairing.ClientConfig{
 			HostName: hostName,
 			Logger:   a.log,
 			AwaitingConsent: func() {

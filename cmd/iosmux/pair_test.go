@@ -25,9 +25,9 @@ import (
 
 const testUDID = "00008110-001A2B3C4D5E6F70"
 
-func testDeviceConfig(mode pairing.Mode) *pairing.DeviceConfig {
+func testDeviceConfig(mode pairing.Mode) *pairing.ServerConfig {
 	seed := bytes.Repeat([]byte{0x21}, 32)
-	return &pairing.DeviceConfig{
+	return &pairing.ServerConfig{
 		Identity: pairing.DeviceIdentity{
 			Identifier: "D3A1F5C2-7B8E-4F60-9A1B-2C3D4E5F6071", Seed: seed, AltIRK: make([]byte, 16),
 			BTAddr: "AA:BB:CC:DD:EE:FF", MAC: make([]byte, 6), Model: "iPhone14,2", Name: "Test iPhone",
@@ -44,9 +44,9 @@ func testDeviceConfig(mode pairing.Mode) *pairing.DeviceConfig {
 
 // serveDevice runs the device role on a loopback listener, RPPairing or
 // RemoteXPC, until the test ends.
-func serveDevice(t *testing.T, cfg *pairing.DeviceConfig, overXPC bool) int {
+func serveDevice(t *testing.T, cfg *pairing.ServerConfig, overXPC bool) int {
 	t.Helper()
-	dev, err := pairing.NewDevice(cfg)
+	dev, err := pairing.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,15 +256,15 @@ func TestPairImportGoIOS(t *testing.T) {
 // classic pair record, then the RemotePairing lockdown service, which needs
 // no Trust prompt.
 func TestPairLockdownUSB(t *testing.T) {
-	pdev, err := pairing.NewDevice(testDeviceConfig(pairing.ModeLockdown))
+	pdev, err := pairing.NewServer(testDeviceConfig(pairing.ModeLockdown))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ports := usbmux.NewPortMux(0)
-	ld, err := lockdown.NewDevice(lockdown.DeviceConfig{
+	ld, err := lockdown.NewServer(lockdown.ServerConfig{
 		Values: map[string]any{"UniqueDeviceID": testUDID, "ProductVersion": "18.2", "ProductType": "iPhone14,2", "DeviceName": "Test iPhone"},
 		Ports:  ports,
-		Services: map[string]lockdown.Service{pairing.LockdownServiceName: {SSL: true, Serve: func(conn net.Conn) {
+		Services: map[string]lockdown.ServiceHandler{pairing.LockdownServiceName: {SSL: true, Serve: func(conn net.Conn) {
 			pdev.Serve(context.Background(), pairing.NewRPPairing(conn))
 		}}},
 	})
@@ -273,7 +273,7 @@ func TestPairLockdownUSB(t *testing.T) {
 	}
 	ports.Handle(lockdown.Port, ld.ServeConn)
 	srv := usbmux.NewServer(usbmux.ServerConfig{})
-	id := srv.AddDevice(usbmux.Device{SerialNumber: testUDID, ConnectionType: usbmux.ConnectionUSB}, ports)
+	id := srv.AddDevice(usbmux.DeviceEntry{SerialNumber: testUDID, ConnectionType: usbmux.ConnectionUSB}, ports)
 	sockDir, err := os.MkdirTemp("", "pair")
 	if err != nil {
 		t.Fatal(err)
@@ -286,7 +286,7 @@ func TestPairLockdownUSB(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
 	defer func() { ld.Close(); srv.Close(); <-done; os.RemoveAll(sockDir) }()
-	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: sock}})
+	mux := usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: sock}})
 	env := map[string]string{"USBMUXD_SOCKET_ADDRESS": "UNIX:" + sock, "IOSMUX_PAIR_RECORDS": t.TempDir()}
 
 	code, _, errs := runCLI(t, env, "pair", "--no-autopair")
@@ -301,7 +301,7 @@ func TestPairLockdownUSB(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := lockdown.ValidateUsbmux(ctx, mux, usbmux.Device{DeviceID: id, SerialNumber: testUDID}); err != nil {
+	if _, err := lockdown.ValidateUsbmux(ctx, mux, usbmux.DeviceEntry{DeviceID: id, SerialNumber: testUDID}); err != nil {
 		t.Errorf("the classic pairing 'pair' made does not validate: %v", err)
 	}
 	code, out, errs = runCLI(t, env, "pair")

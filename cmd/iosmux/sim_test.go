@@ -63,7 +63,7 @@ func TestSimCommand(t *testing.T) {
 			t.Errorf("device %+v", d)
 		}
 	}
-	c := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: e.UsbmuxSocket}})
+	c := usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: e.UsbmuxSocket}})
 	list, err := c.ListDevices(context.Background())
 	if err != nil || len(list) != 3 {
 		t.Errorf("usbmuxd lists %d devices, %v", len(list), err)

@@ -202,7 +202,7 @@ func startTunnel(ctx context.Context, a *app, conn string, opt establish.Options
 func serveTunnel(ctx context.Context, a *app, tn *establish.Tunnel, stack *utun.Netstack, userspace, scriptMode, asJSON bool, secrets string) error {
 
 	shown := tunnelOutput{Identifier: tn.Identifier, Interface: tn.Interface, Protocol: string(tn.Protocol),
-		Path: string(tn.Path), Address: tn.Params.ServerAddress.String(), Port: int(tn.Params.ServerRSDPort),
+		Path: string(tn.Method), Address: tn.Params.ServerAddress.String(), Port: int(tn.Params.ServerRSDPort),
 		DeviceAddress: tn.Params.ServerAddress.String(), DevicePort: int(tn.Params.ServerRSDPort),
 		ClientAddress: tn.Params.ClientAddress.String(), MTU: tn.Params.MTU}
 	if userspace {
@@ -226,7 +226,7 @@ func serveTunnel(ctx context.Context, a *app, tn *establish.Tunnel, stack *utun.
 	if err := printTunnel(a, shown, scriptMode, asJSON, secrets); err != nil {
 		return err
 	}
-	a.log.Info("tunnel created", "udid", tn.Identifier, "path", tn.Path, "interface", tn.Interface, "rsd", tn.RSD().String(), "userspace_proxy_port", shown.ProxyPort)
+	a.log.Info("tunnel created", "udid", tn.Identifier, "path", tn.Method, "interface", tn.Interface, "rsd", tn.RSD().String(), "userspace_proxy_port", shown.ProxyPort)
 
 	select {
 	case <-ctx.Done():

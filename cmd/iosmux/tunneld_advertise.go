@@ -66,7 +66,7 @@ func (bs *backends) advertise(ctx context.Context, t tunneld.AdvertiseRequest) (
 	if err != nil {
 		return tunneld.Advert{}, err
 	}
-	if err := b.Attach(ctx, backend.Link{RSD: t.RSD, Dial: t.Dial, Done: t.Done}); err != nil {
+	if err := b.Attach(ctx, backend.DeviceTunnel{RSD: t.RSD, Dial: t.Dial, Done: t.Done}); err != nil {
 		return tunneld.Advert{}, err
 	}
 	return tunneld.Advert{RSD: b.Addr(), Services: func() []rsdapi.Service { return backendServices(b) }, Refresh: b.Refresh}, nil

@@ -125,7 +125,7 @@ func Browse(ctx context.Context, cfg BrowseConfig) ([]Instance, error) {
 	}
 	defer c.close()
 
-	svc := Service{Type: cfg.Service}
+	svc := Announcement{Type: cfg.Service}
 	col := newCollector(svc.typeName(), ifi.Name)
 	end := time.NewTimer(timeout)
 	defer end.Stop()

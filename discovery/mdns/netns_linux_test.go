@@ -74,7 +74,7 @@ func linkLocal(t *testing.T, ns *testkit.NetNS, ifname string) netip.Addr {
 	return ll
 }
 
-var phoneServices = []Service{
+var phoneServices = []Announcement{
 	{Instance: "iPhone", Type: ServiceRemoted, Host: "iPhone-sim.local.", Port: 58783},
 	{Instance: "0A1B2C3D", Type: ServiceRemotePairing, Host: "iPhone-sim.local.", Port: 49152,
 		Text: []string{"identifier=0A1B2C3D-0000-4000-8000-000000000001", "authTag=AAECAwQF", "model=iPhone17,1", "ver=24"}},

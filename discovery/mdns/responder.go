@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// Service is one DNS-SD service instance to advertise (RFC 6763 §4).
-type Service struct {
+// Announcement is one DNS-SD service instance to advertise (RFC 6763 §4).
+type Announcement struct {
 	// Instance is the instance label, e.g. "iPhone" (no dots: see
 	// ParsePacket).
 	Instance string
@@ -31,9 +31,9 @@ type Service struct {
 }
 
 // FQDN is the instance's full name, e.g. "iPhone._remoted._tcp.local.".
-func (s *Service) FQDN() string { return s.Instance + "." + s.typeName() }
+func (s *Announcement) FQDN() string { return s.Instance + "." + s.typeName() }
 
-func (s *Service) typeName() string {
+func (s *Announcement) typeName() string {
 	d := s.Domain
 	if d == "" {
 		d = "local."
@@ -57,7 +57,7 @@ const (
 type ResponderConfig struct {
 	// Interface is the name of the link to advertise on.
 	Interface string
-	Services  []Service
+	Services  []Announcement
 	// Logger receives debug lines about dropped packets; nil discards.
 	Logger *slog.Logger
 }
@@ -131,7 +131,7 @@ func NewResponder(cfg ResponderConfig) (*Responder, error) {
 	return r, nil
 }
 
-func buildRecords(s Service, addrs []netip.Addr) svcRecords {
+func buildRecords(s Announcement, addrs []netip.Addr) svcRecords {
 	sr := svcRecords{typeName: s.typeName(), inst: s.FQDN(), host: fqdn(s.Host)}
 	sr.ptr = Record{Name: sr.typeName, Type: TypePTR, TTL: ttlOther, Target: sr.inst}
 	sr.meta = Record{Name: servicesMeta, Type: TypePTR, TTL: ttlOther, Target: sr.typeName}

@@ -359,7 +359,7 @@ func startBenchRig(b *testing.B) *benchRig {
 	go io.Copy(io.Discard, stdout)
 	br.udid = ep.Devices[0].UDID
 	br.env = append(os.Environ(), "USBMUXD_SOCKET_ADDRESS=UNIX:"+br.sock, "IOSMUX_STATE_DIR="+filepath.Join(br.state, "cli"))
-	br.mux = usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: br.sock}})
+	br.mux = usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: br.sock}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	list, err := br.mux.ListDevices(ctx)
@@ -375,7 +375,7 @@ func startBenchRig(b *testing.B) *benchRig {
 		b.Fatal(err)
 	}
 	var ns *utun.Netstack
-	pump, p, err := tunnel.StartHost(ctx, conn, tunnel.HostConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
+	pump, p, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
 		var err error
 		ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
 		return ns, err
@@ -394,7 +394,7 @@ func startBenchRig(b *testing.B) *benchRig {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { bk.Close() })
-	if err := bk.Attach(ctx, backend.Link{RSD: netip.AddrPortFrom(p.ServerAddress, p.ServerRSDPort), Dial: ns.DialContext, Done: pump.Done()}); err != nil {
+	if err := bk.Attach(ctx, backend.DeviceTunnel{RSD: netip.AddrPortFrom(p.ServerAddress, p.ServerRSDPort), Dial: ns.DialContext, Done: pump.Done()}); err != nil {
 		b.Fatal(err)
 	}
 	br.rsd = bk.Addr()

@@ -94,7 +94,7 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	r := &rig{f: f, dev: f.Devices()[0], state: state,
-		mux: usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})}
+		mux: usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})}
 	defer func() {
 		if r.pump != nil {
 			r.pump.Close()
@@ -120,7 +120,7 @@ func run(m *testing.M) (int, error) {
 	return m.Run(), nil
 }
 
-func (r *rig) usbDevice(ctx context.Context) usbmux.Device {
+func (r *rig) usbDevice(ctx context.Context) usbmux.DeviceEntry {
 	list, err := r.mux.ListDevices(ctx)
 	if err == nil {
 		for _, u := range list {
@@ -168,7 +168,7 @@ func (r *rig) startBackend() error {
 		return fmt.Errorf("CoreDeviceProxy: %w", err)
 	}
 	var ns *utun.Netstack
-	pump, p, err := tunnel.StartHost(ctx, conn, tunnel.HostConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
+	pump, p, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
 		var err error
 		ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
 		return ns, err
@@ -186,7 +186,7 @@ func (r *rig) startBackend() error {
 	if err != nil {
 		return err
 	}
-	return r.b.Attach(ctx, backend.Link{RSD: netip.AddrPortFrom(p.ServerAddress, p.ServerRSDPort), Dial: ns.DialContext, Done: pump.Done()})
+	return r.b.Attach(ctx, backend.DeviceTunnel{RSD: netip.AddrPortFrom(p.ServerAddress, p.ServerRSDPort), Dial: ns.DialContext, Done: pump.Done()})
 }
 
 // rsdOpener is iosmux's opener through the backend's RSD.

@@ -121,7 +121,7 @@ func newRig(t testing.TB, profile string, tweak func(*backend.Config)) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.b.Close() })
-	if err := r.b.Attach(ctx, backend.Link{RSD: rsdAddr, Dial: r.ns.DialContext, Done: pump.Done()}); err != nil {
+	if err := r.b.Attach(ctx, backend.DeviceTunnel{RSD: rsdAddr, Dial: r.ns.DialContext, Done: pump.Done()}); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -132,7 +132,7 @@ func newRig(t testing.TB, profile string, tweak func(*backend.Config)) *rig {
 func (r *rig) openTunnel(t testing.TB, socket string) *tunnel.Pump {
 	t.Helper()
 	ctx := testCtx(t)
-	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: socket}})
+	mux := usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: socket}})
 	list, err := mux.ListDevices(ctx)
 	if err != nil || len(list) != 1 {
 		t.Fatalf("usbmuxd list: %v %v", list, err)
@@ -158,7 +158,7 @@ func (r *rig) openTunnel(t testing.TB, socket string) *tunnel.Pump {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pump, params, err := tunnel.StartHost(ctx, conn, tunnel.HostConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
+	pump, params, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
 		var err error
 		r.ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
 		return r.ns, err

@@ -212,7 +212,7 @@ func goiosPairInNetns(t *testing.T, bin string) {
 	addr := net.JoinHostPort(in.Addrs[0].String(), strconv.Itoa(int(in.Port)))
 	store := pairing.RecordStore{Dir: t.TempDir()}
 	if _, err := pairing.Pair(ctx, &pairing.PairConfig{
-		Host:  pairing.HostConfig{HostName: "iosmux-interop"},
+		Host:  pairing.ClientConfig{HostName: "iosmux-interop"},
 		Store: store,
 		Dial: func(ctx context.Context) (pairing.Transport, error) {
 			nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)

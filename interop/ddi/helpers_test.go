@@ -156,11 +156,11 @@ func startFleet(t testing.TB, cfg sim.FleetConfig) *sim.Fleet {
 }
 
 func muxClient(f *sim.Fleet) *usbmux.Client {
-	return usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
+	return usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
 }
 
 // usbDevice waits for d in usbmuxd.
-func usbDevice(t testing.TB, ctx context.Context, mux *usbmux.Client, d *sim.Device) usbmux.Device {
+func usbDevice(t testing.TB, ctx context.Context, mux *usbmux.Client, d *sim.Device) usbmux.DeviceEntry {
 	t.Helper()
 	if err := d.WaitState(ctx, sim.StatePlugged); err != nil {
 		t.Fatal(err)
@@ -175,7 +175,7 @@ func usbDevice(t testing.TB, ctx context.Context, mux *usbmux.Client, d *sim.Dev
 		}
 	}
 	t.Fatalf("%s not in usbmuxd", d.UDID())
-	return usbmux.Device{}
+	return usbmux.DeviceEntry{}
 }
 
 // hostTunnel is iosmux's own CoreDeviceProxy tunnel to d, a userspace
@@ -187,7 +187,7 @@ func hostTunnel(t testing.TB, ctx context.Context, mux *usbmux.Client, d *sim.De
 		t.Fatalf("CoreDeviceProxy: %v", err)
 	}
 	var ns *utun.Netstack
-	pump, p, err := tunnel.StartHost(ctx, conn, tunnel.HostConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
+	pump, p, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
 		var err error
 		ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
 		return ns, err
@@ -234,7 +234,7 @@ func startTunneld(t testing.TB, f *sim.Fleet) *daemon {
 				dm.backends[req.UDID] = b
 			}
 			dm.mu.Unlock()
-			if err := b.Attach(ctx, backend.Link{RSD: req.RSD, Dial: req.Dial, Done: req.Done}); err != nil {
+			if err := b.Attach(ctx, backend.DeviceTunnel{RSD: req.RSD, Dial: req.Dial, Done: req.Done}); err != nil {
 				return tunneld.Advert{}, err
 			}
 			return tunneld.Advert{RSD: b.Addr(), Refresh: b.Refresh, Services: func() []rsdapi.Service {

@@ -147,7 +147,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 type fixedOpener struct{ addr netip.AddrPort }
 
 func (o fixedOpener) UDID() string { return "bench" }
-func (o fixedOpener) Open(ctx context.Context, _ reach.Service) (net.Conn, error) {
+func (o fixedOpener) Open(ctx context.Context, _ reach.Names) (net.Conn, error) {
 	var d net.Dialer
 	return d.DialContext(ctx, "tcp", o.addr.String())
 }

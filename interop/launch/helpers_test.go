@@ -107,7 +107,7 @@ func startTunneld(t testing.TB, f *sim.Fleet, userspace bool, records string) *d
 	}
 	cfg := tunneld.Config{
 		Port: -1, GoIOSPort: -1, AppiumPort: -1, APIs: []string{tunneld.APIPMD3, tunneld.APIGoIOS, tunneld.APIAppium},
-		Usbmux:    usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}}),
+		Usbmux:    usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}}),
 		Userspace: userspace, Records: pairing.RecordStore{Dir: records}, HostName: "launch-interop", HostUUID: host,
 	}
 	dm := &daemon{done: make(chan error, 1)}

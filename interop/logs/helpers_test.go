@@ -59,7 +59,7 @@ type rig struct {
 	f   *sim.Fleet
 	d   *sim.Device
 	mux *usbmux.Client
-	dev usbmux.Device
+	dev usbmux.DeviceEntry
 }
 
 func newRig(t testing.TB, cfg sim.FleetConfig) *rig {
@@ -80,7 +80,7 @@ func newRig(t testing.TB, cfg sim.FleetConfig) *rig {
 			t.Errorf("closing the fleet: %v", err)
 		}
 	})
-	r := &rig{f: f, d: f.Devices()[0], mux: usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})}
+	r := &rig{f: f, d: f.Devices()[0], mux: usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})}
 	ctx := testCtx(t)
 	list, err := r.mux.ListDevices(ctx)
 	if err != nil {
@@ -108,7 +108,7 @@ func (r *rig) tunnelBackend(t testing.TB) netip.AddrPort {
 		t.Fatalf("CoreDeviceProxy: %v", err)
 	}
 	var ns *utun.Netstack
-	pump, p, err := tunnel.StartHost(ctx, conn, tunnel.HostConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
+	pump, p, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
 		var err error
 		ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
 		return ns, err
@@ -127,7 +127,7 @@ func (r *rig) tunnelBackend(t testing.TB) netip.AddrPort {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	if err := b.Attach(ctx, backend.Link{RSD: netip.AddrPortFrom(p.ServerAddress, p.ServerRSDPort), Dial: ns.DialContext}); err != nil {
+	if err := b.Attach(ctx, backend.DeviceTunnel{RSD: netip.AddrPortFrom(p.ServerAddress, p.ServerRSDPort), Dial: ns.DialContext}); err != nil {
 		t.Fatal(err)
 	}
 	return b.Addr()

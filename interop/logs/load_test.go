@@ -138,7 +138,7 @@ func TestSyslogLoad(t *testing.T) {
 	s := startSimProcess(t, bin)
 	ctx, cancel := context.WithTimeout(context.Background(), *loadDuration+2*time.Minute)
 	defer cancel()
-	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: s.socket}})
+	mux := usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: s.socket}})
 	list, err := mux.ListDevices(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -30,7 +30,7 @@ func TestAppiumNetworkPairing(t *testing.T) {
 	var ev events
 	// The PIN the screen would show goes to appium's prompt on stdin.
 	pins := make(chan string, 1)
-	cfg := &pairing.DeviceConfig{
+	cfg := &pairing.ServerConfig{
 		Identity:  simIdentity(),
 		Handshake: simHandshake(),
 		Mode:      pairing.ModePIN,
@@ -49,7 +49,7 @@ func TestAppiumNetworkPairing(t *testing.T) {
 		ev.mu.Unlock()
 		return &pairing.Listener{Port: tunnelLn.Addr().(*net.TCPAddr).Port}, nil
 	}
-	dev, err := pairing.NewDevice(cfg)
+	dev, err := pairing.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

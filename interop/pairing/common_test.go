@@ -57,7 +57,7 @@ type events struct {
 	consents  int
 }
 
-func (e *events) hook(cfg *pairing.DeviceConfig) {
+func (e *events) hook(cfg *pairing.ServerConfig) {
 	cfg.OnPaired = func(h pairing.PairedHost) { e.mu.Lock(); e.paired = append(e.paired, h); e.mu.Unlock() }
 	cfg.OnVerified = func(h string) { e.mu.Lock(); e.verified = append(e.verified, h); e.mu.Unlock() }
 }

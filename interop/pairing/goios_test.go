@@ -109,7 +109,7 @@ func goiosInNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 	serveTunnel(t, tunnelLn)
-	cfg := &pairing.DeviceConfig{
+	cfg := &pairing.ServerConfig{
 		Identity:  simIdentity(),
 		Handshake: simHandshake(),
 		Mode:      pairing.ModeTrust,
@@ -131,7 +131,7 @@ func goiosInNetns(t *testing.T) {
 		},
 	}
 	ev.hook(cfg)
-	dev, err := pairing.NewDevice(cfg)
+	dev, err := pairing.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func goiosInNetns(t *testing.T) {
 	}
 	svcAddr := net.JoinHostPort(deviceAddr+"%"+hostIf, strconv.Itoa(svcLn.Addr().(*net.TCPAddr).Port))
 	res, err := pairing.Pair(ctx, &pairing.PairConfig{
-		Host:  pairing.HostConfig{HostName: "iosmux-interop"},
+		Host:  pairing.ClientConfig{HostName: "iosmux-interop"},
 		Store: store,
 		Dial: func(ctx context.Context) (pairing.Transport, error) {
 			var d net.Dialer

@@ -80,8 +80,8 @@ func udids(f *sim.Fleet) []string {
 func hostTunnel(t *testing.T, f *sim.Fleet, d *sim.Device) (rsdAddr string, ns *utun.Netstack, params tunnel.Params) {
 	t.Helper()
 	ctx := testCtx(t)
-	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
-	var dev usbmux.Device
+	mux := usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
+	var dev usbmux.DeviceEntry
 	list, err := mux.ListDevices(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +114,7 @@ func hostTunnel(t *testing.T, f *sim.Fleet, d *sim.Device) (rsdAddr string, ns *
 	if err != nil {
 		t.Fatalf("CoreDeviceProxy: %v", err)
 	}
-	pump, params, err := tunnel.StartHost(ctx, conn, tunnel.HostConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
+	pump, params, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
 		var err error
 		ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
 		return ns, err

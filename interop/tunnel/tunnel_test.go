@@ -31,7 +31,7 @@ import (
 // its own: go-ios needs an older gvisor than iosmux) and iosmux's, each in a
 // process with a network namespace of its own (CLONE_NEWNET), reach the
 // same simulated device: usbmuxd on a UNIX socket (paths are not
-// namespaced), lockdown with CoreDeviceProxy, and a tunnel.Device behind
+// namespaced), lockdown with CoreDeviceProxy, and a tunnel.Server behind
 // it with a sink and a source port. Each client creates its kernel TUN in
 // its namespace, moves data through it and prints its MB/s.
 
@@ -46,7 +46,7 @@ const (
 // device is the simulated iPhone; its usbmuxd socket is returned.
 func device(t testing.TB) string {
 	t.Helper()
-	dev, err := tunnel.NewDevice(tunnel.DeviceConfig{RSDPort: rsdPort})
+	dev, err := tunnel.NewServer(tunnel.ServerConfig{RSDPort: rsdPort})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,16 +58,16 @@ func device(t testing.TB) string {
 		}
 		t.Cleanup(serveAll(ln, serve))
 	}
-	ep, err := establish.NewEndpoint(establish.EndpointConfig{Device: dev, CipherSuites: []uint16{tlspsk.TLS_PSK_WITH_AES_256_GCM_SHA384}})
+	ep, err := establish.NewServer(establish.ServerConfig{Tunnels: dev, CipherSuites: []uint16{tlspsk.TLS_PSK_WITH_AES_256_GCM_SHA384}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ep.Close() })
 	ports := usbmux.NewPortMux(0)
 	t.Cleanup(func() { ports.Close() })
-	ld, err := lockdown.NewDevice(lockdown.DeviceConfig{
+	ld, err := lockdown.NewServer(lockdown.ServerConfig{
 		Values:   map[string]any{"UniqueDeviceID": udid, "ProductVersion": "17.4", "ProductType": "iPhone14,2", "DeviceName": "Interop iPhone"},
-		Services: map[string]lockdown.Service{lockdown.CoreDeviceProxy: ep.CoreDeviceProxyService()},
+		Services: map[string]lockdown.ServiceHandler{lockdown.CoreDeviceProxy: ep.CoreDeviceProxyService()},
 		Ports:    ports,
 	})
 	if err != nil {
@@ -77,7 +77,7 @@ func device(t testing.TB) string {
 	ports.Handle(lockdown.Port, ld.ServeConn)
 	srv := usbmux.NewServer(usbmux.ServerConfig{})
 	t.Cleanup(func() { srv.Close() })
-	srv.AddDevice(usbmux.Device{SerialNumber: udid, ConnectionType: usbmux.ConnectionUSB, ProductID: 0x12a8}, ports)
+	srv.AddDevice(usbmux.DeviceEntry{SerialNumber: udid, ConnectionType: usbmux.ConnectionUSB, ProductID: 0x12a8}, ports)
 	rec, err := lockdown.NewPairRecord(nil, ld.PublicKeyPEM(), "5A2B6F1E-0000-4000-8000-000000000002", srv.BUID(), time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +209,7 @@ func oursClient(mib int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	addr := strings.TrimPrefix(os.Getenv("USBMUXD_SOCKET_ADDRESS"), "unix://")
-	mux := usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: addr}})
+	mux := usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: addr}})
 	devs, err := mux.ListDevices(ctx)
 	if err != nil || len(devs) == 0 {
 		return fmt.Errorf("usbmuxd lists %v: %v", devs, err)

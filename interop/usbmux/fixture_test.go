@@ -31,12 +31,12 @@ type simDevice struct {
 }
 
 // rig is our usbmux server on a UNIX socket with simulated iPhones, each a
-// lockdown.Device offering CoreDeviceProxy (an echo service over TLS).
+// lockdown.Server offering CoreDeviceProxy (an echo service over TLS).
 type rig struct {
 	path string
 	srv  *usbmux.Server
 	mux  *usbmux.Client
-	devs map[string]*lockdown.Device // by UDID
+	devs map[string]*lockdown.Server // by UDID
 	ids  map[string]uint32           // usbmux DeviceID by UDID
 
 	mu          sync.Mutex
@@ -52,7 +52,7 @@ func newRig(t *testing.T, devices ...simDevice) *rig {
 	r := &rig{
 		path: filepath.Join(dir, "usbmuxd"),
 		srv:  usbmux.NewServer(usbmux.ServerConfig{}),
-		devs: map[string]*lockdown.Device{},
+		devs: map[string]*lockdown.Server{},
 		ids:  map[string]uint32{},
 
 		tlsVersions: map[string][]uint16{},
@@ -60,7 +60,7 @@ func newRig(t *testing.T, devices ...simDevice) *rig {
 	for _, sd := range devices {
 		udid := sd.UDID
 		ports := usbmux.NewPortMux(0)
-		dev, err := lockdown.NewDevice(lockdown.DeviceConfig{
+		dev, err := lockdown.NewServer(lockdown.ServerConfig{
 			Values: map[string]any{
 				"UniqueDeviceID":          sd.UDID,
 				"ProductVersion":          sd.Version,
@@ -75,7 +75,7 @@ func newRig(t *testing.T, devices ...simDevice) *rig {
 				"SupportedDeviceFamilies": []any{uint64(1)},
 				"TimeIntervalSince1970":   1.7e9,
 			},
-			Services: map[string]lockdown.Service{
+			Services: map[string]lockdown.ServiceHandler{
 				lockdown.CoreDeviceProxy: {SSL: true, Serve: func(c net.Conn) { io.Copy(c, c) }},
 			},
 			Ports:  ports,
@@ -91,7 +91,7 @@ func newRig(t *testing.T, devices ...simDevice) *rig {
 		}
 		ports.Handle(lockdown.Port, dev.ServeConn)
 		r.devs[sd.UDID] = dev
-		r.ids[sd.UDID] = r.srv.AddDevice(usbmux.Device{SerialNumber: sd.Serial, ConnectionType: usbmux.ConnectionUSB, ProductID: 4776, LocationID: 339881984, ConnectionSpeed: 480000000}, ports)
+		r.ids[sd.UDID] = r.srv.AddDevice(usbmux.DeviceEntry{SerialNumber: sd.Serial, ConnectionType: usbmux.ConnectionUSB, ProductID: 4776, LocationID: 339881984, ConnectionSpeed: 480000000}, ports)
 	}
 	l, err := net.Listen("unix", r.path)
 	if err != nil {
@@ -109,7 +109,7 @@ func newRig(t *testing.T, devices ...simDevice) *rig {
 		}
 		os.RemoveAll(dir)
 	})
-	r.mux = usbmux.NewClient(usbmux.Config{Addr: usbmux.Addr{Net: "unix", Path: r.path}})
+	r.mux = usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: r.path}})
 	return r
 }
 

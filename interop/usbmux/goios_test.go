@@ -125,7 +125,7 @@ func TestGoIOSListen(t *testing.T) {
 	if err != nil || !msg.DeviceAttached() || msg.Properties.SerialNumber != devA.Serial {
 		t.Fatalf("go-ios first event = %+v, %v; want Attached %s", msg, err, devA.Serial)
 	}
-	id := r.srv.AddDevice(usbmux.Device{SerialNumber: devB.Serial, ConnectionType: usbmux.ConnectionUSB}, usbmux.NewPortMux(0))
+	id := r.srv.AddDevice(usbmux.DeviceEntry{SerialNumber: devB.Serial, ConnectionType: usbmux.ConnectionUSB}, usbmux.NewPortMux(0))
 	msg, err = next()
 	if err != nil || !msg.DeviceAttached() || msg.DeviceID != int(id) {
 		t.Fatalf("go-ios event after AddDevice = %+v, %v", msg, err)

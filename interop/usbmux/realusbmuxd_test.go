@@ -105,7 +105,7 @@ func TestRealUsbmuxd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := usbmux.NewClient(usbmux.Config{Addr: addr})
+	c := usbmux.NewClient(usbmux.ClientConfig{Addr: addr})
 	ctx := testCtx(t)
 
 	t.Run("ListDevices", func(t *testing.T) {

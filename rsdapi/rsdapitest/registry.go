@@ -167,7 +167,7 @@ func Sample(i int) rsdapi.Tunnel {
 		Interface:      fmt.Sprintf("utun%d", i),
 		Address:        fmt.Sprintf("fd00::%x:1", i),
 		RSDPort:        uint16(50000 + i%10000),
-		Protocol:       rsdapi.TCP,
+		Protocol:       "tcp",
 		Path:           rsdapi.PathUsbmuxUSB,
 		SerialNumber:   udid,
 		DeviceID:       uint32(i + 1),

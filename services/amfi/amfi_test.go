@@ -63,7 +63,7 @@ type opener struct {
 }
 
 func (o *opener) UDID() string { return "00008120-0000000000000001" }
-func (o *opener) Open(ctx context.Context, s reach.Service) (net.Conn, error) {
+func (o *opener) Open(ctx context.Context, s reach.Names) (net.Conn, error) {
 	if s != reach.AMFI {
 		return nil, &reach.NotListedError{Service: s.String()}
 	}

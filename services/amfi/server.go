@@ -7,8 +7,8 @@ import (
 	"github.com/iosmux/iosmux/lockdown"
 )
 
-// Device is the Developer Mode state the device role acts on.
-type Device interface {
+// Switch is the Developer Mode state the device role acts on.
+type Switch interface {
 	// DeveloperMode reports whether Developer Mode is on.
 	DeveloperMode() bool
 	// Reveal shows the switch in Settings.
@@ -22,7 +22,7 @@ type Device interface {
 
 // Server is the device role of the amfi service.
 type Server struct {
-	Device Device
+	Device Switch
 	// AfterArm, if set, runs once a successful arm's reply has been sent:
 	// the device reboots then.
 	AfterArm func()

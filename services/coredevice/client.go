@@ -72,8 +72,8 @@ func NewClient(cfg ClientConfig) *Client {
 // XPCOpener opens RemoteXPC services listed in an RSD Handshake;
 // *reach.RSD implements it.
 type XPCOpener interface {
-	OpenXPC(ctx context.Context, s reach.Service, cfg *xpc.Config) (*xpc.Conn, error)
-	Lookup(s reach.Service) (rsd.Service, error)
+	OpenXPC(ctx context.Context, s reach.Names, cfg *xpc.Config) (*xpc.Conn, error)
+	Lookup(s reach.Names) (rsd.Service, error)
 	UDID() string
 }
 
@@ -88,7 +88,7 @@ type Options struct {
 // Dial returns a client of s through o. It fails at once when o's
 // Handshake does not list s (a developer-disk-image service before the
 // mount, reach.ErrNotListed); the entry's Features become the gate.
-func Dial(o XPCOpener, s reach.Service, opts *Options) (*Client, error) {
+func Dial(o XPCOpener, s reach.Names, opts *Options) (*Client, error) {
 	e, err := o.Lookup(s)
 	if err != nil {
 		return nil, err

@@ -200,7 +200,7 @@ type opener struct {
 }
 
 func (o *opener) UDID() string { return "00008120-0000000000000001" }
-func (o *opener) Open(ctx context.Context, s reach.Service) (net.Conn, error) {
+func (o *opener) Open(ctx context.Context, s reach.Names) (net.Conn, error) {
 	if s != reach.DebugProxy {
 		return nil, errors.New("wrong service " + s.String())
 	}

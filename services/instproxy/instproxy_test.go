@@ -82,7 +82,7 @@ func newDevice(t testing.TB, cfg ServerConfig) *device {
 }
 
 func (d *device) UDID() string { return "00008120-0000000000000001" }
-func (d *device) Open(ctx context.Context, s reach.Service) (net.Conn, error) {
+func (d *device) Open(ctx context.Context, s reach.Names) (net.Conn, error) {
 	a, b := testkit.Pipe()
 	switch s {
 	case reach.InstallationProxy:

@@ -58,9 +58,9 @@ func newDevice(board, chip uint64) *device {
 	return d
 }
 
-func (d *device) tssDevice(board, chip uint64) func(uint64) (tss.Device, bool) {
-	return func(e uint64) (tss.Device, bool) {
-		return tss.Device{ECID: ecid, BoardID: board, ChipID: chip, Nonce: d.srv.Nonce()}, e == ecid
+func (d *device) tssDevice(board, chip uint64) func(uint64) (tss.KnownDevice, bool) {
+	return func(e uint64) (tss.KnownDevice, bool) {
+		return tss.KnownDevice{ECID: ecid, BoardID: board, ChipID: chip, Nonce: d.srv.Nonce()}, e == ecid
 	}
 }
 
@@ -71,7 +71,7 @@ type pipeOpener struct {
 }
 
 func (p *pipeOpener) UDID() string { return "00008120-1234567890ABCDF0" }
-func (p *pipeOpener) Open(ctx context.Context, s reach.Service) (net.Conn, error) {
+func (p *pipeOpener) Open(ctx context.Context, s reach.Names) (net.Conn, error) {
 	if s != reach.Mounter {
 		return nil, &reach.NotListedError{Service: s.String()}
 	}

@@ -21,7 +21,7 @@
 // The device side: ServeRSD runs the set-up a name calls for (answering
 // RSDCheckin for a shim) and then a Handler, the same Handler the
 // simulator gives lockdownd for StartService, so a service is registered
-// once and served both ways (sim.Service.Handler).
+// once and served both ways (sim.DeviceService.Handler).
 //
 // Service packages import each other only through this one.
 package reach

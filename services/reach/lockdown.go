@@ -18,7 +18,7 @@ import (
 // way even on iOS 17+. Safe for concurrent use.
 type Lockdown struct {
 	Mux    *usbmux.Client
-	Device usbmux.Device
+	Device usbmux.DeviceEntry
 	// Label names the client to lockdownd; "" means "iosmux".
 	Label string
 	// Timeout bounds each lockdown exchange; 0 means lockdown's default.
@@ -34,7 +34,7 @@ func NewLockdown(ctx context.Context, mux *usbmux.Client, udid string) (*Lockdow
 	if err != nil {
 		return nil, err
 	}
-	var found []usbmux.Device
+	var found []usbmux.DeviceEntry
 	for _, d := range list {
 		if udid == "" || usbmux.SameUDID(d.UDID(), udid) {
 			found = append(found, d)
@@ -57,7 +57,7 @@ func NewLockdown(ctx context.Context, mux *usbmux.Client, udid string) (*Lockdow
 func (l *Lockdown) UDID() string { return l.Device.UDID() }
 
 // Open starts s by its lockdown name and returns the service connection.
-func (l *Lockdown) Open(ctx context.Context, s Service) (net.Conn, error) {
+func (l *Lockdown) Open(ctx context.Context, s Names) (net.Conn, error) {
 	if s.Lockdown == "" {
 		return nil, &NotListedError{UDID: l.UDID(), Service: s.String(), Path: "lockdown",
 			Err: errors.New("it has no lockdown name; reach it through a tunnel's RSD")}

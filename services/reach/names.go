@@ -29,19 +29,19 @@ func (k Kind) String() string {
 	return "Kind(?)"
 }
 
-// Service names one device service by both of its names. RSD is the name
+// Names names one device service by both of its names. RSD is the name
 // in the trusted RSD Handshake (reached through a tunnel or anything that
 // serves RSD, such as iosmux's backend); Lockdown is the name lockdownd's
 // StartService takes (reached through usbmuxd, also on iOS 17+: go-ios and
 // libimobiledevice use it). Either may be empty when the service has no
 // such name.
-type Service struct {
+type Names struct {
 	RSD      string
 	Lockdown string
 }
 
 // String is the RSD name, or the lockdown name when there is none.
-func (s Service) String() string {
+func (s Names) String() string {
 	if s.RSD != "" {
 		return s.RSD
 	}
@@ -49,7 +49,7 @@ func (s Service) String() string {
 }
 
 // Kind is how the RSD name is reached.
-func (s Service) Kind() Kind { return KindOf(s.RSD) }
+func (s Names) Kind() Kind { return KindOf(s.RSD) }
 
 // rawServices speak their protocol from the first byte although their RSD
 // entries say UsesRemoteXPC.
@@ -82,29 +82,29 @@ func ShimName(lockdownName string) string { return lockdownName + ".shim.remote"
 var (
 	// Lockdown over RSD: RSDCheckin, then lockdown requests without a
 	// session (QueryType, GetValue).
-	LockdownTrusted   = Service{RSD: "com.apple.mobile.lockdown.remote.trusted"}
-	LockdownUntrusted = Service{RSD: "com.apple.mobile.lockdown.remote.untrusted"}
+	LockdownTrusted   = Names{RSD: "com.apple.mobile.lockdown.remote.trusted"}
+	LockdownUntrusted = Names{RSD: "com.apple.mobile.lockdown.remote.untrusted"}
 
-	Mounter = Service{RSD: "com.apple.mobile.mobile_image_mounter.shim.remote", Lockdown: "com.apple.mobile.mobile_image_mounter"}
-	AMFI    = Service{RSD: "com.apple.amfi.lockdown.shim.remote", Lockdown: "com.apple.amfi.lockdown"}
+	Mounter = Names{RSD: "com.apple.mobile.mobile_image_mounter.shim.remote", Lockdown: "com.apple.mobile.mobile_image_mounter"}
+	AMFI    = Names{RSD: "com.apple.amfi.lockdown.shim.remote", Lockdown: "com.apple.amfi.lockdown"}
 
-	InstallationProxy = Service{RSD: "com.apple.mobile.installation_proxy.shim.remote", Lockdown: "com.apple.mobile.installation_proxy"}
-	AFC               = Service{RSD: "com.apple.afc.shim.remote", Lockdown: "com.apple.afc"}
-	ZipConduit        = Service{RSD: "com.apple.streaming_zip_conduit.shim.remote", Lockdown: "com.apple.streaming_zip_conduit"}
-	SyslogRelay       = Service{RSD: "com.apple.syslog_relay.shim.remote", Lockdown: "com.apple.syslog_relay"}
-	OSTraceRelay      = Service{RSD: "com.apple.os_trace_relay.shim.remote", Lockdown: "com.apple.os_trace_relay"}
-	Heartbeat         = Service{RSD: "com.apple.mobile.heartbeat.shim.remote", Lockdown: "com.apple.mobile.heartbeat"}
-	HouseArrest       = Service{RSD: "com.apple.mobile.house_arrest.shim.remote", Lockdown: "com.apple.mobile.house_arrest"}
+	InstallationProxy = Names{RSD: "com.apple.mobile.installation_proxy.shim.remote", Lockdown: "com.apple.mobile.installation_proxy"}
+	AFC               = Names{RSD: "com.apple.afc.shim.remote", Lockdown: "com.apple.afc"}
+	ZipConduit        = Names{RSD: "com.apple.streaming_zip_conduit.shim.remote", Lockdown: "com.apple.streaming_zip_conduit"}
+	SyslogRelay       = Names{RSD: "com.apple.syslog_relay.shim.remote", Lockdown: "com.apple.syslog_relay"}
+	OSTraceRelay      = Names{RSD: "com.apple.os_trace_relay.shim.remote", Lockdown: "com.apple.os_trace_relay"}
+	Heartbeat         = Names{RSD: "com.apple.mobile.heartbeat.shim.remote", Lockdown: "com.apple.mobile.heartbeat"}
+	HouseArrest       = Names{RSD: "com.apple.mobile.house_arrest.shim.remote", Lockdown: "com.apple.mobile.house_arrest"}
 
-	NotificationProxy         = Service{RSD: "com.apple.mobile.notification_proxy.shim.remote", Lockdown: "com.apple.mobile.notification_proxy"}
-	InsecureNotificationProxy = Service{RSD: "com.apple.mobile.insecure_notification_proxy.shim.remote", Lockdown: "com.apple.mobile.insecure_notification_proxy"}
-	CrashReportMover          = Service{RSD: "com.apple.crashreportmover.shim.remote", Lockdown: "com.apple.crashreportmover"}
-	CrashReportCopyMobile     = Service{RSD: "com.apple.crashreportcopymobile.shim.remote", Lockdown: "com.apple.crashreportcopymobile"}
+	NotificationProxy         = Names{RSD: "com.apple.mobile.notification_proxy.shim.remote", Lockdown: "com.apple.mobile.notification_proxy"}
+	InsecureNotificationProxy = Names{RSD: "com.apple.mobile.insecure_notification_proxy.shim.remote", Lockdown: "com.apple.mobile.insecure_notification_proxy"}
+	CrashReportMover          = Names{RSD: "com.apple.crashreportmover.shim.remote", Lockdown: "com.apple.crashreportmover"}
+	CrashReportCopyMobile     = Names{RSD: "com.apple.crashreportcopymobile.shim.remote", Lockdown: "com.apple.crashreportcopymobile"}
 
-	InstallCoordinationProxy = Service{RSD: "com.apple.remote.installcoordination_proxy"}
-	AppService               = Service{RSD: "com.apple.coredevice.appservice"}
-	DeviceInfo               = Service{RSD: "com.apple.coredevice.deviceinfo"}
-	OpenStdioSocket          = Service{RSD: "com.apple.coredevice.openstdiosocket"}
+	InstallCoordinationProxy = Names{RSD: "com.apple.remote.installcoordination_proxy"}
+	AppService               = Names{RSD: "com.apple.coredevice.appservice"}
+	DeviceInfo               = Names{RSD: "com.apple.coredevice.deviceinfo"}
+	OpenStdioSocket          = Names{RSD: "com.apple.coredevice.openstdiosocket"}
 	// DebugProxy's lockdown name is the pre-iOS 17 debugserver proxy.
-	DebugProxy = Service{RSD: "com.apple.internal.dt.remote.debugproxy", Lockdown: "com.apple.debugserver.DVTSecureSocketProxy"}
+	DebugProxy = Names{RSD: "com.apple.internal.dt.remote.debugproxy", Lockdown: "com.apple.debugserver.DVTSecureSocketProxy"}
 )

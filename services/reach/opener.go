@@ -17,7 +17,7 @@ import (
 type Opener interface {
 	// Open opens a new connection to s. It fails with an error that
 	// errors.Is ErrNotListed when the device does not offer s.
-	Open(ctx context.Context, s Service) (net.Conn, error)
+	Open(ctx context.Context, s Names) (net.Conn, error)
 	// UDID is the device's UDID, for messages.
 	UDID() string
 }
@@ -54,7 +54,7 @@ func (e *NotListedError) Is(target error) bool { return target == ErrNotListed }
 func (e *NotListedError) Unwrap() error        { return e.Err }
 
 func isDDIService(name string) bool {
-	for _, s := range []Service{AppService, DeviceInfo, OpenStdioSocket, DebugProxy} {
+	for _, s := range []Names{AppService, DeviceInfo, OpenStdioSocket, DebugProxy} {
 		if name == s.RSD || name == s.Lockdown {
 			return true
 		}

@@ -48,7 +48,7 @@ func startDevice(t *testing.T, ctx context.Context) *device {
 	echo := func(ctx context.Context, c net.Conn) { io.Copy(c, c) }
 	hello := func(ctx context.Context, c net.Conn) { c.Write([]byte("hello")) }
 	var services []rsd.Service
-	serve := func(s Service, h func(net.Conn)) {
+	serve := func(s Names, h func(net.Conn)) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -125,7 +125,7 @@ func TestRSDOpener(t *testing.T) {
 	if _, err := o.Open(ctx, Heartbeat); !errors.Is(err, ErrNotListed) || !strings.Contains(err.Error(), "ServiceProhibited") {
 		t.Errorf("refused checkin: %v", err)
 	}
-	if _, err := o.Open(ctx, Service{Lockdown: "com.apple.x"}); !errors.Is(err, ErrNotListed) {
+	if _, err := o.Open(ctx, Names{Lockdown: "com.apple.x"}); !errors.Is(err, ErrNotListed) {
 		t.Errorf("no RSD name: %v", err)
 	}
 	if _, err := o.OpenXPC(ctx, AFC, nil); err == nil {

@@ -94,7 +94,7 @@ func (r *RSD) Addr() netip.AddrPort { return r.addr }
 func (r *RSD) UDID() string { return r.Handshake().Device().UDID }
 
 // Lookup returns s's entry in the Handshake as last read.
-func (r *RSD) Lookup(s Service) (rsd.Service, error) {
+func (r *RSD) Lookup(s Names) (rsd.Service, error) {
 	if s.RSD == "" {
 		return rsd.Service{}, &NotListedError{UDID: r.UDID(), Service: s.String(), Path: "RSD",
 			Err: errors.New("it has no RSD name; reach it through usbmuxd lockdown")}
@@ -107,7 +107,7 @@ func (r *RSD) Lookup(s Service) (rsd.Service, error) {
 }
 
 // dialService connects to s's port.
-func (r *RSD) dialService(ctx context.Context, s Service) (net.Conn, error) {
+func (r *RSD) dialService(ctx context.Context, s Names) (net.Conn, error) {
 	e, err := r.Lookup(s)
 	if err != nil {
 		return nil, err
@@ -122,7 +122,7 @@ func (r *RSD) dialService(ctx context.Context, s Service) (net.Conn, error) {
 
 // Open connects to a shim or raw service; for a shim it runs RSDCheckin
 // and consumes both replies. RemoteXPC services are opened with OpenXPC.
-func (r *RSD) Open(ctx context.Context, s Service) (net.Conn, error) {
+func (r *RSD) Open(ctx context.Context, s Names) (net.Conn, error) {
 	kind := s.Kind()
 	if kind == XPC && s.RSD != "" {
 		return nil, fmt.Errorf("reach: %s is a RemoteXPC service: use OpenXPC", s.RSD)
@@ -147,7 +147,7 @@ func (r *RSD) Open(ctx context.Context, s Service) (net.Conn, error) {
 
 // OpenXPC connects to a RemoteXPC service and runs the h2c set-up. cfg may
 // be nil.
-func (r *RSD) OpenXPC(ctx context.Context, s Service, cfg *xpc.Config) (*xpc.Conn, error) {
+func (r *RSD) OpenXPC(ctx context.Context, s Names, cfg *xpc.Config) (*xpc.Conn, error) {
 	if k := s.Kind(); k != XPC {
 		return nil, fmt.Errorf("reach: %s is a %s service: use Open", s.RSD, k)
 	}

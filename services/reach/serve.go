@@ -24,7 +24,7 @@ type Handler func(ctx context.Context, conn net.Conn)
 // both by RSD name and, given to lockdownd for StartService, by lockdown
 // name. RemoteXPC services are not served here (their handlers take an
 // xpc connection).
-func ServeRSD(ctx context.Context, conn net.Conn, s Service, h Handler) error {
+func ServeRSD(ctx context.Context, conn net.Conn, s Names, h Handler) error {
 	switch s.Kind() {
 	case Shim:
 		cctx, cancel := context.WithTimeout(ctx, CheckinTimeout)

@@ -80,7 +80,7 @@ func (l *Lockdown) AwaitReboot(ctx context.Context) (Opener, error) {
 	}
 	defer ln.Close()
 	gone := false
-	var back usbmux.Device
+	var back usbmux.DeviceEntry
 	for back.DeviceID == 0 {
 		ev, err := ln.Next(ctx)
 		if err != nil {

@@ -56,7 +56,7 @@ func newDevice(t testing.TB) *device {
 }
 
 func (d *device) UDID() string { return "00008120-0000000000000001" }
-func (d *device) Open(ctx context.Context, s reach.Service) (net.Conn, error) {
+func (d *device) Open(ctx context.Context, s reach.Names) (net.Conn, error) {
 	if s != reach.ZipConduit {
 		return nil, &reach.NotListedError{Service: s.String()}
 	}

@@ -22,7 +22,7 @@ type opener struct {
 }
 
 func (o *opener) UDID() string { return "U" }
-func (o *opener) Open(ctx context.Context, s reach.Service) (net.Conn, error) {
+func (o *opener) Open(ctx context.Context, s reach.Names) (net.Conn, error) {
 	if s != reach.OpenStdioSocket {
 		return nil, errors.New("wrong service")
 	}

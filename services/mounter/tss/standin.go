@@ -14,8 +14,8 @@ import (
 	"howett.net/plist"
 )
 
-// Device is what the stand-in knows of a simulated device.
-type Device struct {
+// KnownDevice is what the stand-in knows of a simulated device.
+type KnownDevice struct {
 	ECID            uint64
 	BoardID, ChipID uint64
 	// Nonce is the device's current personalization nonce.
@@ -54,7 +54,7 @@ func SimTicket(ecid uint64, nonce, imageDigest, trustCacheDigest []byte) []byte 
 // or without EPRO and ESEC true. Safe for concurrent use.
 type StandIn struct {
 	// Lookup finds a device by ECID.
-	Lookup func(ecid uint64) (Device, bool)
+	Lookup func(ecid uint64) (KnownDevice, bool)
 
 	requests atomic.Int64
 	mu       sync.Mutex

@@ -189,8 +189,8 @@ func TestParseResponseBad(t *testing.T) {
 }
 
 func standIn(t *testing.T, p Params) (*StandIn, *Client) {
-	s := &StandIn{Lookup: func(ecid uint64) (Device, bool) {
-		return Device{ECID: p.ECID, BoardID: p.BoardID, ChipID: p.ChipID, Nonce: p.Nonce}, ecid == p.ECID
+	s := &StandIn{Lookup: func(ecid uint64) (KnownDevice, bool) {
+		return KnownDevice{ECID: p.ECID, BoardID: p.BoardID, ChipID: p.ChipID, Nonce: p.Nonce}, ecid == p.ECID
 	}}
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)

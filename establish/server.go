@@ -26,10 +26,10 @@ import (
 )
 
 // The device side of establishment (tunnel.md §11): what the
-// simulated iPhone runs on each path so that a Device gets its sessions.
+// simulated iPhone runs on each path so that a tunnel.Server gets its sessions.
 //
-//	P1     lockdown.Service{SSL: true, Serve: e.ServeCoreDeviceProxy}
-//	P2/P3  pairing.DeviceConfig.CreateListener = e.CreateListener(listen)
+//	P1     lockdown.ServiceHandler{SSL: true, Serve: e.ServeCoreDeviceProxy}
+//	P2/P3  pairing.ServerConfig.CreateListener = e.CreateListener(listen)
 //	       tcp:  a TCP listener whose first connection that completes
 //	             TLS-PSK with the createListener key carries the tunnel
 //	       quic: a QUIC listener whose first connection presenting the
@@ -45,10 +45,10 @@ const (
 	DefaultListenerTimeout = 30 * time.Second
 )
 
-// EndpointConfig configures an Endpoint.
-type EndpointConfig struct {
-	// Device receives the sessions; required.
-	Device *tunnel.Device
+// ServerConfig configures a Server.
+type ServerConfig struct {
+	// Tunnels receives the sessions; required.
+	Tunnels *tunnel.Server
 	// QUIC makes createListener accept transport quic (iOS 17.0–18.1);
 	// false refuses it as iOS 18.2 does.
 	QUIC bool
@@ -67,10 +67,11 @@ type EndpointConfig struct {
 	Logger *slog.Logger
 }
 
-// Endpoint serves a Device's tunnels on every path. Its goroutines (one per
+// Server is the device side of establishment: it serves a tunnel.Server's
+// tunnels on every path. Its goroutines (one per
 // open createListener port and per tunnel it started) end with Close.
-type Endpoint struct {
-	cfg    EndpointConfig
+type Server struct {
+	cfg    ServerConfig
 	log    *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -82,10 +83,10 @@ type Endpoint struct {
 	certErr  error
 }
 
-// NewEndpoint returns an Endpoint for cfg.Device.
-func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
-	if cfg.Device == nil {
-		return nil, errors.New("tunnel: endpoint needs a Device")
+// NewServer returns a Server for cfg.Tunnels.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.Tunnels == nil {
+		return nil, errors.New("establish: server needs a tunnel.Server")
 	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout
@@ -98,19 +99,19 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Endpoint{cfg: cfg, log: log, ctx: ctx, cancel: cancel}, nil
+	return &Server{cfg: cfg, log: log, ctx: ctx, cancel: cancel}, nil
 }
 
 // Close stops every listener and tunnel the endpoint started and waits for
-// their goroutines. The Device stays open. It is idempotent.
-func (e *Endpoint) Close() error {
+// their goroutines. The tunnel.Server stays open. It is idempotent.
+func (e *Server) Close() error {
 	e.cancel()
 	e.wg.Wait()
 	return nil
 }
 
 // go runs f on a goroutine the endpoint waits for; false when closed.
-func (e *Endpoint) goTracked(f func()) bool {
+func (e *Server) goTracked(f func()) bool {
 	if e.ctx.Err() != nil {
 		return false
 	}
@@ -125,13 +126,13 @@ func (e *Endpoint) goTracked(f func()) bool {
 // ServeStream runs the device end of a tunnel on an established byte
 // stream (P1's service TLS, TLS-PSK): CDTunnel, then the session until it
 // ends, ctx ends or the endpoint closes. conn is closed either way.
-func (e *Endpoint) ServeStream(ctx context.Context, conn io.ReadWriteCloser) error {
+func (e *Server) ServeStream(ctx context.Context, conn io.ReadWriteCloser) error {
 	return e.serve(ctx, func(hctx context.Context) (*tunnel.Session, error) {
-		return e.cfg.Device.StartSession(hctx, conn)
+		return e.cfg.Tunnels.StartSession(hctx, conn)
 	})
 }
 
-func (e *Endpoint) serve(ctx context.Context, start func(context.Context) (*tunnel.Session, error)) error {
+func (e *Server) serve(ctx context.Context, start func(context.Context) (*tunnel.Session, error)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(e.ctx, cancel)
@@ -154,9 +155,9 @@ func (e *Endpoint) serve(ctx context.Context, start func(context.Context) (*tunn
 }
 
 // ServeCoreDeviceProxy is the P1 service (tunnel.md §4), with the shape of
-// lockdown.Service.Serve: lockdown has done the service TLS on conn; the
+// lockdown.ServiceHandler.Serve: lockdown has done the service TLS on conn; the
 // tunnel runs on it until it ends or the endpoint closes.
-func (e *Endpoint) ServeCoreDeviceProxy(conn net.Conn) {
+func (e *Server) ServeCoreDeviceProxy(conn net.Conn) {
 	if err := e.ServeStream(e.ctx, conn); err != nil {
 		e.log.Debug("tunnel: device: CoreDeviceProxy", "err", err)
 	}
@@ -164,8 +165,8 @@ func (e *Endpoint) ServeCoreDeviceProxy(conn net.Conn) {
 
 // CoreDeviceProxyService is the lockdown service entry for
 // lockdown.CoreDeviceProxy (service TLS on).
-func (e *Endpoint) CoreDeviceProxyService() lockdown.Service {
-	return lockdown.Service{SSL: true, Serve: e.ServeCoreDeviceProxy}
+func (e *Server) CoreDeviceProxyService() lockdown.ServiceHandler {
+	return lockdown.ServiceHandler{SSL: true, Serve: e.ServeCoreDeviceProxy}
 }
 
 // Listen opens the device's tunnel ports where the host reached the
@@ -178,10 +179,10 @@ type Listen struct {
 	UDP func() (net.PacketConn, error)
 }
 
-// CreateListener returns a pairing.DeviceConfig.CreateListener that answers
+// CreateListener returns a pairing.ServerConfig.CreateListener that answers
 // createListener (remotepairing.md §6.4, §9.5) with a port from listen
 // and serves the tunnel arriving there.
-func (e *Endpoint) CreateListener(listen Listen) func(ctx context.Context, host string, req pairing.ListenerRequest) (*pairing.Listener, error) {
+func (e *Server) CreateListener(listen Listen) func(ctx context.Context, host string, req pairing.ListenerRequest) (*pairing.Listener, error) {
 	return func(_ context.Context, _ string, req pairing.ListenerRequest) (*pairing.Listener, error) {
 		switch req.Transport {
 		case pairing.TransportTCP:
@@ -196,7 +197,7 @@ func (e *Endpoint) CreateListener(listen Listen) func(ctx context.Context, host 
 	}
 }
 
-func (e *Endpoint) listenTCP(listen Listen, req pairing.ListenerRequest) (*pairing.Listener, error) {
+func (e *Server) listenTCP(listen Listen, req pairing.ListenerRequest) (*pairing.Listener, error) {
 	if len(req.Key) == 0 {
 		return nil, errors.New("createListener without a key")
 	}
@@ -216,7 +217,7 @@ func (e *Endpoint) listenTCP(listen Listen, req pairing.ListenerRequest) (*pairi
 // that completes the handshake with psk carries the tunnel; others (a port
 // scan, a wrong key) are dropped while time is left. The listener closes
 // once the tunnel starts or the wait ends.
-func (e *Endpoint) runPSKListener(ln net.Listener, psk []byte) {
+func (e *Server) runPSKListener(ln net.Listener, psk []byte) {
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.ListenerTimeout)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
@@ -257,7 +258,7 @@ func (e *Endpoint) runPSKListener(ln net.Listener, psk []byte) {
 // quicCert returns the device's QUIC certificate: a self-signed P-256 key
 // made once per endpoint (the real device's key type is UNCONFIRMED; no
 // host checks it).
-func (e *Endpoint) quicCert() (tls.Certificate, []byte, error) {
+func (e *Server) quicCert() (tls.Certificate, []byte, error) {
 	e.certOnce.Do(func() {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
@@ -271,7 +272,7 @@ func (e *Endpoint) quicCert() (tls.Certificate, []byte, error) {
 	return e.cert, e.certSPKI, e.certErr
 }
 
-func (e *Endpoint) listenQUIC(listen Listen, req pairing.ListenerRequest) (*pairing.Listener, error) {
+func (e *Server) listenQUIC(listen Listen, req pairing.ListenerRequest) (*pairing.Listener, error) {
 	if _, err := x509.ParsePKIXPublicKey(req.Key); err != nil {
 		return nil, fmt.Errorf("createListener key is not a public key: %w", err)
 	}
@@ -320,7 +321,7 @@ func (e *Endpoint) listenQUIC(listen Listen, req pairing.ListenerRequest) (*pair
 // runQUICListener serves the first QUIC connection that completes the
 // handshake and opens the CDTunnel stream; the listener and socket close
 // when that tunnel ends or the wait does.
-func (e *Endpoint) runQUICListener(ql *quic.Listener, tr *quic.Transport, udp net.PacketConn) {
+func (e *Server) runQUICListener(ql *quic.Listener, tr *quic.Transport, udp net.PacketConn) {
 	defer udp.Close()
 	defer tr.Close()
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.ListenerTimeout)
@@ -340,7 +341,7 @@ func (e *Endpoint) runQUICListener(ql *quic.Listener, tr *quic.Transport, udp ne
 		}
 		pc := tunnel.NewDatagramConn(&quicDatagrams{qc: qc, stream: st})
 		err = e.serve(e.ctx, func(hctx context.Context) (*tunnel.Session, error) {
-			return e.cfg.Device.StartPacketSession(hctx, st, pc)
+			return e.cfg.Tunnels.StartPacketSession(hctx, st, pc)
 		})
 		if err != nil {
 			e.log.Debug("tunnel: device: QUIC tunnel", "err", err)
