@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/internal/testkit"
+	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/sim"
@@ -118,7 +119,7 @@ func TestServicesThroughForwarders(t *testing.T) {
 	useSink(t, dial(sim.SinkService), 3<<20)
 
 	ctx := testCtx(t)
-	sc, err := rsd.ShimClient(ctx, dial(sim.LockdownTrusted), sim.LockdownTrusted, "iosmux-test", nil)
+	sc, err := lockdown.ShimClient(ctx, dial(sim.LockdownTrusted), sim.LockdownTrusted, "iosmux-test", nil)
 	if err != nil {
 		t.Fatalf("RSDCheckin through the forwarder: %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/iosmux/iosmux/discovery"
 	"github.com/iosmux/iosmux/discovery/mdns"
 	"github.com/iosmux/iosmux/establish"
+	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/xpc"
@@ -159,7 +160,7 @@ func (b *Backend) lockdownDeviceName(ls *linkState, h *rsd.Handshake) string {
 		return ""
 	}
 	nc = b.cfg.WireLog.Tap(nc, "device lockdown")
-	sc, err := rsd.ShimClient(ctx, nc, shim, b.cfg.HostName, nil)
+	sc, err := lockdown.ShimClient(ctx, nc, shim, b.cfg.HostName, nil)
 	if err != nil {
 		b.log.Debug("backend: lockdown shim", "err", err)
 		nc.Close()

@@ -32,6 +32,15 @@
 // host as the TLS client certificate: libimobiledevice presents the root
 // (idevice.c, OpenSSL build), go-ios and pymobiledevice3 the host one.
 //
+// Lockdown over RSD (rsd.md §4.2) is the same framing after one exchange,
+// RSDCheckin, with no session and no TLS; ShimClient and ShimServer are its
+// roles (shim.go), and PlistConn carries any plist service from there:
+//
+//	{Label, ProtocolVersion "2", Request "RSDCheckin"} --->
+//	                               <--- {Request "RSDCheckin"}
+//	                               <--- {Request "StartService"}
+//	the service's own protocol from the next byte on
+//
 // Frames are parsed from []byte with the length bounded (MaxFrameLen);
 // every host read has a deadline from the context or the client timeout;
 // the device's wait for the next request lasts until the host or

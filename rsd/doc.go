@@ -1,7 +1,9 @@
-// Package rsd implements RemoteServiceDiscovery (docs/protocols/rsd.md §2,
-// §4.2) in both roles over a caller's net.Conn: the RSD Handshake that
-// describes a device and lists its services, and the RSDCheckin preamble of
-// lockdown services reached over RSD (names ending in ".shim.remote").
+// Package rsd implements RemoteServiceDiscovery (docs/protocols/rsd.md §2)
+// in both roles over a caller's net.Conn: the RSD Handshake that describes a
+// device and lists its services. Lockdown services reached over RSD (names
+// ending in ".shim.remote", rsd.md §4.2) speak lockdown's framing after
+// RSDCheckin, so both roles of that are in package lockdown (ShimClient,
+// ShimServer).
 //
 // RSD port (RemoteXPC, package xpc):
 //
@@ -15,11 +17,4 @@
 // advertised port when a peer presents a new one): LoadOrCreateHostUUID keeps
 // it on disk. The device's UUID must be a fresh random v4 per boot (an
 // all-zero one makes CoreDeviceService drop the connection).
-//
-// Shim services (u32be length + XML plist framing):
-//
-//	{Label, ProtocolVersion "2", Request "RSDCheckin"} --->
-//	                               <--- {Request "RSDCheckin"}
-//	                               <--- {Request "StartService"}
-//	the service's own protocol from the next byte on
 package rsd

@@ -11,7 +11,6 @@ import (
 	"slices"
 
 	"github.com/iosmux/iosmux/lockdown"
-	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/services/reach"
 	"github.com/iosmux/iosmux/xpc"
 )
@@ -149,7 +148,7 @@ func mergeServices(list, extra []DeviceService) []DeviceService {
 // device shows before pairing. Unknown requests get an Error reply (the
 // real device's text for them is UNCONFIRMED; SIM).
 func (d *Device) serveLockdownShim(ctx context.Context, nc net.Conn, name string, trusted bool) {
-	sc, _, err := rsd.ShimServer(ctx, nc, name)
+	sc, _, err := lockdown.ShimServer(ctx, nc, name)
 	if err != nil {
 		d.log.Debug("sim: lockdown shim checkin", "udid", d.id.UDID, "service", name, "err", err)
 		return

@@ -99,7 +99,7 @@ func checkTrusted(t *testing.T, ctx context.Context, d *Device, ns *utun.Netstac
 	}
 
 	// Lockdown over RSD: RSDCheckin, QueryType, GetValue.
-	sc, err := rsd.ShimClient(ctx, dial(LockdownTrusted), LockdownTrusted, "sim-test", nil)
+	sc, err := lockdown.ShimClient(ctx, dial(LockdownTrusted), LockdownTrusted, "sim-test", nil)
 	if err != nil {
 		t.Fatalf("RSDCheckin: %v", err)
 	}
@@ -229,7 +229,7 @@ func TestUntrustedRSDP2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := rsd.ShimClient(ctx, shimConn, LockdownUntrusted, "sim-test", nil)
+	sc, err := lockdown.ShimClient(ctx, shimConn, LockdownUntrusted, "sim-test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/internal/testkit"
-	"github.com/iosmux/iosmux/rsd"
+	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/tunneld"
 )
 
@@ -45,7 +45,7 @@ func TestUserspaceLoopback(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: service port %d at the listed address: %v", d.UDID(), svc.Port, err)
 		}
-		sc, err := rsd.ShimClient(ctx, nc, svc.Name, "iosmux-test", nil)
+		sc, err := lockdown.ShimClient(ctx, nc, svc.Name, "iosmux-test", nil)
 		cancel()
 		if err != nil {
 			t.Fatalf("%s: lockdown RSDCheckin at the listed address: %v", d.UDID(), err)

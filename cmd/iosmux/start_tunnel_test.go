@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/sim"
 	"github.com/iosmux/iosmux/utun"
@@ -121,7 +122,7 @@ func TestStartTunnelUserspace(t *testing.T) {
 			if !ok {
 				t.Fatal("no trusted lockdown in the RSD")
 			}
-			sc, err := rsd.ShimClient(hctx, proxyDial(netip.AddrPortFrom(dev.Addr(), svc.Port)), svc.Name, "iosmux-test", nil)
+			sc, err := lockdown.ShimClient(hctx, proxyDial(netip.AddrPortFrom(dev.Addr(), svc.Port)), svc.Name, "iosmux-test", nil)
 			if err != nil {
 				t.Fatalf("lockdown (RSDCheckin) through the userspace proxy: %v", err)
 			}

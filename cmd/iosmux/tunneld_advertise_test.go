@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/sim"
 	"github.com/iosmux/iosmux/xpc"
@@ -147,7 +148,7 @@ func TestTunneldAdvertiseBackend(t *testing.T) {
 	}
 
 	// A service through its forwarder, kept open through what follows.
-	getUDID := func(sc *rsd.ShimConn) string {
+	getUDID := func(sc *lockdown.PlistConn) string {
 		t.Helper()
 		if err := sc.Send(rctx, map[string]any{"Label": "iosmux-test", "Request": "GetValue", "Key": "UniqueDeviceID"}); err != nil {
 			t.Fatal(err)
@@ -158,13 +159,13 @@ func TestTunneldAdvertiseBackend(t *testing.T) {
 		}
 		return reply.Value
 	}
-	shim := func() *rsd.ShimConn {
+	shim := func() *lockdown.PlistConn {
 		t.Helper()
 		nc, err := net.Dial("tcp", net.JoinHostPort("::1", strconv.Itoa(int(lock.Port))))
 		if err != nil {
 			t.Fatal(err)
 		}
-		sc, err := rsd.ShimClient(rctx, nc, sim.LockdownTrusted, "iosmux-test", nil)
+		sc, err := lockdown.ShimClient(rctx, nc, sim.LockdownTrusted, "iosmux-test", nil)
 		if err != nil {
 			t.Fatalf("RSDCheckin through the forwarder: %v", err)
 		}

@@ -67,7 +67,7 @@ func startDevice(t *testing.T, ctx context.Context) *device {
 	}
 	serve(AFC, func(c net.Conn) { ServeRSD(ctx, c, AFC, echo) })
 	serve(DebugProxy, func(c net.Conn) { ServeRSD(ctx, c, DebugProxy, hello) })
-	serve(Heartbeat, func(c net.Conn) { rsd.RejectCheckin(ctx, c, Heartbeat.RSD, "ServiceProhibited", "no") })
+	serve(Heartbeat, func(c net.Conn) { lockdown.RejectCheckin(ctx, c, Heartbeat.RSD, "ServiceProhibited", "no") })
 	srv, err := rsd.NewServer(rsd.ServerConfig{Properties: rsd.ExampleProperties(), Services: services})
 	if err != nil {
 		t.Fatal(err)

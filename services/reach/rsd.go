@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/xpc"
 )
@@ -134,9 +135,9 @@ func (r *RSD) Open(ctx context.Context, s Names) (net.Conn, error) {
 	if kind == Raw {
 		return nc, nil
 	}
-	sc, err := rsd.ShimClient(ctx, nc, s.RSD, r.cfg.Label, nil)
+	sc, err := lockdown.ShimClient(ctx, nc, s.RSD, r.cfg.Label, nil)
 	if err != nil {
-		var ce *rsd.CheckinError
+		var ce *lockdown.CheckinError
 		if errors.As(err, &ce) {
 			return nil, &NotListedError{UDID: r.UDID(), Service: s.RSD, Path: "RSD", Err: err}
 		}

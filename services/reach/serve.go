@@ -7,7 +7,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/iosmux/iosmux/rsd"
+	"github.com/iosmux/iosmux/lockdown"
 )
 
 // CheckinTimeout bounds the device's wait for a host's RSDCheckin.
@@ -28,7 +28,7 @@ func ServeRSD(ctx context.Context, conn net.Conn, s Names, h Handler) error {
 	switch s.Kind() {
 	case Shim:
 		cctx, cancel := context.WithTimeout(ctx, CheckinTimeout)
-		_, _, err := rsd.ShimServer(cctx, conn, s.RSD)
+		_, _, err := lockdown.ShimServer(cctx, conn, s.RSD)
 		cancel()
 		if err != nil {
 			return err
