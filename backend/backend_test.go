@@ -322,7 +322,7 @@ func TestDetachOnTunnelEnd(t *testing.T) {
 	b, _, h := attached(t, "18.2", nil)
 	c := readHandshake(t, netDial, b.Addr().String(), xpc.UUID{})
 	defer c.Close()
-	h.pump.Close()
+	h.Close()
 	ctx := testCtx(t)
 	select {
 	case <-c.Conn().Done():

@@ -3,11 +3,12 @@ package backend
 import (
 	"context"
 	"net"
-	"net/netip"
 	"testing"
 
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/sim"
+	"github.com/iosmux/iosmux/sim/simtest"
 	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/utun"
 	"golang.zx2c4.com/wireguard/tun"
@@ -30,7 +31,7 @@ func init() {
 func openKernelTunnel(t testing.TB, f *sim.Fleet, d *sim.Device) benchTunnel {
 	t.Helper()
 	ns := testkit.NewNetNS(t)
-	pump, params := startTunnel(t, f, d, func(p tunnel.Params) (tun.Device, error) {
+	tn := simtest.OpenTunnelWith(t, simtest.Usbmux(f), d.UDID(), establish.Options{NewTUN: func(p tunnel.Params) (tun.Device, error) {
 		var dev tun.Device
 		err := ns.Do(func() error {
 			k, err := utun.CreateKernel(utun.Config{Address: p.ClientPrefix(), Peer: p.ServerAddress, MTU: p.MTU})
@@ -41,7 +42,7 @@ func openKernelTunnel(t testing.TB, f *sim.Fleet, d *sim.Device) benchTunnel {
 			return nil
 		})
 		return dev, err
-	})
+	}}, d)
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := ns.Do(func() (err error) {
@@ -51,7 +52,7 @@ func openKernelTunnel(t testing.TB, f *sim.Fleet, d *sim.Device) benchTunnel {
 		return c, err
 	}
 	return benchTunnel{
-		link: DeviceTunnel{RSD: netip.AddrPortFrom(params.ServerAddress, params.ServerRSDPort), Dial: dial, Done: pump.Done()},
+		link: DeviceTunnel{RSD: tn.RSD(), Dial: dial, Done: tn.Done()},
 		direct: func(ctx context.Context, addr string) (net.Conn, error) {
 			return dial(ctx, "tcp", addr)
 		},

@@ -9,21 +9,16 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
-	"net/netip"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/iosmux/iosmux/internal/testkit"
-	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/sim"
-	"github.com/iosmux/iosmux/tunnel"
-	"github.com/iosmux/iosmux/usbmux"
+	"github.com/iosmux/iosmux/sim/simtest"
 	"github.com/iosmux/iosmux/utun"
 	"github.com/iosmux/iosmux/xpc"
-	"golang.zx2c4.com/wireguard/tun"
 )
 
 // One lockdown key for every simulated device (RSA generation is slow).
@@ -49,102 +44,27 @@ func simDevice(t testing.TB, profile string) (*sim.Fleet, *sim.Device) {
 // simDeviceRealism is simDevice with a device as awkward as a real one.
 func simDeviceRealism(t testing.TB, profile string, realism sim.Realism) (*sim.Fleet, *sim.Device) {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "backend-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	f, err := sim.StartFleet(sim.FleetConfig{Count: 1, Profile: sim.MustProfile(profile), SocketPath: dir + "/usbmuxd",
-		LockdownKey: testKey(), Realism: realism})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := f.Close(); err != nil {
-			t.Errorf("closing the fleet: %v", err)
-		}
-	})
+	f := simtest.StartFleet(t, sim.FleetConfig{Count: 1, Profile: sim.MustProfile(profile), LockdownKey: testKey(), Realism: realism})
 	return f, f.Devices()[0]
 }
 
 // hostTunnel is iosmux's host side of a CoreDeviceProxy tunnel to d
-// (lockdown pairing, service TLS, CDTunnel) ending in a userspace stack; the
-// Link reaches the device through it. The tunnel closes at cleanup.
+// (simtest: lockdown pairing, service TLS, CDTunnel) ending in a userspace
+// stack; the Link reaches the device through it. The tunnel closes at
+// cleanup.
 type hostTunnel struct {
-	ns     *utun.Netstack
-	params tunnel.Params
-	pump   *tunnel.Pump
+	*simtest.Tunnel
+	ns *utun.Netstack
 }
 
 func (h *hostTunnel) link() DeviceTunnel {
-	return DeviceTunnel{RSD: netip.AddrPortFrom(h.params.ServerAddress, h.params.ServerRSDPort), Dial: h.ns.DialContext, Done: h.pump.Done()}
+	return DeviceTunnel{RSD: h.RSD(), Dial: h.ns.DialContext, Done: h.Done()}
 }
 
 func openTunnel(t testing.TB, f *sim.Fleet, d *sim.Device) *hostTunnel {
 	t.Helper()
-	h := &hostTunnel{}
-	h.pump, h.params = startTunnel(t, f, d, func(p tunnel.Params) (tun.Device, error) {
-		var err error
-		h.ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
-		return h.ns, err
-	})
-	return h
-}
-
-// startTunnel pairs with d if needed and starts iosmux's host side of a
-// CoreDeviceProxy tunnel to it on the device newTUN builds. The tunnel
-// closes at cleanup.
-func startTunnel(t testing.TB, f *sim.Fleet, d *sim.Device, newTUN func(tunnel.Params) (tun.Device, error)) (*tunnel.Pump, tunnel.Params) {
-	t.Helper()
-	ctx := testCtx(t)
-	mux := usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
-	var dev usbmux.DeviceEntry
-	for {
-		list, err := mux.ListDevices(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, u := range list {
-			if usbmux.SameUDID(u.UDID(), d.UDID()) {
-				dev = u
-			}
-		}
-		if dev.DeviceID != 0 || ctx.Err() != nil {
-			break
-		}
-		if err := d.WaitState(ctx, sim.StatePlugged); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := mux.ReadPairRecord(ctx, dev.UDID()); err != nil {
-		lc, err := lockdown.DialUsbmux(ctx, mux, dev.DeviceID, lockdown.ClientConfig{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		buid, err := mux.ReadBUID(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec, err := lc.Pair(ctx, lockdown.PairConfig{SystemBUID: buid})
-		lc.Close()
-		if err != nil {
-			t.Fatalf("pairing %s: %v", d.UDID(), err)
-		}
-		b, _ := rec.Marshal()
-		if err := mux.SavePairRecord(ctx, dev.UDID(), dev.DeviceID, b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	conn, _, err := lockdown.OpenService(ctx, mux, dev, lockdown.CoreDeviceProxy, lockdown.ClientConfig{})
-	if err != nil {
-		t.Fatalf("CoreDeviceProxy: %v", err)
-	}
-	pump, params, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{NewTUN: newTUN})
-	if err != nil {
-		t.Fatalf("tunnel: %v", err)
-	}
-	t.Cleanup(func() { pump.Close() })
-	return pump, params
+	tn := simtest.OpenTunnel(t, f, d)
+	return &hostTunnel{Tunnel: tn, ns: tn.Net}
 }
 
 // newBackend starts a backend on loopback with a fresh state dir.

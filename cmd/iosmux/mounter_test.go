@@ -15,13 +15,12 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/backend"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/sim"
-	"github.com/iosmux/iosmux/tunnel"
+	"github.com/iosmux/iosmux/sim/simtest"
 	"github.com/iosmux/iosmux/usbmux"
-	"github.com/iosmux/iosmux/utun"
-	"golang.zx2c4.com/wireguard/tun"
 )
 
 const testDDI = "../../services/mounter/ddi/testdata/ddi_restore"
@@ -192,20 +191,7 @@ func serveBackend(t *testing.T, r *devRig) netip.AddrPort {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	list, _ := r.mux.ListDevices(ctx)
-	conn, _, err := lockdown.OpenService(ctx, r.mux, list[0], lockdown.CoreDeviceProxy, lockdown.ClientConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ns *utun.Netstack
-	pump, p, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
-		var err error
-		ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
-		return ns, err
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pump.Close() })
+	tn := simtest.OpenTunnelWith(t, r.mux, list[0].UDID(), establish.Options{}, nil)
 	dir := t.TempDir()
 	u, err := rsd.LoadOrCreateHostUUID(dir)
 	if err != nil {
@@ -216,7 +202,7 @@ func serveBackend(t *testing.T, r *devRig) netip.AddrPort {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	if err := b.Attach(ctx, backend.DeviceTunnel{RSD: netip.AddrPortFrom(p.ServerAddress, p.ServerRSDPort), Dial: ns.DialContext, Done: pump.Done()}); err != nil {
+	if err := b.Attach(ctx, backend.DeviceTunnel{RSD: tn.RSD(), Dial: tn.DialContext, Done: tn.Done()}); err != nil {
 		t.Fatal(err)
 	}
 	return b.Addr()

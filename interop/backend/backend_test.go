@@ -30,14 +30,14 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/backend"
-	"github.com/iosmux/iosmux/lockdown"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/sim"
+	"github.com/iosmux/iosmux/sim/simtest"
 	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/usbmux"
 	"github.com/iosmux/iosmux/utun"
 	"github.com/iosmux/iosmux/xpc"
-	"golang.zx2c4.com/wireguard/tun"
 )
 
 // interopDir is the interop module root, where node_modules lives.
@@ -128,47 +128,13 @@ func newRig(t testing.TB, profile string, tweak func(*backend.Config)) *rig {
 }
 
 // openTunnel pairs over lockdown and opens a CoreDeviceProxy tunnel ending
-// in a userspace stack (iosmux's host side).
-func (r *rig) openTunnel(t testing.TB, socket string) *tunnel.Pump {
+// in a userspace stack (iosmux's host side, simtest).
+func (r *rig) openTunnel(t testing.TB, socket string) *simtest.Tunnel {
 	t.Helper()
-	ctx := testCtx(t)
 	mux := usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: socket}})
-	list, err := mux.ListDevices(ctx)
-	if err != nil || len(list) != 1 {
-		t.Fatalf("usbmuxd list: %v %v", list, err)
-	}
-	dev := list[0]
-	lc, err := lockdown.DialUsbmux(ctx, mux, dev.DeviceID, lockdown.ClientConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	buid, err := mux.ReadBUID(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := lc.Pair(ctx, lockdown.PairConfig{SystemBUID: buid})
-	lc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lockdown.SavePairRecord(ctx, mux, dev.UDID(), dev.DeviceID, rec); err != nil {
-		t.Fatal(err)
-	}
-	conn, _, err := lockdown.OpenService(ctx, mux, dev, lockdown.CoreDeviceProxy, lockdown.ClientConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pump, params, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
-		var err error
-		r.ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
-		return r.ns, err
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pump.Close() })
-	r.params = params
-	return pump
+	tn := simtest.OpenTunnelWith(t, mux, r.dev.UDID(), establish.Options{}, r.dev)
+	r.ns, r.params = tn.Net, tn.Params
+	return tn
 }
 
 // port is the backend's port for a service, from its Handshake.

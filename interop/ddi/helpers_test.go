@@ -30,16 +30,15 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/backend"
-	"github.com/iosmux/iosmux/lockdown"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/rsdapi"
 	"github.com/iosmux/iosmux/sim"
-	"github.com/iosmux/iosmux/tunnel"
+	"github.com/iosmux/iosmux/sim/simtest"
 	"github.com/iosmux/iosmux/tunneld"
 	"github.com/iosmux/iosmux/usbmux"
 	"github.com/iosmux/iosmux/utun"
-	"golang.zx2c4.com/wireguard/tun"
 	"howett.net/plist"
 )
 
@@ -178,25 +177,12 @@ func usbDevice(t testing.TB, ctx context.Context, mux *usbmux.Client, d *sim.Dev
 	return usbmux.DeviceEntry{}
 }
 
-// hostTunnel is iosmux's own CoreDeviceProxy tunnel to d, a userspace
-// stack on the host side; it closes at cleanup.
+// hostTunnel is iosmux's own CoreDeviceProxy tunnel to d (simtest), a
+// userspace stack on the host side; it closes at cleanup.
 func hostTunnel(t testing.TB, ctx context.Context, mux *usbmux.Client, d *sim.Device) (*utun.Netstack, netip.AddrPort) {
 	t.Helper()
-	conn, _, err := lockdown.OpenService(ctx, mux, usbDevice(t, ctx, mux, d), lockdown.CoreDeviceProxy, lockdown.ClientConfig{})
-	if err != nil {
-		t.Fatalf("CoreDeviceProxy: %v", err)
-	}
-	var ns *utun.Netstack
-	pump, p, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
-		var err error
-		ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
-		return ns, err
-	}})
-	if err != nil {
-		t.Fatalf("tunnel: %v", err)
-	}
-	t.Cleanup(func() { pump.Close() })
-	return ns, netip.AddrPortFrom(p.ServerAddress, p.ServerRSDPort)
+	tn := simtest.OpenTunnelWith(t, mux, usbDevice(t, ctx, mux, d).UDID(), establish.Options{}, d)
+	return tn.Net, tn.RSD()
 }
 
 // daemon is tunneld in advertise-backend mode (what `iosmux tunneld

@@ -18,12 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/sim"
+	"github.com/iosmux/iosmux/sim/simtest"
 	"github.com/iosmux/iosmux/tunnel"
-	"github.com/iosmux/iosmux/usbmux"
 	"github.com/iosmux/iosmux/utun"
-	"golang.zx2c4.com/wireguard/tun"
 )
 
 // interopDir is the interop module root, where node_modules lives.
@@ -79,50 +77,8 @@ func udids(f *sim.Fleet) []string {
 // a loopback forwarder to the trusted RSD.
 func hostTunnel(t *testing.T, f *sim.Fleet, d *sim.Device) (rsdAddr string, ns *utun.Netstack, params tunnel.Params) {
 	t.Helper()
-	ctx := testCtx(t)
-	mux := usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})
-	var dev usbmux.DeviceEntry
-	list, err := mux.ListDevices(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range list {
-		if usbmux.SameUDID(u.UDID(), d.UDID()) {
-			dev = u
-		}
-	}
-	if _, err := mux.ReadPairRecord(ctx, dev.UDID()); err != nil {
-		lc, err := lockdown.DialUsbmux(ctx, mux, dev.DeviceID, lockdown.ClientConfig{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		buid, err := mux.ReadBUID(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec, err := lc.Pair(ctx, lockdown.PairConfig{SystemBUID: buid})
-		lc.Close()
-		if err != nil {
-			t.Fatalf("pairing %s: %v", d.UDID(), err)
-		}
-		b, _ := rec.Marshal()
-		if err := mux.SavePairRecord(ctx, dev.UDID(), dev.DeviceID, b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	conn, _, err := lockdown.OpenService(ctx, mux, dev, lockdown.CoreDeviceProxy, lockdown.ClientConfig{})
-	if err != nil {
-		t.Fatalf("CoreDeviceProxy: %v", err)
-	}
-	pump, params, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
-		var err error
-		ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
-		return ns, err
-	}})
-	if err != nil {
-		t.Fatalf("tunnel: %v", err)
-	}
-	t.Cleanup(func() { pump.Close() })
+	tn := simtest.OpenTunnel(t, f, d)
+	ns, params = tn.Net, tn.Params
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
