@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/retry"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/xpc"
@@ -201,6 +202,7 @@ func (b *Backend) supervise(ls *linkState, c *rsd.Client) {
 		c.Close()
 		// One session at a time: the old one is closed before the new one
 		// opens (two at once make a device fail one of them).
+		wait := retry.Backoff{Min: 250 * time.Millisecond, Max: 8 * time.Second, Jitter: -1}
 		for attempt := 0; ; attempt++ {
 			nc, err := b.discover(ls.ctx, ls)
 			if err == nil {
@@ -212,7 +214,7 @@ func (b *Backend) supervise(ls *linkState, c *rsd.Client) {
 			}
 			b.log.Warn("backend: reading the device's Handshake failed", "rsd", ls.RSD.String(), "attempt", attempt+1, "err", err)
 			answer()
-			t := time.NewTimer(backoff(attempt))
+			t := time.NewTimer(wait.Next())
 			select {
 			case <-t.C:
 			case <-ls.ctx.Done():
@@ -232,11 +234,6 @@ func (b *Backend) supervise(ls *linkState, c *rsd.Client) {
 // sessionRetryDelay is how long the backend leaves the device's RSD slot
 // to a host that took it before reopening its own session.
 const sessionRetryDelay = 2 * time.Second
-
-// backoff is 250 ms doubling to 8 s.
-func backoff(attempt int) time.Duration {
-	return min(250*time.Millisecond<<min(attempt, 5), 8*time.Second)
-}
 
 // requestRefresh asks ls's supervisor to re-read the Handshake and waits
 // until it has, ctx ends, or the link goes.

@@ -12,7 +12,7 @@
 //   - BrowseMonitor for _remotepairing._tcp (Wi-Fi RemotePairing) and
 //     _apple-mobdev2._tcp (lockdown over Wi-Fi), browsed every 5 s.
 //
-// Run drives any set of monitors, restarting failed ones with Backoff;
+// Run drives any set of monitors, restarting failed ones with retry.Backoff;
 // Tracker folds their events into one entry per device (normalised UDID,
 // so Linux usbmuxd's undashed serial and the dashed UDID meet) and picks
 // the preferred path (discovery.md §7).

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/discovery/mdns"
+	"github.com/iosmux/iosmux/internal/retry"
 )
 
 type fakeLinks struct{ ch chan []Link }
@@ -121,7 +122,7 @@ func TestNCMMonitor(t *testing.T) {
 		var identified atomic.Int32
 		m := &NCMMonitor{
 			Links: links, Browse: fm.browse, Rescan: 30 * time.Second,
-			Backoff: Backoff{Min: time.Second, Max: 8 * time.Second, Jitter: -1},
+			Backoff: retry.Backoff{Min: time.Second, Max: 8 * time.Second, Jitter: -1},
 			Identify: func(ctx context.Context, e Event) (string, error) {
 				identified.Add(1)
 				if e.Addr.Port() != RSDPort || e.Addr.Addr().Zone() != e.Interface {
@@ -196,7 +197,7 @@ func TestNCMIdentifyFailureRetries(t *testing.T) {
 		var fail atomic.Bool
 		fail.Store(true)
 		m := &NCMMonitor{
-			Links: links, Browse: fm.browse, Backoff: Backoff{Min: time.Second, Jitter: -1},
+			Links: links, Browse: fm.browse, Backoff: retry.Backoff{Min: time.Second, Jitter: -1},
 			Identify: func(context.Context, Event) (string, error) {
 				if fail.Load() {
 					return "", errors.New("rsd: connection refused")

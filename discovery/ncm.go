@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/discovery/mdns"
+	"github.com/iosmux/iosmux/internal/retry"
 )
 
 // RSDPort is the untrusted RSD port a device serves on its USB-NCM link
@@ -48,7 +49,7 @@ type NCMMonitor struct {
 	BrowseTimeout time.Duration
 	// Backoff paces browsing a silent link again (default 1 s doubling,
 	// capped at Rescan).
-	Backoff Backoff
+	Backoff retry.Backoff
 	Logger  *slog.Logger
 }
 
@@ -98,7 +99,7 @@ func (m *NCMMonitor) Run(ctx context.Context, emit func(Event)) error {
 		link     Link
 		due      time.Time // zero: not scheduled
 		inflight bool
-		backoff  Backoff
+		backoff  retry.Backoff
 		seen     map[string]Event // Attached sightings by Key
 	}
 	state := map[string]*linkState{}

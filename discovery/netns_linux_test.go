@@ -12,6 +12,7 @@ import (
 
 	"github.com/iosmux/iosmux/discovery/internal/vethtest"
 	"github.com/iosmux/iosmux/discovery/mdns"
+	"github.com/iosmux/iosmux/internal/retry"
 	"github.com/iosmux/iosmux/internal/testkit"
 )
 
@@ -127,7 +128,7 @@ func TestNCMOverVeth(t *testing.T) {
 	events := make(chan Event, 8)
 	m := &NCMMonitor{
 		Links:   nl,
-		Backoff: Backoff{Min: 100 * time.Millisecond, Max: time.Second},
+		Backoff: retry.Backoff{Min: 100 * time.Millisecond, Max: time.Second},
 		Browse: func(ctx context.Context, cfg mdns.BrowseConfig) (got []mdns.Instance, err error) {
 			err = errors.Join(err, host.Do(func() error { got, err = mdns.Browse(ctx, cfg); return err }))
 			return got, err

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/iosmux/iosmux/internal/retry"
 )
 
 // Run runs every monitor until ctx ends and hands their events to emit, one
@@ -26,7 +28,7 @@ func Run(ctx context.Context, log *slog.Logger, emit func(Event), monitors ...Mo
 	var wg sync.WaitGroup
 	for _, m := range monitors {
 		wg.Go(func() {
-			b := Backoff{Min: 2 * time.Second, Max: time.Minute}
+			b := retry.Backoff{Min: 2 * time.Second, Max: time.Minute}
 			for {
 				start := time.Now()
 				err := m.Run(ctx, serial)
@@ -38,7 +40,7 @@ func Run(ctx context.Context, log *slog.Logger, emit func(Event), monitors ...Mo
 				}
 				wait := b.Next()
 				log.Warn("discovery: monitor failed, restarting", "monitor", monitorName(m), "err", err, "in", wait)
-				if sleep(ctx, wait) != nil {
+				if retry.Sleep(ctx, wait) != nil {
 					return
 				}
 			}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/discovery/mdns"
+	"github.com/iosmux/iosmux/internal/retry"
 )
 
 // BrowseMonitor browses one service type on the local networks over and
@@ -121,7 +122,7 @@ func (m *BrowseMonitor) Run(ctx context.Context, emit func(Event)) error {
 				emit(s.ev)
 			}
 		}
-		if err := sleep(ctx, interval); err != nil {
+		if err := retry.Sleep(ctx, interval); err != nil {
 			return err
 		}
 	}

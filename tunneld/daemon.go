@@ -17,6 +17,7 @@ import (
 
 	"github.com/iosmux/iosmux/discovery"
 	"github.com/iosmux/iosmux/establish"
+	"github.com/iosmux/iosmux/internal/retry"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsdapi"
 	"github.com/iosmux/iosmux/tunnel"
@@ -96,7 +97,7 @@ type Config struct {
 
 	// Backoff, AttemptTimeout and CancelHold tune the manager
 	// (managerConfig).
-	Backoff        discovery.Backoff
+	Backoff        retry.Backoff
 	AttemptTimeout time.Duration
 	CancelHold     time.Duration
 

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/internal/retry"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/sim"
@@ -98,7 +98,7 @@ func daemon(t testing.TB, f *sim.Fleet, tweak func(*tunneld.Config)) *rig {
 		Userspace: true,
 		Records:   pairing.RecordStore{Dir: records},
 		HostName:  "tunneld-test",
-		Backoff:   discovery.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second},
+		Backoff:   retry.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second},
 	}
 	if tweak != nil {
 		tweak(&cfg)

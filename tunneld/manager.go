@@ -13,6 +13,7 @@ import (
 
 	"github.com/iosmux/iosmux/discovery"
 	"github.com/iosmux/iosmux/establish"
+	"github.com/iosmux/iosmux/internal/retry"
 	"github.com/iosmux/iosmux/rsdapi"
 	"github.com/iosmux/iosmux/tunnel"
 )
@@ -105,12 +106,12 @@ type managerConfig struct {
 	// a tunnel that died; the zero value means 250 ms doubling to 30 s
 	// with ±20 % jitter. (go-ios waits 30 s to 300 s; a device that comes
 	// back is retried at once anyway, through its Attached event.)
-	Backoff discovery.Backoff
+	Backoff retry.Backoff
 	// SlowBackoff is the schedule after an attempt whose error asks for
 	// retrySlow (the user tapped Don't Trust: another dialog a second
 	// later would only nag); the zero value means 2 min (±20 %) doubling
 	// to 15 min. An Attached event (replug) still retries at once.
-	SlowBackoff discovery.Backoff
+	SlowBackoff retry.Backoff
 	// AttemptTimeout bounds one establishment, Trust dialog included
 	// (discovery.md §8: 30 s).
 	AttemptTimeout time.Duration

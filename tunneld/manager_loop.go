@@ -9,6 +9,7 @@ import (
 
 	"github.com/iosmux/iosmux/discovery"
 	"github.com/iosmux/iosmux/establish"
+	"github.com/iosmux/iosmux/internal/retry"
 	"github.com/iosmux/iosmux/tunnel"
 )
 
@@ -20,13 +21,13 @@ type device struct {
 	live      *live    // non-nil while up
 	retryAt   time.Time
 	holdUntil time.Time // after an API cancel
-	backoff   discovery.Backoff
+	backoff   retry.Backoff
 	waiters   []chan<- startResult
 	settled   bool // its first attempt has ended
 	// slow is the back-off after retrySlow failures; held is the last
 	// such failure while its wait lasts (Start answers with it instead
 	// of raising the Trust dialog again).
-	slow discovery.Backoff
+	slow retry.Backoff
 	held error
 	// dead are paths whose last attempt failed with retryOnAttach, by
 	// Event.Key: not tried again until that path is attached anew.

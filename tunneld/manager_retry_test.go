@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/internal/retry"
 )
 
 // policyErr is an establishment error that chooses its retry.
@@ -40,7 +41,7 @@ func (f *fakeEst) attemptPaths(udid string) []string {
 }
 
 // slowNoJitter is 1 min, 2 min, 4 min.
-var slowNoJitter = discovery.Backoff{Min: time.Minute, Max: 4 * time.Minute, Jitter: -1}
+var slowNoJitter = retry.Backoff{Min: time.Minute, Max: 4 * time.Minute, Jitter: -1}
 
 // TestManagerRefusalWaitsMinutes: after "Don't Trust" (an error asking for
 // retrySlow) the device is not asked again within seconds but after the

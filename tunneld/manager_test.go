@@ -13,6 +13,7 @@ import (
 
 	"github.com/iosmux/iosmux/discovery"
 	"github.com/iosmux/iosmux/establish"
+	"github.com/iosmux/iosmux/internal/retry"
 	"github.com/iosmux/iosmux/tunnel"
 )
 
@@ -169,7 +170,7 @@ func ncmEvent(kind discovery.Kind, udid string) discovery.Event {
 }
 
 // noJitter is a deterministic schedule: 1 s, 2 s, 4 s, … up to 8 s.
-var noJitter = discovery.Backoff{Min: time.Second, Max: 8 * time.Second, Jitter: -1}
+var noJitter = retry.Backoff{Min: time.Second, Max: 8 * time.Second, Jitter: -1}
 
 func newTestManager(t *testing.T, est builder, cfg managerConfig) (*manager, *atomic.Int64) {
 	t.Helper()
@@ -306,7 +307,7 @@ func TestManagerBackoffJitterSpreads(t *testing.T) {
 		for i := range n {
 			est.setFails(fmt.Sprintf("dev-%02d", i), 1)
 		}
-		m, _ := newTestManager(t, est, managerConfig{Backoff: discovery.Backoff{Min: 10 * time.Second, Max: time.Minute}})
+		m, _ := newTestManager(t, est, managerConfig{Backoff: retry.Backoff{Min: 10 * time.Second, Max: time.Minute}})
 		for i := range n {
 			m.Apply(usbEvent(discovery.Attached, fmt.Sprintf("dev-%02d", i), uint32(i+1)))
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/iosmux/iosmux/internal/retry"
 )
 
 // WatchConfig tunes a Watcher's reconnection.
@@ -56,7 +58,7 @@ func (w *Watcher) Close() error {
 func (w *Watcher) run(ctx context.Context, c *Client, cfg WatchConfig) {
 	defer close(w.done)
 	defer close(w.events)
-	backoff := cfg.MinBackoff
+	backoff := retry.Backoff{Min: cfg.MinBackoff, Max: cfg.MaxBackoff, Jitter: -1}
 	lost := false // Disconnected already reported for this outage
 	for {
 		l, err := c.Listen(ctx)
@@ -68,14 +70,13 @@ func (w *Watcher) run(ctx context.Context, c *Client, cfg WatchConfig) {
 				return
 			}
 			lost = true
-			if !sleep(ctx, backoff) {
+			if retry.Sleep(ctx, backoff.Next()) != nil {
 				return
 			}
-			backoff = min(backoff*2, cfg.MaxBackoff)
 			continue
 		}
 		lost = false
-		backoff = cfg.MinBackoff
+		backoff.Reset()
 		if !w.emit(ctx, Event{Kind: Connected}) {
 			l.Close()
 			return
@@ -89,9 +90,12 @@ func (w *Watcher) run(ctx context.Context, c *Client, cfg WatchConfig) {
 			return
 		}
 		lost = true
-		if !sleep(ctx, backoff) {
+		// A stream that ended is retried after the first wait; only
+		// failed Listen calls make the waits grow.
+		if retry.Sleep(ctx, backoff.Next()) != nil {
 			return
 		}
+		backoff.Reset()
 	}
 }
 
@@ -111,17 +115,6 @@ func (w *Watcher) pump(ctx context.Context, l *Listener) error {
 func (w *Watcher) emit(ctx context.Context, ev Event) bool {
 	select {
 	case w.events <- ev:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
 		return true
 	case <-ctx.Done():
 		return false

@@ -14,6 +14,7 @@ import (
 	"github.com/iosmux/iosmux/backend"
 	"github.com/iosmux/iosmux/discovery"
 	"github.com/iosmux/iosmux/establish"
+	"github.com/iosmux/iosmux/internal/retry"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/rsdapi"
 	"github.com/iosmux/iosmux/sim"
@@ -270,7 +271,8 @@ var kernelDial = (&net.Dialer{Timeout: 15 * time.Second}).DialContext
 // retrying until the device answers, and serves until ctx ends.
 func followStatic(ctx context.Context, a *app, b *backend.Backend, ap netip.AddrPort, attached func()) error {
 	link := backend.DeviceTunnel{RSD: ap, Dial: kernelDial}
-	for attempt := 0; ; attempt++ {
+	wait := retry.Backoff{Min: time.Second, Max: 8 * time.Second, Jitter: -1}
+	for {
 		err := b.Attach(ctx, link)
 		if err == nil {
 			attached()
@@ -278,7 +280,7 @@ func followStatic(ctx context.Context, a *app, b *backend.Backend, ap netip.Addr
 			return nil
 		}
 		a.log.Warn("backend: device not reachable yet", "rsd", ap.String(), "err", err)
-		if !sleepCtx(ctx, min(time.Second<<min(attempt, 3), 10*time.Second)) {
+		if retry.Sleep(ctx, wait.Next()) != nil {
 			return nil
 		}
 	}
@@ -315,7 +317,7 @@ func followTunneld(ctx context.Context, a *app, b *backend.Backend, api, udid st
 				attached()
 			}
 		}
-		if !sleepCtx(ctx, 2*time.Second) {
+		if retry.Sleep(ctx, 2*time.Second) != nil {
 			return nil
 		}
 	}
@@ -370,7 +372,7 @@ func followSimulated(ctx context.Context, a *app, b *backend.Backend, f *sim.Fle
 		tn, ns, err := simTunnel(ctx, a, mux, d.UDID())
 		if err != nil {
 			a.log.Warn("backend: tunnel to the simulated iPhone", "udid", d.UDID(), "err", err)
-			if !sleepCtx(ctx, time.Second) {
+			if retry.Sleep(ctx, time.Second) != nil {
 				return nil
 			}
 			continue
@@ -424,16 +426,4 @@ func simTunnel(ctx context.Context, a *app, mux *usbmux.Client, udid string) (*e
 		return nil, nil, err
 	}
 	return tn, ns, nil
-}
-
-// sleepCtx waits d or until ctx ends; false means ctx ended.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/retry"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/usbmux"
 )
@@ -111,7 +112,7 @@ func (l *Lockdown) AwaitReboot(ctx context.Context) (Opener, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("reach: %s: lockdownd after the reboot: %w", l.UDID(), errors.Join(ctx.Err(), err))
 		}
-		if !sleepCtx(ctx, pollInterval) {
+		if retry.Sleep(ctx, pollInterval) != nil {
 			return nil, fmt.Errorf("reach: %s: lockdownd after the reboot: %w", l.UDID(), ctx.Err())
 		}
 	}
@@ -120,14 +121,3 @@ func (l *Lockdown) AwaitReboot(ctx context.Context) (Opener, error) {
 // pollInterval is the wait between attempts while a rebooted device's
 // lockdownd is not answering yet.
 const pollInterval = 250 * time.Millisecond
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

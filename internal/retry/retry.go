@@ -1,4 +1,7 @@
-package discovery
+// Package retry is the one back-off schedule iosmux waits by (tunneld's
+// per-device retries, discovery's monitors and browsing, the usbmuxd
+// watcher, the backend's Handshake reads) and a loop that retries with it.
+package retry
 
 import (
 	"context"
@@ -74,13 +77,13 @@ func (b *Backoff) Reset() { b.attempt = 0 }
 // Attempts is the number of waits handed out since the last Reset.
 func (b *Backoff) Attempts() int { return b.attempt }
 
-// permanent marks an error Retry must not retry.
+// permanent marks an error Do must not retry.
 type permanent struct{ err error }
 
 func (p permanent) Error() string { return p.err.Error() }
 func (p permanent) Unwrap() error { return p.err }
 
-// Permanent wraps err so that Retry gives up on it at once.
+// Permanent wraps err so that Do gives up on it at once.
 func Permanent(err error) error {
 	if err == nil {
 		return nil
@@ -88,11 +91,11 @@ func Permanent(err error) error {
 	return permanent{err}
 }
 
-// Retry calls f until it succeeds, returns a Permanent error, or ctx ends,
+// Do calls f until it succeeds, returns a Permanent error, or ctx ends,
 // sleeping b.Next() between attempts. It returns f's last error (unwrapped
 // from Permanent) or, when ctx ended while waiting, ctx's error joined with
 // f's last error.
-func Retry(ctx context.Context, b *Backoff, f func(context.Context) error) error {
+func Do(ctx context.Context, b *Backoff, f func(context.Context) error) error {
 	for {
 		err := f(ctx)
 		if err == nil {
@@ -103,14 +106,14 @@ func Retry(ctx context.Context, b *Backoff, f func(context.Context) error) error
 		if errors.As(err, &p) {
 			return p.err
 		}
-		if cerr := sleep(ctx, b.Next()); cerr != nil {
+		if cerr := Sleep(ctx, b.Next()); cerr != nil {
 			return fmt.Errorf("%w (last error: %w)", cerr, err)
 		}
 	}
 }
 
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
+// Sleep waits d, or less when ctx ends first (then its error).
+func Sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
