@@ -5,7 +5,8 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"time"
+
+	"github.com/iosmux/iosmux/internal/pace"
 )
 
 // Every connection a simulated device accepts, on any surface, is wrapped
@@ -177,7 +178,7 @@ func (c *simConn) Read(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Read(p)
 	if n > 0 {
-		if c.link != nil && !c.link.up.take(n, c.done) {
+		if c.link != nil && !c.link.up.Take(n, c.done) {
 			return 0, net.ErrClosed
 		}
 		// Data that arrived just before a stall is held, as a wedged
@@ -215,7 +216,7 @@ func (c *simConn) Write(p []byte) (int, error) {
 }
 
 func (c *simConn) write(p []byte) (int, error) {
-	if c.link != nil && !c.link.down.take(len(p), c.done) {
+	if c.link != nil && !c.link.down.Take(len(p), c.done) {
 		return 0, net.ErrClosed
 	}
 	return c.Conn.Write(p)
@@ -269,50 +270,19 @@ func (c *simConn) Close() error {
 // link paces a device's USB connections to a shared rate, one bucket per
 // direction, as the bus is shared by everything on the cable.
 type link struct {
-	up, down *bucket
+	up, down *pace.Bucket
 }
 
 func newLink(rate int64) *link {
 	if rate <= 0 {
 		return nil
 	}
-	return &link{up: newBucket(rate), down: newBucket(rate)}
+	return &link{up: linkBucket(rate), down: linkBucket(rate)}
 }
 
-// bucket is a token bucket of bytes with 50 ms of burst: fine-grained
-// enough that a 40 MB/s link looks like one to TCP.
-type bucket struct {
-	mu     sync.Mutex
-	rate   float64
-	burst  float64
-	tokens float64
-	last   time.Time
-}
-
-func newBucket(rate int64) *bucket {
-	b := &bucket{rate: float64(rate), burst: max(float64(rate)/20, 64<<10)}
-	b.tokens, b.last = b.burst, time.Now()
-	return b
-}
-
-// take charges n bytes, sleeping off any debt; false if done closed first.
-func (b *bucket) take(n int, done <-chan struct{}) bool {
-	b.mu.Lock()
-	now := time.Now()
-	b.tokens = min(b.tokens+now.Sub(b.last).Seconds()*b.rate, b.burst)
-	b.last = now
-	b.tokens -= float64(n)
-	debt := -b.tokens
-	b.mu.Unlock()
-	if debt <= 0 {
-		return true
-	}
-	t := time.NewTimer(time.Duration(debt / b.rate * float64(time.Second)))
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-done:
-		return false
-	}
+// linkBucket paces one direction of a link: a token bucket of bytes with
+// 50 ms of burst, fine-grained enough that a 40 MB/s link looks like one to
+// TCP.
+func linkBucket(rate int64) *pace.Bucket {
+	return pace.New(rate, max(float64(rate)/20, 64<<10))
 }

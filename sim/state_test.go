@@ -200,18 +200,18 @@ func TestFleetRestartKeepsIdentities(t *testing.T) {
 // TestLinkRate: the bucket paces bytes to the configured rate (fake clock).
 func TestLinkRate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := newBucket(40_000_000)
+		b := linkBucket(40_000_000)
 		done := make(chan struct{})
 		start := time.Now()
 		for range 400 {
-			b.take(100_000, done) // 40 MB
+			b.Take(100_000, done) // 40 MB
 		}
 		// One burst (50 ms of rate, 2 MB) is free; the rest takes 0.95 s.
 		if got := time.Since(start); got < 940*time.Millisecond || got > 960*time.Millisecond {
 			t.Errorf("40 MB at 40 MB/s took %v of fake time", got)
 		}
 		close(done)
-		if b.take(1<<30, done) {
+		if b.Take(1<<30, done) {
 			t.Error("take succeeded after done closed")
 		}
 	})

@@ -6,7 +6,8 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
-	"time"
+
+	"github.com/iosmux/iosmux/internal/pace"
 )
 
 // Faults make the simulated device behave like the real one at its worst,
@@ -135,7 +136,7 @@ type faultConn struct {
 	f      Faults
 	fc     *faultCounters
 	seen   atomic.Int64 // host→device bytes so far
-	rx, tx *bucket
+	rx, tx *pace.Bucket // one second of burst
 	closed chan struct{}
 	once   sync.Once
 }
@@ -143,8 +144,8 @@ type faultConn struct {
 func newFaultConn(c PacketConn, f Faults, fc *faultCounters) *faultConn {
 	fcn := &faultConn{PacketConn: c, f: f, fc: fc, closed: make(chan struct{})}
 	if f.RateLimit > 0 {
-		fcn.rx = newBucket(f.RateLimit)
-		fcn.tx = newBucket(f.RateLimit)
+		fcn.rx = pace.New(f.RateLimit, float64(f.RateLimit))
+		fcn.tx = pace.New(f.RateLimit, float64(f.RateLimit))
 	}
 	return fcn
 }
@@ -166,8 +167,8 @@ func (c *faultConn) ReadPackets(bufs [][]byte, sizes []int, offset int) (int, er
 			total += size
 		}
 		if c.rx != nil && total > 0 {
-			if werr := c.rx.wait(total, c.closed); werr != nil {
-				return 0, werr
+			if !c.rx.Take(total, c.closed) {
+				return 0, errTransportClosed
 			}
 		}
 		if kept > 0 || err != nil {
@@ -178,48 +179,17 @@ func (c *faultConn) ReadPackets(bufs [][]byte, sizes []int, offset int) (int, er
 
 func (c *faultConn) WritePacket(pkt []byte) error {
 	if c.tx != nil {
-		if err := c.tx.wait(len(pkt), c.closed); err != nil {
-			return err
+		if !c.tx.Take(len(pkt), c.closed) {
+			return errTransportClosed
 		}
 	}
 	return c.PacketConn.WritePacket(pkt)
 }
 
+// errTransportClosed ends a paced call when the transport closes.
+var errTransportClosed = errors.New("tunnel: device transport closed")
+
 func (c *faultConn) Close() error {
 	c.once.Do(func() { close(c.closed) })
 	return c.PacketConn.Close()
-}
-
-// bucket is a token bucket of bytes: rate per second, one second of burst.
-type bucket struct {
-	mu     sync.Mutex
-	rate   float64
-	tokens float64
-	last   time.Time
-}
-
-func newBucket(rate int64) *bucket {
-	return &bucket{rate: float64(rate), tokens: float64(rate), last: time.Now()}
-}
-
-// wait takes n bytes of tokens, sleeping while the bucket is in debt.
-func (b *bucket) wait(n int, closed <-chan struct{}) error {
-	b.mu.Lock()
-	now := time.Now()
-	b.tokens = min(b.tokens+now.Sub(b.last).Seconds()*b.rate, b.rate)
-	b.last = now
-	b.tokens -= float64(n)
-	debt := b.tokens
-	b.mu.Unlock()
-	if debt >= 0 {
-		return nil
-	}
-	t := time.NewTimer(time.Duration(-debt / b.rate * float64(time.Second)))
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-closed:
-		return errors.New("tunnel: device transport closed")
-	}
 }

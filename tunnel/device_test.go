@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/iosmux/iosmux/internal/testkit"
@@ -221,27 +220,6 @@ func TestDeviceBreaksOnMergedPackets(t *testing.T) {
 	if _, err := io.ReadAll(a); err != nil && !errors.Is(err, io.ErrClosedPipe) {
 		t.Fatalf("transport after break: %v", err)
 	}
-}
-
-func TestBucketPaces(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		b := newBucket(1000) // bytes per second, one second of burst
-		closed := make(chan struct{})
-		start := time.Now()
-		for range 5 {
-			if err := b.wait(1000, closed); err != nil {
-				t.Fatal(err)
-			}
-		}
-		// The first second is burst; four more take four seconds.
-		if d := time.Since(start); d != 4*time.Second {
-			t.Fatalf("5000 bytes at 1000 B/s took %v, want 4s", d)
-		}
-		close(closed)
-		if err := b.wait(1_000_000, closed); err == nil {
-			t.Fatal("wait ignored close")
-		}
-	})
 }
 
 func TestFaultConnDropAfter(t *testing.T) {
