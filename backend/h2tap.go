@@ -2,9 +2,7 @@ package backend
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/binary"
-	"math"
 	"strconv"
 	"sync/atomic"
 
@@ -250,93 +248,8 @@ func (p *h2Parser) message(stream uint32, raw []byte) {
 			b = append(b, `,"bytes":`...)
 			return strconv.AppendInt(b, int64(len(raw)), 10)
 		}
-		return appendMessage(b, &m)
+		return xpc.AppendJSONMessage(append(b, ','), &m)
 	})
-}
-
-func appendMessage(b []byte, m *xpc.Message) []byte {
-	b = append(b, `,"message":{"flags":"0x`...)
-	var f [4]byte
-	binary.BigEndian.PutUint32(f[:], uint32(m.Flags))
-	for _, x := range f {
-		b = append(b, hex2(x)...)
-	}
-	b = append(b, `","id":`...)
-	b = strconv.AppendUint(b, m.ID, 10)
-	if m.Body != nil {
-		b = append(b, `,"body":`...)
-		b = appendValue(b, m.Body, 0)
-	}
-	return append(b, '}')
-}
-
-// appendValue renders an XPC value as JSON, keeping wire types (see the
-// wire log's description) and dictionary order.
-func appendValue(b []byte, v xpc.Value, depth int) []byte {
-	if depth > xpc.DefaultMaxDepth {
-		return append(b, `"…"`...)
-	}
-	tagged := func(tag string, val []byte) []byte {
-		b = append(b, `{"`...)
-		b = append(b, tag...)
-		b = append(b, `":`...)
-		b = append(b, val...)
-		return append(b, '}')
-	}
-	quoted := func(s string) []byte { return strconv.AppendQuote(nil, s) }
-	switch v := v.(type) {
-	case nil, xpc.Null:
-		return append(b, "null"...)
-	case xpc.Bool:
-		return strconv.AppendBool(b, bool(v))
-	case xpc.String:
-		return appendJSONString(b, string(v))
-	case xpc.Int64:
-		return tagged("int64", quoted(strconv.FormatInt(int64(v), 10)))
-	case xpc.Uint64:
-		return tagged("uint64", quoted(strconv.FormatUint(uint64(v), 10)))
-	case xpc.Double:
-		f := float64(v)
-		if math.IsInf(f, 0) || math.IsNaN(f) {
-			return tagged("double", quoted(strconv.FormatFloat(f, 'g', -1, 64)))
-		}
-		return tagged("double", strconv.AppendFloat(nil, f, 'g', -1, 64))
-	case xpc.Date:
-		return tagged("date", quoted(v.Time().Format("2006-01-02T15:04:05.999999999Z07:00")))
-	case xpc.Data:
-		return tagged("data", quoted(base64.StdEncoding.EncodeToString(v)))
-	case xpc.UUID:
-		return tagged("uuid", quoted(v.String()))
-	case xpc.Array:
-		b = append(b, '[')
-		for i, e := range v {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendValue(b, e, depth+1)
-		}
-		return append(b, ']')
-	case *xpc.Dict:
-		b = append(b, '{')
-		i := 0
-		for k, e := range v.All() {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			i++
-			b = appendJSONString(b, k)
-			b = append(b, ':')
-			b = appendValue(b, e, depth+1)
-		}
-		return append(b, '}')
-	case xpc.FileTransfer:
-		b = append(b, `{"fileTransfer":{"id":"`...)
-		b = strconv.AppendUint(b, v.ID, 10)
-		b = append(b, `","object":`...)
-		b = appendValue(b, v.Object, depth+1)
-		return append(b, "}}"...)
-	}
-	return tagged("kind", quoted(v.Kind().String()))
 }
 
 func (p *h2Parser) event(what string) {

@@ -2,13 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"math"
 	"net"
-	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -109,7 +105,7 @@ func runRSDInfo(ctx context.Context, a *app, cmd *cobra.Command, o rsdInfoOption
 	}
 	defer c.Close()
 	if o.asJSON {
-		return writeJSON(a.stdout, xpcJSON(c.Handshake.Body()))
+		return writeJSON(a.stdout, json.RawMessage(xpc.AppendJSON(nil, c.Handshake.Body(), xpc.JSONPlain)))
 	}
 	return printHandshake(a, c.Handshake)
 }
@@ -174,82 +170,4 @@ func printHandshake(a *app, h *rsd.Handshake) error {
 		fmt.Fprintf(w, "-\t-\t%s\t(skipped: bad Port)\n", name)
 	}
 	return w.Flush()
-}
-
-// xpcJSON converts an XPC value to what pymobiledevice3 prints: UUIDs as
-// lower-case dashed text, data as base64, dates as RFC 3339, 64-bit
-// integers as exact JSON numbers.
-func xpcJSON(v xpc.Value) any {
-	switch v := v.(type) {
-	case *xpc.Dict:
-		m := jsonObject{}
-		for k, e := range v.All() {
-			m.keys = append(m.keys, k)
-			m.vals = append(m.vals, xpcJSON(e))
-		}
-		return m
-	case xpc.Array:
-		out := make([]any, len(v))
-		for i, e := range v {
-			out[i] = xpcJSON(e)
-		}
-		return out
-	case xpc.String:
-		return string(v)
-	case xpc.Bool:
-		return bool(v)
-	case xpc.Int64:
-		return jsonNumber(strconv.FormatInt(int64(v), 10))
-	case xpc.Uint64:
-		return jsonNumber(strconv.FormatUint(uint64(v), 10))
-	case xpc.Double:
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return nil
-		}
-		return float64(v)
-	case xpc.Date:
-		return v.Time().Format(time.RFC3339Nano)
-	case xpc.UUID:
-		return v.String()
-	case xpc.Data:
-		return base64.StdEncoding.EncodeToString(v)
-	case xpc.FileTransfer:
-		size, _ := v.Size()
-		return map[string]any{"file_transfer": v.ID, "size": size}
-	case xpc.Null:
-		return nil
-	}
-	return fmt.Sprint(v)
-}
-
-var jsonMarshal = json.Marshal
-
-type jsonNumber string
-
-func (n jsonNumber) MarshalJSON() ([]byte, error) { return []byte(n), nil }
-
-// jsonObject keeps the dictionary's order in JSON output.
-type jsonObject struct {
-	keys []string
-	vals []any
-}
-
-func (o jsonObject) MarshalJSON() ([]byte, error) {
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, k := range o.keys {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		kb, _ := jsonMarshal(k)
-		b.Write(kb)
-		b.WriteByte(':')
-		vb, err := jsonMarshal(o.vals[i])
-		if err != nil {
-			return nil, err
-		}
-		b.Write(vb)
-	}
-	b.WriteByte('}')
-	return []byte(b.String()), nil
 }
