@@ -1,16 +1,13 @@
 package backend
 
 import (
-	"errors"
 	"net"
 	"sync"
 
 	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/tunnel"
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
-	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
-	"gvisor.dev/gvisor/pkg/waiter"
+	"github.com/iosmux/iosmux/utun"
 )
 
 // Client tunnels (doc.go, "Tunnels through the backend"): a client that
@@ -76,9 +73,7 @@ func (bt *boot) clientTunnels(h *rsd.Handshake) (*clientTunnels, error) {
 		dev.Close()
 		return nil, err
 	}
-	s := dev.Stack().Stack()
-	fwd := tcp.NewForwarder(s, 0, 1024, ct.handle)
-	s.SetTransportProtocolHandler(tcp.ProtocolNumber, fwd.HandlePacket)
+	dev.Stack().ForwardTCP(1024, ct.handle)
 	bt.tunnels = ct
 	return ct, nil
 }
@@ -108,28 +103,28 @@ func (ct *clientTunnels) track() bool {
 // runs on a goroutine of the stack's forwarder; track makes close wait for
 // it. The device side is dialled before the client's handshake completes,
 // so a port the device refuses is refused to the client too (RST).
-func (ct *clientTunnels) handle(r *tcp.ForwarderRequest) {
+func (ct *clientTunnels) handle(r *utun.TCPRequest) {
 	if !ct.track() {
-		r.Complete(true)
+		r.Refuse()
 		return
 	}
 	defer ct.wg.Done()
 	b := ct.b
 	v := b.current()
 	if v == nil || v.boot != ct.bt {
-		r.Complete(true)
+		r.Refuse()
 		return
 	}
-	port := r.ID().LocalPort
+	port := r.LocalPort()
 	switch port {
 	case b.rsdPort:
-		if c, err := accept(r); err == nil {
+		if c, err := r.Accept(); err == nil {
 			v = b.freshView(v)
 			b.serveHandshake(v.boot, v.server, c, "tunnel rsd")
 		}
 		return
 	case b.tsPort:
-		if c, err := accept(r); err == nil {
+		if c, err := r.Accept(); err == nil {
 			b.serveTunnelService(c)
 		}
 		return
@@ -146,10 +141,10 @@ func (ct *clientTunnels) handle(r *tcp.ForwarderRequest) {
 	}
 	if err != nil {
 		b.log.Debug("backend: tunnel connection refused", "port", port, "service", name, "err", err)
-		r.Complete(true)
+		r.Refuse()
 		return
 	}
-	c, err := accept(r)
+	c, err := r.Accept()
 	if err != nil {
 		d.Close()
 		return
@@ -159,16 +154,4 @@ func (ct *clientTunnels) handle(r *tcp.ForwarderRequest) {
 		what += " " + name
 	}
 	b.relay(v, c, d, what)
-}
-
-// accept completes the client's handshake and returns the connection.
-func accept(r *tcp.ForwarderRequest) (net.Conn, error) {
-	var wq waiter.Queue
-	ep, terr := r.CreateEndpoint(&wq)
-	if terr != nil {
-		r.Complete(true)
-		return nil, errors.New(terr.String())
-	}
-	r.Complete(false)
-	return gonet.NewTCPConn(&wq, ep), nil
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/iosmux/iosmux/discovery"
@@ -31,8 +32,33 @@ import (
 type pairState struct {
 	udid  string
 	store *identityStore
-	dev   *pairing.Server
 	info  pairing.HandshakeInfo
+	cfg   pairing.ServerConfig // CreateListener set per local address
+
+	mu      sync.Mutex
+	servers map[string]*pairing.Server // by the local address clients reached
+}
+
+// server is the pairing device role for connections that reached the
+// backend at local: createListener opens the tunnel port on that address
+// (remotepairing.md §9.5: the listener is where the control channel is).
+func (ps *pairState) server(b *Backend, local net.Addr) (*pairing.Server, error) {
+	key := local.String()
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if s := ps.servers[key]; s != nil {
+		return s, nil
+	}
+	cfg := ps.cfg
+	cfg.CreateListener = func(ctx context.Context, host string, req pairing.ListenerRequest) (*pairing.Listener, error) {
+		return b.createListener(ctx, local, host, req)
+	}
+	s, err := pairing.NewServer(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	ps.servers[key] = s
+	return s, nil
 }
 
 // pairHandshakeTimeout bounds reading the device's pairing handshake.
@@ -67,26 +93,27 @@ func (b *Backend) pairStateFor(ls *linkState, h *rsd.Handshake) (*pairState, err
 		}
 	}
 	id := store.identity()
-	ps = &pairState{udid: udid, store: store, info: *info}
-	ps.dev, err = pairing.NewServer(&pairing.ServerConfig{
+	ps = &pairState{udid: udid, store: store, info: *info, servers: map[string]*pairing.Server{}}
+	ps.cfg = pairing.ServerConfig{
 		Rand: b.cfg.Rand,
 		Identity: pairing.DeviceIdentity{
 			Identifier: id.Identifier, Seed: id.Seed, AltIRK: id.AltIRK, BTAddr: id.BTAddr, MAC: id.MAC,
 			Model: h.Properties.String("ProductType"), Name: firstNonEmpty(info.Device.Name, deviceName(h.Properties)),
 			SerialNumber: h.Properties.String("SerialNumber"), UDID: udid,
 		},
-		Handshake:      *info,
-		Mode:           pairing.ModeTrust,
-		Consent:        b.consent,
-		Hosts:          store,
-		CreateListener: b.createListener,
-		OnVerified:     func(host string) { b.log.Info("backend: client verified", "udid", udid, "host", host) },
+		Handshake:  *info,
+		Mode:       pairing.ModeTrust,
+		Consent:    b.consent,
+		Hosts:      store,
+		OnVerified: func(host string) { b.log.Info("backend: client verified", "udid", udid, "host", host) },
 		OnPaired: func(h pairing.PairedHost) {
 			b.log.Info("backend: client paired", "udid", udid, "host", h.Identifier, "name", h.Info.Name)
 		},
 		Logger: b.log,
-	})
-	if err != nil {
+	}
+	// The identity is checked once, here, rather than at a client's first
+	// connection.
+	if _, err := pairing.NewServer(&ps.cfg); err != nil {
 		return nil, err
 	}
 	return ps, nil
@@ -178,19 +205,15 @@ func (b *Backend) lockdownDeviceName(ls *linkState, h *rsd.Handshake) string {
 	return name
 }
 
-// createListener answers a client's createListener: a tunnel port on the
-// address the client reached us on, whose tunnel ends in the boot's client
-// tunnel stack.
-func (b *Backend) createListener(ctx context.Context, host string, req pairing.ListenerRequest) (*pairing.Listener, error) {
+// createListener answers a client's createListener: a tunnel port on la,
+// the address the client reached us on, whose tunnel ends in the boot's
+// client tunnel stack.
+func (b *Backend) createListener(ctx context.Context, la net.Addr, host string, req pairing.ListenerRequest) (*pairing.Listener, error) {
 	b.mu.Lock()
 	v := b.view
 	b.mu.Unlock()
 	if v == nil {
 		return nil, errors.New("no device attached")
-	}
-	la, _ := ctx.Value(localAddrKey{}).(net.Addr)
-	if la == nil {
-		return nil, errors.New("tunnel listener: unknown local address")
 	}
 	ct, err := v.boot.clientTunnels(v.device)
 	if err != nil {

@@ -82,16 +82,6 @@ func (b *Backend) serveHandshake(bt *boot, srv *rsd.Server, c net.Conn, what str
 	b.log.Debug("backend: RSD connection ended", "what", what, "remote", remote, "hostUUID", peer.UUID.String())
 }
 
-// localAddrKey carries the address a client reached the backend on, so
-// that createListener opens the tunnel port where the client can reach it
-// (remotepairing.md §9.5: the listener is on the address of the control
-// channel).
-type localAddrKey struct{}
-
-func withLocalAddr(ctx context.Context, a net.Addr) context.Context {
-	return context.WithValue(ctx, localAddrKey{}, a)
-}
-
 // pairingTarget returns what a pairing connection is served with now.
 func (b *Backend) pairingTarget() (*pairState, *boot) {
 	b.mu.Lock()
@@ -112,9 +102,14 @@ func (b *Backend) serveTunnelService(c net.Conn) {
 		return
 	}
 	remote := addrString(c.RemoteAddr())
-	ctx := withLocalAddr(bt.ctx, c.LocalAddr())
+	srv, err := ps.server(b, c.LocalAddr())
+	if err != nil {
+		c.Close()
+		b.log.Warn("backend: tunnel service", "remote", remote, "err", err)
+		return
+	}
 	c = b.cfg.WireLog.Tap(c, "tunnel service "+remote)
-	err := ps.dev.ServeXPC(ctx, c, &xpc.Config{Name: "tunnel service " + remote, Logger: b.log})
+	err = srv.ServeXPC(bt.ctx, c, &xpc.Config{Name: "tunnel service " + remote, Logger: b.log})
 	if err != nil {
 		b.log.Debug("backend: tunnel service connection ended", "remote", remote, "err", err)
 	}
@@ -129,14 +124,20 @@ func (b *Backend) serveNetworkPairing(c net.Conn) {
 		return
 	}
 	remote := addrString(c.RemoteAddr())
-	ctx := withLocalAddr(bt.ctx, c.LocalAddr())
+	srv, err := ps.server(b, c.LocalAddr())
+	if err != nil {
+		c.Close()
+		b.log.Warn("backend: network pairing", "remote", remote, "err", err)
+		return
+	}
+	ctx := bt.ctx
 	c = b.cfg.WireLog.Tap(c, "network pairing "+remote)
 	t := pairing.NewRPPairing(c)
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	defer t.Close()
 	defer c.Close()
-	if err := ps.dev.Serve(ctx, t); err != nil {
+	if err := srv.Serve(ctx, t); err != nil {
 		b.log.Debug("backend: network pairing connection ended", "remote", remote, "err", err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
 )
 
 // Netstack defaults.
@@ -144,9 +145,41 @@ func NewNetstack(cfg NetstackConfig) (*Netstack, error) {
 	return ns, nil
 }
 
-// Stack returns the underlying gVisor stack, for what this type does not
-// wrap (statistics, UDP listeners, options).
-func (ns *Netstack) Stack() *stack.Stack { return ns.stack }
+// ForwardTCP hands every TCP connection the stack receives, whatever its
+// destination address and port, to handle (each on a goroutine of its own)
+// before the handshake completes, instead of to listeners: a stack that
+// terminates connections meant for other endpoints (the backend's client
+// tunnels) decides per request whether to accept or refuse. maxInFlight
+// bounds the handshakes under way.
+func (ns *Netstack) ForwardTCP(maxInFlight int, handle func(*TCPRequest)) {
+	fwd := tcp.NewForwarder(ns.stack, 0, maxInFlight, func(r *tcp.ForwarderRequest) { handle(&TCPRequest{r: r}) })
+	ns.stack.SetTransportProtocolHandler(tcp.ProtocolNumber, fwd.HandlePacket)
+}
+
+// TCPRequest is a connection attempt (a SYN) a ForwardTCP handler decides
+// on: Accept completes the handshake, Refuse answers with a reset. A
+// handler must call one of them.
+type TCPRequest struct {
+	r *tcp.ForwarderRequest
+}
+
+// LocalPort is the port the peer connects to.
+func (r *TCPRequest) LocalPort() uint16 { return r.r.ID().LocalPort }
+
+// Accept completes the handshake and returns the connection.
+func (r *TCPRequest) Accept() (net.Conn, error) {
+	var wq waiter.Queue
+	ep, terr := r.r.CreateEndpoint(&wq)
+	if terr != nil {
+		r.r.Complete(true)
+		return nil, fmt.Errorf("utun: netstack accept: %s", terr)
+	}
+	r.r.Complete(false)
+	return gonet.NewTCPConn(&wq, ep), nil
+}
+
+// Refuse answers the attempt with a reset.
+func (r *TCPRequest) Refuse() { r.r.Complete(true) }
 
 // Addr returns the stack's own address.
 func (ns *Netstack) Addr() netip.Addr { return ns.addr }
