@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/deadline"
 	"golang.org/x/sys/unix"
 )
 
@@ -84,7 +85,7 @@ func (n *NetlinkLinks) Close() error {
 
 // Watch implements LinkWatcher. Only one Watch may run at a time.
 func (n *NetlinkLinks) Watch(ctx context.Context, changed func([]Link)) error {
-	stop := context.AfterFunc(ctx, func() { n.sub.SetReadDeadline(time.Unix(1, 0)) })
+	stop := deadline.Interrupt(ctx, n.sub.SetReadDeadline)
 	defer stop()
 	last, err := n.List()
 	if err != nil {

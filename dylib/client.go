@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/deadline"
 	"github.com/iosmux/iosmux/xpc"
 )
 
@@ -89,12 +90,8 @@ func NewClient(ctx context.Context, nc net.Conn, cfg ClientConfig, devices []xpc
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Client{conn: NewConn(nc), cfg: cfg, log: log}
-	dl := time.Now().Add(cfg.HandshakeTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
-		dl = d
-	}
-	stop := context.AfterFunc(ctx, func() { nc.SetReadDeadline(time.Now()) })
-	nc.SetReadDeadline(dl)
+	stop := deadline.Interrupt(ctx, nc.SetReadDeadline)
+	nc.SetReadDeadline(deadline.Earliest(ctx, cfg.HandshakeTimeout))
 	f, err := c.conn.ReadFrame()
 	stop()
 	nc.SetReadDeadline(time.Time{})

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/deadline"
 	"github.com/iosmux/iosmux/xpc"
 )
 
@@ -68,7 +69,7 @@ func Accept(ctx context.Context, nc net.Conn, cfg ServerConfig) (*Server, error)
 		nc.Close()
 		return nil, err
 	}
-	stop := context.AfterFunc(ctx, func() { nc.SetReadDeadline(time.Now()) })
+	stop := deadline.Interrupt(ctx, nc.SetReadDeadline)
 	nc.SetReadDeadline(time.Now().Add(cfg.HandshakeTimeout))
 	f, err := s.conn.ReadFrame()
 	stop()

@@ -10,6 +10,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/iosmux/iosmux/internal/deadline"
 )
 
 // Port is lockdownd's TCP port on the device.
@@ -69,11 +71,7 @@ func (c *Client) Close() error {
 
 // deadline is the earlier of ctx's deadline and now+timeout.
 func (c *Client) deadline(ctx context.Context) time.Time {
-	d := time.Now().Add(c.cfg.Timeout)
-	if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
-		return cd
-	}
-	return d
+	return deadline.Earliest(ctx, c.cfg.Timeout)
 }
 
 // guard runs io with the connection's deadline set from ctx, interrupting
@@ -85,7 +83,7 @@ func (c *Client) guard(ctx context.Context, what string, io func() error) error 
 	}
 	err := c.raw.SetDeadline(c.deadline(ctx)) // fails once the conn is closed
 	if err == nil {
-		stop := context.AfterFunc(ctx, func() { c.raw.SetDeadline(time.Unix(1, 0)) })
+		stop := deadline.Interrupt(ctx, c.raw.SetDeadline)
 		err = io()
 		if !stop() && err == nil {
 			err = context.Cause(ctx)

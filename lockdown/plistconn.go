@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"syscall"
-	"time"
+
+	"github.com/iosmux/iosmux/internal/deadline"
 )
 
 // PlistConn carries the lockdown-framed plists of a service connection:
@@ -50,7 +50,7 @@ func (c *PlistConn) Send(ctx context.Context, v any) error {
 	if err != nil {
 		return err
 	}
-	return WithDeadline(ctx, c.nc, func() error {
+	return deadline.Do(ctx, c.nc, func() error {
 		_, err := c.nc.Write(frame)
 		return err
 	})
@@ -69,7 +69,7 @@ func (c *PlistConn) SendAll(ctx context.Context, vs ...any) error {
 		}
 		out = append(out, frame...)
 	}
-	return WithDeadline(ctx, c.nc, func() error {
+	return deadline.Do(ctx, c.nc, func() error {
 		_, err := c.nc.Write(out)
 		return err
 	})
@@ -79,7 +79,7 @@ func (c *PlistConn) SendAll(ctx context.Context, vs ...any) error {
 // io.EOF means the peer closed the connection between messages.
 func (c *PlistConn) Receive(ctx context.Context, v any) error {
 	var payload []byte
-	err := WithDeadline(ctx, c.nc, func() error {
+	err := deadline.Do(ctx, c.nc, func() error {
 		var err error
 		payload, err = readFrame(c.nc, c.max)
 		return err
@@ -100,29 +100,6 @@ func (c *PlistConn) ReceiveMessage(ctx context.Context) (Message, error) {
 		return nil, fmt.Errorf("%w: plist is not a dictionary", ErrMalformed)
 	}
 	return m, nil
-}
-
-// WithDeadline runs f, a blocking call on nc, with ctx's deadline set on nc
-// and ctx's cancellation interrupting it; the deadline is cleared after.
-// When ctx ends during f its cause is returned (joined with f's error)
-// rather than a bare i/o timeout.
-func WithDeadline(ctx context.Context, nc net.Conn, f func() error) error {
-	if err := ctx.Err(); err != nil {
-		return context.Cause(ctx)
-	}
-	dl, _ := ctx.Deadline()
-	if err := nc.SetDeadline(dl); err != nil {
-		return err
-	}
-	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
-	err := f()
-	if !stop() {
-		err = errors.Join(context.Cause(ctx), err)
-	} else if d, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(d) {
-		err = errors.Join(context.DeadlineExceeded, err)
-	}
-	_ = nc.SetDeadline(time.Time{})
-	return err
 }
 
 // IsClosed reports whether err means the peer or we closed the connection

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/iosmux/iosmux/internal/deadline"
 )
 
 // Transport carries whole envelopes (remotepairing.md §1.1) as trees (see
@@ -46,13 +48,16 @@ func ioWithContext(ctx context.Context, conn any, read bool, fn func() error) er
 		_ = set(dl)
 		defer func() { _ = set(time.Time{}) }()
 	}
-	stop := context.AfterFunc(ctx, func() {
-		if _, ok := conn.(deadliner); ok {
-			_ = set(time.Unix(1, 0))
-		} else if c, ok := conn.(io.Closer); ok {
-			_ = c.Close()
-		}
-	})
+	var stop func() bool
+	if _, ok := conn.(deadliner); ok {
+		stop = deadline.Interrupt(ctx, set)
+	} else {
+		stop = context.AfterFunc(ctx, func() {
+			if c, ok := conn.(io.Closer); ok {
+				_ = c.Close()
+			}
+		})
+	}
 	err := fn()
 	if !stop() || ctx.Err() != nil {
 		if cause := context.Cause(ctx); cause != nil {

@@ -12,6 +12,8 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/iosmux/iosmux/internal/deadline"
 )
 
 // CDTunnel handshake (tunnel.md §2): one frame each way, host first.
@@ -373,7 +375,7 @@ func bindContext(ctx context.Context, rw any) (stop func(error) error) {
 		if dl, ok := ctx.Deadline(); ok {
 			_ = d.SetDeadline(dl)
 		}
-		cancelStop := context.AfterFunc(ctx, func() { _ = d.SetDeadline(time.Unix(1, 0)) })
+		cancelStop := deadline.Interrupt(ctx, d.SetDeadline)
 		return func(err error) error {
 			cancelStop()
 			_ = d.SetDeadline(time.Time{})

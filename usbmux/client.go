@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/iosmux/iosmux/internal/deadline"
 )
 
 // DefaultTimeout bounds one request (dial, send, reply) when the caller's
@@ -92,14 +94,10 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 // ctx interrupts the read. The deadline is left set; callers that keep the
 // socket clear it.
 func (c *Client) roundTrip(ctx context.Context, conn net.Conn, req *request) (*reply, error) {
-	deadline := time.Now().Add(c.cfg.Timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	if err := conn.SetDeadline(deadline); err != nil {
+	if err := conn.SetDeadline(deadline.Earliest(ctx, c.cfg.Timeout)); err != nil {
 		return nil, fmt.Errorf("usbmux: %s: %w", req.MessageType, err)
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	stop := deadline.Interrupt(ctx, conn.SetDeadline)
 	rep, err := c.exchange(ctx, conn, req)
 	// stop reports false once the deadline-poisoning func has run or is
 	// about to: the socket is then unusable whatever the exchange returned.

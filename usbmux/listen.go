@@ -8,6 +8,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/iosmux/iosmux/internal/deadline"
 )
 
 // EventKind says what an Event reports.
@@ -113,7 +115,7 @@ func (l *Listener) Next(ctx context.Context) (Event, error) {
 }
 
 func (l *Listener) next(ctx context.Context) (Event, error) {
-	stop := context.AfterFunc(ctx, func() { l.conn.SetReadDeadline(time.Unix(1, 0)) })
+	stop := deadline.Interrupt(ctx, l.conn.SetReadDeadline)
 	defer stop()
 	for {
 		rep, err := l.read(ctx)

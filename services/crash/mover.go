@@ -7,7 +7,7 @@ import (
 	"io"
 	"net"
 
-	"github.com/iosmux/iosmux/lockdown"
+	"github.com/iosmux/iosmux/internal/deadline"
 	"github.com/iosmux/iosmux/services/reach"
 )
 
@@ -24,7 +24,7 @@ var Ping = []byte("ping\x00")
 func Flush(ctx context.Context, conn net.Conn) error {
 	defer conn.Close()
 	var got [4]byte
-	err := lockdown.WithDeadline(ctx, conn, func() error {
+	err := deadline.Do(ctx, conn, func() error {
 		_, err := io.ReadFull(conn, got[:])
 		return err
 	})
@@ -57,7 +57,7 @@ func ServeMover(ctx context.Context, conn net.Conn, move func()) error {
 	if move != nil {
 		move()
 	}
-	return lockdown.WithDeadline(ctx, conn, func() error {
+	return deadline.Do(ctx, conn, func() error {
 		_, err := conn.Write(Ping)
 		return err
 	})

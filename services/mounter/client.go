@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/deadline"
 	"github.com/iosmux/iosmux/lockdown"
 )
 
@@ -192,7 +193,7 @@ func (c *Client) Upload(ctx context.Context, imageType string, signature []byte,
 // UploadIdleTimeout, interrupted when ctx ends.
 func (c *Client) copyImage(ctx context.Context, r io.Reader, size int64, progress func(int64)) error {
 	nc := c.pc.Conn()
-	stop := context.AfterFunc(ctx, func() { nc.SetWriteDeadline(time.Unix(1, 0)) })
+	stop := deadline.Interrupt(ctx, nc.SetWriteDeadline)
 	defer stop()
 	defer nc.SetWriteDeadline(time.Time{})
 	buf := make([]byte, 1<<20)
@@ -200,11 +201,7 @@ func (c *Client) copyImage(ctx context.Context, r io.Reader, size int64, progres
 	for done < size {
 		n, rerr := io.ReadFull(r, buf[:min(int64(len(buf)), size-done)])
 		if n > 0 {
-			dl := time.Now().Add(UploadIdleTimeout)
-			if d, ok := ctx.Deadline(); ok && d.Before(dl) {
-				dl = d
-			}
-			nc.SetWriteDeadline(dl)
+			nc.SetWriteDeadline(deadline.Earliest(ctx, UploadIdleTimeout))
 			if _, err := nc.Write(buf[:n]); err != nil {
 				if ctx.Err() != nil {
 					return context.Cause(ctx)

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/deadline"
 	"github.com/iosmux/iosmux/lockdown"
 )
 
@@ -311,7 +312,7 @@ func (ss *session) receiveBytes(ctx context.Context, conn net.Conn, req lockdown
 // readImage copies exactly n bytes of conn into w; each read must make
 // progress within UploadIdleTimeout.
 func readImage(ctx context.Context, conn net.Conn, w io.Writer, n int64) error {
-	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
+	stop := deadline.Interrupt(ctx, conn.SetReadDeadline)
 	defer stop()
 	defer conn.SetReadDeadline(time.Time{})
 	buf := make([]byte, 1<<20)

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/deadline"
 	"github.com/iosmux/iosmux/lockdown"
 )
 
@@ -109,7 +110,7 @@ func (c *Client) request(ctx context.Context, name string, req map[string]any) (
 		return nil, fmt.Errorf("ostrace: %s: send: %w", name, err)
 	}
 	var rep map[string]any
-	err := lockdown.WithDeadline(ctx, c.conn, func() error {
+	err := deadline.Do(ctx, c.conn, func() error {
 		m, p, err := readFrame(c.br, c.buf)
 		if err != nil {
 			return err
@@ -197,7 +198,7 @@ func (c *Client) Run(ctx context.Context, fn func(r *Record) error) error {
 // Next reads one record; ctx bounds the wait.
 func (c *Client) Next(ctx context.Context) (*Record, error) {
 	var r Record
-	err := lockdown.WithDeadline(ctx, c.conn, func() error {
+	err := deadline.Do(ctx, c.conn, func() error {
 		var err error
 		r, err = c.next()
 		return err
@@ -246,7 +247,7 @@ func (c *Client) CreateArchive(ctx context.Context, w io.Writer, req ArchiveRequ
 		return 0, err
 	}
 	var n int64
-	err := lockdown.WithDeadline(ctx, c.conn, func() error {
+	err := deadline.Do(ctx, c.conn, func() error {
 		for {
 			mk, p, err := readFrame(c.br, c.buf)
 			if errors.Is(err, io.EOF) {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/deadline"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/services/reach"
 )
@@ -122,7 +123,7 @@ func (s *Server) timeout() time.Duration {
 func (s *Server) write(ctx context.Context, conn net.Conn, b []byte) error {
 	wctx, cancel := context.WithTimeout(ctx, s.timeout())
 	defer cancel()
-	return lockdown.WithDeadline(wctx, conn, func() error {
+	return deadline.Do(wctx, conn, func() error {
 		_, err := conn.Write(b)
 		return err
 	})

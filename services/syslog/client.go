@@ -10,7 +10,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/iosmux/iosmux/lockdown"
+	"github.com/iosmux/iosmux/internal/deadline"
 )
 
 // DefaultMaxLine bounds one line on the host side. Real lines are at most a
@@ -93,7 +93,7 @@ func (c *Client) Buffered() bool { return c.br.Buffered() > 0 }
 func (c *Client) Next(ctx context.Context) (*Entry, error) {
 	var line string
 	var trunc bool
-	err := lockdown.WithDeadline(ctx, c.conn, func() error {
+	err := deadline.Do(ctx, c.conn, func() error {
 		var err error
 		line, trunc, err = c.readLine()
 		return err
