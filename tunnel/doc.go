@@ -38,7 +38,7 @@
 // nothing above utun and the TUN library. A QUIC transport reaches the pump
 // through Datagrams and DatagramConn (one packet per DATAGRAM frame).
 //
-// Server (device.go) is the simulated iPhone's end: a gVisor stack holding
+// Server (server.go) is the simulated iPhone's end: a gVisor stack holding
 // the device address, where services listen, serving one Session per
 // transport, with Faults that reproduce the real forwarder's limits. Each
 // session is a point-to-point link: replies go down the session the peer
