@@ -23,9 +23,9 @@ import (
 	goafc "github.com/danielpaulus/go-ios/ios/afc"
 	"github.com/danielpaulus/go-ios/ios/installationproxy"
 	"github.com/danielpaulus/go-ios/ios/zipconduit"
-	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/iosmux/iosmux/backend"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/internal/ipa/ipatest"
 	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/lockdown"
@@ -34,9 +34,8 @@ import (
 	"github.com/iosmux/iosmux/services/instproxy"
 	"github.com/iosmux/iosmux/services/reach"
 	iosmuxzc "github.com/iosmux/iosmux/services/zipconduit"
-	"github.com/iosmux/iosmux/tunnel"
+	"github.com/iosmux/iosmux/sim/simtest"
 	"github.com/iosmux/iosmux/usbmux"
-	"github.com/iosmux/iosmux/utun"
 )
 
 // The performance comparison of docs/perf.md: one simulated iPhone in a
@@ -370,20 +369,7 @@ func startBenchRig(b *testing.B) *benchRig {
 		b.Fatal(err)
 	}
 	// The backend and its tunnel.
-	conn, _, err := lockdown.OpenService(ctx, br.mux, list[0], lockdown.CoreDeviceProxy, lockdown.ClientConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	var ns *utun.Netstack
-	pump, p, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
-		var err error
-		ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
-		return ns, err
-	}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { pump.Close() })
+	tn := simtest.OpenTunnelWith(b, br.mux, list[0].UDID(), establish.Options{}, nil)
 	bdir := filepath.Join(br.state, "backend")
 	host, err := rsd.LoadOrCreateHostUUID(bdir)
 	if err != nil {
@@ -394,7 +380,7 @@ func startBenchRig(b *testing.B) *benchRig {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { bk.Close() })
-	if err := bk.Attach(ctx, backend.DeviceTunnel{RSD: netip.AddrPortFrom(p.ServerAddress, p.ServerRSDPort), Dial: ns.DialContext, Done: pump.Done()}); err != nil {
+	if err := bk.Attach(ctx, backend.DeviceTunnel{RSD: tn.RSD(), Dial: tn.DialContext, Done: tn.Done()}); err != nil {
 		b.Fatal(err)
 	}
 	br.rsd = bk.Addr()

@@ -33,6 +33,8 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/iosmux/iosmux/backend"
+	"github.com/iosmux/iosmux/discovery"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/services/reach"
@@ -61,7 +63,7 @@ type rig struct {
 	rsdOnce sync.Once
 	b       *backend.Backend
 	rsdErr  error
-	pump    *tunnel.Pump
+	tn      *establish.Tunnel
 
 	binOnce sync.Once
 	bin     string
@@ -96,8 +98,8 @@ func run(m *testing.M) (int, error) {
 	r := &rig{f: f, dev: f.Devices()[0], state: state,
 		mux: usbmux.NewClient(usbmux.ClientConfig{Addr: usbmux.Addr{Net: "unix", Path: f.UsbmuxSocket()}})}
 	defer func() {
-		if r.pump != nil {
-			r.pump.Close()
+		if r.tn != nil {
+			r.tn.Close()
 		}
 		if r.b != nil {
 			r.b.Close()
@@ -163,20 +165,17 @@ func (r *rig) backendRSD(t testing.TB) netip.AddrPort {
 func (r *rig) startBackend() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, _, err := lockdown.OpenService(ctx, r.mux, r.usbDevice(ctx), lockdown.CoreDeviceProxy, lockdown.ClientConfig{})
-	if err != nil {
-		return fmt.Errorf("CoreDeviceProxy: %w", err)
-	}
 	var ns *utun.Netstack
-	pump, p, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
-		var err error
-		ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
-		return ns, err
-	}})
+	tn, err := establish.Establish(ctx, discovery.UsbmuxSighting(r.usbDevice(ctx)), establish.Options{Usbmux: r.mux,
+		NewTUN: func(p tunnel.Params) (tun.Device, error) {
+			var err error
+			ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
+			return ns, err
+		}})
 	if err != nil {
 		return fmt.Errorf("tunnel: %w", err)
 	}
-	r.pump = pump
+	r.tn = tn
 	dir := filepath.Join(r.state, "backend")
 	host, err := rsd.LoadOrCreateHostUUID(dir)
 	if err != nil {
@@ -186,7 +185,7 @@ func (r *rig) startBackend() error {
 	if err != nil {
 		return err
 	}
-	return r.b.Attach(ctx, backend.DeviceTunnel{RSD: netip.AddrPortFrom(p.ServerAddress, p.ServerRSDPort), Dial: ns.DialContext, Done: pump.Done()})
+	return r.b.Attach(ctx, backend.DeviceTunnel{RSD: tn.RSD(), Dial: ns.DialContext, Done: tn.Done()})
 }
 
 // rsdOpener is iosmux's opener through the backend's RSD.

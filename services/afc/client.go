@@ -9,6 +9,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/iosmux/iosmux/internal/deadline"
 )
 
 // ClientConfig configures a Client. The zero value is usable.
@@ -164,7 +166,7 @@ func (c *Client) start(ctx context.Context, op Opcode, path string, args, data, 
 		dl = time.Now().Add(c.cfg.Timeout)
 	}
 	c.conn.SetWriteDeadline(dl)
-	stop := context.AfterFunc(ctx, func() { c.conn.SetWriteDeadline(time.Unix(1, 0)) })
+	stop := deadline.Interrupt(ctx, c.conn.SetWriteDeadline)
 	bufs := net.Buffers{hdr}
 	if len(data) > 0 {
 		bufs = append(bufs, data)

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/iosmux/iosmux/internal/deadline"
 )
 
 // ServerConfig configures the device role.
@@ -108,7 +110,7 @@ func (s *Server) Serve(ctx context.Context, conn net.Conn) error {
 	}
 	sc := &serverConn{s: s, conn: conn, root: root, handles: map[uint64]*handle{}, next: 1,
 		br: bufio.NewReaderSize(conn, 256<<10), bw: bufio.NewWriterSize(conn, 64<<10)}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	stop := deadline.Interrupt(ctx, conn.SetDeadline)
 	defer stop()
 	err = sc.run()
 	sc.closeAll()

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/deadline"
 	"github.com/iosmux/iosmux/internal/ipa"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/services/reach"
@@ -99,7 +100,7 @@ func Send(ctx context.Context, conn net.Conn, path string, cfg SendConfig) (Inst
 		}
 		total += f.UncompressedSize64
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	stop := deadline.Interrupt(ctx, conn.SetDeadline)
 	defer stop()
 	pc := lockdown.NewPlistConn(conn, 1<<20)
 	if err := pc.Send(ctx, InitTransfer(filepath.Base(path))); err != nil {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/deadline"
 	"github.com/iosmux/iosmux/internal/ipa"
 	"github.com/iosmux/iosmux/lockdown"
 )
@@ -101,7 +102,7 @@ func (s *Server) Serve(ctx context.Context, conn net.Conn) {
 		send(map[string]any{"Error": "InternalError", "ErrorDescription": err.Error()})
 		return
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	stop := deadline.Interrupt(ctx, conn.SetDeadline)
 	err = s.unpack(ctx, conn, root)
 	stop()
 	root.Close()
