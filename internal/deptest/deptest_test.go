@@ -622,3 +622,20 @@ func TestLayoutTablePlanted(t *testing.T) {
 		})
 	}
 }
+
+// TestListingsPerGOOS: the listings really differ by system, so checking
+// both matters: utun reads routes through x/net/route on macOS only.
+func TestListingsPerGOOS(t *testing.T) {
+	imports := func(goos string) bool {
+		for _, p := range listPackages(t, goos) {
+			if p.ImportPath == module+"/utun" {
+				return slices.Contains(p.Imports, "golang.org/x/net/route")
+			}
+		}
+		t.Fatalf("GOOS=%s: no utun package", goos)
+		return false
+	}
+	if linux, darwin := imports("linux"), imports("darwin"); linux || !darwin {
+		t.Errorf("utun imports x/net/route: linux %v, darwin %v; want only darwin", linux, darwin)
+	}
+}
