@@ -15,6 +15,7 @@ import (
 	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/sim"
+	"github.com/iosmux/iosmux/sim/simtest"
 )
 
 // TestOneEstablishForTunneldAndStartTunnel: tunneld and start-tunnel bring
@@ -25,11 +26,7 @@ import (
 // other: start-tunnel --connection usbmux and tunneld watching usbmuxd each
 // bring the device's tunnel up over it.
 func TestOneEstablishForTunneldAndStartTunnel(t *testing.T) {
-	f, err := sim.StartFleet(sim.FleetConfig{Count: 1, Loopback: true, Profile: sim.MustProfile("18.2")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := simtest.StartFleet(t, sim.FleetConfig{Count: 1, Loopback: true, Profile: sim.MustProfile("18.2")})
 	ep := f.Endpoints().Devices[0]
 	mux := "UNIX:" + f.UsbmuxSocket()
 	store := pairing.RecordStore{Dir: t.TempDir()}

@@ -142,16 +142,7 @@ func startFleet(t testing.TB, cfg sim.FleetConfig) *sim.Fleet {
 	t.Helper()
 	cfg.LockdownKey = testKey()
 	cfg.TSSAddr = "127.0.0.1:0"
-	f, err := sim.StartFleet(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := f.Close(); err != nil {
-			t.Errorf("closing the fleet: %v", err)
-		}
-	})
-	return f
+	return simtest.StartFleet(t, cfg)
 }
 
 func muxClient(f *sim.Fleet) *usbmux.Client {

@@ -51,16 +51,7 @@ func startFleet(t *testing.T, cfg sim.FleetConfig) *sim.Fleet {
 	if cfg.LockdownKey == nil {
 		cfg.LockdownKey = testKey()
 	}
-	f, err := sim.StartFleet(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := f.Close(); err != nil {
-			t.Errorf("closing the fleet: %v", err)
-		}
-	})
-	return f
+	return simtest.StartFleet(t, cfg)
 }
 
 func udids(f *sim.Fleet) []string {

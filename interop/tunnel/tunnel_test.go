@@ -14,13 +14,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/iosmux/iosmux/discovery"
 	"github.com/iosmux/iosmux/establish"
+	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/tlspsk"
 	"github.com/iosmux/iosmux/tunnel"
@@ -56,7 +56,7 @@ func device(t testing.TB) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(serveAll(ln, serve))
+		t.Cleanup(testkit.Serve(ln, serve))
 	}
 	ep, err := establish.NewServer(establish.ServerConfig{Tunnels: dev, CipherSuites: []uint16{tlspsk.TLS_PSK_WITH_AES_256_GCM_SHA384}})
 	if err != nil {
@@ -121,23 +121,6 @@ func source(c net.Conn) {
 			return
 		}
 	}
-}
-
-func serveAll(ln net.Listener, f func(net.Conn)) func() {
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() { defer wg.Done(); f(c) }()
-		}
-	}()
-	return func() { ln.Close(); wg.Wait() }
 }
 
 // result is what a client prints.
