@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/discovery/mdns"
+	"github.com/iosmux/iosmux/internal/retry"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/utun"
 	"github.com/iosmux/iosmux/xpc"
@@ -234,17 +235,17 @@ func portOf(a net.Addr) uint16 {
 // nothing) when the backend is closing.
 func (b *Backend) goAccept(ln net.Listener, serve func(net.Conn)) bool {
 	return b.goTracked(func() {
-		for failures := 0; ; {
+		// Out of descriptors and the like: wait and go on, so a burst
+		// of clients does not kill a port for good.
+		wait := retry.Backoff{Min: 20 * time.Millisecond, Max: time.Second, Jitter: -1}
+		for {
 			c, err := ln.Accept()
 			if err != nil {
 				if b.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 					return
 				}
-				// Out of descriptors and the like: wait and go on, so a
-				// burst of clients does not kill a port for good.
-				failures++
 				b.log.Warn("backend: accept failed", "listen", ln.Addr().String(), "err", err)
-				t := time.NewTimer(min(10*time.Millisecond<<min(failures, 7), time.Second))
+				t := time.NewTimer(wait.Next())
 				select {
 				case <-t.C:
 				case <-b.ctx.Done():
@@ -253,7 +254,7 @@ func (b *Backend) goAccept(ln net.Listener, serve func(net.Conn)) bool {
 				}
 				continue
 			}
-			failures = 0
+			wait.Reset()
 			if !b.allowed(c) {
 				c.Close()
 				continue

@@ -24,13 +24,12 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/backend"
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/sim"
-	"github.com/iosmux/iosmux/tunnel"
+	"github.com/iosmux/iosmux/sim/simtest"
 	"github.com/iosmux/iosmux/usbmux"
-	"github.com/iosmux/iosmux/utun"
-	"golang.zx2c4.com/wireguard/tun"
 )
 
 func interopDir() string {
@@ -103,20 +102,7 @@ func newRig(t testing.TB, cfg sim.FleetConfig) *rig {
 func (r *rig) tunnelBackend(t testing.TB) netip.AddrPort {
 	t.Helper()
 	ctx := testCtx(t)
-	conn, _, err := lockdown.OpenService(ctx, r.mux, r.dev, lockdown.CoreDeviceProxy, lockdown.ClientConfig{})
-	if err != nil {
-		t.Fatalf("CoreDeviceProxy: %v", err)
-	}
-	var ns *utun.Netstack
-	pump, p, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
-		var err error
-		ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
-		return ns, err
-	}})
-	if err != nil {
-		t.Fatalf("tunnel: %v", err)
-	}
-	t.Cleanup(func() { pump.Close() })
+	tn := simtest.OpenTunnelWith(t, r.mux, r.dev.UDID(), establish.Options{}, nil)
 	state := t.TempDir()
 	host, err := rsd.LoadOrCreateHostUUID(state)
 	if err != nil {
@@ -127,7 +113,7 @@ func (r *rig) tunnelBackend(t testing.TB) netip.AddrPort {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	if err := b.Attach(ctx, backend.DeviceTunnel{RSD: netip.AddrPortFrom(p.ServerAddress, p.ServerRSDPort), Dial: ns.DialContext}); err != nil {
+	if err := b.Attach(ctx, backend.DeviceTunnel{RSD: tn.RSD(), Dial: tn.DialContext}); err != nil {
 		t.Fatal(err)
 	}
 	return b.Addr()

@@ -179,7 +179,7 @@ func (c *Client) Run(ctx context.Context, fn func(r *Record) error) error {
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetReadDeadline(time.Unix(1, 0)) })
+	stop := deadline.Interrupt(ctx, c.conn.SetReadDeadline)
 	defer stop()
 	for {
 		r, err := c.next()

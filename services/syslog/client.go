@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"time"
 
 	"github.com/iosmux/iosmux/internal/deadline"
 )
@@ -68,7 +67,7 @@ func (c *Client) lines(ctx context.Context, fn func(line string, truncated bool)
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetReadDeadline(time.Unix(1, 0)) })
+	stop := deadline.Interrupt(ctx, c.conn.SetReadDeadline)
 	defer stop()
 	for {
 		line, trunc, err := c.readLine()

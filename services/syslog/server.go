@@ -5,6 +5,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/deadline"
 	"github.com/iosmux/iosmux/services/reach"
 )
 
@@ -39,7 +40,7 @@ func Serve(ctx context.Context, conn net.Conn, feed Feed) error {
 	ctx, stop := reach.WatchHangup(ctx, conn)
 	defer stop()
 	// A write blocked on a host that stopped reading ends with ctx too.
-	stopWrites := context.AfterFunc(ctx, func() { _ = conn.SetWriteDeadline(time.Unix(1, 0)) })
+	stopWrites := deadline.Interrupt(ctx, conn.SetWriteDeadline)
 	defer stopWrites()
 	var buf []byte
 	for {
