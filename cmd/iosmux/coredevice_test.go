@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/internal/ipa/ipatest"
 	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/lockdown"
@@ -25,10 +26,9 @@ import (
 	"github.com/iosmux/iosmux/services/mounter/tss"
 	"github.com/iosmux/iosmux/services/reach"
 	"github.com/iosmux/iosmux/sim"
-	"github.com/iosmux/iosmux/tunnel"
+	"github.com/iosmux/iosmux/sim/simtest"
 	"github.com/iosmux/iosmux/usbmux"
 	"github.com/iosmux/iosmux/utun"
-	"golang.zx2c4.com/wireguard/tun"
 )
 
 // coreRig is one simulated iPhone (Developer Mode on, a developer app
@@ -69,20 +69,8 @@ func newCoreRig(t *testing.T) *coreRig {
 	if _, err := lockdown.PairUsbmux(ctx, mux, list[0], lockdown.PairOptions{HostName: "cli-test"}); err != nil {
 		t.Fatal(err)
 	}
-	conn, _, err := lockdown.OpenService(ctx, mux, list[0], lockdown.CoreDeviceProxy, lockdown.ClientConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ns *utun.Netstack
-	pump, p, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{NewTUN: func(p tunnel.Params) (tun.Device, error) {
-		var err error
-		ns, err = utun.NewNetstack(utun.NetstackConfig{Address: p.ClientPrefix(), MTU: p.MTU})
-		return ns, err
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pump.Close() })
+	tn := simtest.OpenTunnelWith(t, mux, list[0].UDID(), establish.Options{}, nil)
+	ns, p := tn.Net, tn.Params
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/deadline"
 	"github.com/iosmux/iosmux/services/reach"
 	"github.com/iosmux/iosmux/xpc"
 )
@@ -53,7 +54,7 @@ func ReadID(ctx context.Context, nc net.Conn) (*Stdio, error) {
 		dl = time.Now().Add(idTimeout)
 	}
 	nc.SetReadDeadline(dl)
-	stop := context.AfterFunc(ctx, func() { nc.SetReadDeadline(time.Unix(1, 0)) })
+	stop := deadline.Interrupt(ctx, nc.SetReadDeadline)
 	var id xpc.UUID
 	_, err := io.ReadFull(nc, id[:])
 	stop()
