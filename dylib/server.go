@@ -54,9 +54,9 @@ type Server struct {
 	wg   sync.WaitGroup
 }
 
-// Accept runs the dylib's handshake on an accepted connection (HELLO,
+// NewServer runs the dylib's handshake on an accepted connection (HELLO,
 // then HELLO_ACK) and starts reading iosmux's frames.
-func Accept(ctx context.Context, nc net.Conn, cfg ServerConfig) (*Server, error) {
+func NewServer(ctx context.Context, nc net.Conn, cfg ServerConfig) (*Server, error) {
 	if cfg.Wait <= 0 {
 		cfg.Wait = DefaultWait
 	}

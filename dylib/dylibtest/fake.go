@@ -131,7 +131,7 @@ func (f *Fake) accept() {
 			c.Close() // one iosmux connection at a time
 			continue
 		}
-		s, err := dylib.Accept(context.Background(), c, f.cfg.Server)
+		s, err := dylib.NewServer(context.Background(), c, f.cfg.Server)
 		if err != nil {
 			continue
 		}
