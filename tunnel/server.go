@@ -51,6 +51,13 @@ type ServerConfig struct {
 	Rand io.Reader
 	// Faults make the device misbehave on purpose.
 	Faults Faults
+	// Kernel puts the device end on this host's kernel instead of a
+	// userspace stack (Linux, root): the device address and every listener
+	// in a network namespace of the server's own, a kernel TUN per session
+	// (server_kernel_linux.go). Cheaper than gVisor by far, so a benchmark
+	// measures the host rather than the device; a host that sends from
+	// another address than its tunnel address is not answered there.
+	Kernel bool
 	// Logger receives session notes; nil discards.
 	Logger *slog.Logger
 }
@@ -63,7 +70,8 @@ type Server struct {
 	rsd    uint16
 	faults Faults
 	log    *slog.Logger
-	stack  *utun.Netstack
+	stack  *utun.Netstack // nil with a kernel end
+	kernel *kernelEnd     // ServerConfig.Kernel
 
 	mu       sync.Mutex
 	sessions map[netip.Addr]*Session
@@ -112,11 +120,19 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	addr := prefix.Addr().Next()
-	stack, err := utun.NewNetstack(utun.NetstackConfig{Address: netip.PrefixFrom(addr, prefix.Bits()), MTU: mtu})
+	var stack *utun.Netstack
+	var kernel *kernelEnd
+	var err error
+	if cfg.Kernel {
+		kernel, err = newKernelEnd(addr)
+	} else {
+		stack, err = utun.NewNetstack(utun.NetstackConfig{Address: netip.PrefixFrom(addr, prefix.Bits()), MTU: mtu})
+	}
 	if err != nil {
 		return nil, err
 	}
 	d := &Server{
+		kernel:   kernel,
 		prefix:   prefix,
 		addr:     addr,
 		mtu:      mtu,
@@ -129,8 +145,10 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		next:     1,
 		stop:     make(chan struct{}),
 	}
-	d.wg.Add(1)
-	go d.route()
+	if stack != nil {
+		d.wg.Add(1)
+		go d.route()
+	}
 	return d, nil
 }
 
@@ -141,12 +159,15 @@ func (d *Server) Address() netip.Addr { return d.addr }
 func (d *Server) RSDPort() uint16 { return d.rsd }
 
 // Stack returns the device's userspace stack, for dialing out from the
-// device or listening on other addresses.
+// device or listening on other addresses; nil with a kernel end.
 func (d *Server) Stack() *utun.Netstack { return d.stack }
 
 // ListenTCP listens on the device address at port (the trusted RSD, a
 // service). Closing the device closes the listener.
 func (d *Server) ListenTCP(port uint16) (net.Listener, error) {
+	if d.kernel != nil {
+		return d.kernel.listenTCP(port)
+	}
 	return d.stack.ListenTCP(netip.AddrPortFrom(d.addr, port))
 }
 
@@ -174,7 +195,11 @@ func (d *Server) Close() error {
 			s.Close()
 		}
 		close(d.stop)
-		d.stack.Close()
+		if d.stack != nil {
+			d.stack.Close()
+		} else {
+			d.kernel.close()
+		}
 	})
 	d.wg.Wait()
 	return nil
@@ -199,7 +224,7 @@ func (d *Server) allocate() (netip.Addr, error) {
 // release frees a's session and what it learned.
 func (d *Server) release(a netip.Addr) {
 	d.mu.Lock()
-	if s := d.sessions[a]; s != nil {
+	if s := d.sessions[a]; s != nil && s.tun != nil {
 		for _, l := range s.tun.learned {
 			if d.learned[l] == s {
 				delete(d.learned, l)
@@ -281,7 +306,17 @@ func (d *Server) startSession(ctx context.Context, hs io.ReadWriter, closer io.C
 		in:     make(chan *[]byte, sessionQueue),
 		closed: make(chan struct{}),
 	}
-	s.tun = &sessionTUN{s: s, self: client.As16()}
+	var dev tun.Device
+	if d.kernel != nil {
+		if dev, err = d.kernel.sessionTUN(client, params.MTU); err != nil {
+			d.release(client)
+			closer.Close()
+			return nil, err
+		}
+	} else {
+		s.tun = &sessionTUN{s: s, self: client.As16()}
+		dev = s.tun
+	}
 	conn := pc
 	switch {
 	case conn != nil:
@@ -300,7 +335,7 @@ func (d *Server) startSession(ctx context.Context, hs io.ReadWriter, closer io.C
 	d.sessions[client] = s
 	d.mu.Unlock()
 	pump, err := NewPump(PumpConfig{
-		TUN:     s.tun,
+		TUN:     dev,
 		Conn:    conn,
 		MTU:     params.MTU,
 		Local:   d.addr,
