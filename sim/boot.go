@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -109,8 +110,12 @@ func (d *Device) newBoot() (_ *boot, err error) {
 		RSDPort: rsdPort,
 		Faults: tunnel.Faults{DropAbove: d.cfg.Realism.DropAbove, DropAfter: d.cfg.Realism.DropAfter,
 			Boundary: d.cfg.Realism.Boundary},
+		Kernel: d.cfg.DeviceEnd == DeviceEndKernel,
 		Logger: d.log,
 	})
+	if errors.Is(err, tunnel.ErrKernelNeedsRoot) {
+		return nil, fmt.Errorf("sim: %s: device end %q: %w; run as root, or use the netstack device end", d.id.UDID, DeviceEndKernel, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -53,6 +53,9 @@ type Config struct {
 	NCM *NCMConfig
 
 	Realism Realism
+	// DeviceEnd carries the device's end of its tunnels; "" means
+	// DeviceEndNetstack.
+	DeviceEnd DeviceEnd
 	// Trust is the initial answer to pairing requests (lockdown Pair and
 	// RemotePairing pair-setup); the zero value accepts.
 	Trust Trust
@@ -92,6 +95,36 @@ type Realism struct {
 	// LinkRate caps every USB connection of the device together, in bytes
 	// per second per direction (USB 2 ≈ 40 MB/s); 0 means no cap.
 	LinkRate int64
+}
+
+// DeviceEnd is what carries a device's end of its tunnels: the trusted
+// RSD and every service listed there listen on it.
+type DeviceEnd string
+
+const (
+	// DeviceEndNetstack is a userspace TCP/IP stack (gVisor) in this
+	// process per device: any OS, no privileges, a TCP stack other than
+	// the host's, as a real iPhone has. The default.
+	DeviceEndNetstack DeviceEnd = "netstack"
+	// DeviceEndKernel puts each device's tunnel address in a network
+	// namespace of its own with a kernel TUN per tunnel, and its services
+	// on kernel sockets there (Linux, root): several times cheaper per
+	// byte, so a benchmark through the simulator measures the host.
+	DeviceEndKernel DeviceEnd = "kernel"
+)
+
+// DeviceEnds lists the device ends, the default first.
+var DeviceEnds = []string{string(DeviceEndNetstack), string(DeviceEndKernel)}
+
+// ParseDeviceEnd reads "netstack" or "kernel" ("" is netstack).
+func ParseDeviceEnd(s string) (DeviceEnd, error) {
+	switch DeviceEnd(s) {
+	case "", DeviceEndNetstack:
+		return DeviceEndNetstack, nil
+	case DeviceEndKernel:
+		return DeviceEndKernel, nil
+	}
+	return "", fmt.Errorf("sim: device end %q: want netstack or kernel", s)
 }
 
 // USB2 is the realism of a USB 2 iPhone under load.
@@ -269,6 +302,9 @@ func New(cfg Config) (*Device, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if _, err := ParseDeviceEnd(string(cfg.DeviceEnd)); err != nil {
+		return nil, err
 	}
 	d := &Device{cfg: cfg, prof: cfg.Profile, log: log, state: stateDir(cfg.StateDir), changed: make(chan struct{}), plugged: true}
 	id := DeriveIdentity(cfg.Seed, cfg.Index, cfg.Profile)

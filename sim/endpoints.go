@@ -16,6 +16,9 @@ type Endpoints struct {
 	OSVersion    string `json:"osVersion"`
 	BuildVersion string `json:"buildVersion"`
 	State        string `json:"state"`
+	// DeviceEnd carries the device's end of its tunnels (netstack or
+	// kernel).
+	DeviceEnd string `json:"deviceEnd"`
 	// BootSessionUUID and RSDUUID change on every boot.
 	BootSessionUUID string `json:"bootSessionUUID,omitempty"`
 	RSDUUID         string `json:"rsdUUID,omitempty"`
@@ -57,7 +60,7 @@ func (d *Device) Endpoints() Endpoints {
 	e := Endpoints{
 		UDID: d.id.UDID, DeviceName: d.id.DeviceName, ProductType: d.id.ProductType,
 		Profile: d.prof.Name, OSVersion: d.prof.OSVersion, BuildVersion: d.prof.BuildVersion,
-		State: d.State().String(), DeveloperMode: d.DeveloperMode(),
+		State: d.State().String(), DeveloperMode: d.DeveloperMode(), DeviceEnd: string(d.deviceEnd()),
 	}
 	if dg, ok := d.MountedDDI(); ok {
 		e.DDI = hex.EncodeToString(dg)
@@ -105,3 +108,9 @@ func (d *Device) TrustedService(name string) uint16 {
 }
 
 func isClosed(err error) bool { return errors.Is(err, net.ErrClosed) }
+
+// deviceEnd is the device end the device runs.
+func (d *Device) deviceEnd() DeviceEnd {
+	e, _ := ParseDeviceEnd(string(d.cfg.DeviceEnd))
+	return e
+}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/internal/runfile"
+	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/usbmux"
 )
 
@@ -39,6 +40,8 @@ type FleetConfig struct {
 	// UndashedSerial: see Config.
 	UndashedSerial bool
 	Realism        Realism
+	// DeviceEnd: see Config.
+	DeviceEnd DeviceEnd
 	Trust          Trust
 	// LockdownKey, if set, is every device's lockdown key (tests: skips
 	// RSA generation). Otherwise keys come from state or are generated.
@@ -82,6 +85,9 @@ type Fleet struct {
 func StartFleet(cfg FleetConfig) (*Fleet, error) {
 	if cfg.Count < 0 {
 		return nil, fmt.Errorf("sim: fleet of %d devices", cfg.Count)
+	}
+	if err := checkDeviceEnd(cfg.DeviceEnd); err != nil {
+		return nil, err
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -161,7 +167,7 @@ func StartFleet(cfg FleetConfig) (*Fleet, error) {
 func (f *Fleet) deviceConfig(i int) Config {
 	c := Config{
 		Index: i, Seed: f.cfg.Seed, Profile: f.cfg.Profile, LockdownKey: f.cfg.LockdownKey,
-		Mux: f.mux, UndashedSerial: f.cfg.UndashedSerial, Realism: f.cfg.Realism, Trust: f.cfg.Trust,
+		Mux: f.mux, UndashedSerial: f.cfg.UndashedSerial, Realism: f.cfg.Realism, DeviceEnd: f.cfg.DeviceEnd, Trust: f.cfg.Trust,
 		Services: f.cfg.Services, LogRate: f.cfg.LogRate, Logger: f.log,
 		DeveloperMode: f.cfg.DeveloperMode, Passcode: f.cfg.Passcode, SeedManifests: f.cfg.SeedManifests, RebootDown: f.cfg.RebootDown,
 	}
@@ -269,4 +275,18 @@ func (f *Fleet) lockPath() string {
 		return f.cfg.SocketPath + ".lock"
 	}
 	return ""
+}
+
+// checkDeviceEnd fails once for the whole fleet, before any device boots,
+// when the device end cannot run here (the kernel end without root).
+func checkDeviceEnd(e DeviceEnd) error {
+	e, err := ParseDeviceEnd(string(e))
+	if err != nil || e != DeviceEndKernel {
+		return err
+	}
+	t, err := tunnel.NewServer(tunnel.ServerConfig{RSDPort: RSDPort, Kernel: true})
+	if err != nil {
+		return fmt.Errorf("sim: device end %q: %w; run as root, or use the netstack device end", e, err)
+	}
+	return t.Close()
 }

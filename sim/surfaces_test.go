@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -27,9 +28,13 @@ import (
 // tunnel, and inside it the trusted RSD, the lockdown shim and the byte
 // services answer.
 func TestUsbmuxLockdownP1(t *testing.T) {
+	forEachDeviceEnd(t, testUsbmuxLockdownP1)
+}
+
+func testUsbmuxLockdownP1(t *testing.T, end DeviceEnd) {
 	testkit.CheckLeaks(t)
 	r := newRig(t)
-	d := r.device(t, Config{Index: 3, Profile: MustProfile("17.4")})
+	d := r.device(t, Config{Index: 3, Profile: MustProfile("17.4"), DeviceEnd: end})
 	ctx := testCtx(t)
 
 	u, ok := r.usbDevice(t, d)
@@ -83,6 +88,22 @@ func checkTrusted(t *testing.T, ctx context.Context, d *Device, ns *utun.Netstac
 	}
 	if c.Handshake.MessagingProtocolVersion != d.Profile().MessagingProtocolVersion {
 		t.Errorf("MessagingProtocolVersion %d", c.Handshake.MessagingProtocolVersion)
+	}
+	if want, _ := ParseDeviceEnd(string(d.cfg.DeviceEnd)); d.Endpoints().DeviceEnd != string(want) {
+		t.Errorf("endpoints report device end %q, want %q", d.Endpoints().DeviceEnd, want)
+	}
+	// Every listed service takes a connection on either device end: the
+	// device never lists a service it does not serve.
+	if len(c.Handshake.Services) < 10 {
+		t.Errorf("trusted RSD lists %d services", len(c.Handshake.Services))
+	}
+	for _, s := range c.Handshake.Services {
+		nc, err := ns.DialContext(ctx, "tcp", joinHostPort(p.ServerAddress.String(), s.Port))
+		if err != nil {
+			t.Errorf("%s end: listed %s on port %d does not answer: %v", d.Endpoints().DeviceEnd, s.Name, s.Port, err)
+			continue
+		}
+		nc.Close()
 	}
 	dial := func(name string) net.Conn {
 		s, ok := c.Handshake.Service(name)
@@ -182,9 +203,13 @@ func TestNoCoreDeviceProxyBelow174(t *testing.T) {
 // it, createListener opens a TLS-PSK port and the tunnel reaches the
 // trusted RSD.
 func TestUntrustedRSDP2(t *testing.T) {
+	forEachDeviceEnd(t, testUntrustedRSDP2)
+}
+
+func testUntrustedRSDP2(t *testing.T, end DeviceEnd) {
 	testkit.CheckLeaks(t)
 	r := newRig(t)
-	d := r.device(t, Config{Index: 1, Profile: MustProfile("17.0")})
+	d := r.device(t, Config{Index: 1, Profile: MustProfile("17.0"), DeviceEnd: end})
 	ctx := testCtx(t)
 	ep := d.Endpoints()
 	var dl net.Dialer
@@ -248,9 +273,13 @@ func TestUntrustedRSDP2(t *testing.T) {
 
 // TestNetworkPairingP3 pairs over RPPairing on TCP and tunnels through it.
 func TestNetworkPairingP3(t *testing.T) {
+	forEachDeviceEnd(t, testNetworkPairingP3)
+}
+
+func testNetworkPairingP3(t *testing.T, end DeviceEnd) {
 	testkit.CheckLeaks(t)
 	r := newRig(t)
-	d := r.device(t, Config{Index: 2})
+	d := r.device(t, Config{Index: 2, DeviceEnd: end})
 	ctx := testCtx(t)
 	ep := d.Endpoints()
 	host, _, _ := net.SplitHostPort(ep.NetworkPairing)
@@ -259,4 +288,16 @@ func TestNetworkPairingP3(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkTrusted(t, ctx, d, ns, p)
+}
+
+// forEachDeviceEnd runs test on every device end this OS has (the kernel
+// one on Linux, where tests run as root).
+func forEachDeviceEnd(t *testing.T, test func(*testing.T, DeviceEnd)) {
+	ends := []DeviceEnd{DeviceEndNetstack}
+	if runtime.GOOS == "linux" {
+		ends = append(ends, DeviceEndKernel)
+	}
+	for _, end := range ends {
+		t.Run(string(end), func(t *testing.T) { test(t, end) })
+	}
 }
