@@ -38,6 +38,16 @@ With --simulate-state DIR, identities, keys and pairings survive restarts
 (the same folder 'iosmux tunneld --simulate N --simulate-state DIR' uses).
 tunneld's spellings --simulate-profile and --simulate-control work here too.
 
+Device ends (--device-end): netstack (default) gives every device a
+userspace TCP/IP stack (gVisor) inside its tunnels, as faithful as the
+simulator gets, on any OS and without root. kernel puts each device's
+tunnel address in a network namespace of its own, a kernel TUN per
+tunnel and its services (RSD, every listed service, the byte sink, source
+and echo) on kernel sockets there: several times cheaper per byte, so a
+benchmark through the simulator measures the host rather than the
+simulated device. It needs Linux and root; the namespaces have no name
+and go away with the process, even if it is killed.
+
 Profiles: 17.0 (no CoreDeviceProxy), 17.4, 18.2 (no QUIC), 27.2 (RSD peer
 re-attach), or any iOS version from 17.0.`
 
@@ -47,6 +57,7 @@ type simOptions struct {
 	control                         string
 	loopback, ncm, wifi, undashed   bool
 	realism, boundary, trust        string
+	deviceEnd                       string
 	linkRate                        int64
 	dropAbove                       int
 	asJSON                          bool
@@ -87,7 +98,8 @@ func newSimCmd(a *app) *cobra.Command {
 		Long:  simHelp,
 		Example: `  iosmux sim --count 4
   iosmux sim --profile 17.4 --simulate-state ./simstate --json
-  sudo iosmux sim --ncm --wifi --trust deny`,
+  sudo iosmux sim --ncm --wifi --trust deny
+  sudo iosmux sim --count 16 --device-end kernel`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runSim(cmd.Context(), a, o) },
 	}
 	f := cmd.Flags()
@@ -107,6 +119,7 @@ func newSimCmd(a *app) *cobra.Command {
 	f.Int64Var(&o.linkRate, "link-rate", -1, "cap each device's USB link in bytes/s per direction (overrides --realism; 0 = none)")
 	f.IntVar(&o.dropAbove, "drop-above", -1, "drop host→device tunnel packets above this size after 4 MiB (overrides --realism; 0 = never)")
 	enumFlag(cmd, &o.boundary, "boundary", "", "", []string{"stream", "drop", "break"}, "tunnel read mode (overrides --realism)")
+	deviceEndFlag(cmd, &o.deviceEnd, "device-end")
 	f.BoolVar(&o.undashed, "undashed-serial", false, "report UDIDs without the dash in usbmuxd, as Linux usbmuxd does")
 	enumFlag(cmd, &o.trust, "trust", "", "accept", []string{"accept", "deny", "pending"}, "answer to Trust dialogs")
 	f.StringVar(&o.tss, "tss", "127.0.0.1:0", "serve the DDI signing stand-in at `HOST:PORT` (loopback); \"none\" disables it")
@@ -145,6 +158,7 @@ func runSim(ctx context.Context, a *app, o simOptions) error {
 	}
 	cfg := sim.FleetConfig{Count: o.count, Seed: o.seed, Profile: prof, StateDir: o.stateDir, SocketPath: o.socket,
 		Loopback: o.loopback, UndashedSerial: o.undashed, Realism: real, Trust: tr, Logger: a.log,
+		DeviceEnd:     sim.DeviceEnd(o.deviceEnd),
 		SeedManifests: o.seedManifests, DeveloperMode: o.developerMode, Passcode: o.passcode, LogRate: o.logRate}
 	if o.tss != "none" {
 		cfg.TSSAddr = o.tss
@@ -204,4 +218,10 @@ func printSim(a *app, e sim.FleetEndpoints) {
 			dash(d.UntrustedRSD), dash(d.NetworkPairing), ncm)
 	}
 	w.Flush()
+}
+
+// deviceEndFlag adds --name taking a sim device end (netstack or kernel).
+func deviceEndFlag(cmd *cobra.Command, p *string, name string) {
+	enumFlag(cmd, p, name, "", sim.DeviceEnds[0], sim.DeviceEnds,
+		"what carries each device's end of its tunnels: netstack (userspace, any OS) or kernel (a network namespace and kernel TUNs per device: cheap per byte, for benchmarks; Linux, root)")
 }

@@ -96,6 +96,7 @@ type tunneldOptions struct {
 	muxAddr                          string
 	simulate                         int
 	simState, simControl, simProfile string
+	simDeviceEnd                     string
 	apis                             []string
 	recordsDir, stateDir             string
 	advertise, backendHost           string
@@ -136,6 +137,7 @@ func newTunneldCmd(a *app) *cobra.Command {
 	f.StringArrayVar(&o.backendAllow, "backend-allow-client", nil, "with a --backend-host beyond loopback: serve only clients in this `PREFIX` (address or CIDR; repeatable; loopback is always served)")
 	f.StringVar(&o.backendAdvertise, "backend-advertise-address", "", "with a wildcard --backend-host (:: or 0.0.0.0): the `ADDR` the APIs list (default: this host's first global address)")
 	addSimulateFlags(cmd, &o.simulate, &o.simState, &o.simProfile, 0, 1000, "attach N built-in simulated iPhones (no hardware needed)")
+	deviceEndFlag(cmd, &o.simDeviceEnd, "simulate-device-end")
 	f.StringVar(&o.simControl, "simulate-control", "", "serve the simulated devices' fault control endpoint here (HOST:PORT or unix:/path; see 'iosmux help sim')")
 	addRecordsFlag(cmd, &o.recordsDir)
 	addStateDirFlag(cmd, &o.stateDir)
@@ -299,7 +301,7 @@ func runTunneld(ctx context.Context, a *app, cmd *cobra.Command, o *tunneldOptio
 	if o.simulate > 0 {
 		start := time.Now()
 		fleet, err = sim.StartFleet(sim.FleetConfig{Count: o.simulate, Profile: prof, StateDir: simDir,
-			SocketPath: strings.TrimPrefix(muxAddr, "UNIX:"), Logger: a.log})
+			SocketPath: strings.TrimPrefix(muxAddr, "UNIX:"), DeviceEnd: sim.DeviceEnd(o.simDeviceEnd), Logger: a.log})
 		if err != nil {
 			return fmt.Errorf("starting %d simulated iPhones: %w", o.simulate, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -43,10 +44,18 @@ const (
 	clientEnv  = "IOSMUX_INTEROP_TUNNEL_CLIENT"
 )
 
+// -device-end kernel puts the device's end of the tunnel on the kernel
+// (tunnel.ServerConfig.Kernel: a network namespace and a TUN per tunnel)
+// instead of gVisor, so the benchmark measures the clients, not the device.
+var deviceEnd = flag.String("device-end", "netstack", "the simulated device's tunnel end: netstack or kernel")
+
 // device is the simulated iPhone; its usbmuxd socket is returned.
 func device(t testing.TB) string {
 	t.Helper()
-	dev, err := tunnel.NewServer(tunnel.ServerConfig{RSDPort: rsdPort})
+	if *deviceEnd != "netstack" && *deviceEnd != "kernel" {
+		t.Fatalf("-device-end %q: want netstack or kernel", *deviceEnd)
+	}
+	dev, err := tunnel.NewServer(tunnel.ServerConfig{RSDPort: rsdPort, Kernel: *deviceEnd == "kernel"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +137,9 @@ type result struct {
 	Up      float64 `json:"up_mbps"`
 	Down    float64 `json:"down_mbps"`
 	Address string  `json:"address"`
+	// CPU is the client process's user+system time, DevCPU this process's
+	// (the device) while the client ran, Wall the client's run time.
+	CPU, DevCPU, Wall time.Duration `json:"-"`
 }
 
 // runClient runs cmd in a new network namespace with usbmuxd at sock and
@@ -138,7 +150,9 @@ func runClient(t testing.TB, cmd *exec.Cmd, sock string) result {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	dev0, t0 := testkit.ProcessCPU(), time.Now()
 	out, err := cmd.Output()
+	dev, wall := testkit.ProcessCPU()-dev0, time.Since(t0)
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", filepath.Base(cmd.Path), err, stderr.String())
 	}
@@ -147,6 +161,8 @@ func runClient(t testing.TB, cmd *exec.Cmd, sock string) result {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
 		t.Fatalf("%s printed %q: %v\n%s", filepath.Base(cmd.Path), out, err, stderr.String())
 	}
+	r.CPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	r.DevCPU, r.Wall = dev, wall
 	return r
 }
 
@@ -287,10 +303,8 @@ func BenchmarkTunnelClients(b *testing.B) {
 	for range b.N {
 		rg := runClient(b, goiosCmd(bin, mib), sock)
 		ro := runClient(b, oursCmd(mib), sock)
-		g.Up += rg.Up
-		g.Down += rg.Down
-		o.Up += ro.Up
-		o.Down += ro.Down
+		g.add(rg)
+		o.add(ro)
 	}
 	n := float64(b.N)
 	b.ReportMetric(g.Up/n, "goios-up-MB/s")
@@ -299,4 +313,25 @@ func BenchmarkTunnelClients(b *testing.B) {
 	b.ReportMetric(o.Down/n, "iosmux-down-MB/s")
 	b.ReportMetric(o.Up/g.Up, "up-ratio")
 	b.ReportMetric(o.Down/g.Down, "down-ratio")
+	// CPU per GiB moved (mib up and mib down per run, set-up included) of
+	// each client process, and the CPU share of the client and of the
+	// device (this process) over the client's run: which side was the
+	// limit.
+	gib := n * float64(2*mib) / 1024
+	for _, c := range []struct {
+		name string
+		r    result
+	}{{"goios", g}, {"iosmux", o}} {
+		b.ReportMetric(c.r.CPU.Seconds()/gib, c.name+"-cpu-s/GiB")
+		b.ReportMetric(100*c.r.CPU.Seconds()/c.r.Wall.Seconds(), c.name+"-cpu-%")
+		b.ReportMetric(100*c.r.DevCPU.Seconds()/c.r.Wall.Seconds(), c.name+"-dev-cpu-%")
+	}
+}
+
+func (r *result) add(o result) {
+	r.Up += o.Up
+	r.Down += o.Down
+	r.CPU += o.CPU
+	r.DevCPU += o.DevCPU
+	r.Wall += o.Wall
 }

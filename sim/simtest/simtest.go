@@ -8,6 +8,7 @@ package simtest
 
 import (
 	"context"
+	"flag"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,6 +24,12 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 )
 
+// DeviceEnd is the device end of every fleet StartFleet starts whose
+// config leaves it unset: -sim-device-end=kernel runs a package's tests and
+// benchmarks against the kernel end (Linux, root), so a benchmark through
+// the simulator measures the host side.
+var DeviceEnd = flag.String("sim-device-end", string(sim.DeviceEndNetstack), "device end of the simulated iPhones simtest starts: netstack or kernel (Linux, root)")
+
 // Timeout bounds each step the fixture waits for (the device plugged in,
 // pairing, the tunnel).
 const Timeout = 30 * time.Second
@@ -30,8 +37,12 @@ const Timeout = 30 * time.Second
 // StartFleet starts a fleet and closes it at cleanup, failing the test if
 // closing fails. An empty cfg.SocketPath gets a short one of its own (UNIX
 // socket paths are limited to about 100 bytes, t.TempDir's can be longer).
+// An empty cfg.DeviceEnd is -sim-device-end's.
 func StartFleet(t testing.TB, cfg sim.FleetConfig) *sim.Fleet {
 	t.Helper()
+	if cfg.DeviceEnd == "" {
+		cfg.DeviceEnd = sim.DeviceEnd(*DeviceEnd)
+	}
 	if cfg.SocketPath == "" && cfg.StateDir == "" {
 		dir, err := os.MkdirTemp("", "simtest-")
 		if err != nil {
