@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -345,21 +344,5 @@ func setAllThreads(set *unix.CPUSet) error {
 	}
 }
 
-// procCPU is process pid's user+system CPU time from /proc/pid/stat.
-func procCPU(b *testing.B, pid int) time.Duration {
-	raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	// Fields after the parenthesised command name; utime and stime are
-	// fields 14 and 15 of the whole line.
-	s := string(raw)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	ut, err1 := strconv.ParseInt(fields[11], 10, 64)
-	st, err2 := strconv.ParseInt(fields[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		b.Fatalf("parse /proc/%d/stat", pid)
-	}
-	// USER_HZ is 100 on every Linux ABI Go supports.
-	return time.Duration(ut+st) * 10 * time.Millisecond
-}
+// procCPU is process pid's user+system CPU time.
+func procCPU(b *testing.B, pid int) time.Duration { return testkit.PIDCPU(b, pid) }

@@ -15,7 +15,13 @@ import (
 
 func newTestDevice(t *testing.T, f Faults) *Server {
 	t.Helper()
-	dev, err := NewServer(ServerConfig{RSDPort: testRSDPort, Rand: testkit.Rand(2), Faults: f})
+	return newTestDeviceEnd(t, f, false)
+}
+
+// newTestDeviceEnd is newTestDevice on the kernel end when kernel is set.
+func newTestDeviceEnd(t *testing.T, f Faults, kernel bool) *Server {
+	t.Helper()
+	dev, err := NewServer(ServerConfig{RSDPort: testRSDPort, Rand: testkit.Rand(2), Faults: f, Kernel: kernel})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,9 +75,11 @@ func TestDeviceRejectsBadRequest(t *testing.T) {
 	}
 }
 
-func TestDeviceTwoSessions(t *testing.T) {
+func TestDeviceTwoSessions(t *testing.T) { forEachEnd(t, testDeviceTwoSessions) }
+
+func testDeviceTwoSessions(t *testing.T, kernel bool) {
 	testkit.CheckLeaks(t)
-	dev := newTestDevice(t, Faults{})
+	dev := newTestDeviceEnd(t, Faults{}, kernel)
 	ln, err := dev.ListenTCP(testRSDPort)
 	if err != nil {
 		t.Fatal(err)
@@ -113,11 +121,16 @@ func (d dialer) DialTCP(ctx context.Context, ap netip.AddrPort) (net.Conn, error
 }
 
 func TestDeviceDropsOversizeFromCarelessHost(t *testing.T) {
+	forEachEnd(t, testDeviceDropsOversizeFromCarelessHost)
+}
+
+func testDeviceDropsOversizeFromCarelessHost(t *testing.T, kernel bool) {
 	// Negative control for the drop fault: a host that sends 16000-byte
 	// packets loses them, so the fault is real and our clamp is what keeps
-	// the default host safe (TestPumpInMemoryBothRoles).
+	// the default host safe (TestPumpInMemoryBothRoles). The faults act on
+	// the transport, so they hold on the kernel end too.
 	testkit.CheckLeaks(t)
-	dev := newTestDevice(t, Faults{DropAbove: 8192})
+	dev := newTestDeviceEnd(t, Faults{DropAbove: 8192}, kernel)
 	ln, err := dev.ListenTCP(testRSDPort)
 	if err != nil {
 		t.Fatal(err)

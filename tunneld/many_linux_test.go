@@ -384,28 +384,11 @@ type manyCPU struct{ tunneld, sim, clients, busy time.Duration }
 
 func (e *manyEnv) cpu(b *testing.B) manyCPU {
 	return manyCPU{
-		tunneld: pidCPU(b, e.tunneld.Process.Pid),
-		sim:     pidCPU(b, e.sim.Process.Pid),
+		tunneld: testkit.PIDCPU(b, e.tunneld.Process.Pid),
+		sim:     testkit.PIDCPU(b, e.sim.Process.Pid),
 		clients: testkit.ProcessCPU(),
 		busy:    hostBusy(b),
 	}
-}
-
-// pidCPU is a process's user+system time from /proc/PID/stat (clock ticks
-// of 10 ms).
-func pidCPU(b *testing.B, pid int) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	s := string(raw)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		b.Fatalf("/proc/%d/stat: %q", pid, s)
-	}
-	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
 // hostBusy is the time every CPU of the host spent on anything but idle

@@ -463,17 +463,7 @@ func (br *benchRig) uninstall(b *testing.B, id string) {
 }
 
 // procCPU is a process's user+system time from /proc.
-func procCPU(b *testing.B, pid int) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	s := string(raw)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * (time.Second / 100) // USER_HZ
-}
+func procCPU(b *testing.B, pid int) time.Duration { return testkit.PIDCPU(b, pid) }
 
 func selfCPU() time.Duration {
 	var ru syscall.Rusage
