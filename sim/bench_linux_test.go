@@ -26,26 +26,31 @@ import (
 // CoreDeviceProxy tunnel per device with a trusted-RSD handshake through
 // each (the host side of those tunnels runs in the same process, so the
 // "tunnels" figures cover both ends). MiB figures are Go heap and stack in
-// use (deltas); rss-MiB is the whole test process. docs/perf.md quotes it:
+// use (deltas); rss-MiB is the whole test process. Modes: loopback, ncm
+// (USB-NCM and Wi-Fi links) and kernel (loopback with the kernel device
+// end: a network namespace per device). docs/perf.md quotes it:
 //
 //	go test -run '^$' -bench 'BenchmarkFleet64' -benchtime 1x ./sim  (Linux)
 func BenchmarkFleet64(b *testing.B) {
-	for _, mode := range []string{"loopback", "ncm"} {
+	for _, mode := range []string{"loopback", "ncm", "kernel"} {
 		b.Run(mode, func(b *testing.B) {
 			for range b.N {
-				benchFleet(b, 64, mode == "ncm")
+				benchFleet(b, 64, mode == "ncm", mode == "kernel")
 			}
 		})
 	}
 }
 
-func benchFleet(b *testing.B, n int, ncm bool) {
+func benchFleet(b *testing.B, n int, ncm, kernel bool) {
 	key := testKey()
 	runtime.GC()
 	mem0 := memInUse()
 	g0 := runtime.NumGoroutine()
 	cpu0, t0 := cpuTime(), time.Now()
 	cfg := FleetConfig{Count: n, Profile: MustProfile("18.2"), Loopback: true, LockdownKey: key}
+	if kernel {
+		cfg.DeviceEnd = DeviceEndKernel
+	}
 	if ncm {
 		host, err := newNetNS()
 		if err != nil {
