@@ -34,12 +34,18 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 }
 
 func TestSimCommand(t *testing.T) {
+	for _, end := range sim.DeviceEnds {
+		t.Run(end, func(t *testing.T) { testSimCommand(t, end) })
+	}
+}
+
+func testSimCommand(t *testing.T, end string) {
 	state := t.TempDir()
 	out := &lockedBuffer{ready: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- execIn(ctx, out, io.Discard, nil, "sim", "--count", "3", "--profile", "17.4", "--simulate-state", state, "--json")
+		done <- execIn(ctx, out, io.Discard, nil, "sim", "--count", "3", "--profile", "17.4", "--simulate-state", state, "--device-end", end, "--json")
 	}()
 	select {
 	case <-out.ready:
@@ -59,7 +65,7 @@ func TestSimCommand(t *testing.T) {
 		t.Fatalf("endpoints %+v", e)
 	}
 	for _, d := range e.Devices {
-		if d.OSVersion != "17.4" || d.UntrustedRSD == "" || d.NetworkPairing == "" || d.State != "plugged" {
+		if d.OSVersion != "17.4" || d.UntrustedRSD == "" || d.NetworkPairing == "" || d.State != "plugged" || d.DeviceEnd != end {
 			t.Errorf("device %+v", d)
 		}
 	}
@@ -86,7 +92,7 @@ func TestSimCommand(t *testing.T) {
 }
 
 func TestSimBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"sim", "--profile", "16.0"}, {"sim", "--count", "0"}, {"sim", "--realism", "usb9"}, {"sim", "--wifi"}} {
+	for _, args := range [][]string{{"sim", "--profile", "16.0"}, {"sim", "--count", "0"}, {"sim", "--realism", "usb9"}, {"sim", "--wifi"}, {"sim", "--device-end", "vm"}} {
 		var errb bytes.Buffer
 		if code := run(args, io.Discard, &errb, func(string) string { return "" }); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, code, errb.String())
