@@ -13,13 +13,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/sim"
 	"howett.net/plist"
 )
 
 // TestTunneldCommand runs `iosmux tunneld --simulate 2` in userspace mode on
 // an ephemeral port: it prints where the API is and each tunnel coming up,
-// lists both devices, and stops cleanly on cancellation.
+// lists both devices, and stops cleanly on cancellation; on both device
+// ends of the simulator (tunneld lists a tunnel once its RSD answered).
 func TestTunneldCommand(t *testing.T) {
+	for _, end := range sim.DeviceEnds {
+		t.Run(end, func(t *testing.T) { testTunneldCommand(t, end) })
+	}
+}
+
+func testTunneldCommand(t *testing.T, end string) {
 	out := &lockedBuffer{ready: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -27,7 +35,7 @@ func TestTunneldCommand(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- execIn(ctx, out, io.Discard, nil, "tunneld", "--simulate", "2", "--userspace", "--port", "0", "--api", "pmd3,goios",
-			"--go-ios-port", "0", "--simulate-state", state+"/sim", "--state-dir", state)
+			"--go-ios-port", "0", "--simulate-state", state+"/sim", "--state-dir", state, "--simulate-device-end", end)
 	}()
 	text := func() string {
 		out.mu.Lock()
@@ -91,6 +99,7 @@ func TestTunneldBadFlags(t *testing.T) {
 		{"--api", "pmd3,grpc"},
 		{"--simulate", "-1"},
 		{"--advertise", "both"},
+		{"--simulate-device-end", "vm"},
 		{"extra"},
 	} {
 		if err := execIn(context.Background(), io.Discard, io.Discard, nil, append([]string{"tunneld"}, args...)...); !isUsage(err) {
