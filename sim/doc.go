@@ -22,9 +22,9 @@
 //	                                   (or quic → QUIC datagrams, iOS < 18.2)
 //	network pairing (RPPairing/TCP,    P3: the same over RPPairing
 //	  + _remotepairing on the Wi-Fi link)
-//	tunnel (gVisor stack, ULA /64)     trusted RSD on serverRSDPort:
-//	                                   lockdown shims (RSDCheckin, GetValue),
-//	                                   mobile_image_mounter, amfi, AFC,
+//	tunnel (gVisor stack, ULA /64;     trusted RSD on serverRSDPort:
+//	  kernel TUNs in a namespace of    lockdown shims (RSDCheckin, GetValue),
+//	  its own with DeviceEndKernel)    mobile_image_mounter, amfi, AFC,
 //	                                   house_arrest, installation_proxy and
 //	                                   the zip conduit (all also through
 //	                                   lockdownd's StartService),

@@ -42,7 +42,7 @@ type FleetConfig struct {
 	Realism        Realism
 	// DeviceEnd: see Config.
 	DeviceEnd DeviceEnd
-	Trust          Trust
+	Trust     Trust
 	// LockdownKey, if set, is every device's lockdown key (tests: skips
 	// RSA generation). Otherwise keys come from state or are generated.
 	LockdownKey *rsa.PrivateKey

@@ -44,4 +44,9 @@
 // session is a point-to-point link: replies go down the session the peer
 // sent from, also when the host used another of its addresses (a tentative
 // tunnel address makes Linux do that for a connection opened at once).
+// With ServerConfig.Kernel (Linux, root) the device end is the kernel's
+// instead (server_kernel_linux.go): the address and listeners in a network
+// namespace of the server's own and a kernel TUN per session, much cheaper
+// per byte, for benchmarks that should measure the host; there only each
+// host's tunnel address is routed back.
 package tunnel
