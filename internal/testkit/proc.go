@@ -9,9 +9,10 @@ import (
 	"time"
 )
 
-// PIDCPU is process pid's user+system CPU time from /proc/PID/stat, at the
-// clock tick's resolution (USER_HZ, 100 on every Linux ABI Go supports):
-// a child's CPU while it still runs, which rusage gives only once it ends.
+// PIDCPU is process pid's user+system CPU time from /proc/PID/stat (Linux;
+// elsewhere it fails the test), at the clock tick's resolution (USER_HZ,
+// 100 on every Linux ABI Go supports): a child's CPU while it still runs,
+// which rusage gives only once it ends.
 func PIDCPU(t testing.TB, pid int) time.Duration {
 	t.Helper()
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
