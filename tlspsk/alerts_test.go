@@ -97,7 +97,7 @@ func TestClientRejects(t *testing.T) {
 		{"TLS 1.0 ServerHello", false, answerHello(hs(serverHello(func(m *serverHelloMsg) { m.vers = versionTLS10 }))), AlertProtocolVersion},
 		{"SSL 3.0 ServerHello", false, answerHello(hs(serverHello(func(m *serverHelloMsg) { m.vers = versionSSL30 }))), AlertProtocolVersion},
 		{"compression", false, answerHello(hs(serverHello(func(m *serverHelloMsg) { m.compressionMethod = 1 }))), AlertIllegalParameter},
-		{"suite not offered", false, answerHello(hs(serverHello(func(m *serverHelloMsg) { m.cipherSuite = TLS_PSK_WITH_AES_128_GCM_SHA256 }))), AlertIllegalParameter},
+		{"suite not offered", false, answerHello(hs(serverHello(func(m *serverHelloMsg) { m.cipherSuite = 0x008D }))), AlertIllegalParameter}, // PSK-AES256-CBC-SHA: neither offered nor implemented
 		{"unsolicited EMS", false, answerHello(hs(serverHello(func(m *serverHelloMsg) { m.extendedMasterSecret = true }))), AlertUnsupportedExtension},
 		{"unsolicited RI", false, answerHello(hs(serverHello(func(m *serverHelloMsg) { m.secureRenegotiationSupported = true }))), AlertUnsupportedExtension},
 		{"non-empty RI", true, answerHello(hs(serverHello(func(m *serverHelloMsg) {

@@ -72,23 +72,27 @@ type Config struct {
 	KeyLogWriter io.Writer
 }
 
-// DefaultClientSuites is the client's offer (tlspsk.md §3): 0x00AF, 0x00A9,
-// 0x008C, in this order: the suite idevice reports devices choosing first,
-// then go-ios's only suite, then idevice's second. A server picks by its own
-// preference anyway, so the order matters only to a server honouring ours.
+// DefaultClientSuites is the client's offer (tlspsk.md §3.2): the AEAD
+// suites first, AES-256-GCM leading (the one suite go-ios offers and the
+// first plain-PSK suite of pymobiledevice3's OpenSSL offer), then the CBC
+// suites idevice offers, so a device that only has those still agrees. The
+// device picks; the order decides only when it honours the client's.
 var DefaultClientSuites = []uint16{
-	TLS_PSK_WITH_AES_256_CBC_SHA384,
-	TLS_PSK_WITH_AES_256_GCM_SHA384,
-	TLS_PSK_WITH_AES_128_CBC_SHA,
-}
-
-// DefaultServerSuites is a server's preference: 0x00AF first, as tlspsk.md §3
-// asks of a simulated device, then every other suite tlspsk implements.
-var DefaultServerSuites = []uint16{
-	TLS_PSK_WITH_AES_256_CBC_SHA384,
 	TLS_PSK_WITH_AES_256_GCM_SHA384,
 	TLS_PSK_WITH_AES_128_GCM_SHA256,
 	TLS_PSK_WITH_CHACHA20_POLY1305_SHA256,
+	TLS_PSK_WITH_AES_256_CBC_SHA384,
+	TLS_PSK_WITH_AES_128_CBC_SHA,
+}
+
+// DefaultServerSuites is a server's preference: the AEAD suites ahead of
+// CBC, in the client's order (tlspsk.md §3.3). A simulated device can put
+// CBC first (sim's TLSSuites) to stand in for a device that prefers it.
+var DefaultServerSuites = []uint16{
+	TLS_PSK_WITH_AES_256_GCM_SHA384,
+	TLS_PSK_WITH_AES_128_GCM_SHA256,
+	TLS_PSK_WITH_CHACHA20_POLY1305_SHA256,
+	TLS_PSK_WITH_AES_256_CBC_SHA384,
 	TLS_PSK_WITH_AES_128_CBC_SHA,
 }
 

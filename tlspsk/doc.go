@@ -33,8 +33,9 @@
 // Suites: TLS_PSK_WITH_AES_256_GCM_SHA384 (0x00A9),
 // TLS_PSK_WITH_AES_128_GCM_SHA256 (0x00A8),
 // TLS_PSK_WITH_AES_256_CBC_SHA384 (0x00AF), TLS_PSK_WITH_AES_128_CBC_SHA
-// (0x008C) and TLS_PSK_WITH_CHACHA20_POLY1305_SHA256 (0xCCAB). A client
-// offers 0x00AF, 0x00A9, 0x008C by default (tlspsk.md §3).
+// (0x008C) and TLS_PSK_WITH_CHACHA20_POLY1305_SHA256 (0xCCAB). By default a
+// client offers, and a server prefers, the AEAD suites ahead of CBC: 0x00A9,
+// 0x00A8, 0xCCAB, 0x00AF, 0x008C (tlspsk.md §3).
 //
 // Records: Write cuts its buffer into records of up to 16 KiB; WriteRecords
 // keeps each buffer in records of its own (one IPv6 packet per record for

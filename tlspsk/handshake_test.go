@@ -66,8 +66,8 @@ func TestDefaultClientHello(t *testing.T) {
 	if cerr, serr := handshakePair(t, c, s); cerr != nil || serr != nil {
 		t.Fatalf("handshake: %v, %v", cerr, serr)
 	}
-	if got := c.ConnectionState().CipherSuite; got != TLS_PSK_WITH_AES_256_CBC_SHA384 {
-		t.Errorf("default suite %s, want TLS_PSK_WITH_AES_256_CBC_SHA384", CipherSuiteName(got))
+	if got := c.ConnectionState().CipherSuite; got != TLS_PSK_WITH_AES_256_GCM_SHA384 {
+		t.Errorf("default suite %s, want TLS_PSK_WITH_AES_256_GCM_SHA384", CipherSuiteName(got))
 	}
 	r := bytes.NewReader(w.bytes())
 	typ, payload, err := readRecordRaw(r)
@@ -78,9 +78,9 @@ func TestDefaultClientHello(t *testing.T) {
 	if !ch.unmarshal(payload) {
 		t.Fatal("ClientHello does not parse")
 	}
-	// tlspsk.md §2–§3: these suites in this order, null compression, no
-	// extensions.
-	want := []uint16{0x00AF, 0x00A9, 0x008C}
+	// tlspsk.md §2–§3: the AEAD suites ahead of CBC, in this order, null
+	// compression, no extensions.
+	want := []uint16{0x00A9, 0x00A8, 0xCCAB, 0x00AF, 0x008C}
 	if !slices.Equal(ch.cipherSuites, want) || !bytes.Equal(ch.compressionMethods, []byte{0}) ||
 		ch.present || len(ch.sessionID) != 0 || ch.vers != VersionTLS12 {
 		t.Errorf("ClientHello %+v; want suites %04x, no extensions", ch, want)
@@ -102,7 +102,10 @@ func TestServerSuitePreference(t *testing.T) {
 	}{
 		{"go-ios offer", []uint16{0x00A9}, nil, 0x00A9, true},
 		{"idevice offer", []uint16{0x008C, 0x00AF}, nil, 0x00AF, true},
-		{"default offer", nil, nil, 0x00AF, true},
+		{"default offer", nil, nil, 0x00A9, true},
+		// A server standing in for a device that prefers CBC (sim's
+		// "cbc" preference) still gets it from the default offer.
+		{"default offer, CBC-first server", nil, []uint16{0x00AF, 0x00A9, 0x008C}, 0x00AF, true},
 		{"server order wins", []uint16{0x00A9, 0x00A8, 0xCCAB}, []uint16{0xCCAB, 0x00A9}, 0xCCAB, true},
 		{"unknown suites skipped", []uint16{0x1301, 0xC02C, 0x00A8}, nil, 0x00A8, true},
 		{"nothing in common", []uint16{0x00A9}, []uint16{0x008C}, 0, false},
