@@ -119,7 +119,8 @@ func (d *Device) newBoot() (_ *boot, err error) {
 	if err != nil {
 		return nil, err
 	}
-	b.ep, err = establish.NewServer(establish.ServerConfig{Tunnels: b.tdev, QUIC: d.prof.QUIC, Watch: d.watchSession, Logger: d.log})
+	b.ep, err = establish.NewServer(establish.ServerConfig{Tunnels: b.tdev, QUIC: d.prof.QUIC, Watch: d.watchSession,
+		CipherSuites: d.cfg.Realism.TLSSuites, Logger: d.log})
 	if err != nil {
 		return nil, err
 	}

@@ -95,6 +95,10 @@ type Realism struct {
 	// LinkRate caps every USB connection of the device together, in bytes
 	// per second per direction (USB 2 ≈ 40 MB/s); 0 means no cap.
 	LinkRate int64
+	// TLSSuites is the TLS-PSK tunnel server's suite preference (SIM:
+	// tlspsk.md §3.3); nil means tlspsk.DefaultServerSuites, the AEAD
+	// suites first. TLSSuitesCBC stands in for a device preferring CBC.
+	TLSSuites []uint16
 }
 
 // DeviceEnd is what carries a device's end of its tunnels: the trusted

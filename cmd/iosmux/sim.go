@@ -65,6 +65,7 @@ type simOptions struct {
 	seedManifests                   []string
 	developerMode, passcode         bool
 	logRate                         float64
+	tlsSuites                       string
 }
 
 // profileFlag adds --name taking a sim profile: one of sim.Profiles or
@@ -99,7 +100,8 @@ func newSimCmd(a *app) *cobra.Command {
 		Example: `  iosmux sim --count 4
   iosmux sim --profile 17.4 --simulate-state ./simstate --json
   sudo iosmux sim --ncm --wifi --trust deny
-  sudo iosmux sim --count 16 --device-end kernel`,
+  sudo iosmux sim --count 16 --device-end kernel
+  iosmux sim --tls-suites cbc`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runSim(cmd.Context(), a, o) },
 	}
 	f := cmd.Flags()
@@ -126,6 +128,11 @@ func newSimCmd(a *app) *cobra.Command {
 	f.StringArrayVar(&o.seedManifests, "seed-manifest", nil, "give every device a manifest for the image of the DDI in `DIR` (repeatable)")
 	f.BoolVar(&o.developerMode, "developer-mode", false, "start new devices with Developer Mode on")
 	f.BoolVar(&o.passcode, "passcode", false, "the devices have a passcode (they refuse to arm Developer Mode)")
+	o.tlsSuites = "aead"
+	f.Var(&checkedValue{p: &o.tlsSuites, typ: "SUITES", choices: []string{"aead", "cbc"}, check: func(s string) error {
+		_, err := sim.ParseTLSSuites(s)
+		return err
+	}}, "tls-suites", "the devices' TLS-PSK tunnel suite preference: aead (AES-GCM, ChaCha20-Poly1305, then CBC), cbc (AES-256-CBC-SHA384 first, a device preferring CBC), or a comma list of suite names or hex ids")
 	f.Float64Var(&o.logRate, "log-rate", 0, "each device's background log chatter in `LINES` per second (0: only the device's own events)")
 	addJSONFlag(cmd, &o.asJSON, "the endpoints")
 	return cmd
@@ -151,6 +158,9 @@ func runSim(ctx context.Context, a *app, o simOptions) error {
 	}
 	if o.boundary != "" {
 		real.Boundary = map[string]tunnel.BoundaryMode{"stream": tunnel.BoundaryStream, "drop": tunnel.BoundaryDrop, "break": tunnel.BoundaryBreak}[o.boundary]
+	}
+	if real.TLSSuites, err = sim.ParseTLSSuites(o.tlsSuites); err != nil {
+		return usageErr(err)
 	}
 	tr, err := sim.ParseTrust(o.trust)
 	if err != nil {

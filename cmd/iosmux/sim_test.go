@@ -92,7 +92,7 @@ func testSimCommand(t *testing.T, end string) {
 }
 
 func TestSimBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"sim", "--profile", "16.0"}, {"sim", "--count", "0"}, {"sim", "--realism", "usb9"}, {"sim", "--wifi"}, {"sim", "--device-end", "vm"}} {
+	for _, args := range [][]string{{"sim", "--profile", "16.0"}, {"sim", "--count", "0"}, {"sim", "--realism", "usb9"}, {"sim", "--wifi"}, {"sim", "--device-end", "vm"}, {"sim", "--tls-suites", "gcm"}} {
 		var errb bytes.Buffer
 		if code := run(args, io.Discard, &errb, func(string) string { return "" }); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, code, errb.String())
