@@ -459,3 +459,72 @@ func TestRenegotiationRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestDefaultOffers checks which suite the default offers and preferences
+// get against OpenSSL (tlspsk.md §3.2–§3.3): tlspsk's default client
+// against s_server with OpenSSL's whole PSK list (OpenSSL honours the
+// client's order unless -serverpref), and pymobiledevice3's hello
+// (s_client -cipher PSK, TLS 1.2) against tlspsk's default server and a
+// server preferring CBC, as `iosmux sim --tls-suites cbc` does.
+func TestDefaultOffers(t *testing.T) {
+	t.Run("client/s_server PSK", func(t *testing.T) {
+		for _, serverpref := range []bool{false, true} {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			addr := freePort(t)
+			args := []string{"s_server", "-nocert", "-psk", hex.EncodeToString(psk), "-psk_identity", "",
+				"-tls1_2", "-cipher", "PSK", "-accept", addr, "-naccept", "1", "-quiet"}
+			if serverpref {
+				args = append(args, "-serverpref")
+			}
+			p := startOpenSSL(t, ctx, args...)
+			raw := dialServer(t, ctx, addr, p)
+			c := tlspsk.Client(raw, &tlspsk.Config{PSK: psk})
+			if err := c.HandshakeContext(ctx); err != nil {
+				t.Fatalf("handshake (serverpref %v): %v", serverpref, err)
+			}
+			if got := c.ConnectionState().CipherSuite; got != tlspsk.TLS_PSK_WITH_AES_256_GCM_SHA384 {
+				t.Errorf("serverpref %v: negotiated %s, want TLS_PSK_WITH_AES_256_GCM_SHA384", serverpref, tlspsk.CipherSuiteName(got))
+			}
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.wait(); err != nil {
+				t.Fatalf("openssl s_server: %v", err)
+			}
+		}
+	})
+	for _, tt := range []struct {
+		name   string
+		server []uint16
+		want   uint16
+	}{
+		{"default server", nil, tlspsk.TLS_PSK_WITH_AES_256_GCM_SHA384},
+		{"CBC-first server", []uint16{0x00AF, 0x00A9, 0x00A8, 0xCCAB, 0x008C}, tlspsk.TLS_PSK_WITH_AES_256_CBC_SHA384},
+	} {
+		t.Run("s_client PSK/"+tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			p := startOpenSSL(t, ctx, "s_client", "-connect", ln.Addr().String(), "-psk", hex.EncodeToString(psk),
+				"-psk_identity", "", "-tls1_2", "-cipher", "PSK", "-quiet")
+			c := tlspsk.Server(accept(t, ctx, ln), &tlspsk.Config{PSK: psk, CipherSuites: tt.server})
+			if err := c.HandshakeContext(ctx); err != nil {
+				t.Fatalf("handshake: %v", err)
+			}
+			if got := c.ConnectionState().CipherSuite; got != tt.want {
+				t.Errorf("negotiated %s, want %s", tlspsk.CipherSuiteName(got), tlspsk.CipherSuiteName(tt.want))
+			}
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.wait(); err != nil {
+				t.Fatalf("openssl s_client: %v", err)
+			}
+		})
+	}
+}
