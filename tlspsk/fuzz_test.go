@@ -171,12 +171,22 @@ func FuzzOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, idx uint8, seq uint64, frag []byte) {
 		s := cipherSuites[int(idx)%len(cipherSuites)]
 		_, r := cipherPair(s)
+		// Into a buffer of its own first (the fragment stays intact), then
+		// in place: the same outcome both ways.
+		var ptDst []byte
+		var errDst error = ErrBadRecordMAC
+		if m := r.openLen(len(frag)); m >= 0 {
+			ptDst, errDst = r.open(make([]byte, m), seq, recordTypeApplicationData, frag)
+		}
 		pt, err := r.open(nil, seq, recordTypeApplicationData, frag)
 		if err != nil && err != ErrBadRecordMAC {
 			t.Fatalf("error %v", err)
 		}
 		if err == nil && len(pt) > len(frag) {
 			t.Fatalf("plaintext longer than the fragment")
+		}
+		if (err == nil) != (errDst == nil) || !bytes.Equal(pt, ptDst) {
+			t.Fatalf("open in place: %v, into dst: %v; plaintexts equal %v", err, errDst, bytes.Equal(pt, ptDst))
 		}
 	})
 }

@@ -159,7 +159,7 @@ func (c *Conn) readRecord(dst []byte, expectCCS bool) (int, error) {
 	if hc := &c.in; hc.cipher != nil {
 		var out []byte
 		if typ == recordTypeApplicationData && !expectCCS {
-			if pl := hc.cipher.plaintextLen(n); pl > 0 && pl <= len(dst) {
+			if m := hc.cipher.openLen(n); m > 0 && m <= len(dst) {
 				out, direct = dst, true
 			}
 		}

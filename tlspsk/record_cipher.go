@@ -22,12 +22,16 @@ type recordCipher interface {
 	seal(out []byte, seq uint64, typ uint8, payload []byte, rand io.Reader) ([]byte, error)
 	// open authenticates and decrypts fragment, returning the plaintext. It
 	// decrypts in place when dst is nil; otherwise into dst, which must
-	// have room for plaintextLen(len(fragment)) bytes and not overlap
-	// fragment. Every authentication failure is ErrBadRecordMAC.
+	// have room for openLen(len(fragment)) bytes and not overlap fragment;
+	// the plaintext then starts at dst[0], and dst past it may be
+	// overwritten (CBC puts its MAC and padding there). Every
+	// authentication failure is ErrBadRecordMAC.
 	open(dst []byte, seq uint64, typ uint8, fragment []byte) ([]byte, error)
-	// plaintextLen is the exact plaintext length of a fragment, or -1 when
-	// only decryption tells (CBC padding).
-	plaintextLen(fragmentLen int) int
+	// openLen is the room open needs in dst for a fragment of this length:
+	// the plaintext length for AEAD, plaintext, MAC and padding for CBC
+	// (whose plaintext length only decryption tells). It is ≤ 0 for a
+	// fragment too short to hold a record.
+	openLen(fragmentLen int) int
 }
 
 // additionalData writes seq_num || type || version || length, the AEAD
@@ -64,7 +68,7 @@ func (c *aeadCipher) explicitLen() int {
 
 func (c *aeadCipher) overhead() int { return c.explicitLen() + c.aead.Overhead() }
 
-func (c *aeadCipher) plaintextLen(n int) int { return n - c.overhead() }
+func (c *aeadCipher) openLen(n int) int { return n - c.overhead() }
 
 // xorNonce builds the RFC 7905 nonce for seq.
 func (c *aeadCipher) xorNonce(seq uint64) []byte {
@@ -88,7 +92,7 @@ func (c *aeadCipher) seal(out []byte, seq uint64, typ uint8, payload []byte, _ i
 }
 
 func (c *aeadCipher) open(dst []byte, seq uint64, typ uint8, fragment []byte) ([]byte, error) {
-	n := c.plaintextLen(len(fragment))
+	n := c.openLen(len(fragment))
 	if n < 0 {
 		return nil, ErrBadRecordMAC
 	}
@@ -121,7 +125,8 @@ type cbcCipher struct {
 }
 
 // cbcMode is the SetIV method crypto/cipher's CBC modes have, which lets one
-// mode value serve every record without allocating.
+// mode value serve every record without allocating. Successive CryptBlocks
+// calls continue one chain (cipher.BlockMode), which seal relies on.
 type cbcMode interface {
 	cipher.BlockMode
 	SetIV([]byte)
@@ -142,8 +147,13 @@ func newCBCCipher(block cipher.Block, mac hash.Hash) *cbcCipher {
 // overhead: IV, MAC, and at most one block of padding (we pad minimally).
 func (c *cbcCipher) overhead() int { return cbcBlock + c.macLen + cbcBlock }
 
-func (c *cbcCipher) plaintextLen(int) int { return -1 }
+// openLen: everything after the IV is decrypted into dst.
+func (c *cbcCipher) openLen(n int) int { return n - cbcBlock }
 
+// seal MACs payload where it is, encrypts its whole blocks straight from it
+// into out, and only copies the last partial block next to the MAC and
+// padding to encrypt those: one pass over the payload for the MAC, one for
+// the cipher, no copy.
 func (c *cbcCipher) seal(out []byte, seq uint64, typ uint8, payload []byte, rand io.Reader) ([]byte, error) {
 	out = slices.Grow(out, c.overhead()+len(payload))
 	ivStart := len(out)
@@ -151,31 +161,40 @@ func (c *cbcCipher) seal(out []byte, seq uint64, typ uint8, payload []byte, rand
 	if _, err := io.ReadFull(rand, out[ivStart:]); err != nil {
 		return nil, err
 	}
-	start := len(out)
-	out = append(out, payload...)
 	c.mac.Reset()
 	c.mac.Write(additionalData(&c.ad, seq, typ, len(payload)))
 	c.mac.Write(payload)
-	out = c.mac.Sum(out)
+	sum := c.mac.Sum(c.sum[:0])
+
+	start := len(out)
+	whole := len(payload) &^ (cbcBlock - 1)
+	c.enc.SetIV(out[ivStart:start])
+	out = out[:start+whole]
+	c.enc.CryptBlocks(out[start:], payload[:whole])
+	tail := len(out)
+	out = append(out, payload[whole:]...)
+	out = append(out, sum...)
 	// p+1 bytes of value p, the fewest that complete a block.
 	p := cbcBlock - 1 - (len(out)-start)%cbcBlock
 	for range p + 1 {
 		out = append(out, byte(p))
 	}
-	c.enc.SetIV(out[ivStart:start])
-	c.enc.CryptBlocks(out[start:], out[start:])
+	c.enc.CryptBlocks(out[tail:], out[tail:])
 	return out, nil
 }
 
-func (c *cbcCipher) open(_ []byte, seq uint64, typ uint8, fragment []byte) ([]byte, error) {
+func (c *cbcCipher) open(dst []byte, seq uint64, typ uint8, fragment []byte) ([]byte, error) {
 	// IV, then at least enough blocks for the MAC and the padding length.
 	minBody := (c.macLen + 1 + cbcBlock - 1) / cbcBlock * cbcBlock
 	if len(fragment) < cbcBlock+minBody || len(fragment)%cbcBlock != 0 {
 		return nil, ErrBadRecordMAC
 	}
 	body := fragment[cbcBlock:]
+	if dst != nil {
+		body = dst[:len(body)]
+	}
 	c.dec.SetIV(fragment[:cbcBlock])
-	c.dec.CryptBlocks(body, body)
+	c.dec.CryptBlocks(body, fragment[cbcBlock:])
 
 	// From here on, padding and MAC are checked without branching on secret
 	// data (Lucky13, AlFardan & Paterson 2013): the padding check reads the

@@ -38,8 +38,8 @@ func TestSealOpenEverySuite(t *testing.T) {
 				if len(rec) > n+w.overhead() {
 					t.Errorf("n=%d: record %d bytes, overhead bound %d", n, len(rec), w.overhead())
 				}
-				if pl := r.plaintextLen(len(rec)); pl != -1 && pl != n {
-					t.Errorf("n=%d: plaintextLen %d", n, pl)
+				if m := r.openLen(len(rec)); m < n || (s.aead != nil && m != n) {
+					t.Errorf("n=%d: openLen %d", n, m)
 				}
 				// Wrong sequence number or content type: the AAD/MAC differ.
 				if _, err := r.open(nil, uint64(seq+1), recordTypeApplicationData, bytes.Clone(rec)); !errors.Is(err, ErrBadRecordMAC) {
@@ -52,10 +52,12 @@ func TestSealOpenEverySuite(t *testing.T) {
 				if err != nil || !bytes.Equal(got, payload) {
 					t.Fatalf("n=%d: open: %v, equal %v", n, err, bytes.Equal(got, payload))
 				}
-				if pl := r.plaintextLen(len(rec)); pl > 0 {
-					dst := make([]byte, pl)
-					got, err := r.open(dst, uint64(seq), recordTypeApplicationData, bytes.Clone(rec))
-					if err != nil || !bytes.Equal(got, payload) || &got[0] != &dst[0] {
+				if m := r.openLen(len(rec)); m > 0 {
+					// Into the caller's buffer, the fragment left as it was.
+					dst := make([]byte, m)
+					frag := bytes.Clone(rec)
+					got, err := r.open(dst, uint64(seq), recordTypeApplicationData, frag)
+					if err != nil || !bytes.Equal(got, payload) || (n > 0 && &got[0] != &dst[0]) || !bytes.Equal(frag, rec) {
 						t.Fatalf("n=%d: open into dst: %v", n, err)
 					}
 				}
@@ -170,6 +172,54 @@ func TestCBCOpenHandMade(t *testing.T) {
 			}
 			if legal < 15 {
 				t.Fatalf("only %d padding lengths tried", legal)
+			}
+		})
+	}
+}
+
+// TestCBCSealHandMade compares seal with a record built by hand (RFC 5246
+// §6.2.3.2: IV, then CBC over payload ‖ MAC ‖ minimal padding) for lengths
+// on both sides of a block boundary, so the payload's whole blocks, which
+// seal encrypts straight from the caller's buffer, and its tail, which it
+// encrypts next to the MAC, both count.
+func TestCBCSealHandMade(t *testing.T) {
+	macs := map[uint16]func() hash.Hash{
+		TLS_PSK_WITH_AES_256_CBC_SHA384: sha512.New384,
+		TLS_PSK_WITH_AES_128_CBC_SHA:    sha1.New,
+	}
+	for id, newHash := range macs {
+		s := suiteByID(id)
+		kb := make([]byte, s.keyBlockLen())
+		for i := range kb {
+			kb[i] = byte(i * 7)
+		}
+		macKey, key := kb[:s.macLen], kb[2*s.macLen:2*s.macLen+s.keyLen]
+		w, _ := cipherPair(s)
+		t.Run(s.name, func(t *testing.T) {
+			for seq, n := range []int{0, 1, 15, 16, 17, 31, 32, 33, 100, 1280, maxPlaintext} {
+				payload := make([]byte, n)
+				detRand(byte(n)).Read(payload)
+				iv := bytes.Repeat([]byte{byte(seq)}, 16)
+				got, err := w.seal([]byte("hdr"), uint64(seq), recordTypeApplicationData, payload, bytes.NewReader(iv))
+				if err != nil {
+					t.Fatal(err)
+				}
+				mac := hmac.New(newHash, macKey)
+				var ad [13]byte
+				mac.Write(additionalData(&ad, uint64(seq), recordTypeApplicationData, n))
+				mac.Write(payload)
+				pt := mac.Sum(bytes.Clone(payload))
+				p := 15 - len(pt)%16
+				for range p + 1 {
+					pt = append(pt, byte(p))
+				}
+				block, _ := aes.NewCipher(key)
+				want := append([]byte("hdr"), iv...)
+				want = append(want, pt...)
+				cipher.NewCBCEncrypter(block, iv).CryptBlocks(want[3+16:], want[3+16:])
+				if !bytes.Equal(got, want) {
+					t.Fatalf("n=%d: seal differs from the hand-made record", n)
+				}
 			}
 		})
 	}
