@@ -45,9 +45,16 @@ import (
 // cpu-ns/B is this process's CPU per byte, dev-cpu-ns/B the child's;
 // B/pkt-up and B/pkt-down the mean tunnel packet size each way.
 // Needs 2 CPUs and root (netns + TUN). -split-cpus=a,b picks other CPUs.
+// Each runs once per suite of benchSuites (the first level of the name),
+// with a device process of its own offering only that suite.
 func BenchmarkTLSPSKSplit(b *testing.B) {
+	for _, s := range benchSuites {
+		b.Run(s.name, func(b *testing.B) { benchTLSPSKSplit(b, s.id) })
+	}
+}
+
+func benchTLSPSKSplit(b *testing.B, suite uint16) {
 	hostCPU, devCPU := splitCPUs(b)
-	suite := tlspsk.TLS_PSK_WITH_AES_256_GCM_SHA384
 	child := startSplitChild(b, devCPU, suite)
 	prev := runtime.GOMAXPROCS(1)
 	b.Cleanup(func() { runtime.GOMAXPROCS(prev) })
