@@ -209,9 +209,23 @@ func remoteTunnel(t *testing.T, ctx context.Context, store pairing.RecordStore, 
 
 func remoteTunnelVia(t *testing.T, ctx context.Context, store pairing.RecordStore, dial func(ctx context.Context) (pairing.Transport, error), dialPort func(ctx context.Context, port int) (net.Conn, error)) (*utun.Netstack, tunnel.Params, error) {
 	t.Helper()
-	res, err := pairing.Pair(ctx, &pairing.PairConfig{Host: pairing.ClientConfig{HostName: "sim-test"}, Dial: dial, Store: store})
+	tc, err := remoteTLSPSK(t, ctx, store, dial, dialPort, nil)
 	if err != nil {
 		return nil, tunnel.Params{}, err
+	}
+	ns, p := hostTunnel(t, ctx, tc)
+	return ns, p, nil
+}
+
+// remoteTLSPSK pairs (if needed) and verifies a host with the device over
+// dial, asks for a TCP tunnel listener and returns the TLS-PSK connection
+// to it, handshake done, the client offering suites (nil: tlspsk's
+// default). Pairing and createListener errors are returned.
+func remoteTLSPSK(t *testing.T, ctx context.Context, store pairing.RecordStore, dial func(ctx context.Context) (pairing.Transport, error), dialPort func(ctx context.Context, port int) (net.Conn, error), suites []uint16) (*tlspsk.Conn, error) {
+	t.Helper()
+	res, err := pairing.Pair(ctx, &pairing.PairConfig{Host: pairing.ClientConfig{HostName: "sim-test"}, Dial: dial, Store: store})
+	if err != nil {
+		return nil, err
 	}
 	rec, err := store.Load(res.ID)
 	if err != nil {
@@ -231,18 +245,17 @@ func remoteTunnelVia(t *testing.T, ctx context.Context, store pairing.RecordStor
 	}
 	l, err := h.CreateListener(ctx, pairing.ListenerRequest{Transport: pairing.TransportTCP, Key: h.SharedSecret()})
 	if err != nil {
-		return nil, tunnel.Params{}, err
+		return nil, err
 	}
 	nc, err := dialPort(ctx, l.Port)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := tlspsk.Client(nc, &tlspsk.Config{PSK: h.SharedSecret()})
+	tc := tlspsk.Client(nc, &tlspsk.Config{PSK: h.SharedSecret(), CipherSuites: suites})
 	if err := tc.HandshakeContext(ctx); err != nil {
 		t.Fatalf("TLS-PSK: %v", err)
 	}
-	ns, p := hostTunnel(t, ctx, tc)
-	return ns, p, nil
+	return tc, nil
 }
 
 // xpcDial dials a RemoteXPC service (the tunnel service) at addr.

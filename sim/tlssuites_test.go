@@ -2,7 +2,6 @@ package sim
 
 import (
 	"context"
-	"crypto/ed25519"
 	"net"
 	"slices"
 	"testing"
@@ -69,47 +68,21 @@ func TestTLSSuitesPreference(t *testing.T) {
 	}
 }
 
-// tlsSuiteWith pairs with d over network RemotePairing, asks for a TCP
-// listener and returns the suite a TLS-PSK handshake offering offer (nil:
-// tlspsk's default) gets.
+// tlsSuiteWith opens a TLS-PSK tunnel connection to d over network
+// RemotePairing, offering offer (nil: tlspsk's default), and returns the
+// suite it got.
 func tlsSuiteWith(t *testing.T, ctx context.Context, d *Device, offer []uint16) uint16 {
 	t.Helper()
 	addr := d.Endpoints().NetworkPairing
 	host, _, _ := net.SplitHostPort(addr)
-	store := pairing.RecordStore{Dir: t.TempDir()}
-	res, err := pairing.Pair(ctx, &pairing.PairConfig{Host: pairing.ClientConfig{HostName: "sim-test"}, Dial: rppDial(addr), Store: store})
+	dialPort := func(ctx context.Context, port int) (net.Conn, error) {
+		var dl net.Dialer
+		return dl.DialContext(ctx, "tcp", joinHostPort(host, uint16(port)))
+	}
+	tc, err := remoteTLSPSK(t, ctx, pairing.RecordStore{Dir: t.TempDir()}, rppDial(addr), dialPort, offer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := store.Load(res.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := rppDial(addr)(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := pairing.NewClient(tr, &pairing.ClientConfig{HostName: "sim-test"})
-	defer h.Close()
-	if _, err := h.Handshake(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Verify(ctx, pairing.Identity{Identifier: rec.HostIdentifier, PrivateKey: ed25519.NewKeyFromSeed(rec.PrivateKey)}); err != nil {
-		t.Fatalf("verify: %v", err)
-	}
-	l, err := h.CreateListener(ctx, pairing.ListenerRequest{Transport: pairing.TransportTCP, Key: h.SharedSecret()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dl net.Dialer
-	nc, err := dl.DialContext(ctx, "tcp", joinHostPort(host, uint16(l.Port)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc := tlspsk.Client(nc, &tlspsk.Config{PSK: h.SharedSecret(), CipherSuites: offer})
 	defer tc.Close()
-	if err := tc.HandshakeContext(ctx); err != nil {
-		t.Fatalf("TLS-PSK: %v", err)
-	}
 	return tc.ConnectionState().CipherSuite
 }

@@ -113,43 +113,55 @@ func TestCBCPadding(t *testing.T) {
 	}
 }
 
-// TestCBCOpenHandMade builds CBC records by hand (RFC 5246 §6.2.3.2) with a
-// valid MAC and chosen padding: every legal padding length is accepted and
-// a bad padding byte is rejected even under a correct MAC.
-func TestCBCOpenHandMade(t *testing.T) {
-	macs := map[uint16]func() hash.Hash{
-		TLS_PSK_WITH_AES_256_CBC_SHA384: sha512.New384,
-		TLS_PSK_WITH_AES_128_CBC_SHA:    sha1.New,
+// cbcMACs are the HMAC hashes of the CBC suites, named independently of
+// the suite table.
+var cbcMACs = map[uint16]func() hash.Hash{
+	TLS_PSK_WITH_AES_256_CBC_SHA384: sha512.New384,
+	TLS_PSK_WITH_AES_128_CBC_SHA:    sha1.New,
+}
+
+// handMadeCBC builds a CBC record of suite id by hand (RFC 5246 §6.2.3.2)
+// under cipherPair's keys: iv, then AES-CBC over payload ‖ HMAC ‖ p+1
+// bytes of value p (one padding byte flipped when corrupt). It returns nil
+// when that is not a whole number of blocks.
+func handMadeCBC(id uint16, seq uint64, payload []byte, p int, iv []byte, corrupt bool) []byte {
+	s := suiteByID(id)
+	kb := make([]byte, s.keyBlockLen())
+	for i := range kb {
+		kb[i] = byte(i * 7)
 	}
-	for id, newHash := range macs {
+	macKey, key := kb[:s.macLen], kb[2*s.macLen:2*s.macLen+s.keyLen]
+	mac := hmac.New(cbcMACs[id], macKey)
+	var ad [13]byte
+	mac.Write(additionalData(&ad, seq, recordTypeApplicationData, len(payload)))
+	mac.Write(payload)
+	pt := mac.Sum(bytes.Clone(payload))
+	for range p + 1 {
+		pt = append(pt, byte(p))
+	}
+	if corrupt {
+		pt[len(pt)-2] ^= 0x80
+	}
+	if len(pt)%16 != 0 {
+		return nil
+	}
+	block, _ := aes.NewCipher(key)
+	out := append(bytes.Clone(iv), pt...)
+	cipher.NewCBCEncrypter(block, iv).CryptBlocks(out[16:], out[16:])
+	return out
+}
+
+// TestCBCOpenHandMade builds CBC records by hand with a valid MAC and
+// chosen padding: every legal padding length is accepted and a bad padding
+// byte is rejected even under a correct MAC.
+func TestCBCOpenHandMade(t *testing.T) {
+	for id := range cbcMACs {
 		s := suiteByID(id)
-		kb := make([]byte, s.keyBlockLen())
-		for i := range kb {
-			kb[i] = byte(i * 7)
-		}
-		macKey, key := kb[:s.macLen], kb[2*s.macLen:2*s.macLen+s.keyLen]
 		_, r := cipherPair(s)
 		payload := []byte("sixteen bytes!!!x")
+		iv := bytes.Repeat([]byte{0xa5}, 16)
 		build := func(seq uint64, p int, corrupt bool) []byte {
-			mac := hmac.New(newHash, macKey)
-			var ad [13]byte
-			mac.Write(additionalData(&ad, seq, recordTypeApplicationData, len(payload)))
-			mac.Write(payload)
-			pt := mac.Sum(bytes.Clone(payload))
-			for range p + 1 {
-				pt = append(pt, byte(p))
-			}
-			if corrupt {
-				pt[len(pt)-2] ^= 0x80
-			}
-			if len(pt)%16 != 0 {
-				return nil
-			}
-			iv := bytes.Repeat([]byte{0xa5}, 16)
-			block, _ := aes.NewCipher(key)
-			out := append(bytes.Clone(iv), pt...)
-			cipher.NewCBCEncrypter(block, iv).CryptBlocks(out[16:], out[16:])
-			return out
+			return handMadeCBC(id, seq, payload, p, iv, corrupt)
 		}
 		t.Run(s.name, func(t *testing.T) {
 			legal := 0
@@ -183,17 +195,8 @@ func TestCBCOpenHandMade(t *testing.T) {
 // seal encrypts straight from the caller's buffer, and its tail, which it
 // encrypts next to the MAC, both count.
 func TestCBCSealHandMade(t *testing.T) {
-	macs := map[uint16]func() hash.Hash{
-		TLS_PSK_WITH_AES_256_CBC_SHA384: sha512.New384,
-		TLS_PSK_WITH_AES_128_CBC_SHA:    sha1.New,
-	}
-	for id, newHash := range macs {
+	for id := range cbcMACs {
 		s := suiteByID(id)
-		kb := make([]byte, s.keyBlockLen())
-		for i := range kb {
-			kb[i] = byte(i * 7)
-		}
-		macKey, key := kb[:s.macLen], kb[2*s.macLen:2*s.macLen+s.keyLen]
 		w, _ := cipherPair(s)
 		t.Run(s.name, func(t *testing.T) {
 			for seq, n := range []int{0, 1, 15, 16, 17, 31, 32, 33, 100, 1280, maxPlaintext} {
@@ -204,19 +207,8 @@ func TestCBCSealHandMade(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				mac := hmac.New(newHash, macKey)
-				var ad [13]byte
-				mac.Write(additionalData(&ad, uint64(seq), recordTypeApplicationData, n))
-				mac.Write(payload)
-				pt := mac.Sum(bytes.Clone(payload))
-				p := 15 - len(pt)%16
-				for range p + 1 {
-					pt = append(pt, byte(p))
-				}
-				block, _ := aes.NewCipher(key)
-				want := append([]byte("hdr"), iv...)
-				want = append(want, pt...)
-				cipher.NewCBCEncrypter(block, iv).CryptBlocks(want[3+16:], want[3+16:])
+				p := 15 - (n+s.macLen)%16 // minimal padding
+				want := append([]byte("hdr"), handMadeCBC(id, uint64(seq), payload, p, iv, false)...)
 				if !bytes.Equal(got, want) {
 					t.Fatalf("n=%d: seal differs from the hand-made record", n)
 				}

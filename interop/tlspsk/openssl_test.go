@@ -237,14 +237,7 @@ func TestServerAgainstSClient(t *testing.T) {
 		t.Run(s.openssl, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			p := startOpenSSL(t, ctx, "s_client", "-connect", ln.Addr().String(), "-psk", hex.EncodeToString(psk),
-				"-psk_identity", "", "-tls1_2", "-cipher", s.openssl, "-quiet")
-			raw := accept(t, ctx, ln)
+			p, raw := sClient(t, ctx, psk, "-tls1_2", "-cipher", s.openssl, "-quiet")
 			c := tlspsk.Server(raw, &tlspsk.Config{PSK: psk})
 			defer c.Close()
 			if dl, ok := ctx.Deadline(); ok {
@@ -281,6 +274,19 @@ func accept(t *testing.T, ctx context.Context, ln net.Listener) net.Conn {
 	return c
 }
 
+// sClient starts openssl s_client with PSK key and args against a
+// listener of ours and returns it with the connection it made.
+func sClient(t *testing.T, ctx context.Context, key []byte, args ...string) (*peer, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	p := startOpenSSL(t, ctx, append([]string{"s_client", "-connect", ln.Addr().String(), "-psk", hex.EncodeToString(key), "-psk_identity", ""}, args...)...)
+	return p, accept(t, ctx, ln)
+}
+
 // TestWrongPSK: each side fails with bad_record_mac. OpenSSL's server is
 // first to open the client's Finished and sends the alert to our client;
 // our server is first against OpenSSL's client and sends it. The handshake
@@ -313,19 +319,12 @@ func TestWrongPSK(t *testing.T) {
 		t.Run("server/"+s.openssl, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			p := startOpenSSL(t, ctx, "s_client", "-connect", ln.Addr().String(), "-psk", hex.EncodeToString(wrong),
-				"-psk_identity", "", "-tls1_2", "-cipher", s.openssl)
-			raw := accept(t, ctx, ln)
+			p, raw := sClient(t, ctx, wrong, "-tls1_2", "-cipher", s.openssl)
 			c := tlspsk.Server(raw, &tlspsk.Config{PSK: psk})
 			defer c.Close()
 			hctx, hcancel := context.WithTimeout(ctx, time.Second)
 			defer hcancel()
-			err = c.HandshakeContext(hctx)
+			err := c.HandshakeContext(hctx)
 			var ae *tlspsk.AlertError
 			if !errors.As(err, &ae) || ae.Alert != tlspsk.AlertBadRecordMAC || ae.Remote || !errors.Is(err, tlspsk.ErrBadRecordMAC) {
 				t.Fatalf("got %v, want a local bad_record_mac", err)
@@ -354,19 +353,12 @@ func TestOldVersionsRefused(t *testing.T) {
 		t.Run("server/"+v, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			p := startOpenSSL(t, ctx, "s_client", "-connect", ln.Addr().String(), "-psk", hex.EncodeToString(psk),
-				"-psk_identity", "", v, "-cipher", "PSK-AES128-CBC-SHA:@SECLEVEL=0")
-			raw := accept(t, ctx, ln)
+			p, raw := sClient(t, ctx, psk, v, "-cipher", "PSK-AES128-CBC-SHA:@SECLEVEL=0")
 			c := tlspsk.Server(raw, &tlspsk.Config{PSK: psk})
 			defer c.Close()
 			hctx, hcancel := context.WithTimeout(ctx, time.Second)
 			defer hcancel()
-			err = c.HandshakeContext(hctx)
+			err := c.HandshakeContext(hctx)
 			if !errors.Is(err, &tlspsk.AlertError{Alert: tlspsk.AlertProtocolVersion}) {
 				t.Fatalf("got %v, want a local protocol_version alert", err)
 			}
@@ -432,15 +424,8 @@ func TestRenegotiationRefused(t *testing.T) {
 	t.Run("server", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		p := startOpenSSL(t, ctx, "s_client", "-connect", ln.Addr().String(), "-psk", hex.EncodeToString(psk),
-			"-psk_identity", "", "-tls1_2", "-cipher", "PSK-AES256-GCM-SHA384")
+		p, raw := sClient(t, ctx, psk, "-tls1_2", "-cipher", "PSK-AES256-GCM-SHA384")
 		go io.Copy(io.Discard, p.stdout)
-		raw := accept(t, ctx, ln)
 		c := tlspsk.Server(raw, &tlspsk.Config{PSK: psk})
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -448,7 +433,7 @@ func TestRenegotiationRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		io.WriteString(p.stdin, "R\n")
-		_, err = c.Read(make([]byte, 100))
+		_, err := c.Read(make([]byte, 100))
 		if !errors.Is(err, &tlspsk.AlertError{Alert: tlspsk.AlertHandshakeFailure, Remote: true}) {
 			t.Fatalf("got %v, want handshake_failure from openssl after our no_renegotiation", err)
 		}
@@ -505,14 +490,8 @@ func TestDefaultOffers(t *testing.T) {
 		t.Run("s_client PSK/"+tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			p := startOpenSSL(t, ctx, "s_client", "-connect", ln.Addr().String(), "-psk", hex.EncodeToString(psk),
-				"-psk_identity", "", "-tls1_2", "-cipher", "PSK", "-quiet")
-			c := tlspsk.Server(accept(t, ctx, ln), &tlspsk.Config{PSK: psk, CipherSuites: tt.server})
+			p, raw := sClient(t, ctx, psk, "-tls1_2", "-cipher", "PSK", "-quiet")
+			c := tlspsk.Server(raw, &tlspsk.Config{PSK: psk, CipherSuites: tt.server})
 			if err := c.HandshakeContext(ctx); err != nil {
 				t.Fatalf("handshake: %v", err)
 			}
