@@ -28,6 +28,7 @@ func coreDeviceProxy(ctx context.Context, mux *usbmux.Client, dev usbmux.DeviceE
 		}
 		return nil, &Error{Device: udid, Step: StepLockdown, Err: err}
 	}
+	opt.clock.mark(StepLockdown)
 	opt.logger().Debug("tunnel: CoreDeviceProxy service connected", "udid", udid)
 	return startStream(ctx, conn, udid, MethodCoreDeviceProxy, nil, &opt)
 }
@@ -44,6 +45,7 @@ func pairUsbmux(ctx context.Context, mux *usbmux.Client, dev usbmux.DeviceEntry,
 	if err != nil {
 		return &Error{Device: udid, Step: StepPair, Err: err}
 	}
+	opt.clock.mark(StepPair)
 	if paired {
 		opt.logger().Info("paired over lockdown; usbmuxd keeps the record", "udid", udid)
 	}
@@ -78,10 +80,12 @@ func coreDeviceProxyWiFi(ctx context.Context, host, udid string, opt Options) (*
 	if _, err := lc.StartSession(ctx, rec); err != nil {
 		return fail(StepLockdown, err)
 	}
+	opt.clock.mark(StepLockdownSession)
 	info, err := lc.StartService(ctx, lockdown.CoreDeviceProxy, nil)
 	if err != nil {
 		return fail(StepLockdown, err)
 	}
+	opt.clock.mark(StepStartService)
 	sc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(int(info.Port))))
 	if err != nil {
 		return fail(StepLockdown, err)
@@ -90,5 +94,6 @@ func coreDeviceProxyWiFi(ctx context.Context, host, udid string, opt Options) (*
 	if err != nil {
 		return fail(StepLockdown, err)
 	}
+	opt.clock.mark(StepServiceTLS)
 	return startStream(ctx, conn, udid, MethodCoreDeviceProxy, nil, &opt)
 }

@@ -107,6 +107,9 @@ type Options struct {
 	// iPhone and tap Trust) and Timeout what follows it, each on its own
 	// clock within ctx; 0 leaves ctx alone in charge.
 	PairTimeout, Timeout time.Duration
+
+	// clock times the steps (Establish sets it).
+	clock *stepClock
 }
 
 func (o *Options) logger() *slog.Logger {
@@ -186,6 +189,9 @@ type Tunnel struct {
 	Params tunnel.Params
 	// Interface is the TUN's name ("netstack" in userspace mode).
 	Interface string
+	// Steps is how long each step of establishment took, in order
+	// (Establish fills it in).
+	Steps []StepTime
 
 	pump    *tunnel.Pump
 	closers []io.Closer // closed after the pump, last first
@@ -284,6 +290,7 @@ func startStream(ctx context.Context, conn io.ReadWriteCloser, id string, method
 	newTUN := opt.newTUN()
 	pump, params, err := tunnel.StartClient(ctx, conn, tunnel.ClientConfig{
 		NewTUN: func(p tunnel.Params) (tun.Device, error) {
+			opt.clock.mark(StepCDTunnel)
 			d, err := newTUN(p)
 			dev = d
 			return d, err
@@ -300,5 +307,6 @@ func startStream(ctx context.Context, conn io.ReadWriteCloser, id string, method
 		}
 		return nil, &Error{Device: id, Step: step, Err: err}
 	}
+	opt.clock.mark(StepTUN)
 	return newTunnel(id, method, TCP, params, dev, pump, closers, opt.logger()), nil
 }

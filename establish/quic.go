@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/iosmux/iosmux/pairing"
@@ -71,6 +72,86 @@ func NewQUICClientKey() (*rsa.PrivateKey, error) {
 	return rsa.GenerateKey(rand.Reader, 2048)
 }
 
+// quicKeys makes QUIC client keys ahead of need. An RSA-2048 key costs
+// about 100 ms of CPU, nine tenths of a QUIC tunnel's set-up in process
+// (docs/perf.md "set-up time by step"). Every tunnel still gets a key of
+// its own, as pymobiledevice3 and go-ios make one per createListener, so
+// the device sees what it sees from them; only the making moves off the
+// path: a QUIC attempt starts it while the control channel is set up and
+// verified (prepare), and each tunnel, once up or failed, starts the next
+// one for the next tunnel (a reconnect, another device). A process that never makes a QUIC
+// tunnel never makes a key.
+var quicKeys keyAhead
+
+// keyAhead holds at most one key being made or made.
+type keyAhead struct {
+	mu   sync.Mutex
+	next chan keyResult // nil: none under way
+	// newKey makes a key; nil means NewQUICClientKey.
+	newKey func() (*rsa.PrivateKey, error)
+}
+
+type keyResult struct {
+	key *rsa.PrivateKey
+	err error
+}
+
+// start makes a key in the background; the caller holds mu.
+func (k *keyAhead) start() chan keyResult {
+	ch := make(chan keyResult, 1)
+	mk := k.newKey
+	if mk == nil {
+		mk = NewQUICClientKey
+	}
+	go func() {
+		key, err := mk()
+		ch <- keyResult{key, err}
+	}()
+	return ch
+}
+
+// prepare starts making a key unless one is made or under way.
+func (k *keyAhead) prepare() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.next == nil {
+		k.next = k.start()
+	}
+}
+
+// ready reports whether a key is made and waiting (benchmarks).
+func (k *keyAhead) ready() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.next != nil && len(k.next) == 1
+}
+
+// PrepareQUIC starts making the key of the next QUIC tunnel now, so that
+// even the first one does not wait for it (tunneld calls it at start when
+// its protocol is QUIC). Without it the first attempt starts the key
+// itself.
+func PrepareQUIC() { quicKeys.prepare() }
+
+// take returns the key made ahead, waiting for it if it is still being
+// made (or making one now). No key is handed out twice; the caller
+// prepares the next once its tunnel is up, so that making it does not
+// slow this set-up down.
+func (k *keyAhead) take(ctx context.Context) (*rsa.PrivateKey, error) {
+	k.mu.Lock()
+	ch := k.next
+	if ch == nil {
+		ch = k.start()
+	}
+	k.next = nil
+	k.mu.Unlock()
+	select {
+	case r := <-ch:
+		return r.key, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // selfSigned makes pmd3's client certificate (ca.py make_cert): empty
 // subject and issuer, serial 1, valid from a minute ago for ten years,
 // SHA-256 with RSA; go-ios's key usage and basic constraints are added,
@@ -102,7 +183,8 @@ func startQUIC(ctx context.Context, v *verified, method Method, host string, pee
 		closeAllOf(closers)
 		return nil, &Error{Device: who, Step: step, Err: err}
 	}
-	key, err := NewQUICClientKey()
+	key, err := quicKeys.take(ctx)
+	defer quicKeys.prepare() // the next tunnel's, made once this one is up
 	if err != nil {
 		return fail(StepCreateListener, err)
 	}
@@ -110,14 +192,16 @@ func startQUIC(ctx context.Context, v *verified, method Method, host string, pee
 	if err != nil {
 		return fail(StepCreateListener, err)
 	}
-	l, err := v.h.CreateListener(ctx, pairing.ListenerRequest{Transport: pairing.TransportQUIC, Key: spki, PeerConnections: peers})
-	if err != nil {
-		return fail(StepCreateListener, err)
-	}
 	cert, err := selfSigned(key)
 	if err != nil {
 		return fail(StepQUIC, err)
 	}
+	opt.clock.mark(StepQUICKey)
+	l, err := v.h.CreateListener(ctx, pairing.ListenerRequest{Transport: pairing.TransportQUIC, Key: spki, PeerConnections: peers})
+	if err != nil {
+		return fail(StepCreateListener, err)
+	}
+	opt.clock.mark(StepCreateListener)
 	raddr, err := net.ResolveUDPAddr("udp", net.JoinHostPort(host, strconv.Itoa(l.Port)))
 	if err != nil {
 		return fail(StepConnectListener, err)
@@ -149,10 +233,12 @@ func startQUIC(ctx context.Context, v *verified, method Method, host string, pee
 	if err != nil {
 		return fail(StepQUIC, fmt.Errorf("%w: %w", ErrQUICUnsupported, err))
 	}
+	opt.clock.mark(StepQUIC)
 	pc, params, err := quicClientHandshake(ctx, qc)
 	if err != nil {
 		return fail(StepCDTunnel, err)
 	}
+	opt.clock.mark(StepCDTunnel)
 	dev, err := opt.newTUN()(params)
 	if err != nil {
 		pc.Close()
@@ -166,6 +252,7 @@ func startQUIC(ctx context.Context, v *verified, method Method, host string, pee
 	if err != nil {
 		return fail(StepTUN, err)
 	}
+	opt.clock.mark(StepTUN)
 	return newTunnel(who, method, QUIC, params, dev, pump, closers, opt.logger()), nil
 }
 

@@ -60,6 +60,7 @@ func overRSD(ctx context.Context, addr string, opt Options) (*Tunnel, error) {
 	if err != nil {
 		return nil, &Error{Device: who, Step: StepRSD, Err: err}
 	}
+	opt.clock.mark(StepRSD)
 	dev := rc.Handshake.Device()
 	if dev.UDID != "" {
 		who = dev.UDID
@@ -182,6 +183,9 @@ func startPairing(ctx context.Context, method Method, who, host string, dial fun
 		closeAllOf(closers)
 		return nil, &Error{Device: who, Step: step, Err: err}
 	}
+	if opt.protocol() == QUIC {
+		quicKeys.prepare() // made while the control channel comes up
+	}
 	v, err := verify(ctx, who, dial, opt)
 	if err != nil {
 		closeAllOf(closers)
@@ -202,16 +206,19 @@ func startPairing(ctx context.Context, method Method, who, host string, dial fun
 	if err != nil {
 		return fail(StepCreateListener, err)
 	}
+	opt.clock.mark(StepCreateListener)
 	opt.logger().Debug("tunnel: listener created", "udid", who, "port", l.Port)
 	nc, err := opt.dial(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(l.Port)))
 	if err != nil {
 		return fail(StepConnectListener, err)
 	}
+	opt.clock.mark(StepConnectListener)
 	tc := tlspsk.Client(nc, &tlspsk.Config{PSK: psk})
 	if err := tc.HandshakeContext(ctx); err != nil {
 		tc.Close()
 		return fail(StepTLSPSK, err)
 	}
+	opt.clock.mark(StepTLSPSK)
 	opt.logger().Debug("tunnel: TLS-PSK up", "udid", who, "suite", tlspsk.CipherSuiteName(tc.ConnectionState().CipherSuite))
 	return startStream(ctx, tc, who, method, closers, opt)
 }
@@ -233,12 +240,14 @@ func verify(ctx context.Context, who string, dial func(context.Context) (pairing
 		if err != nil {
 			return nil, nil, &Error{Device: who, Step: StepControl, Err: err}
 		}
+		opt.clock.mark(StepControl)
 		h := pairing.NewClient(t, hc)
 		info, err := h.Handshake(ctx)
 		if err != nil {
 			h.Close()
 			return nil, nil, &Error{Device: who, Step: StepPairing, Err: err}
 		}
+		opt.clock.mark(StepPairing)
 		return h, info, nil
 	}
 	h, info, err := open()
@@ -285,6 +294,7 @@ func verify(ctx context.Context, who string, dial func(context.Context) (pairing
 			}
 		}
 		err = h.Verify(ctx, r.Identity(hc.Identifier))
+		opt.clock.mark(StepVerify)
 		if err == nil {
 			return &verified{h: h, udid: who}, nil
 		}

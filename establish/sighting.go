@@ -30,7 +30,22 @@ var ErrUnsupportedPath = errors.New("tunnel: no tunnel path for this kind of sig
 // s.UDID, when known, becomes opt.UDID unless that is set. ctx bounds the
 // whole attempt; opt.PairTimeout and opt.Timeout can give pairing and the
 // rest clocks of their own.
+//
+// The returned Tunnel's Steps say how long each step took; they also go to
+// opt.Logger at debug level.
 func Establish(ctx context.Context, s discovery.Event, opt Options) (*Tunnel, error) {
+	clock := newStepClock()
+	opt.clock = clock
+	t, err := establishPath(ctx, s, opt)
+	if err == nil {
+		t.Steps = clock.steps
+		clock.log(opt.logger(), t)
+	}
+	return t, err
+}
+
+// establishPath is Establish without the timing.
+func establishPath(ctx context.Context, s discovery.Event, opt Options) (*Tunnel, error) {
 	if opt.UDID == "" {
 		opt.UDID = s.UDID
 	}
@@ -60,6 +75,7 @@ func Establish(ctx context.Context, s discovery.Event, opt Options) (*Tunnel, er
 		if perr := pairRSD(ctx, addr, &opt); perr != nil {
 			return nil, &Error{Device: s.UDID, Step: StepPair, Err: perr}
 		}
+		opt.clock.mark(StepPair)
 		return overRSD(ectx, addr, opt)
 	case discovery.SourceRemotePairing:
 		if !s.Addr.IsValid() {

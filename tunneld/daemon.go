@@ -274,6 +274,9 @@ func (d *Daemon) Shutdown() {
 // of it has exited. It returns nil after a requested stop.
 func (d *Daemon) Run(ctx context.Context) error {
 	d.started = time.Now()
+	if d.cfg.Protocol == establish.QUIC {
+		establish.PrepareQUIC() // the first tunnel's RSA key, made before any device shows up
+	}
 	d.mgr = newManager(managerConfig{
 		Establisher: d.est, Backoff: d.cfg.Backoff, AttemptTimeout: d.cfg.AttemptTimeout,
 		CancelHold: d.cfg.CancelHold, Logger: d.log,
