@@ -4,7 +4,6 @@ package establish
 
 import (
 	"context"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -39,10 +38,10 @@ func BenchmarkEstablishSteps(b *testing.B) {
 		// keyReady waits (untimed) for the QUIC key made ahead.
 		keyReady bool
 	}{
-		{"P1", discovery.Event{Kind: discovery.Attached, Source: discovery.SourceUsbmux, UDID: f.muxDev.SerialNumber, DeviceID: f.muxDev.DeviceID, ConnectionType: "USB"}, TCP, false},
-		{"P3-tcp", discovery.Event{Kind: discovery.Attached, Source: discovery.SourceRemotePairing, Addr: netip.MustParseAddrPort(f.rpAddr)}, TCP, false},
-		{"P3-quic", discovery.Event{Kind: discovery.Attached, Source: discovery.SourceRemotePairing, Addr: netip.MustParseAddrPort(f.rpAddr)}, QUIC, true},
-		{"P3-quic-back-to-back", discovery.Event{Kind: discovery.Attached, Source: discovery.SourceRemotePairing, Addr: netip.MustParseAddrPort(f.rpAddr)}, QUIC, false},
+		{"P1", f.usbmuxEvent(), TCP, false},
+		{"P3-tcp", f.rpEvent(), TCP, false},
+		{"P3-quic", f.rpEvent(), QUIC, true},
+		{"P3-quic-back-to-back", f.rpEvent(), QUIC, false},
 	} {
 		b.Run(p.name, func(b *testing.B) {
 			hs := userspaceSide(b)

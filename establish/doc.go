@@ -7,9 +7,10 @@
 // (a discovery.Event) and Options; it picks the path from the sighting's
 // source and returns a running *Tunnel:
 //
-//	usbmux         P1: lockdown.EnsurePaired (the Trust dialog when
-//	               needed), StartService CoreDeviceProxy through usbmuxd,
-//	               the service TLS (coredeviceproxy.go)
+//	usbmux         P1: a lockdown session with usbmuxd's record,
+//	               StartService CoreDeviceProxy through usbmuxd, the
+//	               service TLS (coredeviceproxy.go); without a trusted
+//	               record lockdown.EnsurePaired first (the Trust dialog)
 //	mobdev2        P1 over Wi-Fi lockdown, with a classic record from
 //	               Options.LockdownRecords (coredeviceproxy.go)
 //	ncm            P2: untrusted RSD → tunnel service (RemoteXPC) →

@@ -10,9 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/discovery"
 	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/pairing"
@@ -47,6 +49,10 @@ type fixture struct {
 	mux    *usbmux.Client
 	muxDev usbmux.DeviceEntry
 	lock   *lockdown.Server
+	// usbmuxd is the usbmuxd of P1; lockdownConns counts connections to
+	// its lockdownd.
+	usbmuxd       *usbmux.Server
+	lockdownConns atomic.Int32
 
 	rsdAddr string // P2: untrusted RSD
 	rpAddr  string // P3: RPPairing
@@ -146,8 +152,12 @@ func (f *fixture) startP1(t testing.TB, fc fixtureConfig) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.lock.Close() })
-	ports.Handle(lockdown.Port, f.lock.ServeConn)
+	ports.Handle(lockdown.Port, func(c net.Conn) {
+		f.lockdownConns.Add(1)
+		f.lock.ServeConn(c)
+	})
 	srv := usbmux.NewServer(usbmux.ServerConfig{})
+	f.usbmuxd = srv
 	t.Cleanup(func() { srv.Close() })
 	serial := "00008110001A2B3C0E01401E"
 	srv.AddDevice(usbmux.DeviceEntry{SerialNumber: serial, ConnectionType: usbmux.ConnectionUSB}, ports)
@@ -333,4 +343,14 @@ func init() {
 	// quic-go warns on stderr when it cannot grow the UDP buffers (not
 	// root, or a small rmem_max); the tests do not care.
 	os.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
+}
+
+// usbmuxEvent is the fixture's usbmuxd sighting (P1).
+func (f *fixture) usbmuxEvent() discovery.Event {
+	return discovery.Event{Kind: discovery.Attached, Source: discovery.SourceUsbmux, UDID: f.muxDev.SerialNumber, DeviceID: f.muxDev.DeviceID, ConnectionType: "USB"}
+}
+
+// rpEvent is the fixture's network pairing sighting (P3).
+func (f *fixture) rpEvent() discovery.Event {
+	return discovery.Event{Kind: discovery.Attached, Source: discovery.SourceRemotePairing, Addr: netip.MustParseAddrPort(f.rpAddr)}
 }

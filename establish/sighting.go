@@ -20,7 +20,8 @@ var ErrUnsupportedPath = errors.New("tunnel: no tunnel path for this kind of sig
 // device all call it, so a path added here is a path every one of them has.
 //
 //	usbmux         P1 through opt.Usbmux (iOS ≥ 17.4), paired over lockdown
-//	               first when needed (opt.Pair, lockdown.EnsurePaired)
+//	               when usbmuxd has no record the device trusts (opt.Pair,
+//	               lockdown.EnsurePaired), then tried again
 //	ncm            P2 at s.Addr (USB-NCM); with opt.PairRSD a device no
 //	               record verifies with is paired first (Trust dialog)
 //	remotepairing  P3 at s.Addr (Wi-Fi)
@@ -56,12 +57,14 @@ func establishPath(ctx context.Context, s discovery.Event, opt Options) (*Tunnel
 			return nil, &Error{Device: s.UDID, Step: StepUsbmux, Err: errors.New("no usbmuxd client")}
 		}
 		dev := usbmux.DeviceEntry{DeviceID: s.DeviceID, SerialNumber: s.UDID, ConnectionType: s.ConnectionType, ProductID: s.ProductID}
+		t, err := withTimeout(ctx, &opt, func(ctx context.Context) (*Tunnel, error) { return coreDeviceProxy(ctx, opt.Usbmux, dev, opt) })
+		if !errors.Is(err, errUntrusted) {
+			return t, err
+		}
 		if err := pairUsbmux(ctx, opt.Usbmux, dev, &opt); err != nil {
 			return nil, err
 		}
-		ctx, cancel := opt.withTimeout(ctx)
-		defer cancel()
-		return coreDeviceProxy(ctx, opt.Usbmux, dev, opt)
+		return withTimeout(ctx, &opt, func(ctx context.Context) (*Tunnel, error) { return coreDeviceProxy(ctx, opt.Usbmux, dev, opt) })
 	case discovery.SourceNCM:
 		if !s.Addr.IsValid() {
 			return nil, &Error{Device: s.UDID, Step: StepRSD, Err: errors.New("sighting without an address")}
@@ -93,6 +96,13 @@ func establishPath(ctx context.Context, s discovery.Event, opt Options) (*Tunnel
 		return coreDeviceProxyWiFi(ctx, s.Addr.Addr().String(), s.UDID, opt)
 	}
 	return nil, &Error{Device: s.UDID, Step: string(s.Source), Err: fmt.Errorf("%w (%s)", ErrUnsupportedPath, s.Source)}
+}
+
+// withTimeout runs f under opt.Timeout, if set.
+func withTimeout(ctx context.Context, opt *Options, f func(context.Context) (*Tunnel, error)) (*Tunnel, error) {
+	ctx, cancel := opt.withTimeout(ctx)
+	defer cancel()
+	return f(ctx)
 }
 
 // withTimeout bounds what follows pairing by opt.Timeout, if set.
