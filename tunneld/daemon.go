@@ -285,6 +285,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.sync.changed(d.reg.Tunnels())
 			d.sync.stats(d.mgr.Stats())
 		},
+		OnSetUp: d.dm.observeSetUp,
 	})
 
 	var wg sync.WaitGroup

@@ -91,7 +91,11 @@ func TestSimulatedFleet(t *testing.T) {
 	t.Logf("stall: back %v after the device answered again", waitFor(t, "thawed device", func() bool { return listed(t, r, d2.UDID()) }).Round(time.Millisecond))
 
 	_, metrics := get(t, r.url(tunneld.APIPMD3, "/metrics"))
-	for _, want := range []string{`iosmux_tunnels{path="usbmux-usb"} 4`, "iosmux_tunnel_reconnects_total 3", `iosmux_errors_total{kind="tunnel_dead"} 1`} {
+	// Seven tunnels were listed (four, then three reconnects), each with
+	// its set-up time and steps.
+	for _, want := range []string{`iosmux_tunnels{path="usbmux-usb"} 4`, "iosmux_tunnel_reconnects_total 3", `iosmux_errors_total{kind="tunnel_dead"} 1`,
+		`iosmux_tunnel_setup_seconds_count{path="usbmux-usb"} 7`, `iosmux_tunnel_setup_step_seconds_count{step="lockdown session"} 7`,
+		`iosmux_tunnel_setup_step_seconds_count{step="trusted RSD catalog"} 7`, `iosmux_tunnel_setup_step_seconds_count{step="listed"} 7`} {
 		waitFor(t, "metrics "+want, func() bool {
 			_, metrics = get(t, r.url(tunneld.APIPMD3, "/metrics"))
 			return contains(metrics, want)

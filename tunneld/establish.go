@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -173,6 +174,12 @@ func (e *establisher) Establish(ctx context.Context, path discovery.Event) (*est
 		return nil, classify(path.UDID, err)
 	}
 	udid, params := t.Identifier, t.Params
+	steps, last := slices.Clip(t.Steps), time.Now()
+	mark := func(step string) {
+		now := time.Now()
+		steps = append(steps, establish.StepTime{Step: step, Took: now.Sub(last)})
+		last = now
+	}
 	meta := &tunnelMeta{dial: h.dial}
 	out := &servedTunnel{link: t}
 	rsdAddr := t.RSD()
@@ -184,8 +191,10 @@ func (e *establisher) Establish(ctx context.Context, path discovery.Event) (*est
 			t.Close()
 			return nil, &establish.Error{Device: udid, Step: "advertise", Err: err}
 		}
+		mark(stepCatalog)
 	default:
 		e.readCatalog(ctx, h, udid, rsdAddr, meta)
+		mark(stepCatalog)
 		if e.userspace {
 			// go-ios's clients reach every device port through one
 			// 127.0.0.1 port of ours (userspaceTunPort).
@@ -202,9 +211,10 @@ func (e *establisher) Establish(ctx context.Context, path discovery.Event) (*est
 			meta.userspacePort = uint16(ln.Addr().(*net.TCPAddr).Port)
 			out.relay = e.relayLoopback(udid, rsdAddr, h, meta)
 			meta.relay = out.relay
+			mark(stepRelay)
 		}
 	}
-	return &established{UDID: udid, Interface: t.Interface, Params: params, Protocol: t.Protocol, Link: out, Meta: meta}, nil
+	return &established{UDID: udid, Interface: t.Interface, Params: params, Protocol: t.Protocol, Link: out, Meta: meta, Steps: steps}, nil
 }
 
 // relayLoopback relays a userspace tunnel's RSD port and catalog ports at

@@ -76,7 +76,25 @@ type established struct {
 	// userspace proxy port, …), carried to entry.Meta; nil in the
 	// manager's own tests.
 	Meta *tunnelMeta
+	// Steps is how long each step took: establish.Tunnel.Steps, then
+	// the daemon's own (trusted RSD catalog, userspace relay); the
+	// manager adds stepListed.
+	Steps []establish.StepTime
+	// returned is when the builder returned it (the manager sets it).
+	returned time.Time
 }
+
+// Set-up steps of the daemon's own, after establish's (iosmux_tunnel_setup_step_seconds).
+const (
+	// stepCatalog reads the trusted RSD's service list through the
+	// tunnel (or advertises it).
+	stepCatalog = "trusted RSD catalog"
+	// stepRelay starts go-ios's userspace proxy and the loopback relay.
+	stepRelay = "userspace relay"
+	// stepListed is the manager taking the tunnel into its table, from
+	// the builder's return to the listing.
+	stepListed = "listed"
+)
 
 // entry is one established tunnel in the manager's table.
 type entry struct {
@@ -123,6 +141,10 @@ type managerConfig struct {
 	// block or call back into the manager) after every change of the
 	// table.
 	OnChange func()
+	// OnSetUp, if set, is called (like OnChange) for every tunnel listed:
+	// its path, the time from the start of the attempt to the listing,
+	// and its steps.
+	OnSetUp func(path rsdapi.Path, total time.Duration, steps []establish.StepTime)
 	Logger   *slog.Logger
 }
 

@@ -35,8 +35,9 @@ type device struct {
 }
 
 type attempt struct {
-	path   discovery.Event
-	cancel context.CancelFunc
+	path    discovery.Event
+	cancel  context.CancelFunc
+	started time.Time
 }
 
 // live is one established tunnel. Its watcher goroutine closes the link
@@ -202,7 +203,7 @@ func (m *manager) retryDue() {
 
 func (m *manager) startAttempt(d *device, path discovery.Event) {
 	ctx, cancel := context.WithTimeout(m.life, m.cfg.AttemptTimeout)
-	a := &attempt{path: path, cancel: cancel}
+	a := &attempt{path: path, cancel: cancel, started: time.Now()}
 	d.attempt = a
 	d.retryAt, d.holdUntil = time.Time{}, time.Time{}
 	m.log.Debug("tunnel: connecting", "udid", d.udid, "path", pathOf(path))
@@ -213,6 +214,9 @@ func (m *manager) startAttempt(d *device, path discovery.Event) {
 		cancel()
 		if err == nil && (est == nil || est.Link == nil) {
 			err = &establish.Error{Device: path.UDID, Step: "establish", Err: errors.New("establisher returned no tunnel")}
+		}
+		if err == nil {
+			est.returned = time.Now()
 		}
 		if !m.post(func() { m.attemptDone(d, a, est, err) }) && err == nil {
 			est.Link.Close() // the manager is gone
@@ -293,7 +297,13 @@ func (m *manager) attemptDone(d *device, a *attempt, est *established, err error
 	m.byPath[pathOf(a.path)]++
 	m.mu.Unlock()
 	m.watch(l)
-	m.log.Info("tunnel: up", "udid", udid, "pmd3_key", e.Key, "interface", e.Interface, "address", e.Address, "rsd_port", e.RSDPort, "protocol", e.Protocol)
+	setUp := e.Created.Sub(a.started)
+	m.log.Info("tunnel: up", "udid", udid, "pmd3_key", e.Key, "interface", e.Interface, "address", e.Address, "rsd_port", e.RSDPort, "protocol", e.Protocol,
+		"set_up", setUp.Round(time.Microsecond))
+	if m.cfg.OnSetUp != nil {
+		steps := append(slices.Clip(est.Steps), establish.StepTime{Step: stepListed, Took: e.Created.Sub(est.returned)})
+		m.cfg.OnSetUp(pathOf(a.path), setUp, steps)
+	}
 	m.changed()
 	m.reply(d, startResult{entry: e})
 }

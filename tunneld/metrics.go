@@ -5,7 +5,9 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/rsdapi"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -18,12 +20,18 @@ import (
 // from outside. Each daemon has its own registry.
 type daemonMetrics struct {
 	reg        *prometheus.Registry
-	tunnels    *prometheus.GaugeVec   // iosmux_tunnels{path}
-	reconnects prometheus.Counter     // iosmux_tunnel_reconnects_total
-	bytes      *prometheus.CounterVec // iosmux_tunnel_bytes_total{direction="in"|"out"}
-	errors     *prometheus.CounterVec // iosmux_errors_total{kind}
-	requests   *prometheus.CounterVec // iosmux_http_requests_total{api,code}
+	tunnels    *prometheus.GaugeVec     // iosmux_tunnels{path}
+	reconnects prometheus.Counter       // iosmux_tunnel_reconnects_total
+	bytes      *prometheus.CounterVec   // iosmux_tunnel_bytes_total{direction="in"|"out"}
+	errors     *prometheus.CounterVec   // iosmux_errors_total{kind}
+	requests   *prometheus.CounterVec   // iosmux_http_requests_total{api,code}
+	setUp      *prometheus.HistogramVec // iosmux_tunnel_setup_seconds{path}
+	setUpSteps *prometheus.HistogramVec // iosmux_tunnel_setup_step_seconds{step}
 }
+
+// setUpBuckets go from 1 ms (a step in process) to ~50 s (a Trust
+// dialog), ×2.5 each.
+var setUpBuckets = prometheus.ExponentialBuckets(0.001, 2.5, 13)
 
 // paths are the values of iosmux_tunnels' label, listed at 0 from the start
 // so a dashboard sees every path before its first tunnel.
@@ -47,11 +55,18 @@ func newDaemonMetrics() *daemonMetrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "iosmux_http_requests_total", Help: "HTTP API requests by API and status code.",
 		}, []string{"api", "code"}),
+		setUp: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "iosmux_tunnel_setup_seconds", Help: "Time from the start of an attempt to the tunnel listed, by path.", Buckets: setUpBuckets,
+		}, []string{"path"}),
+		setUpSteps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "iosmux_tunnel_setup_step_seconds", Help: "Time of each set-up step of listed tunnels (pair-verify, TLS-PSK handshake, CDTunnel handshake, trusted RSD catalog, …).", Buckets: setUpBuckets,
+		}, []string{"step"}),
 	}
-	m.reg.MustRegister(m.tunnels, m.reconnects, m.bytes, m.errors, m.requests,
+	m.reg.MustRegister(m.tunnels, m.reconnects, m.bytes, m.errors, m.requests, m.setUp, m.setUpSteps,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, p := range paths {
 		m.tunnels.WithLabelValues(string(p))
+		m.setUp.WithLabelValues(string(p))
 	}
 	m.bytes.WithLabelValues("in")
 	m.bytes.WithLabelValues("out")
@@ -61,6 +76,14 @@ func newDaemonMetrics() *daemonMetrics {
 // handler serves the exposition (text format, or what the scraper asks for).
 func (m *daemonMetrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// observeSetUp records one tunnel's set-up (managerConfig.OnSetUp).
+func (m *daemonMetrics) observeSetUp(path rsdapi.Path, total time.Duration, steps []establish.StepTime) {
+	m.setUp.WithLabelValues(string(path)).Observe(total.Seconds())
+	for _, s := range steps {
+		m.setUpSteps.WithLabelValues(s.Step).Observe(s.Took.Seconds())
+	}
 }
 
 // request counts one answered API request.

@@ -7,7 +7,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/rsdapi"
 )
 
@@ -19,6 +21,7 @@ func TestMetricsNames(t *testing.T) {
 	s := newMetricsSync(m, nil)
 	s.stats(managerStats{ByPath: map[rsdapi.Path]int{"usbmux-usb": 2}, Reconnects: 3, Sent: 100, Received: 50, Errors: map[string]uint64{"tunnel_dead": 1}})
 	m.request("pmd3", 200)
+	m.observeSetUp("usbmux-usb", 30*time.Millisecond, []establish.StepTime{{Step: establish.StepTLSPSK, Took: 2 * time.Millisecond}, {Step: stepListed, Took: 10 * time.Microsecond}})
 	rec := httptest.NewRecorder()
 	m.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body, _ := io.ReadAll(rec.Body)
@@ -32,14 +35,16 @@ func TestMetricsNames(t *testing.T) {
 	}
 	// The families and label names of the previous exposition.
 	for name, want := range map[string]string{
-		"iosmux_tunnels":                 "gauge",
-		"iosmux_tunnel_reconnects_total": "counter",
-		"iosmux_tunnel_bytes_total":      "counter",
-		"iosmux_errors_total":            "counter",
-		"iosmux_http_requests_total":     "counter",
-		"go_goroutines":                  "gauge",
-		"process_open_fds":               "gauge",
-		"process_resident_memory_bytes":  "gauge",
+		"iosmux_tunnels":                   "gauge",
+		"iosmux_tunnel_reconnects_total":   "counter",
+		"iosmux_tunnel_bytes_total":        "counter",
+		"iosmux_errors_total":              "counter",
+		"iosmux_http_requests_total":       "counter",
+		"iosmux_tunnel_setup_seconds":      "histogram",
+		"iosmux_tunnel_setup_step_seconds": "histogram",
+		"go_goroutines":                    "gauge",
+		"process_open_fds":                 "gauge",
+		"process_resident_memory_bytes":    "gauge",
 	} {
 		if types[name] != want {
 			t.Errorf("%s: type %q, want %q", name, types[name], want)
@@ -53,6 +58,12 @@ func TestMetricsNames(t *testing.T) {
 		`iosmux_tunnel_bytes_total{direction="in"} 50`,
 		`iosmux_errors_total{kind="tunnel_dead"} 1`,
 		`iosmux_http_requests_total{api="pmd3",code="200"} 1`,
+		`iosmux_tunnel_setup_seconds_count{path="usbmux-usb"} 1`,
+		`iosmux_tunnel_setup_seconds_bucket{path="usbmux-usb",le="0.015625"} 0`,
+		`iosmux_tunnel_setup_seconds_bucket{path="usbmux-usb",le="0.0390625"} 1`,
+		`iosmux_tunnel_setup_seconds_count{path="wifi"} 0`,
+		`iosmux_tunnel_setup_step_seconds_bucket{step="TLS-PSK handshake",le="0.0025"} 1`,
+		`iosmux_tunnel_setup_step_seconds_count{step="listed"} 1`,
 	} {
 		if !strings.Contains(text, "\n"+series+"\n") {
 			t.Errorf("no %s in\n%s", series, text)
@@ -72,7 +83,7 @@ func TestMetricsNames(t *testing.T) {
 		}
 	}
 	slices.Sort(ours)
-	if len(ours) != 5 {
-		t.Errorf("iosmux families %v, want the five above", ours)
+	if len(ours) != 7 {
+		t.Errorf("iosmux families %v, want the seven above", ours)
 	}
 }
