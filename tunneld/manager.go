@@ -145,7 +145,7 @@ type managerConfig struct {
 	// its path, the time from the start of the attempt to the listing,
 	// and its steps.
 	OnSetUp func(path rsdapi.Path, total time.Duration, steps []establish.StepTime)
-	Logger   *slog.Logger
+	Logger  *slog.Logger
 }
 
 // Errors of Start.
