@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -140,6 +141,10 @@ type result struct {
 	// CPU is the client process's user+system time, DevCPU this process's
 	// (the device) while the client ran, Wall the client's run time.
 	CPU, DevCPU, Wall time.Duration `json:"-"`
+	// SetUp is the tunnel call's time (ConnectTunnelLockdown, Establish).
+	SetUp float64 `json:"setup_ms"`
+	// Steps are iosmux's Tunnel.Steps in ms.
+	Steps map[string]float64 `json:"steps_ms,omitempty"`
 }
 
 // runClient runs cmd in a new network namespace with usbmuxd at sock and
@@ -213,10 +218,12 @@ func oursClient(mib int) error {
 	if err != nil || len(devs) == 0 {
 		return fmt.Errorf("usbmuxd lists %v: %v", devs, err)
 	}
+	start := time.Now()
 	tn, err := establish.Establish(ctx, discovery.UsbmuxSighting(devs[0]), establish.Options{Usbmux: mux})
 	if err != nil {
 		return err
 	}
+	setUp := time.Since(start)
 	defer tn.Close()
 	size := int64(mib) << 20
 	a := tn.Params.ServerAddress.String()
@@ -228,7 +235,11 @@ func oursClient(mib int) error {
 	if err != nil {
 		return fmt.Errorf("download: %w", err)
 	}
-	out, _ := json.Marshal(result{Up: up, Down: down, Address: a})
+	steps := map[string]float64{}
+	for _, s := range tn.Steps {
+		steps[s.Step] += float64(s.Took.Microseconds()) / 1000
+	}
+	out, _ := json.Marshal(result{Up: up, Down: down, Address: a, SetUp: float64(setUp.Microseconds()) / 1000, Steps: steps})
 	fmt.Println(string(out))
 	return nil
 }
@@ -334,4 +345,38 @@ func (r *result) add(o result) {
 	r.CPU += o.CPU
 	r.DevCPU += o.DevCPU
 	r.Wall += o.Wall
+}
+
+// BenchmarkTunnelSetUp times the tunnel call of go-ios's CoreDeviceProxy
+// client (ConnectTunnelLockdown) and iosmux's (Establish of the usbmuxd
+// sighting), each in a fresh process and network namespace with a kernel
+// TUN, alternating, against the same device (docs/perf.md "set-up time by
+// step"); nothing is transferred. Process start is not included. Reports
+// the medians (ms), go-ios's over iosmux's, and iosmux's steps' medians.
+func BenchmarkTunnelSetUp(b *testing.B) {
+	bin := buildGoIOS(b)
+	sock := device(b)
+	var g, o []float64
+	steps := map[string][]float64{}
+	for range b.N {
+		g = append(g, runClient(b, goiosCmd(bin, 0), sock).SetUp)
+		r := runClient(b, oursCmd(0), sock)
+		o = append(o, r.SetUp)
+		for k, v := range r.Steps {
+			steps[k] = append(steps[k], v)
+		}
+	}
+	mg, mo := median(g), median(o)
+	b.ReportMetric(mg, "goios-setup-ms")
+	b.ReportMetric(mo, "iosmux-setup-ms")
+	b.ReportMetric(mg/mo, "goios/iosmux")
+	for k, v := range steps {
+		b.ReportMetric(median(v), "iosmux-ms-"+strings.ReplaceAll(k, " ", "-"))
+	}
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

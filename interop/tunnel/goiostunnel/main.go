@@ -3,7 +3,8 @@
 // CDTunnel, a kernel TUN through water) against the device with the given
 // UDID on the usbmuxd of USBMUXD_SOCKET_ADDRESS, then moves MIB MiB to the
 // device's sink port and MIB MiB from its source port through the tunnel.
-// It prints {"up_mbps","down_mbps","address"} as JSON, or fails. Run it in a
+// It prints {"up_mbps","down_mbps","address","setup_ms"} as JSON (setup_ms:
+// ConnectTunnelLockdown's time), or fails. Run it in a
 // network namespace of its own: it creates a TUN interface.
 //
 // Usage: goiostunnel UDID MIB SINKPORT SOURCEPORT
@@ -47,10 +48,12 @@ func main() {
 			fail("DAD off", err)
 		}
 	}
+	start := time.Now()
 	t, err := tunnel.ConnectTunnelLockdown(dev)
 	if err != nil {
 		fail("tunnel", err)
 	}
+	setUp := time.Since(start)
 	defer t.Close()
 	size := int64(mib) << 20
 	up, err := transfer(t.Address, os.Args[3], size, true)
@@ -61,7 +64,7 @@ func main() {
 	if err != nil {
 		fail("download", err)
 	}
-	out, _ := json.Marshal(map[string]any{"up_mbps": up, "down_mbps": down, "address": t.Address})
+	out, _ := json.Marshal(map[string]any{"up_mbps": up, "down_mbps": down, "address": t.Address, "setup_ms": float64(setUp.Microseconds()) / 1000})
 	fmt.Println(string(out))
 }
 
