@@ -2,38 +2,18 @@ package logs_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/sim"
 )
 
-// cpuTime is a process's user+system CPU time so far (Linux /proc).
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name, which is in parentheses.
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("short /proc/%d/stat", pid)
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %v %v", pid, err1, err2)
-	}
-	const hz = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / hz, nil
-}
+// cpuTime is a process's user+system CPU time (testkit.ProcCPU).
+func cpuTime(pid int) (time.Duration, error) { return testkit.ProcCPU(pid) }
 
 // syslogClient is one of the three clients measured: a command line that
 // streams the device's log to stdout, a line per log line, and how many
@@ -134,6 +114,10 @@ func runSyslogClient(b *testing.B, r *rig, c syslogClient, n int) (float64, time
 	if err != nil {
 		b.Fatal(err)
 	}
+	meter, err := testkit.StartCPUMeter(cmd.Process.Pid)
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ResetTimer()
 	start := time.Now()
 	flood := make(chan error, 1)
@@ -160,6 +144,12 @@ func runSyslogClient(b *testing.B, r *rig, c syslogClient, n int) (float64, time
 	cpu1, err := cpuTime(cmd.Process.Pid)
 	if err != nil {
 		b.Fatal(err)
+	}
+	// Which side was the limit: the client's CPU share and this
+	// process's (the device and the line counter), 1 = one core.
+	if sh, err := meter.Shares(); err == nil {
+		b.ReportMetric(sh.Procs[0], "client-cpu-share")
+		b.ReportMetric(sh.Self, "device-cpu-share")
 	}
 	if k, _ := out.count(); k != want {
 		b.Errorf("%s printed %d lines, want %d", c.name, k, want)
