@@ -123,7 +123,7 @@ func (k *keyAhead) prepare() {
 func (k *keyAhead) ready() bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.next != nil && len(k.next) == 1
+	return len(k.next) == 1
 }
 
 // PrepareQUIC starts making the key of the next QUIC tunnel now, so that
