@@ -12,9 +12,6 @@ import (
 	"github.com/iosmux/iosmux/sim"
 )
 
-// cpuTime is a process's user+system CPU time (testkit.ProcCPU).
-func cpuTime(pid int) (time.Duration, error) { return testkit.ProcCPU(pid) }
-
 // syslogClient is one of the three clients measured: a command line that
 // streams the device's log to stdout, a line per log line, and how many
 // lines it prints before the first log line.
@@ -110,14 +107,8 @@ func runSyslogClient(b *testing.B, r *rig, c syslogClient, n int) (float64, time
 		}
 		time.Sleep(time.Millisecond)
 	}
-	cpu0, err := cpuTime(cmd.Process.Pid)
-	if err != nil {
-		b.Fatal(err)
-	}
-	meter, err := testkit.StartCPUMeter(cmd.Process.Pid)
-	if err != nil {
-		b.Fatal(err)
-	}
+	cpu0 := testkit.PIDCPU(b, cmd.Process.Pid)
+	meter := testkit.StartCPUMeter(b, cmd.Process.Pid)
 	b.ResetTimer()
 	start := time.Now()
 	flood := make(chan error, 1)
@@ -141,16 +132,12 @@ func runSyslogClient(b *testing.B, r *rig, c syslogClient, n int) (float64, time
 	if err := <-flood; err != nil {
 		b.Fatal(err)
 	}
-	cpu1, err := cpuTime(cmd.Process.Pid)
-	if err != nil {
-		b.Fatal(err)
-	}
+	cpu1 := testkit.PIDCPU(b, cmd.Process.Pid)
 	// Which side was the limit: the client's CPU share and this
 	// process's (the device and the line counter), 1 = one core.
-	if sh, err := meter.Shares(); err == nil {
-		b.ReportMetric(sh.Procs[0], "client-cpu-share")
-		b.ReportMetric(sh.Self, "device-cpu-share")
-	}
+	sh := meter.Shares(b)
+	b.ReportMetric(sh.Procs[0], "client-cpu-share")
+	b.ReportMetric(sh.Self, "device-cpu-share")
 	if k, _ := out.count(); k != want {
 		b.Errorf("%s printed %d lines, want %d", c.name, k, want)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/sim"
 	"github.com/iosmux/iosmux/usbmux"
@@ -199,10 +200,7 @@ func TestSyslogLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cpu, err := cpuTime(cmd.Process.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cpu := testkit.PIDCPU(t, cmd.Process.Pid)
 	n, last := out.count()
 	dropped := after.Dropped - before.Dropped
 	t.Logf("%d lines in %v (%.0f/s), %d of them locationd; iosmux printed %d, caught up %v after the stream stopped; CPU %v (%.1f%% of a core); peak RSS %.1f MiB; dropped %d",
