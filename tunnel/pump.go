@@ -36,6 +36,22 @@ const maxBadTUNReads = 100
 // connBatch is how many packets are read from the transport per batch.
 const connBatch = 64
 
+// groCap is the capacity of each receive buffer past tunOffset: the largest
+// packet the Linux TUN's receive offload (GRO, wireguard-go's Write) can
+// build by appending later segments of a flow to the first one. It only
+// coalesces into a buffer with room for the result, so buffers of MTU size
+// leave every packet to the kernel on its own, with its checksum verified
+// there.
+const groCap = 65535
+
+// Coalescer is a TUN whose Write merges consecutive segments of a TCP flow
+// into one larger packet when the buffers have room (utun.Kernel on Linux:
+// wireguard-go's GRO through the virtio header). The pump gives such a TUN
+// receive buffers of groCap.
+type Coalescer interface {
+	Coalesces() bool
+}
+
 // PumpConfig configures a Pump.
 type PumpConfig struct {
 	// TUN is the host's side: a kernel TUN or a netstack (utun). The pump
@@ -109,6 +125,7 @@ type Pump struct {
 	mtu     int
 	maxSend int
 	noClamp bool
+	gro     bool // the TUN coalesces (Coalescer)
 	local   netip.Addr
 	peer    netip.Addr
 	log     *slog.Logger
@@ -159,6 +176,9 @@ func NewPump(cfg PumpConfig) (*Pump, error) {
 		done:    make(chan struct{}),
 	}
 	p.batch, _ = cfg.Conn.(BatchWriter)
+	if c, ok := cfg.TUN.(Coalescer); ok {
+		p.gro = c.Coalesces()
+	}
 	p.start = time.Now()
 	if err := p.probe.init(cfg.Probe, cfg.Local, cfg.Peer); err != nil {
 		closeAll(cfg.TUN, cfg.Conn)
@@ -334,6 +354,11 @@ func (p *Pump) send(pkts [][]byte) error {
 func (p *Pump) receiveLoop() {
 	defer p.wg.Done()
 	bufs, sizes := makeBufs(connBatch, p.mtu)
+	if p.gro {
+		for i := range bufs {
+			bufs[i] = make([]byte, tunOffset+p.mtu, tunOffset+max(groCap, p.mtu))
+		}
+	}
 	out := make([][]byte, 0, connBatch)
 	for {
 		n, err := p.conn.ReadPackets(bufs, sizes, tunOffset)

@@ -126,7 +126,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Kernel {
 		kernel, err = newKernelEnd(addr)
 	} else {
-		stack, err = utun.NewNetstack(utun.NetstackConfig{Address: netip.PrefixFrom(addr, prefix.Bits()), MTU: mtu})
+		stack, err = utun.NewNetstack(utun.NetstackConfig{Address: netip.PrefixFrom(addr, prefix.Bits()), MTU: mtu, VerifyChecksums: true})
 	}
 	if err != nil {
 		return nil, err

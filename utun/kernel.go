@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 
 	"golang.zx2c4.com/wireguard/tun"
@@ -122,6 +123,12 @@ func (k *Kernel) Name() (string, error) { return k.name, nil }
 
 // Events implements tun.Device.
 func (k *Kernel) Events() <-chan tun.Event { return k.events }
+
+// Coalesces reports whether Write merges consecutive segments of a TCP
+// flow into one packet for the kernel (Linux with the virtio header, which
+// wireguard-go enables with offloads and then reads and writes in batches).
+// It merges only into buffers with room for the result (tunnel.Coalescer).
+func (k *Kernel) Coalesces() bool { return runtime.GOOS == "linux" && k.dev.BatchSize() > 1 }
 
 // BatchSize implements tun.Device.
 func (k *Kernel) BatchSize() int { return k.dev.BatchSize() }

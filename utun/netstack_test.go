@@ -2,6 +2,7 @@ package utun
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -316,5 +317,50 @@ func TestForwarderCloseEndsRelays(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Fatal("relayed conn still open after Close")
+	}
+}
+
+// TestNetstackVerifyChecksums writes a UDP datagram with a wrong checksum
+// into a stack: the simulated device's (VerifyChecksums) drops it, as an
+// iPhone would, and the host's, which trusts the tunnel's authenticated
+// transport, delivers it.
+func TestNetstackVerifyChecksums(t *testing.T) {
+	for _, verify := range []bool{true, false} {
+		testkit.CheckLeaks(t)
+		ns, err := NewNetstack(NetstackConfig{Address: devPrefix, MTU: 16000, VerifyChecksums: verify})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err := ns.ListenUDP(netip.AddrPortFrom(netip.IPv6Unspecified(), 7))
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload := []byte("checksum")
+		pkt := make([]byte, 16+40+8+len(payload))
+		ip := pkt[16:]
+		ip[0] = 0x60
+		binary.BigEndian.PutUint16(ip[4:], uint16(8+len(payload)))
+		ip[6], ip[7] = 17, 64 // UDP, hop limit
+		src, dst := hostPrefix.Addr().As16(), devAddr.As16()
+		copy(ip[8:], src[:])
+		copy(ip[24:], dst[:])
+		binary.BigEndian.PutUint16(ip[40:], 5000)
+		binary.BigEndian.PutUint16(ip[42:], 7)
+		binary.BigEndian.PutUint16(ip[44:], uint16(8+len(payload)))
+		binary.BigEndian.PutUint16(ip[46:], 0x1234) // not the checksum
+		copy(ip[48:], payload)
+		if _, err := ns.Write([][]byte{pkt}, 16); err != nil {
+			t.Fatal(err)
+		}
+		pc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		n, _, err := pc.ReadFrom(make([]byte, 64))
+		switch {
+		case verify && err == nil:
+			t.Errorf("VerifyChecksums: a datagram with a wrong checksum was delivered (%d bytes)", n)
+		case !verify && err != nil:
+			t.Errorf("trusting stack: datagram not delivered: %v", err)
+		}
+		pc.Close()
+		ns.Close()
 	}
 }
