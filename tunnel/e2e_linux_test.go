@@ -232,10 +232,13 @@ func TestKernelCoalesces(t *testing.T) {
 	if _, err := b.Write(batch); err != nil {
 		t.Fatal(err)
 	}
+	// The pump counts a batch before it writes it to the TUN: wait for
+	// both, then a little longer for any straggler.
 	deadline := time.Now().Add(10 * time.Second)
-	for pump.Stats().ReceivedPackets < segs && time.Now().Before(deadline) {
+	for (pump.Stats().ReceivedPackets < segs || tunRxPackets(t, ns, name) == rx0) && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
+	time.Sleep(50 * time.Millisecond)
 	rx := tunRxPackets(t, ns, name) - rx0
 	if got := pump.Stats().ReceivedPackets; got != segs {
 		t.Fatalf("pump received %d packets, want %d", got, segs)

@@ -18,6 +18,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/stack/gro"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
@@ -78,7 +79,12 @@ type Netstack struct {
 	events chan tun.Event
 
 	// writeMu keeps Close from tearing the stack down under a Write.
-	writeMu   sync.RWMutex
+	writeMu sync.RWMutex
+	// groMu serializes Writes through gro, which merges consecutive TCP
+	// segments of a flow within one Write into one packet for the stack.
+	groMu     sync.Mutex
+	gro       gro.GRO
+	verify    bool
 	closeOnce sync.Once
 }
 
@@ -113,9 +119,11 @@ func NewNetstack(cfg NetstackConfig) (*Netstack, error) {
 		stack:  s,
 		events: make(chan tun.Event, 1),
 	}
+	ns.verify = cfg.VerifyChecksums
 	if !cfg.VerifyChecksums {
 		ns.ep.LinkEPCapabilities |= stack.CapabilityRXChecksumOffload
 	}
+	ns.gro.Init(true)
 	ns.ctx, ns.cancel = context.WithCancel(context.Background())
 	fail := func(what string, err tcpip.Error) (*Netstack, error) {
 		ns.Close()
@@ -137,7 +145,7 @@ func NewNetstack(cfg NetstackConfig) (*Netstack, error) {
 	if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, &moderate); err != nil {
 		return fail("enable receive buffer moderation", err)
 	}
-	if err := s.CreateNIC(nicID, ns.ep); err != nil {
+	if err := s.CreateNIC(nicID, groLink{ns.ep, &ns.gro}); err != nil {
 		return fail("create NIC", err)
 	}
 	pa := tcpip.ProtocolAddress{
@@ -255,6 +263,10 @@ func (ns *Netstack) Write(bufs [][]byte, offset int) (int, error) {
 	if ns.ctx.Err() != nil {
 		return 0, os.ErrClosed
 	}
+	ns.groMu.Lock()
+	defer ns.groMu.Unlock()
+	// Whatever is merged so far goes up even when a packet is refused.
+	defer ns.gro.Flush()
 	for i, b := range bufs {
 		pkt := b[offset:]
 		if len(pkt) == 0 {
@@ -271,7 +283,11 @@ func (ns *Netstack) Write(bufs [][]byte, offset int) (int, error) {
 			payload = buffer.MakeWithData(pkt)
 		}
 		pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: payload})
-		ns.ep.InjectInbound(header.IPv6ProtocolNumber, pb)
+		pb.NetworkProtocolNumber = header.IPv6ProtocolNumber
+		// Trusted (see NetstackConfig.VerifyChecksums), or checked by
+		// gro before it merges and by the stack otherwise.
+		pb.RXChecksumValidated = !ns.verify
+		ns.gro.Enqueue(pb)
 		pb.DecRef()
 	}
 	return len(bufs), nil
@@ -290,6 +306,19 @@ func (ns *Netstack) Close() error {
 		close(ns.events)
 	})
 	return nil
+}
+
+// groLink is the stack's link endpoint: the channel endpoint, and the
+// stack's dispatcher handed to gro when the NIC attaches.
+type groLink struct {
+	*channel.Endpoint
+	gro *gro.GRO
+}
+
+// Attach implements stack.LinkEndpoint.
+func (l groLink) Attach(d stack.NetworkDispatcher) {
+	l.gro.Dispatcher = d
+	l.Endpoint.Attach(d)
 }
 
 func fullAddr(ap netip.AddrPort) tcpip.FullAddress {
