@@ -14,6 +14,7 @@ import (
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
@@ -82,9 +83,15 @@ type Netstack struct {
 	writeMu sync.RWMutex
 	// groMu serializes Writes through gro, which merges consecutive TCP
 	// segments of a flow within one Write into one packet for the stack.
-	groMu     sync.Mutex
-	gro       gro.GRO
-	verify    bool
+	groMu  sync.Mutex
+	gro    gro.GRO
+	verify bool
+	// The segment a Read is cutting (Read is not concurrent): pending is
+	// the packet whose rest did not fit the last Read's buffers, segOff
+	// the payload bytes already cut, segData its payload's slices.
+	pending   *stack.PacketBuffer
+	segOff    int
+	segData   [][]byte
 	closeOnce sync.Once
 }
 
@@ -123,7 +130,12 @@ func NewNetstack(cfg NetstackConfig) (*Netstack, error) {
 	if !cfg.VerifyChecksums {
 		ns.ep.LinkEPCapabilities |= stack.CapabilityRXChecksumOffload
 	}
-	ns.gro.Init(true)
+	// GRO only where checksums are trusted: the NIC marks every packet
+	// it is handed as verified or not by the endpoint's capability alone,
+	// so a merged packet (whose checksum field is its first segment's)
+	// would fail the TCP check that VerifyChecksums keeps.
+	ns.gro.Init(!cfg.VerifyChecksums)
+	ns.ep.SupportedGSOKind = stack.HostGSOSupported
 	ns.ctx, ns.cancel = context.WithCancel(context.Background())
 	fail := func(what string, err tcpip.Error) (*Netstack, error) {
 		ns.Close()
@@ -221,28 +233,130 @@ func (ns *Netstack) BatchSize() int { return netstackBatch }
 // Read implements tun.Device: it blocks for the first outbound packet and
 // then takes whatever else is queued, up to len(bufs). A packet larger than
 // its buffer is dropped.
+//
+// The stack hands over TCP segments of up to gsoMaxSize (host GSO, see
+// groLink): Read cuts each into segments of the connection's MSS, which
+// the peer's MSS bounds (and the pump clamps to what the device accepts),
+// each with its own sequence number, length and complete checksum. A
+// segment too long for the rest of bufs waits for the next Read.
 func (ns *Netstack) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	pkt := ns.ep.ReadContext(ns.ctx)
 	n := 0
-	for pkt != nil {
-		if size := pkt.Size(); size <= len(bufs[n])-offset {
-			at := offset
-			for _, s := range pkt.AsSlices() {
-				at += copy(bufs[n][at:], s)
+	for n == 0 {
+		pkt := ns.pending
+		ns.pending = nil
+		if pkt == nil {
+			if pkt = ns.ep.ReadContext(ns.ctx); pkt == nil {
+				return 0, os.ErrClosed
 			}
-			sizes[n] = size
-			n++
 		}
-		pkt.DecRef()
-		if n == len(bufs) {
-			break
+		for pkt != nil {
+			if gso := pkt.GSOOptions; gso.Type == stack.GSOTCPv6 && gso.NeedsCsum {
+				k, done := ns.segment(pkt, bufs[n:], sizes[n:], offset)
+				n += k
+				if !done {
+					ns.pending = pkt // bufs are full
+					break
+				}
+			} else if size := pkt.Size(); size <= len(bufs[n])-offset {
+				at := offset
+				for _, s := range pkt.AsSlices() {
+					at += copy(bufs[n][at:], s)
+				}
+				sizes[n] = size
+				n++
+			}
+			pkt.DecRef()
+			if n == len(bufs) {
+				break
+			}
+			pkt = ns.ep.Read()
 		}
-		pkt = ns.ep.Read()
-	}
-	if n == 0 {
-		return 0, os.ErrClosed
 	}
 	return n, nil
+}
+
+// segment writes pkt, a TCP segment the stack left to the link to cut
+// (stack.GSO with NeedsCsum: its checksum field holds only the pseudo
+// header's sum), as segments of gso.MSS payload bytes into bufs, from
+// ns.segOff on. It reports how many it wrote and whether pkt is done.
+func (ns *Netstack) segment(pkt *stack.PacketBuffer, bufs [][]byte, sizes []int, offset int) (int, bool) {
+	ip := pkt.NetworkHeader().Slice()
+	tcp := pkt.TransportHeader().Slice()
+	hl := len(ip) + len(tcp)
+	total := pkt.Data().Size()
+	mss := int(pkt.GSOOptions.MSS)
+	if len(ip) != header.IPv6MinimumSize || len(tcp) < header.TCPMinimumSize || (mss <= 0 && total > 0) {
+		ns.segOff = 0
+		return 0, true // not what gVisor's TCP builds: drop
+	}
+	if ns.segOff == 0 {
+		// The payload's slices, once per packet (AsSlices has the headers
+		// first).
+		ns.segData = ns.segData[:0]
+		skip := hl
+		for _, s := range pkt.AsSlices() {
+			if skip >= len(s) {
+				skip -= len(s)
+				continue
+			}
+			ns.segData = append(ns.segData, s[skip:])
+			skip = 0
+		}
+	}
+	src := tcpip.AddrFrom16Slice(ip[8:24])
+	dst := tcpip.AddrFrom16Slice(ip[24:40])
+	seq := header.TCP(tcp).SequenceNumber()
+	flags := header.TCP(tcp).Flags()
+	k := 0
+	for k < len(bufs) {
+		m := min(mss, total-ns.segOff)
+		b := bufs[k][offset:]
+		if len(b) < hl+m {
+			ns.segOff = 0
+			return k, true // cannot happen with MTU-sized buffers: drop
+		}
+		copy(b, ip)
+		copy(b[len(ip):], tcp)
+		copyAt(b[hl:hl+m], ns.segData, ns.segOff)
+		header.IPv6(b).SetPayloadLength(uint16(len(tcp) + m))
+		t := header.TCP(b[len(ip) : hl+m])
+		t.SetSequenceNumber(seq + uint32(ns.segOff))
+		f := flags
+		if ns.segOff+m < total {
+			f &^= header.TCPFlagPsh | header.TCPFlagFin // only on the last
+		}
+		if ns.segOff > 0 {
+			f &^= header.TCPFlagCwr // only on the first
+		}
+		t.SetFlags(uint8(f))
+		t.SetChecksum(0)
+		xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(len(t)))
+		t.SetChecksum(^checksum.Checksum(t, xsum))
+		sizes[k] = hl + m
+		k++
+		ns.segOff += m
+		if ns.segOff >= total {
+			ns.segOff = 0
+			return k, true
+		}
+	}
+	return k, false
+}
+
+// copyAt fills dst from the concatenation of src starting at off.
+func copyAt(dst []byte, src [][]byte, off int) {
+	for _, s := range src {
+		if off >= len(s) {
+			off -= len(s)
+			continue
+		}
+		n := copy(dst, s[off:])
+		dst = dst[n:]
+		off = 0
+		if len(dst) == 0 {
+			return
+		}
+	}
 }
 
 // headerSplit is where Write cuts each packet in two: the IPv6 header and
@@ -284,8 +398,8 @@ func (ns *Netstack) Write(bufs [][]byte, offset int) (int, error) {
 		}
 		pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: payload})
 		pb.NetworkProtocolNumber = header.IPv6ProtocolNumber
-		// Trusted (see NetstackConfig.VerifyChecksums), or checked by
-		// gro before it merges and by the stack otherwise.
+		// Trusted (see NetstackConfig.VerifyChecksums), or left to the
+		// stack (gro is off then).
 		pb.RXChecksumValidated = !ns.verify
 		ns.gro.Enqueue(pb)
 		pb.DecRef()
@@ -314,6 +428,13 @@ type groLink struct {
 	*channel.Endpoint
 	gro *gro.GRO
 }
+
+// gsoMaxSize is the largest TCP segment the stack hands to Read to cut
+// (the channel endpoint's own GSOMaxSize is 32 KiB).
+const gsoMaxSize = 1 << 16
+
+// GSOMaxSize implements stack.GSOEndpoint.
+func (groLink) GSOMaxSize() uint32 { return gsoMaxSize }
 
 // Attach implements stack.LinkEndpoint.
 func (l groLink) Attach(d stack.NetworkDispatcher) {

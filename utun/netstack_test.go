@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -405,5 +407,77 @@ func TestNetstackCoalesces(t *testing.T) {
 	}
 	if got := ns.stack.Stats().IP.PacketsReceived.Value() - before; got != 1 {
 		t.Errorf("%d consecutive segments reached the IPv6 layer as %d packets, want 1 (GRO)", segs, got)
+	}
+}
+
+// countingTUN counts the packets Read returns; batch > 0 overrides the
+// batch size link reads with.
+type countingTUN struct {
+	tun.Device
+	batch int
+	n     atomic.Uint64
+}
+
+func (c *countingTUN) BatchSize() int {
+	if c.batch > 0 {
+		return c.batch
+	}
+	return c.Device.BatchSize()
+}
+
+func (c *countingTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	k, err := c.Device.Read(bufs, sizes, offset)
+	c.n.Add(uint64(k))
+	return k, err
+}
+
+// TestNetstackSegments uploads through a stack whose TCP hands the link
+// segments of up to 64 KiB (host GSO): Read must cut them into MSS-sized
+// packets with correct checksums, which the peer verifies (VerifyChecksums)
+// and acknowledges, and more packets must come out of Read than the stack
+// sent.
+func TestNetstackSegments(t *testing.T) {
+	// One buffer per Read makes every cut segment wait for the next Read.
+	for _, batch := range []int{0, 1} {
+		t.Run(fmt.Sprintf("batch=%d", batch), func(t *testing.T) { testNetstackSegments(t, batch) })
+	}
+}
+
+func testNetstackSegments(t *testing.T, batch int) {
+	testkit.CheckLeaks(t)
+	host, err := NewNetstack(NetstackConfig{Address: hostPrefix, MTU: 16000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := NewNetstack(NetstackConfig{Address: devPrefix, MTU: 16000, VerifyChecksums: true})
+	if err != nil {
+		host.Close()
+		t.Fatal(err)
+	}
+	ch := &countingTUN{Device: host, batch: batch}
+	stop := link(ch, dev)
+	defer stop()
+	ln, err := dev.ListenTCP(netip.AddrPortFrom(netip.IPv6Unspecified(), 58783))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := serveBulk(t, ln)
+	defer wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := host.DialContext(ctx, "tcp6", "[fd58:8c92:8961::1]:58783")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := testkit.Bulk(c, 8<<20, 0); err != nil {
+		t.Fatal(err)
+	}
+	sent := host.stack.NICInfo()[nicID].Stats.Tx.Packets.Value()
+	read := ch.n.Load()
+	t.Logf("the stack sent %d packets, Read returned %d", sent, read)
+	if read < 2*sent {
+		t.Errorf("the stack sent %d packets and Read returned %d: want the stack's segments cut (GSO)", sent, read)
 	}
 }
