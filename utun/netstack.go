@@ -135,7 +135,9 @@ func NewNetstack(cfg NetstackConfig) (*Netstack, error) {
 	// so a merged packet (whose checksum field is its first segment's)
 	// would fail the TCP check that VerifyChecksums keeps.
 	ns.gro.Init(!cfg.VerifyChecksums)
-	ns.ep.SupportedGSOKind = stack.HostGSOSupported
+	if cfg.MTU >= gsoMinMTU {
+		ns.ep.SupportedGSOKind = stack.HostGSOSupported
+	}
 	ns.ctx, ns.cancel = context.WithCancel(context.Background())
 	fail := func(what string, err tcpip.Error) (*Netstack, error) {
 		ns.Close()
@@ -428,6 +430,15 @@ type groLink struct {
 	*channel.Endpoint
 	gro *gro.GRO
 }
+
+// gsoMinMTU is the smallest link MTU at which the stack's TCP hands Read
+// segments to cut (host GSO): the byte-stream tunnels (MTU 16000), whose
+// transport loses nothing. A QUIC tunnel's datagrams (MTU about 1400) can
+// be lost, and gVisor resends what it sent as one segment, some 48 packets
+// of a 64 KiB one, into the same datagram queue; those tunnels keep one
+// segment per packet. (P2 over QUIC stalls for seconds now and then in
+// TestEstablishKernel with or without GSO; nothing here changes that.)
+const gsoMinMTU = 8000
 
 // gsoMaxSize is the largest TCP segment the stack hands to Read to cut
 // (the channel endpoint's own GSOMaxSize is 32 KiB).
