@@ -93,23 +93,30 @@ func serveBulk(t *testing.T, ln net.Listener) (wait func()) {
 	return func() { ln.Close(); <-done }
 }
 
-func TestNetstackTCP(t *testing.T) {
-	testkit.CheckLeaks(t)
-	host, dev, stop := newPair(t)
-	defer stop()
+// dialBulk serves testkit's bulk check on dev's port 58783 and connects
+// to it from host; cleanups close both.
+func dialBulk(t *testing.T, host, dev *Netstack) net.Conn {
+	t.Helper()
 	ln, err := dev.ListenTCP(netip.AddrPortFrom(netip.IPv6Unspecified(), 58783))
 	if err != nil {
 		t.Fatal(err)
 	}
-	wait := serveBulk(t, ln)
-	defer wait()
+	t.Cleanup(serveBulk(t, ln))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := host.DialContext(ctx, "tcp6", "[fd58:8c92:8961::1]:58783")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestNetstackTCP(t *testing.T) {
+	testkit.CheckLeaks(t)
+	host, dev, stop := newPair(t)
+	defer stop()
+	c := dialBulk(t, host, dev)
 	if _, err := testkit.Bulk(c, 4<<20, 4<<20); err != nil {
 		t.Fatal(err)
 	}
@@ -457,19 +464,7 @@ func testNetstackSegments(t *testing.T, batch int) {
 	ch := &countingTUN{Device: host, batch: batch}
 	stop := link(ch, dev)
 	defer stop()
-	ln, err := dev.ListenTCP(netip.AddrPortFrom(netip.IPv6Unspecified(), 58783))
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait := serveBulk(t, ln)
-	defer wait()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := host.DialContext(ctx, "tcp6", "[fd58:8c92:8961::1]:58783")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialBulk(t, host, dev)
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := testkit.Bulk(c, 8<<20, 0); err != nil {
 		t.Fatal(err)
