@@ -207,6 +207,30 @@ func TestWatch(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the unannounced report was not reported")
 	}
+	// Found by listing while still empty, written whole later: reported
+	// with its content, not empty.
+	quiet2 := filepath.Join(dir, "Quiet2.ips")
+	os.WriteFile(quiet2, nil, 0o644)
+	time.Sleep(150 * time.Millisecond) // one or two listings see it empty
+	os.WriteFile(quiet2, []byte(`{"bug_type":"309","name":"Quiet2"}`+"\n{}"), 0o644)
+	select {
+	case r := <-got:
+		if r.Path != "Quiet2.ips" || r.Header.Name != "Quiet2" {
+			t.Errorf("report %+v", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the report written after it appeared was not reported")
+	}
+	// Not an .ips report: delivered once its size has settled.
+	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("hello\n"), 0o644)
+	select {
+	case r := <-got:
+		if r.Path != "notes.txt" || string(r.Data) != "hello\n" {
+			t.Errorf("report %+v", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a file with no report header was never reported")
+	}
 	saved <- "Demo-2026-01-02-030405.ips" // again: not reported twice
 	select {
 	case r := <-got:

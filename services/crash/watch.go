@@ -76,6 +76,13 @@ func (c *Client) Watch(ctx context.Context, o WatchOptions, fn func(Report) erro
 		h, _, _ := ParseHeader(data)
 		return fn(Report{Entry: e, Header: h, Data: data})
 	}
+	// A report found by listing may still be being written (whether the
+	// device renames reports into place is not known): one whose header does
+	// not parse yet is read again at the next listing and delivered as it is
+	// once its size stops changing, or after three listings, so a file that is
+	// no .ips report still arrives, one listing late.
+	type unsettled struct{ size, listings int }
+	pending := map[string]unsettled{}
 	t := time.NewTicker(o.Interval)
 	defer t.Stop()
 	saved := o.Saved
@@ -119,6 +126,14 @@ func (c *Client) Watch(ctx context.Context, o WatchOptions, fn func(Report) erro
 				if err != nil {
 					return err
 				}
+				if _, _, herr := ParseHeader(data); herr != nil {
+					u, ok := pending[e.Path]
+					if u.listings < 3 && (!ok || u.size != len(data) || len(data) == 0) {
+						pending[e.Path] = unsettled{len(data), u.listings + 1}
+						continue
+					}
+				}
+				delete(pending, e.Path)
 				if err := deliver(e, data); err != nil {
 					return err
 				}
