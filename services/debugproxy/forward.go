@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/retry"
 	"github.com/iosmux/iosmux/services/reach"
 	"github.com/iosmux/iosmux/utun"
 )
@@ -78,6 +79,9 @@ func (f *Forwarder) open(ctx context.Context) (net.Conn, error) {
 	return d, nil
 }
 
+// attachPatience bounds how long Attach asks again after a refusal.
+const attachPatience = 1500 * time.Millisecond
+
 // Attach makes a fresh debugserver connection attach to pid before a
 // debugger takes it over (ForwarderConfig.Prepare): lldb's "process
 // connect" then finds a stopped process, which it needs when its commands
@@ -90,16 +94,29 @@ func Attach(pid int64) func(ctx context.Context, device net.Conn) error {
 			defer device.SetDeadline(time.Time{})
 		}
 		c := NewConn(device)
-		reply, err := c.Call(fmt.Sprintf("vAttach;%x", pid))
-		if err != nil {
-			return err
+		// A refusal is asked again for a moment: the debugger that left just
+		// before (lldb reconnecting) may still be letting go of the process,
+		// and one process has one tracer at a time.
+		b := retry.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond, Jitter: -1}
+		until := time.Now().Add(attachPatience)
+		for {
+			reply, err := c.Call(fmt.Sprintf("vAttach;%x", pid))
+			if err != nil {
+				return err
+			}
+			if c.r.Buffered() > 0 {
+				return errors.New("the debugserver sent more than the stop reply")
+			}
+			if len(reply) > 0 && (reply[0] == 'T' || reply[0] == 'S') {
+				return nil
+			}
+			wait := b.Next()
+			if time.Now().Add(wait).After(until) {
+				return fmt.Errorf("attach to pid %d refused (%q) for %v: is it running, and is no other debugger attached?", pid, reply, attachPatience)
+			}
+			if err := retry.Sleep(ctx, wait); err != nil {
+				return err
+			}
 		}
-		if c.r.Buffered() > 0 {
-			return errors.New("the debugserver sent more than the stop reply")
-		}
-		if len(reply) == 0 || (reply[0] != 'T' && reply[0] != 'S') {
-			return fmt.Errorf("attach to pid %d refused (%q): is it running?", pid, reply)
-		}
-		return nil
 	}
 }

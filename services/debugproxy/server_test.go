@@ -288,3 +288,26 @@ func TestDecodeBound(t *testing.T) {
 		t.Errorf("run-length past the bound: %v", err)
 	}
 }
+
+// TestAttachWaitsForTheLastTracer: lldb reconnecting finds the process
+// still held by the debugserver it just left; the attach is asked again
+// until that one lets go, instead of dropping the debugger.
+func TestAttachWaitsForTheLastTracer(t *testing.T) {
+	testkit.CheckLeaks(t)
+	tg := newTarget()
+	if err := tg.Attach(1234); err != nil { // the tracer that is leaving
+		t.Fatal(err)
+	}
+	time.AfterFunc(150*time.Millisecond, func() { tg.Detach(1234) })
+	o := &opener{tg: tg}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	f := NewForwarder(ln, ForwarderConfig{Opener: o, Prepare: Attach(1234)})
+	c := dialLocal(t, f)
+	call(t, c, "?", "T11thread:4d2;")
+	c.Close()
+	f.Close()
+	o.wg.Wait()
+	if err := f.Err(); err != nil {
+		t.Errorf("Err() = %v", err)
+	}
+}
