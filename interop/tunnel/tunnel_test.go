@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +50,12 @@ const (
 // (tunnel.ServerConfig.Kernel: a network namespace and a TUN per tunnel)
 // instead of gVisor, so the benchmark measures the clients, not the device.
 var deviceEnd = flag.String("device-end", "netstack", "the simulated device's tunnel end: netstack or kernel")
+
+// -client-cpuprofile writes a CPU profile of iosmux's client process (the
+// last run's) to the file: where the host side's CPU goes on P1.
+var clientProfile = flag.String("client-cpuprofile", "", "write a CPU profile of iosmux's client process to this file")
+
+const profileEnv = "IOSMUX_INTEROP_TUNNEL_CPUPROFILE"
 
 // device is the simulated iPhone; its usbmuxd socket is returned.
 func device(t testing.TB) string {
@@ -192,13 +199,29 @@ func goiosCmd(bin string, mib int) *exec.Cmd {
 func oursCmd(mib int) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(cmd.Env, clientEnv+"="+strconv.Itoa(mib))
+	if *clientProfile != "" {
+		cmd.Env = append(cmd.Env, profileEnv+"="+*clientProfile)
+	}
 	return cmd
 }
 
 func TestMain(m *testing.M) {
 	if v := os.Getenv(clientEnv); v != "" {
 		mib, _ := strconv.Atoi(v)
-		if err := oursClient(mib); err != nil {
+		if p := os.Getenv(profileEnv); p != "" {
+			f, err := os.Create(p)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "iosmux client:", err)
+				os.Exit(1)
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				fmt.Fprintln(os.Stderr, "iosmux client:", err)
+				os.Exit(1)
+			}
+		}
+		err := oursClient(mib)
+		pprof.StopCPUProfile()
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "iosmux client:", err)
 			os.Exit(1)
 		}
