@@ -60,7 +60,11 @@ func coreDeviceProxy(ctx context.Context, mux *usbmux.Client, dev usbmux.DeviceE
 		return fail(err)
 	}
 	opt.clock.mark(StepStartService)
-	conn, err := lockdown.DialService(ctx, mux, dev.DeviceID, info, rec, 0)
+	raw, err := mux.Connect(ctx, dev.DeviceID, info.Port)
+	if err != nil {
+		return fail(fmt.Errorf("reach %s: %w", info.Name, err))
+	}
+	conn, err := serviceTLSBatched(ctx, raw, info, rec)
 	if err != nil {
 		return fail(err)
 	}
@@ -131,7 +135,7 @@ func coreDeviceProxyWiFi(ctx context.Context, host, udid string, opt Options) (*
 	if err != nil {
 		return fail(StepLockdown, err)
 	}
-	conn, err := lockdown.ServiceTLS(ctx, sc, info, rec, 0)
+	conn, err := serviceTLSBatched(ctx, sc, info, rec)
 	if err != nil {
 		return fail(StepLockdown, err)
 	}
