@@ -57,6 +57,20 @@ var clientProfile = flag.String("client-cpuprofile", "", "write a CPU profile of
 
 const profileEnv = "IOSMUX_INTEROP_TUNNEL_CPUPROFILE"
 
+// -client-cpu pins each client process to one CPU (taskset, which execs
+// the client in the same process, so its rusage is the client's); run the
+// benchmark itself (the device) under taskset on another CPU to give each
+// side a CPU of its own, as BenchmarkTLSPSKSplit does.
+var clientCPU = flag.Int("client-cpu", -1, "pin each client process to this CPU (taskset); -1: not pinned")
+
+// pinned runs name args under taskset when -client-cpu asks for it.
+func pinned(name string, args ...string) *exec.Cmd {
+	if *clientCPU < 0 {
+		return exec.Command(name, args...)
+	}
+	return exec.Command("taskset", append([]string{"-c", strconv.Itoa(*clientCPU), name}, args...)...)
+}
+
 // device is the simulated iPhone; its usbmuxd socket is returned.
 func device(t testing.TB) string {
 	t.Helper()
@@ -192,12 +206,12 @@ func buildGoIOS(t testing.TB) string {
 }
 
 func goiosCmd(bin string, mib int) *exec.Cmd {
-	return exec.Command(bin, udid, strconv.Itoa(mib), strconv.Itoa(sinkPort), strconv.Itoa(sourcePort))
+	return pinned(bin, udid, strconv.Itoa(mib), strconv.Itoa(sinkPort), strconv.Itoa(sourcePort))
 }
 
 // oursCmd re-runs this test binary as iosmux's client (TestMain).
 func oursCmd(mib int) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := pinned(os.Args[0], "-test.run=^$")
 	cmd.Env = append(cmd.Env, clientEnv+"="+strconv.Itoa(mib))
 	if *clientProfile != "" {
 		cmd.Env = append(cmd.Env, profileEnv+"="+*clientProfile)
