@@ -82,11 +82,16 @@ func TestEstablishKernel(t *testing.T) {
 
 // TestEstablishFaultyDevice: a device that drops host→device packets above
 // 8192 bytes under load and breaks on merged reads still gets the whole
-// transfer over TLS-PSK, whose batched writes keep one record per packet.
+// transfer over TLS-PSK and over P1's crypto/tls, whose batched writes
+// keep one record per packet.
 func TestEstablishFaultyDevice(t *testing.T) {
-	testkit.CheckLeaks(t)
-	f := newFixture(t, fixtureConfig{faults: tunnel.Faults{DropAbove: 8192, Boundary: tunnel.BoundaryBreak}})
-	runEstablished(t, f, kernelSide(t), MethodRemotePairing, TCP)
+	for _, m := range []Method{MethodRemotePairing, MethodCoreDeviceProxy} {
+		t.Run(string(m), func(t *testing.T) {
+			testkit.CheckLeaks(t)
+			f := newFixture(t, fixtureConfig{faults: tunnel.Faults{DropAbove: 8192, Boundary: tunnel.BoundaryBreak}})
+			runEstablished(t, f, kernelSide(t), m, TCP)
+		})
+	}
 }
 
 // TestEstablishDeviceDies kills the device side of a TLS-PSK tunnel
