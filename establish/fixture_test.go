@@ -90,7 +90,7 @@ func newFixture(t testing.TB, fc fixtureConfig) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(testkit.ServeBulkListener(ln))
+	t.Cleanup(testkit.ServeBulkListener(ln, nil))
 	suites := fc.suites
 	if suites == nil {
 		// The suite idevice reports devices choosing is CBC-SHA384; the

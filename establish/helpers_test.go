@@ -28,7 +28,7 @@ func rsdDevice(t *testing.T) *tunnel.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(testkit.ServeBulkListener(ln))
+	t.Cleanup(testkit.ServeBulkListener(ln, nil))
 	return dev
 }
 

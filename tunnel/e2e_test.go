@@ -41,7 +41,7 @@ func startE2E(t testing.TB, f Faults, hostTUN func(Params) tun.Device) *e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(testkit.ServeBulkListener(ln))
+	t.Cleanup(testkit.ServeBulkListener(ln, nil))
 
 	hostRaw, devRaw := testkit.TCPLoopback(t)
 	devConn := testkit.NewFreezeConn(testkit.RecordConn(devRaw), devRaw)

@@ -54,48 +54,15 @@ func hostOverNetstack(t *testing.T, dev *Server, cfg PumpConfig) (*Pump, *utun.N
 	return p, ns, params
 }
 
-// serveBulk accepts on ln and runs testkit.ServeBulk on every conn until ln
-// closes; the returned func closes ln and any conn still open (a test may
-// leave one stuck) and waits for the server goroutines.
+// serveBulk runs testkit's bulk server on ln, logging a connection's error
+// while the test has not failed; the returned func stops it.
 func serveBulk(t *testing.T, ln net.Listener) (wait func()) {
 	t.Helper()
-	var (
-		mu    sync.Mutex
-		conns = map[net.Conn]bool{}
-		wg    sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := testkit.ServeBulk(c); err != nil && !t.Failed() {
-					t.Logf("device service: %v", err)
-				}
-				mu.Lock()
-				delete(conns, c)
-				mu.Unlock()
-			}()
+	return testkit.ServeBulkListener(ln, func(err error) {
+		if !t.Failed() {
+			t.Logf("device service: %v", err)
 		}
-	}()
-	return func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	}
+	})
 }
 
 func TestPumpInMemoryBothRoles(t *testing.T) {

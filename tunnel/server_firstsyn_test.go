@@ -21,7 +21,7 @@ func rsdDevice(t *testing.T) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(testkit.ServeBulkListener(ln))
+	t.Cleanup(testkit.ServeBulkListener(ln, nil))
 	return dev
 }
 

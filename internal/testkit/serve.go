@@ -28,9 +28,10 @@ func Serve(ln net.Listener, f func(net.Conn)) (stop func()) {
 }
 
 // ServeBulkListener serves the bulk check (ServeBulk) on every connection
-// of ln; the returned func closes ln and every open connection and waits
-// for them.
-func ServeBulkListener(ln net.Listener) (stop func()) {
+// of ln, handing a connection's error to onErr when it is not nil; the
+// returned func closes ln and every open connection (a test may leave one
+// stuck) and waits for them.
+func ServeBulkListener(ln net.Listener, onErr func(error)) (stop func()) {
 	var (
 		mu    sync.Mutex
 		conns = map[net.Conn]bool{}
@@ -50,7 +51,9 @@ func ServeBulkListener(ln net.Listener) (stop func()) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ServeBulk(c)
+				if err := ServeBulk(c); err != nil && onErr != nil {
+					onErr(err)
+				}
 				mu.Lock()
 				delete(conns, c)
 				mu.Unlock()
