@@ -15,11 +15,9 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha512"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -27,7 +25,8 @@ import (
 	"runtime"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/iosmux/iosmux/interop/internal/pmd3wait"
 
 	"github.com/iosmux/iosmux/backend"
 	"github.com/iosmux/iosmux/establish"
@@ -255,30 +254,7 @@ func (dm *daemon) backend(udid string) *backend.Backend {
 // pmd3RSD reads pymobiledevice3's listing (GET /) and returns udid's RSD
 // address, waiting until the device is listed.
 func (dm *daemon) pmd3RSD(t testing.TB, ctx context.Context, udid string) netip.AddrPort {
-	t.Helper()
-	for {
-		resp, err := http.Get("http://" + dm.d.Addr(tunneld.APIPMD3) + "/")
-		if err == nil {
-			var m map[string][]struct {
-				Address string `json:"tunnel-address"`
-				Port    int    `json:"tunnel-port"`
-			}
-			err = json.NewDecoder(resp.Body).Decode(&m)
-			resp.Body.Close()
-			if e := m[udid]; err == nil && len(e) > 0 {
-				a, err := netip.ParseAddr(e[0].Address)
-				if err != nil {
-					t.Fatalf("listed address %q: %v", e[0].Address, err)
-				}
-				return netip.AddrPortFrom(a, uint16(e[0].Port))
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("tunneld never listed %s", udid)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return pmd3wait.RSD(t, ctx, dm.d.Addr(tunneld.APIPMD3), udid)
 }
 
 // node runs one of the .mjs peers here and returns its stdout.

@@ -14,7 +14,6 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"io"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -25,6 +24,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/iosmux/iosmux/interop/internal/pmd3wait"
 
 	"github.com/iosmux/iosmux/internal/ipa/ipatest"
 	"github.com/iosmux/iosmux/pairing"
@@ -134,30 +135,7 @@ func (dm *daemon) goios() string { return dm.d.Addr(tunneld.APIGoIOS) }
 
 // rsd waits until tunneld lists udid and returns its RSD address.
 func (dm *daemon) rsd(t testing.TB, ctx context.Context, udid string) netip.AddrPort {
-	t.Helper()
-	for {
-		resp, err := http.Get("http://" + dm.pmd3() + "/")
-		if err == nil {
-			var m map[string][]struct {
-				Address string `json:"tunnel-address"`
-				Port    int    `json:"tunnel-port"`
-			}
-			err = json.NewDecoder(resp.Body).Decode(&m)
-			resp.Body.Close()
-			if e := m[udid]; err == nil && len(e) > 0 {
-				a, err := netip.ParseAddr(e[0].Address)
-				if err != nil {
-					t.Fatalf("listed address %q: %v", e[0].Address, err)
-				}
-				return netip.AddrPortFrom(a, uint16(e[0].Port))
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("tunneld never listed %s", udid)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return pmd3wait.RSD(t, ctx, dm.pmd3(), udid)
 }
 
 // mount mounts the test DDI through o (offline branch).
