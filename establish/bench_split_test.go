@@ -127,16 +127,14 @@ func benchTLSPSKSplit(b *testing.B, suite uint16) {
 			}
 			b.Run("up", func(b *testing.B) {
 				c := hs.dial(b, tn, testkit.SinkPort)
-				defer c.Close()
 				st := tn.Stats()
-				child.bench(b, func() { testkit.BenchUp(b, c) })
+				child.bench(b, func() { benchApp(b, c, true, hostCPU) })
 				reportPackets(b, st, tn.Stats())
 			})
 			b.Run("down", func(b *testing.B) {
 				c := hs.dial(b, tn, testkit.SourcePort)
-				defer c.Close()
 				st := tn.Stats()
-				child.bench(b, func() { testkit.BenchDown(b, c) })
+				child.bench(b, func() { benchApp(b, c, false, hostCPU) })
 				reportPackets(b, st, tn.Stats())
 			})
 		})
@@ -148,9 +146,11 @@ func benchTLSPSKSplit(b *testing.B, suite uint16) {
 func reportPackets(b *testing.B, was, now tunnel.Stats) {
 	if n := now.SentPackets - was.SentPackets; n > 0 {
 		b.ReportMetric(float64(now.SentBytes-was.SentBytes)/float64(n), "B/pkt-up")
+		b.ReportMetric(float64(n)/float64(b.N), "pkt-up/op")
 	}
 	if n := now.ReceivedPackets - was.ReceivedPackets; n > 0 {
 		b.ReportMetric(float64(now.ReceivedBytes-was.ReceivedBytes)/float64(n), "B/pkt-down")
+		b.ReportMetric(float64(n)/float64(b.N), "pkt-down/op")
 	}
 }
 

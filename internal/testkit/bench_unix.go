@@ -4,6 +4,7 @@ package testkit
 
 import (
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"syscall"
@@ -27,18 +28,11 @@ func ReportCPU(b *testing.B, since time.Duration) {
 
 // BenchUp sends b.N chunks to a Sink over c and waits for its answer.
 func BenchUp(b *testing.B, c net.Conn) {
-	buf := make([]byte, BenchChunk)
 	b.SetBytes(BenchChunk)
 	b.ResetTimer()
 	cpu := ProcessCPU()
 	defer func() { ReportCPU(b, cpu) }()
-	for range b.N {
-		if _, err := c.Write(buf); err != nil {
-			b.Fatal(err)
-		}
-	}
-	c.(interface{ CloseWrite() error }).CloseWrite()
-	if _, err := io.ReadFull(c, buf[:1]); err != nil {
+	if err := Upload(c, int64(b.N)*BenchChunk); err != nil {
 		b.Fatal(err)
 	}
 	b.StopTimer()
@@ -46,17 +40,45 @@ func BenchUp(b *testing.B, c net.Conn) {
 
 // BenchDown reads b.N chunks from a Source over c.
 func BenchDown(b *testing.B, c net.Conn) {
-	buf := make([]byte, BenchChunk)
 	b.SetBytes(BenchChunk)
 	b.ResetTimer()
 	cpu := ProcessCPU()
 	defer func() { ReportCPU(b, cpu) }()
-	var hdr [8]byte
-	binary.BigEndian.PutUint64(hdr[:], uint64(b.N)*BenchChunk)
-	c.Write(hdr[:])
-	n, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{c}, buf)
-	if err != nil || n != int64(b.N)*BenchChunk {
-		b.Fatalf("read %d bytes, %v", n, err)
+	if err := Download(c, int64(b.N)*BenchChunk); err != nil {
+		b.Fatal(err)
 	}
 	b.StopTimer()
+}
+
+// Upload is the application side of BenchUp, for a process of its own:
+// n bytes (whole BenchChunks) to a Sink over c, then its answer.
+func Upload(c net.Conn, n int64) error {
+	buf := make([]byte, BenchChunk)
+	for left := n; left > 0; left -= BenchChunk {
+		if _, err := c.Write(buf[:min(left, BenchChunk)]); err != nil {
+			return err
+		}
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	if _, err := io.ReadFull(c, buf[:1]); err != nil {
+		return fmt.Errorf("sink's answer: %w", err)
+	}
+	return nil
+}
+
+// Download is the application side of BenchDown: asks a Source over c for
+// n bytes and reads them all.
+func Download(c net.Conn, n int64) error {
+	var hdr [8]byte
+	binary.BigEndian.PutUint64(hdr[:], uint64(n))
+	if _, err := c.Write(hdr[:]); err != nil {
+		return err
+	}
+	got, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{c}, make([]byte, BenchChunk))
+	if err != nil || got != n {
+		return fmt.Errorf("read %d bytes of %d: %v", got, n, err)
+	}
+	return nil
 }
