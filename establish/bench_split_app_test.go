@@ -13,10 +13,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/iosmux/iosmux/internal/testkit"
+	"golang.org/x/sys/unix"
 )
 
 // BenchmarkTLSPSKSplit's tunnel rows move their bytes with an application
@@ -33,12 +35,26 @@ import (
 
 var splitAppFlag = flag.String("split-app", "process", "where BenchmarkTLSPSKSplit's application runs on the tunnel rows: process (its own, on the host CPU) or inproc (in the host process)")
 
+// -split-app-cc sets the application socket's TCP congestion control
+// (TCP_CONGESTION) on the tunnel rows; empty keeps the system's default.
+// With BBR the application's TCP paces its sends with a high-resolution
+// timer of its own (no fq qdisc on the TUN), and those timers' softirqs are
+// charged to whichever process the CPU is running when they fire: often
+// the tunnel's (docs/perf.md "the application's congestion control").
+var splitAppCC = flag.String("split-app-cc", "", "TCP congestion control of BenchmarkTLSPSKSplit's application socket (e.g. cubic, bbr); empty: the system default")
+
 const splitAppEnv = "IOSMUX_SPLIT_APP"
 
 // benchApp moves b.N BenchChunks over c, to a Sink (up) or from a Source,
 // and reports cpu-ns/B and, when the application has its own process,
 // app-cpu-ns/B. It owns c.
 func benchApp(b *testing.B, c net.Conn, up bool, cpu int) {
+	if *splitAppCC != "" {
+		if err := setCongestion(c, *splitAppCC); err != nil {
+			c.Close()
+			b.Fatalf("-split-app-cc=%s: %v", *splitAppCC, err)
+		}
+	}
 	switch *splitAppFlag {
 	case "inproc":
 		defer c.Close()
@@ -173,4 +189,23 @@ func TestSplitAppProcess(t *testing.T) {
 		msg = err.Error()
 	}
 	fmt.Printf("app done cpu=%d err=%s\n", testkit.ProcessCPU()-cpu0, msg)
+}
+
+// setCongestion sets c's TCP congestion control algorithm.
+func setCongestion(c net.Conn, name string) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return fmt.Errorf("%T has no socket", c)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION, name)
+	}); err != nil {
+		return err
+	}
+	return serr
 }
