@@ -153,8 +153,23 @@ func runEstablished(t *testing.T, f *fixture, hs hostSide, path Method, proto Pr
 	}
 	c := hs.dial(t, tn, testRSDPort)
 	start := time.Now()
-	if _, err := testkit.Bulk(c, size, size); err != nil {
-		t.Fatalf("bulk: %v (stats %+v)", err, tn.Stats())
+	// A tunnel that ends mid-transfer (a device that breaks on a merged
+	// record, say) leaves the application's TCP connection waiting for
+	// retransmission timeouts; fail at once with the tunnel's error instead.
+	bulkErr := make(chan error, 1)
+	go func() {
+		_, err := testkit.Bulk(c, size, size)
+		bulkErr <- err
+	}()
+	select {
+	case err := <-bulkErr:
+		if err != nil {
+			t.Fatalf("bulk: %v (stats %+v)", err, tn.Stats())
+		}
+	case <-tn.Done():
+		c.Close()
+		<-bulkErr
+		t.Fatalf("tunnel ended during the transfer: %v (stats %+v)", tn.Err(), tn.Stats())
 	}
 	d := time.Since(start)
 	c.Close()
