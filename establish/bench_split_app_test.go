@@ -49,12 +49,6 @@ const splitAppEnv = "IOSMUX_SPLIT_APP"
 // and reports cpu-ns/B and, when the application has its own process,
 // app-cpu-ns/B. It owns c.
 func benchApp(b *testing.B, c net.Conn, up bool, cpu int) {
-	if *splitAppCC != "" {
-		if err := setCongestion(c, *splitAppCC); err != nil {
-			c.Close()
-			b.Fatalf("-split-app-cc=%s: %v", *splitAppCC, err)
-		}
-	}
 	switch *splitAppFlag {
 	case "inproc":
 		defer c.Close()
@@ -191,21 +185,18 @@ func TestSplitAppProcess(t *testing.T) {
 	fmt.Printf("app done cpu=%d err=%s\n", testkit.ProcessCPU()-cpu0, msg)
 }
 
-// setCongestion sets c's TCP congestion control algorithm.
-func setCongestion(c net.Conn, name string) error {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return fmt.Errorf("%T has no socket", c)
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return err
-	}
+// setAppCongestion is appDialControl for -split-app-cc: the algorithm is
+// chosen before the connection starts, because one chosen later leaves the
+// socket's pacing as BBR set it up.
+func setAppCongestion(_, _ string, rc syscall.RawConn) error {
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION, name)
+		serr = unix.SetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION, *splitAppCC)
 	}); err != nil {
 		return err
 	}
-	return serr
+	if serr != nil {
+		return fmt.Errorf("-split-app-cc=%s: %w", *splitAppCC, serr)
+	}
+	return nil
 }

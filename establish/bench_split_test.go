@@ -54,6 +54,10 @@ func BenchmarkTLSPSKSplit(b *testing.B) {
 }
 
 func benchTLSPSKSplit(b *testing.B, suite uint16) {
+	if *splitAppCC != "" {
+		appDialControl = setAppCongestion
+		b.Cleanup(func() { appDialControl = nil })
+	}
 	hostCPU, devCPU := splitCPUs(b)
 	child := startSplitChild(b, devCPU, suite)
 	prev := runtime.GOMAXPROCS(1)

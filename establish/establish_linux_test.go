@@ -37,7 +37,7 @@ func kernelSide(t testing.TB) hostSide {
 		dial: func(t testing.TB, tn *Tunnel, port uint16) net.Conn {
 			var c net.Conn
 			if err := ns.Do(func() (err error) {
-				d := net.Dialer{Timeout: 10 * time.Second}
+				d := net.Dialer{Timeout: 10 * time.Second, Control: appDialControl}
 				c, err = d.DialContext(context.Background(), "tcp6", netip.AddrPortFrom(tn.Params.ServerAddress, port).String())
 				return err
 			}); err != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,6 +31,11 @@ type hostSide struct {
 	gone func(t testing.TB, tn *Tunnel) bool
 }
 
+// appDialControl, when set, prepares the application's socket that
+// hostSide.dial makes before it connects (BenchmarkTLSPSKSplit's
+// -split-app-cc).
+var appDialControl func(network, address string, c syscall.RawConn) error
+
 // userspaceSide is the host without a TUN: a netstack and a forwarder on
 // 127.0.0.1 per dial.
 func userspaceSide(t testing.TB) hostSide {
@@ -50,7 +56,8 @@ func userspaceSide(t testing.TB) hostSide {
 			}
 			fw := utun.NewForwarder(ln, netip.AddrPortFrom(tn.Params.ServerAddress, port), ns.DialContext, nil)
 			t.Cleanup(func() { fw.Close() })
-			c, err := net.Dial("tcp", fw.Addr().String())
+			d := net.Dialer{Control: appDialControl}
+			c, err := d.Dial("tcp", fw.Addr().String())
 			if err != nil {
 				t.Fatal(err)
 			}
