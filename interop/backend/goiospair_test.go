@@ -13,17 +13,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/iosmux/iosmux/backend"
 	"github.com/iosmux/iosmux/discovery"
 	"github.com/iosmux/iosmux/discovery/mdns"
 	"github.com/iosmux/iosmux/establish"
+	"github.com/iosmux/iosmux/interop/internal/netns"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/sim"
@@ -68,9 +65,8 @@ func TestGoIOSPairsWithBackend(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building goiosbackend: %v\n%s", err, out)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestGoIOSPairsWithBackend$", "-test.v", "-test.count=1", "-test.timeout=4m")
+	cmd := netns.Command(os.Args[0], "-test.run=^TestGoIOSPairsWithBackend$", "-test.v", "-test.count=1", "-test.timeout=4m")
 	cmd.Env = append(os.Environ(), netnsEnv+"="+bin)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	out, err := cmd.CombinedOutput()
 	t.Logf("in the namespace:\n%s", out)
 	if err != nil {
@@ -84,36 +80,12 @@ func TestGoIOSPairsWithBackend(t *testing.T) {
 // setupNetns brings up lo and the veth pair with fixed link-local
 // addresses (no DAD), and turns DAD off for go-ios's TUN.
 func setupNetns(t *testing.T) {
-	lo, err := netlink.LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.LinkSetUp(lo); err != nil {
-		t.Fatal(err)
-	}
 	for _, p := range []string{"/proc/sys/net/ipv6/conf/all/accept_dad", "/proc/sys/net/ipv6/conf/default/accept_dad"} {
 		if err := os.WriteFile(p, []byte("0"), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: backendIf}, PeerName: clientIf}
-	if err := netlink.LinkAdd(veth); err != nil {
-		t.Fatalf("veth: %v", err)
-	}
-	for name, addr := range map[string]string{backendIf: "fe80::1", clientIf: "fe80::2"} {
-		l, err := netlink.LinkByName(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, _ := netlink.ParseAddr(addr + "/64")
-		a.Flags = unix.IFA_F_NODAD
-		if err := netlink.AddrAdd(l, a); err != nil {
-			t.Fatalf("address %s on %s: %v", addr, name, err)
-		}
-		if err := netlink.LinkSetUp(l); err != nil {
-			t.Fatal(err)
-		}
-	}
+	netns.Link(t, backendIf, "fe80::1", clientIf, "fe80::2")
 }
 
 type goiosResult struct {

@@ -10,14 +10,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/iosmux/iosmux/internal/testkit"
+	"github.com/iosmux/iosmux/interop/internal/netns"
 	"github.com/iosmux/iosmux/services/coredevice"
 	"github.com/iosmux/iosmux/services/coredevice/appservice"
 	"github.com/iosmux/iosmux/services/debugproxy"
@@ -39,9 +38,8 @@ func BenchmarkLaunchPerf(b *testing.B) {
 		if os.Geteuid() != 0 {
 			b.Fatal("needs root for a network namespace and a kernel tunnel")
 		}
-		cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^BenchmarkLaunchPerf$", "-test.benchtime=1x", "-test.v")
+		cmd := netns.Command(os.Args[0], "-test.run=^$", "-test.bench=^BenchmarkLaunchPerf$", "-test.benchtime=1x", "-test.v")
 		cmd.Env = append(os.Environ(), netnsEnv+"=bench")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 		out, err := cmd.CombinedOutput()
 		b.Logf("in the namespace:\n%s", out)
 		if err != nil {

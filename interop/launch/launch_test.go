@@ -9,10 +9,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/interop/internal/netns"
 	"github.com/iosmux/iosmux/rsdapi"
 	"github.com/iosmux/iosmux/services/reach"
 	"github.com/iosmux/iosmux/sim"
@@ -39,9 +39,8 @@ func TestLaunchInterop(t *testing.T) {
 		}
 	}
 	bin := buildIOSMux(t, t.TempDir())
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLaunchInterop$", "-test.v", "-test.count=1", "-test.timeout=5m")
+	cmd := netns.Command(os.Args[0], "-test.run=^TestLaunchInterop$", "-test.v", "-test.count=1", "-test.timeout=5m")
 	cmd.Env = append(os.Environ(), netnsEnv+"="+bin)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	out, err := cmd.CombinedOutput()
 	t.Logf("in the namespace:\n%s", out)
 	if err != nil {

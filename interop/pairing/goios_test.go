@@ -12,14 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/grandcat/zeroconf"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
+	"github.com/iosmux/iosmux/interop/internal/netns"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/tlspsk"
@@ -55,9 +53,8 @@ func TestGoIOSRemotePairing(t *testing.T) {
 	}
 	// Built out here, where a cold build may take its time.
 	bin := buildGoIOSPair(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestGoIOSRemotePairing$", "-test.v", "-test.count=1", "-test.timeout=4m")
+	cmd := netns.Command(os.Args[0], "-test.run=^TestGoIOSRemotePairing$", "-test.v", "-test.count=1", "-test.timeout=4m")
 	cmd.Env = append(os.Environ(), netnsEnv+"="+bin)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	out, err := cmd.CombinedOutput()
 	t.Logf("in the namespace:\n%s", out)
 	if err != nil {
@@ -71,31 +68,7 @@ func TestGoIOSRemotePairing(t *testing.T) {
 // setupNetns brings up lo and the veth pair with fixed link-local addresses
 // (no DAD, so they are usable at once).
 func setupNetns(t *testing.T) {
-	lo, err := netlink.LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.LinkSetUp(lo); err != nil {
-		t.Fatal(err)
-	}
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: deviceIf}, PeerName: hostIf}
-	if err := netlink.LinkAdd(veth); err != nil {
-		t.Fatalf("veth: %v", err)
-	}
-	for name, addr := range map[string]string{deviceIf: deviceAddr, hostIf: hostAddr} {
-		l, err := netlink.LinkByName(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, _ := netlink.ParseAddr(addr + "/64")
-		a.Flags = unix.IFA_F_NODAD
-		if err := netlink.AddrAdd(l, a); err != nil {
-			t.Fatalf("address %s on %s: %v", addr, name, err)
-		}
-		if err := netlink.LinkSetUp(l); err != nil {
-			t.Fatal(err)
-		}
-	}
+	netns.Link(t, deviceIf, deviceAddr, hostIf, hostAddr)
 }
 
 func goiosInNetns(t *testing.T) {

@@ -10,12 +10,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	ios "github.com/danielpaulus/go-ios/ios"
 
+	"github.com/iosmux/iosmux/interop/internal/netns"
 	"github.com/iosmux/iosmux/sim"
 )
 
@@ -145,9 +145,8 @@ func TestGoIOSRemotePairing(t *testing.T) {
 		t.Fatal("needs root to create network namespaces (CI runs as root)")
 	}
 	bin := buildGoIOSSim(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestGoIOSRemotePairing$", "-test.v", "-test.count=1", "-test.timeout=4m")
+	cmd := netns.Command(os.Args[0], "-test.run=^TestGoIOSRemotePairing$", "-test.v", "-test.count=1", "-test.timeout=4m")
 	cmd.Env = append(os.Environ(), netnsEnv+"="+bin)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	out, err := cmd.CombinedOutput()
 	t.Logf("in the namespace:\n%s", out)
 	if err != nil {

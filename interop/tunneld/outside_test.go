@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/interop/internal/netns"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/vishvananda/netlink"
 )
@@ -66,9 +67,8 @@ func TestTunneldOutsideClients(t *testing.T) {
 			t.Fatalf("build %s: %v\n%s", b.out, err, out)
 		}
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestTunneldOutsideClients$", "-test.v", "-test.count=1", "-test.timeout=5m")
+	cmd := netns.Command(os.Args[0], "-test.run=^TestTunneldOutsideClients$", "-test.v", "-test.count=1", "-test.timeout=5m")
 	cmd.Env = append(os.Environ(), env+"="+dir)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	out, err := cmd.CombinedOutput()
 	t.Logf("in the namespace:\n%s", out)
 	if err != nil {

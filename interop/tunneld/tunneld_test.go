@@ -35,6 +35,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/interop/internal/netns"
 	"github.com/vishvananda/netlink"
 )
 
@@ -73,9 +74,8 @@ func TestTunneldInterop(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the go-ios agent client: %v\n%s", err, out)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestTunneldInterop$", "-test.v", "-test.count=1", "-test.timeout=5m")
+	cmd := netns.Command(os.Args[0], "-test.run=^TestTunneldInterop$", "-test.v", "-test.count=1", "-test.timeout=5m")
 	cmd.Env = append(os.Environ(), netnsEnv+"="+iosmux, agentEnv+"="+agent)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	out, err := cmd.CombinedOutput()
 	t.Logf("in the namespace:\n%s", out)
 	if err != nil {
