@@ -76,54 +76,21 @@ func benchApp(b *testing.B, c net.Conn, up bool, cpu int) {
 		dir = "up"
 	}
 	n := int64(b.N) * testkit.BenchChunk
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSplitAppProcess$", "-test.count=1", "-test.v=false")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d,%s,%d", splitAppEnv, cpu, dir, n))
-	cmd.ExtraFiles = []*os.File{f}
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
+	app := startSelf(b, "TestSplitAppProcess", fmt.Sprintf("%s=%d,%s,%d", splitAppEnv, cpu, dir, n), "app ", f)
 	f.Close()
-	defer func() {
-		stdin.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "app ") {
-				lines <- sc.Text()
-			}
-		}
-	}()
+	defer app.stop()
 	next := func(want string) string {
-		select {
-		case l, ok := <-lines:
-			if !ok || !strings.HasPrefix(l, want) {
-				b.Fatalf("application process: got %q, want %q", l, want)
-			}
-			return l
-		case <-time.After(5 * time.Minute):
-			b.Fatalf("application process: no %q after 5 min", want)
+		l, ok := app.next(5 * time.Minute)
+		if !ok || !strings.HasPrefix(l, want) {
+			b.Fatalf("application process: got %q (ended: %v), want %q", l, !ok, want)
 		}
-		return ""
+		return l
 	}
 	next("app ready")
 	b.SetBytes(testkit.BenchChunk)
 	b.ResetTimer()
 	cpu0 := testkit.ProcessCPU()
-	if _, err := io.WriteString(stdin, "go\n"); err != nil {
+	if _, err := io.WriteString(app.stdin, "go\n"); err != nil {
 		b.Fatal(err)
 	}
 	done := next("app done")
@@ -199,4 +166,76 @@ func setAppCongestion(_, _ string, rc syscall.RawConn) error {
 		return fmt.Errorf("-split-app-cc=%s: %w", *splitAppCC, serr)
 	}
 	return nil
+}
+
+// selfProcess is this test binary re-executed to run one test function as a
+// helper process of a benchmark (the device, the application): it reads
+// stdin and answers with lines on stdout that start with a prefix.
+type selfProcess struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string   // stdout lines with the prefix, closed at EOF
+	done  chan struct{} // closed once the process has been waited for
+}
+
+// startSelf starts test with env added to the environment and files as fd
+// 3 and on; its stderr is ours.
+func startSelf(b *testing.B, test, env, prefix string, files ...*os.File) *selfProcess {
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1", "-test.v=false")
+	cmd.Env = append(os.Environ(), env)
+	cmd.ExtraFiles = files
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	p := &selfProcess{cmd: cmd, stdin: stdin, lines: make(chan string, 8), done: make(chan struct{})}
+	// One goroutine owns stdout and waits for the process only after EOF
+	// (Wait closes the pipe).
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), prefix) {
+				select {
+				case p.lines <- sc.Text():
+				default: // nobody reads that many: drop rather than block Wait
+				}
+			}
+		}
+		close(p.lines)
+		io.Copy(io.Discard, stdout)
+		cmd.Wait()
+	}()
+	return p
+}
+
+// next returns the next line, false when the process ended or nothing came
+// within d.
+func (p *selfProcess) next(d time.Duration) (string, bool) {
+	select {
+	case l, ok := <-p.lines:
+		return l, ok
+	case <-time.After(d):
+		return "", false
+	}
+}
+
+// stop closes stdin, which ends a helper at rest, and kills one that has
+// not ended 10 s later.
+func (p *selfProcess) stop() {
+	p.stdin.Close()
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
 }

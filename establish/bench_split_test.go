@@ -3,14 +3,12 @@
 package establish
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -192,62 +190,14 @@ func (c *splitChild) bench(b *testing.B, f func()) {
 const splitEnv = "IOSMUX_SPLIT_DEVICE"
 
 func startSplitChild(b *testing.B, cpu int, suite uint16) *splitChild {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSplitDeviceProcess$", "-test.count=1", "-test.v=false")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d,%d", splitEnv, cpu, suite))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
+	p := startSelf(b, "TestSplitDeviceProcess", fmt.Sprintf("%s=%d,%d", splitEnv, cpu, suite), "split ")
+	b.Cleanup(p.stop)
+	// The first line says where it serves: split rp=… records=… rawsink=…
+	line, ok := p.next(2 * time.Minute)
+	if !ok {
+		b.Fatal("device process ended or was not ready after 2 min")
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan struct{})
-	b.Cleanup(func() {
-		stdin.Close()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	// One goroutine owns stdout: it hands over the first line that starts
-	// with "split " (rp=… records=… rawsink=… rawsource=…), drains the rest,
-	// and only then waits for the process (Wait closes the pipe).
-	lines := make(chan string, 1)
-	go func() {
-		defer close(done)
-		br := bufio.NewReader(stdout)
-		for {
-			l, err := br.ReadString('\n')
-			if err != nil {
-				break
-			}
-			if strings.HasPrefix(l, "split ") {
-				lines <- l
-				io.Copy(io.Discard, br)
-				break
-			}
-		}
-		close(lines)
-		cmd.Wait()
-	}()
-	var line string
-	select {
-	case l, ok := <-lines:
-		if !ok {
-			b.Fatal("device process ended before it was ready")
-		}
-		line = l
-	case <-time.After(2 * time.Minute):
-		b.Fatal("device process not ready after 2 min")
-	}
-	c := &splitChild{pid: cmd.Process.Pid}
+	c := &splitChild{pid: p.cmd.Process.Pid}
 	for _, kv := range strings.Fields(line)[1:] {
 		k, v, _ := strings.Cut(kv, "=")
 		switch k {
