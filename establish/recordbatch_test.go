@@ -68,9 +68,8 @@ func records(t *testing.T, b []byte) []int {
 	return lens
 }
 
-// batchPair is a client batchTLS over net.Pipe and the server's TLS; the
-// server side delivers each tls.Conn.Read (one record at most) on reads.
-func batchPair(t *testing.T) (*batchTLS, *writeLog, <-chan []byte) {
+// testCert is a self-signed certificate for the device's side.
+func testCert(t *testing.T) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -81,7 +80,14 @@ func batchPair(t *testing.T) (*batchTLS, *writeLog, <-chan []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// batchPair is a client batchTLS over net.Pipe and the server's TLS; the
+// server side delivers each tls.Conn.Read (one record at most) on reads.
+func batchPair(t *testing.T) (*batchTLS, *writeLog, <-chan []byte) {
+	t.Helper()
+	cert := testCert(t)
 	a, b := net.Pipe()
 	wl := &writeLog{Conn: a}
 	bc := &batchConn{Conn: wl}
@@ -296,21 +302,12 @@ func (h *holdConn) held() int {
 // over a holdConn, held from the end of the handshake on.
 func readPair(t *testing.T) (*batchTLS, *tls.Conn, *holdConn) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	a, b := net.Pipe()
 	hc := &holdConn{Conn: b}
 	bc := &batchConn{Conn: a}
 	// TLS 1.2: no session tickets after the handshake, so what is held is
 	// the records the test writes and nothing else.
-	srv := tls.Server(hc, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MaxVersion: tls.VersionTLS12})
+	srv := tls.Server(hc, &tls.Config{Certificates: []tls.Certificate{testCert(t)}, MaxVersion: tls.VersionTLS12})
 	done := make(chan error, 1)
 	go func() { done <- srv.Handshake() }()
 	tc := tls.Client(bc, &tls.Config{InsecureSkipVerify: true, DynamicRecordSizingDisabled: true})
