@@ -20,10 +20,25 @@ import (
 // end (or when the buffer is full): the records on the wire are the same,
 // in the same order, with fewer writes. Outside a batch (handshake,
 // CDTunnel, single packets, alerts) every Write goes straight through.
+//
+// Reading is the mirror image. crypto/tls's Read hands out one record per
+// call and reads the connection with a buffer about one record long, so
+// StreamConn got one packet per ReadPackets, the pump wrote the TUN once
+// per packet (no receive offload) and the connection was read about once
+// per record. batchConn reads the connection readBufSize at a time, and
+// batchTLS.ReadRecords (tunnel.RecordReader) takes one record per buffer,
+// the first waiting for the network, the rest only while their bytes are
+// already here: for those, batchConn's Read answers errNotBuffered, a
+// temporary net.Error that crypto/tls keeps no state for, instead of
+// waiting.
 
 // batchFlushAt bounds what a batch buffers before it writes: a full TUN
 // read with GSO can be 64 packets of 16 kB.
 const batchFlushAt = 256 << 10
+
+// readBufSize is how much batchConn reads from the connection at once:
+// many records of a full TUN batch.
+const readBufSize = 256 << 10
 
 // closeFlushTimeout bounds the last write Close makes of records buffered
 // by a batch a concurrent Close interrupted (crypto/tls's close_notify
@@ -38,6 +53,58 @@ type batchConn struct {
 	batching bool
 	buf      []byte
 	err      error // sticky: a flush failed and records were lost
+
+	// The reading side, used by crypto/tls's reader alone (one goroutine
+	// at a time, under its input lock): rbuf[rr:rw] is read from the
+	// connection and not yet handed to crypto/tls; rerr came with the last
+	// bytes read and is answered once they are out; with buffered set
+	// (batchTLS.ReadRecords after its first record) Read never waits.
+	rbuf     []byte
+	rr, rw   int
+	rerr     error
+	buffered bool
+}
+
+// errNotBuffered is batchConn's answer to a Read that would wait while
+// only buffered bytes are wanted. crypto/tls does not record a temporary
+// net.Error as the connection's error, and keeps the bytes it has.
+var errNotBuffered net.Error = notBuffered{}
+
+type notBuffered struct{}
+
+func (notBuffered) Error() string {
+	return "establish: no buffered bytes (internal to record batching)"
+}
+func (notBuffered) Timeout() bool   { return true }
+func (notBuffered) Temporary() bool { return true }
+
+// Read implements net.Conn from a readBufSize buffer.
+func (b *batchConn) Read(p []byte) (int, error) {
+	if b.rr == b.rw {
+		if b.rerr != nil {
+			err := b.rerr
+			b.rerr = nil
+			return 0, err
+		}
+		if b.buffered {
+			return 0, errNotBuffered
+		}
+		if len(p) >= readBufSize {
+			return b.Conn.Read(p)
+		}
+		if b.rbuf == nil {
+			b.rbuf = make([]byte, readBufSize)
+		}
+		n, err := b.Conn.Read(b.rbuf)
+		b.rr, b.rw = 0, n
+		if n == 0 {
+			return 0, err
+		}
+		b.rerr = err
+	}
+	n := copy(p, b.rbuf[b.rr:b.rw])
+	b.rr += n
+	return n, nil
 }
 
 // Write implements net.Conn: buffered during a batch, else straight
@@ -135,6 +202,34 @@ func (c *batchTLS) WriteRecords(bufs [][]byte) (int, error) {
 		return 0, ferr
 	}
 	return n, err
+}
+
+// ReadRecords implements tunnel.RecordReader: each buffer gets what one
+// crypto/tls Read returns, one record (a record longer than its buffer
+// continues in the next buffer or call, so StreamConn sees a record that
+// is not one packet and frames the stream itself). It waits for the first
+// record only; the rest it takes while their bytes are already read
+// (batchConn's buffer or crypto/tls's own). An error after the first
+// record ends the batch; crypto/tls answers it again on the next call.
+// Callers are serialized (StreamConn's reader).
+func (c *batchTLS) ReadRecords(bufs [][]byte, sizes []int) (int, error) {
+	k := 0
+	for k < len(bufs) && k < len(sizes) {
+		c.bc.buffered = k > 0
+		n, err := c.Conn.Read(bufs[k])
+		c.bc.buffered = false
+		if n > 0 || len(bufs[k]) == 0 {
+			sizes[k] = n
+			k++
+		}
+		if err != nil {
+			if k > 0 {
+				break
+			}
+			return 0, err
+		}
+	}
+	return k, nil
 }
 
 // serviceTLSBatched is lockdown.ServiceTLS for P1's service connection

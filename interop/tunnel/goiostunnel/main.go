@@ -1,23 +1,26 @@
 // Command goiostunnel runs go-ios v1.3.2's CoreDeviceProxy tunnel client
 // (ios/tunnel.ConnectTunnelLockdown: usbmuxd, lockdown, the service TLS,
 // CDTunnel, a kernel TUN through water) against the device with the given
-// UDID on the usbmuxd of USBMUXD_SOCKET_ADDRESS, then moves MIB MiB to the
-// device's sink port and MIB MiB from its source port through the tunnel.
-// It prints {"up_mbps","down_mbps","address","setup_ms"} as JSON (setup_ms:
-// ConnectTunnelLockdown's time), or fails. Run it in a
-// network namespace of its own: it creates a TUN interface.
+// UDID on the usbmuxd of USBMUXD_SOCKET_ADDRESS, then runs the application
+// APP (the interop test binary) twice as a child process, which moves MIB
+// MiB to the device's sink port and then MIB MiB from its source port
+// through the tunnel, so that its socket calls are not this process's CPU.
+// It prints {"up_mbps","down_mbps","address","setup_ms","up","down",
+// "self_cpu_ns","app_cpus"} as JSON (setup_ms: ConnectTunnelLockdown's
+// time; up and down: this process's and the application's CPU over each
+// transfer), or fails. Run it in a network namespace of its own: it
+// creates a TUN interface.
 //
-// Usage: goiostunnel UDID MIB SINKPORT SOURCEPORT
+// Usage: goiostunnel UDID MIB SINKPORT SOURCEPORT APP
 package main
 
 import (
-	"encoding/binary"
+	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"syscall"
 	"time"
@@ -27,8 +30,8 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 5 {
-		fmt.Fprintln(os.Stderr, "usage: goiostunnel UDID MIB SINKPORT SOURCEPORT")
+	if len(os.Args) != 6 {
+		fmt.Fprintln(os.Stderr, "usage: goiostunnel UDID MIB SINKPORT SOURCEPORT APP")
 		os.Exit(2)
 	}
 	mib, _ := strconv.Atoi(os.Args[2])
@@ -42,7 +45,8 @@ func main() {
 	// namespace of our own (see the package comment), so only it changes.
 	// Even without DAD the address leaves the tentative state only when the
 	// kernel's address work runs after go-ios sets the link up (it adds the
-	// address first, without IFA_F_NODAD), so dial retries that one error.
+	// address first, without IFA_F_NODAD), so the application's dial
+	// retries that one error.
 	for _, p := range []string{"/proc/sys/net/ipv6/conf/all/accept_dad", "/proc/sys/net/ipv6/conf/default/accept_dad"} {
 		if err := os.WriteFile(p, []byte("0"), 0); err != nil {
 			fail("DAD off", err)
@@ -56,29 +60,21 @@ func main() {
 	setUp := time.Since(start)
 	defer t.Close()
 	size := int64(mib) << 20
-	up, err := transfer(t.Address, os.Args[3], size, true)
-	if err != nil {
-		fail("upload", err)
-	}
-	down, err := transfer(t.Address, os.Args[4], size, false)
-	if err != nil {
-		fail("download", err)
-	}
-	out, _ := json.Marshal(map[string]any{"up_mbps": up, "down_mbps": down, "address": t.Address, "setup_ms": float64(setUp.Microseconds()) / 1000})
-	fmt.Println(string(out))
-}
-
-// dial connects to the device through the TUN, retrying for a few seconds
-// while the kernel still holds the TUN's address tentative.
-func dial(addr string) (net.Conn, error) {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp6", addr, 15*time.Second)
-		if err == nil || !errors.Is(err, syscall.EADDRNOTAVAIL) || time.Now().After(deadline) {
-			return c, err
+	res := map[string]any{"address": t.Address, "setup_ms": float64(setUp.Microseconds()) / 1000}
+	if size > 0 {
+		up, upX, cpus, err := runApp(os.Args[5], "up", net.JoinHostPort(t.Address, os.Args[3]), size)
+		if err != nil {
+			fail("upload", err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		down, downX, _, err := runApp(os.Args[5], "down", net.JoinHostPort(t.Address, os.Args[4]), size)
+		if err != nil {
+			fail("download", err)
+		}
+		res["up_mbps"], res["down_mbps"], res["up"], res["down"], res["app_cpus"] = up, down, upX, downX, cpus
+		res["self_cpu_ns"] = selfCPU()
 	}
+	out, _ := json.Marshal(res)
+	fmt.Println(string(out))
 }
 
 func fail(step string, err error) {
@@ -86,44 +82,44 @@ func fail(step string, err error) {
 	os.Exit(1)
 }
 
-// transfer uploads size bytes to the sink (which answers the count it
-// received) or downloads size bytes from the source (asked with an 8-byte
-// length), and returns MB/s.
-func transfer(addr, port string, size int64, up bool) (float64, error) {
-	c, err := dial(net.JoinHostPort(addr, port))
+// xfer is one transfer's account, as the interop test reads it: this
+// process's own CPU over the transfer (RUSAGE_SELF, without the
+// application's), the application's (its wait4 rusage), the wall time.
+type xfer struct {
+	Client time.Duration `json:"client_cpu_ns"`
+	App    time.Duration `json:"app_cpu_ns"`
+	Wall   time.Duration `json:"wall_ns"`
+}
+
+// runApp runs the application for one transfer, as the interop test's
+// runApp does for iosmux's client: app with
+// IOSMUX_INTEROP_TUNNEL_APP="up|down ADDR:PORT BYTES", which prints
+// {"mbps","cpus"}.
+func runApp(app, dir, addr string, size int64) (float64, xfer, string, error) {
+	cmd := exec.Command(app)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("IOSMUX_INTEROP_TUNNEL_APP=%s %s %d", dir, addr, size))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cpu0, t0 := selfCPU(), time.Now()
+	out, err := cmd.Output()
+	x := xfer{Client: selfCPU() - cpu0, Wall: time.Since(t0)}
 	if err != nil {
-		return 0, err
+		return 0, x, "", fmt.Errorf("%v: %s", err, stderr.Bytes())
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Minute))
-	buf := make([]byte, 1<<20)
-	start := time.Now()
-	var hdr [8]byte
-	if up {
-		for left := size; left > 0; left -= int64(len(buf)) {
-			if _, err := c.Write(buf[:min(left, int64(len(buf)))]); err != nil {
-				return 0, err
-			}
-		}
-		c.(*net.TCPConn).CloseWrite()
-		if _, err := io.ReadFull(c, hdr[:]); err != nil {
-			return 0, err
-		}
-		if got := int64(binary.BigEndian.Uint64(hdr[:])); got != size {
-			return 0, fmt.Errorf("sink received %d bytes, want %d", got, size)
-		}
-	} else {
-		binary.BigEndian.PutUint64(hdr[:], uint64(size))
-		if _, err := c.Write(hdr[:]); err != nil {
-			return 0, err
-		}
-		n, err := io.CopyBuffer(io.Discard, c, buf)
-		if err != nil {
-			return 0, err
-		}
-		if n != size {
-			return 0, fmt.Errorf("source sent %d bytes, want %d", n, size)
-		}
+	x.App = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	var r struct {
+		MBps float64 `json:"mbps"`
+		CPUs string  `json:"cpus"`
 	}
-	return float64(size) / time.Since(start).Seconds() / 1e6, nil
+	if err := json.Unmarshal(out, &r); err != nil {
+		return 0, x, "", fmt.Errorf("the application printed %q: %v", out, err)
+	}
+	return r.MBps, x, r.CPUs, nil
+}
+
+// selfCPU is this process's user+system time, without its children's.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
