@@ -26,6 +26,7 @@ import (
 	"github.com/iosmux/iosmux/discovery"
 	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/internal/testkit"
+	"github.com/iosmux/iosmux/interop/internal/netns"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/tlspsk"
 	"github.com/iosmux/iosmux/tunnel"
@@ -241,7 +242,7 @@ type appResult struct {
 func runClient(t testing.TB, cmd *exec.Cmd, sock string) result {
 	t.Helper()
 	cmd.Env = append(append(os.Environ(), cmd.Env...), "USBMUXD_SOCKET_ADDRESS=unix://"+sock)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
+	netns.Isolate(cmd)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	devXfer.Lock()

@@ -11,6 +11,9 @@ import "os/exec"
 // namespace (needs root, as CI runs).
 func Command(name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(name, args...)
-	isolate(cmd)
+	Isolate(cmd)
 	return cmd
 }
+
+// Isolate makes cmd, not yet started, run in a new network namespace.
+func Isolate(cmd *exec.Cmd) { isolate(cmd) }
