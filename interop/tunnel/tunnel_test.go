@@ -57,7 +57,16 @@ const (
 	// (a time.Duration) before it transfers: the check that its CPU is
 	// counted as the application's and not the client's.
 	burnEnv = "IOSMUX_INTEROP_TUNNEL_APP_BURN"
+	// appCCEnv is the application socket's TCP congestion control (-app-cc).
+	appCCEnv = "IOSMUX_INTEROP_TUNNEL_APP_CC"
 )
+
+// -app-cc chooses the application socket's TCP congestion control (e.g.
+// cubic, bbr; empty: the system's default), before it connects. With BBR the
+// application's TCP paces its sends with timers of its own, whose softirq
+// work lands on whichever process the CPU runs then, often the tunnel
+// client (docs/perf.md "the application's congestion control").
+var appCC = flag.String("app-cc", "", "TCP congestion control of the benchmark application's socket; empty: the system default")
 
 // -device-end kernel puts the device's end of the tunnel on the kernel
 // (tunnel.ServerConfig.Kernel: a network namespace and a TUN per tunnel)
@@ -454,7 +463,8 @@ func app(spec string) error {
 func dial(addr string) (net.Conn, error) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp6", addr, 15*time.Second)
+		d := net.Dialer{Timeout: 15 * time.Second, Control: appDialControl}
+		c, err := d.Dial("tcp6", addr)
 		if err == nil || !errors.Is(err, syscall.EADDRNOTAVAIL) || time.Now().After(deadline) {
 			return c, err
 		}
@@ -552,6 +562,9 @@ func TestGoIOSTunnelClient(t *testing.T) {
 // client and iosmux's, one after the other in the same run against the same
 // device role, b.N times, and reports each direction's MB/s (docs/perf.md).
 func BenchmarkTunnelClients(b *testing.B) {
+	if *appCC != "" {
+		b.Setenv(appCCEnv, *appCC)
+	}
 	bin := buildGoIOS(b)
 	sock := device(b)
 	mib := 256
