@@ -40,8 +40,11 @@ import (
 //	           kernel TUN in its own netns, no gVisor, no pairing layer
 //	           (bench_split_kdev_test.go)
 //
-// cpu-ns/B is this process's CPU per byte, dev-cpu-ns/B the child's;
-// B/pkt-up and B/pkt-down the mean tunnel packet size each way.
+// cpu-ns/B is this process's CPU per byte, dev-cpu-ns/B the child's, and
+// on the tunnel rows app-cpu-ns/B the application's, which runs in a
+// process of its own on the host CPU (bench_split_app_test.go);
+// B/pkt-up and B/pkt-down the mean tunnel packet size each way,
+// pkt-up/op and pkt-down/op the packets per MiB.
 // Needs 2 CPUs and root (netns + TUN). -split-cpus=a,b picks other CPUs.
 // Each runs once per suite of benchSuites (the first level of the name),
 // with a device process of its own offering only that suite.
