@@ -65,16 +65,7 @@ func TestGoIOSPairsWithBackend(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building goiosbackend: %v\n%s", err, out)
 	}
-	cmd := netns.Command(os.Args[0], "-test.run=^TestGoIOSPairsWithBackend$", "-test.v", "-test.count=1", "-test.timeout=4m")
-	cmd.Env = append(os.Environ(), netnsEnv+"="+bin)
-	out, err := cmd.CombinedOutput()
-	t.Logf("in the namespace:\n%s", out)
-	if err != nil {
-		t.Fatalf("go-ios against the backend in a network namespace: %v", err)
-	}
-	if !bytes.Contains(out, []byte("--- PASS: TestGoIOSPairsWithBackend")) {
-		t.Fatal("the namespaced run did not report a pass")
-	}
+	netns.RunTest(t, "TestGoIOSPairsWithBackend", 4*time.Minute, netnsEnv+"="+bin)
 }
 
 // setupNetns brings up lo and the veth pair with fixed link-local

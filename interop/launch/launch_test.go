@@ -1,7 +1,6 @@
 package launch_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -39,16 +38,7 @@ func TestLaunchInterop(t *testing.T) {
 		}
 	}
 	bin := buildIOSMux(t, t.TempDir())
-	cmd := netns.Command(os.Args[0], "-test.run=^TestLaunchInterop$", "-test.v", "-test.count=1", "-test.timeout=5m")
-	cmd.Env = append(os.Environ(), netnsEnv+"="+bin)
-	out, err := cmd.CombinedOutput()
-	t.Logf("in the namespace:\n%s", out)
-	if err != nil {
-		t.Fatalf("in a network namespace: %v", err)
-	}
-	if !bytes.Contains(out, []byte("--- PASS: TestLaunchInterop")) {
-		t.Fatal("the namespaced run did not report a pass")
-	}
+	netns.RunTest(t, "TestLaunchInterop", 5*time.Minute, netnsEnv+"="+bin)
 }
 
 func inNetns(t *testing.T) {

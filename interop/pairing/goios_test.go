@@ -53,16 +53,7 @@ func TestGoIOSRemotePairing(t *testing.T) {
 	}
 	// Built out here, where a cold build may take its time.
 	bin := buildGoIOSPair(t)
-	cmd := netns.Command(os.Args[0], "-test.run=^TestGoIOSRemotePairing$", "-test.v", "-test.count=1", "-test.timeout=4m")
-	cmd.Env = append(os.Environ(), netnsEnv+"="+bin)
-	out, err := cmd.CombinedOutput()
-	t.Logf("in the namespace:\n%s", out)
-	if err != nil {
-		t.Fatalf("go-ios interop in a network namespace: %v", err)
-	}
-	if !bytes.Contains(out, []byte("--- PASS: TestGoIOSRemotePairing")) {
-		t.Fatal("the namespaced run did not report a pass")
-	}
+	netns.RunTest(t, "TestGoIOSRemotePairing", 4*time.Minute, netnsEnv+"="+bin)
 }
 
 // setupNetns brings up lo and the veth pair with fixed link-local addresses

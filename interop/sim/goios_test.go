@@ -145,16 +145,7 @@ func TestGoIOSRemotePairing(t *testing.T) {
 		t.Fatal("needs root to create network namespaces (CI runs as root)")
 	}
 	bin := buildGoIOSSim(t)
-	cmd := netns.Command(os.Args[0], "-test.run=^TestGoIOSRemotePairing$", "-test.v", "-test.count=1", "-test.timeout=4m")
-	cmd.Env = append(os.Environ(), netnsEnv+"="+bin)
-	out, err := cmd.CombinedOutput()
-	t.Logf("in the namespace:\n%s", out)
-	if err != nil {
-		t.Fatalf("go-ios RemotePairing in a network namespace: %v", err)
-	}
-	if !bytes.Contains(out, []byte("--- PASS: TestGoIOSRemotePairing")) {
-		t.Fatal("the namespaced run did not report a pass")
-	}
+	netns.RunTest(t, "TestGoIOSRemotePairing", 4*time.Minute, netnsEnv+"="+bin)
 }
 
 func goiosPairInNetns(t *testing.T, bin string) {

@@ -67,16 +67,7 @@ func TestTunneldOutsideClients(t *testing.T) {
 			t.Fatalf("build %s: %v\n%s", b.out, err, out)
 		}
 	}
-	cmd := netns.Command(os.Args[0], "-test.run=^TestTunneldOutsideClients$", "-test.v", "-test.count=1", "-test.timeout=5m")
-	cmd.Env = append(os.Environ(), env+"="+dir)
-	out, err := cmd.CombinedOutput()
-	t.Logf("in the namespace:\n%s", out)
-	if err != nil {
-		t.Fatalf("outside clients in a network namespace: %v", err)
-	}
-	if !strings.Contains(string(out), "--- PASS: TestTunneldOutsideClients") {
-		t.Fatal("the namespaced run did not report a pass")
-	}
+	netns.RunTest(t, "TestTunneldOutsideClients", 5*time.Minute, env+"="+dir)
 }
 
 const nobody = 65534

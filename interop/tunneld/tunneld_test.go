@@ -74,16 +74,7 @@ func TestTunneldInterop(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the go-ios agent client: %v\n%s", err, out)
 	}
-	cmd := netns.Command(os.Args[0], "-test.run=^TestTunneldInterop$", "-test.v", "-test.count=1", "-test.timeout=5m")
-	cmd.Env = append(os.Environ(), netnsEnv+"="+iosmux, agentEnv+"="+agent)
-	out, err := cmd.CombinedOutput()
-	t.Logf("in the namespace:\n%s", out)
-	if err != nil {
-		t.Fatalf("tunneld interop in a network namespace: %v", err)
-	}
-	if !bytes.Contains(out, []byte("--- PASS: TestTunneldInterop")) {
-		t.Fatal("the namespaced run did not report a pass")
-	}
+	netns.RunTest(t, "TestTunneldInterop", 5*time.Minute, netnsEnv+"="+iosmux, agentEnv+"="+agent)
 }
 
 // daemonProc is one run of `iosmux tunneld`.
