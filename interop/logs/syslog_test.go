@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	ios "github.com/danielpaulus/go-ios/ios"
 	goiossyslog "github.com/danielpaulus/go-ios/ios/syslog"
 
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/iosmux/iosmux/services/syslog"
 	"github.com/iosmux/iosmux/sim"
 )
@@ -88,13 +90,23 @@ func TestIdevicesyslog(t *testing.T) {
 	}
 	lines := burst(t, r.d, 4000, 300*time.Millisecond)
 	host := " " + r.d.Logs().HostName() + " "
-	want := []string{"[connected]"}
+	var want []string
 	for _, l := range lines {
 		w := wire(r.d, l)
 		want = append(want, w[:15]+" "+strings.TrimPrefix(w[15:], host))
 	}
-	out, _ := c.waitOutput(ctx, func(s string) bool { return len(nonEmptyLines(s)) >= len(want) })
-	compareLines(t, "idevicesyslog", nonEmptyLines(out), want)
+	out, _ := c.waitOutput(ctx, func(s string) bool { return len(nonEmptyLines(s)) > len(want) })
+	// idevicesyslog prints "[connected]" from its main thread once the
+	// relay is up, while its reader thread may already print the first
+	// lines the device sent: where it lands among them is idevicesyslog's
+	// race (seen once in a full interop run), not ours. It must be there once.
+	got := nonEmptyLines(out)
+	if i := slices.Index(got, "[connected]"); i < 0 {
+		t.Errorf("idevicesyslog never printed [connected]")
+	} else {
+		got = slices.Delete(got, i, i+1)
+	}
+	compareLines(t, "idevicesyslog", got, want)
 	if st := r.d.Logs().Stats(); st.Dropped != 0 {
 		t.Errorf("the device dropped lines for a slow reader: %+v", st)
 	}
@@ -170,7 +182,7 @@ func TestAppiumSyslog(t *testing.T) {
 	r := newRig(t, sim.FleetConfig{})
 	rsdAddr := r.tunnelBackend(t)
 	host, port := rsdAddr.Addr().String(), strconv.Itoa(int(rsdAddr.Port()))
-	script := filepath.Join(interopDir(), "logs", "appium_syslog.mjs")
+	script := filepath.Join(testenv.ModuleDir(), "logs", "appium_syslog.mjs")
 
 	t.Run("text", func(t *testing.T) {
 		ctx := testCtx(t)
