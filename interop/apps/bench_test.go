@@ -28,6 +28,7 @@ import (
 	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/internal/ipa/ipatest"
 	"github.com/iosmux/iosmux/internal/testkit"
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/services/afc"
@@ -337,7 +338,7 @@ func startBenchRig(b *testing.B) *benchRig {
 	br := &benchRig{state: benchDir(b)}
 	br.bin = filepath.Join(br.state, "iosmux")
 	build := exec.Command("go", "build", "-o", br.bin, "./cmd/iosmux")
-	build.Dir = filepath.Dir(interopDir())
+	build.Dir = filepath.Dir(testenv.ModuleDir())
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("building iosmux: %v\n%s", err, out)
 	}

@@ -24,7 +24,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -35,6 +34,7 @@ import (
 	"github.com/iosmux/iosmux/backend"
 	"github.com/iosmux/iosmux/discovery"
 	"github.com/iosmux/iosmux/establish"
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/services/reach"
@@ -43,11 +43,6 @@ import (
 	"github.com/iosmux/iosmux/usbmux"
 	"github.com/iosmux/iosmux/utun"
 )
-
-func interopDir() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
-}
 
 // rig is the package's one simulated iPhone, paired through usbmuxd, with
 // a backend serving its trusted RSD on [::1] for the RSD clients.
@@ -229,7 +224,7 @@ func appiumAt(t testing.TB, udid string, addr netip.AddrPort, steps ...map[strin
 	plan, _ := json.Marshal(steps)
 	ctx, cancel := context.WithTimeout(testCtx(t), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join(interopDir(), "apps", "appium_apps.mjs"),
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(testenv.ModuleDir(), "apps", "appium_apps.mjs"),
 		udid, addr.Addr().String(), fmt.Sprint(addr.Port()), string(plan))
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -302,7 +297,7 @@ func (r *rig) iosmuxRun(t testing.TB, args ...string) ([]byte, time.Duration, er
 	r.binOnce.Do(func() {
 		r.bin = filepath.Join(r.state, "iosmux")
 		build := exec.Command("go", "build", "-o", r.bin, "./cmd/iosmux")
-		build.Dir = filepath.Dir(interopDir())
+		build.Dir = filepath.Dir(testenv.ModuleDir())
 		if out, err := build.CombinedOutput(); err != nil {
 			r.binErr = fmt.Errorf("building iosmux: %v\n%s", err, out)
 		}

@@ -10,8 +10,6 @@ package backend_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -23,14 +21,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/iosmux/iosmux/backend"
 	"github.com/iosmux/iosmux/establish"
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/sim"
 	"github.com/iosmux/iosmux/sim/simtest"
@@ -39,20 +36,6 @@ import (
 	"github.com/iosmux/iosmux/utun"
 	"github.com/iosmux/iosmux/xpc"
 )
-
-// interopDir is the interop module root, where node_modules lives.
-func interopDir() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
-}
-
-var testKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
 
 func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -88,7 +71,7 @@ func newRig(t testing.TB, profile string, tweak func(*backend.Config)) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	f, err := sim.StartFleet(sim.FleetConfig{Count: 1, Profile: sim.MustProfile(profile), SocketPath: dir + "/usbmuxd", LockdownKey: testKey()})
+	f, err := sim.StartFleet(sim.FleetConfig{Count: 1, Profile: sim.MustProfile(profile), SocketPath: dir + "/usbmuxd", LockdownKey: testenv.RSAKey()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +136,7 @@ func node(t testing.TB, v any, script string, args ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", append([]string{filepath.Join("backend", script)}, args...)...)
-	cmd.Dir = interopDir()
+	cmd.Dir = testenv.ModuleDir()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/iosmux/iosmux/discovery/mdns"
 	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/interop/internal/netns"
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/sim"
@@ -61,7 +62,7 @@ func TestGoIOSPairsWithBackend(t *testing.T) {
 	}
 	bin := filepath.Join(t.TempDir(), "goiosbackend")
 	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = filepath.Join(interopDir(), "backend", "goiosbackend")
+	build.Dir = filepath.Join(testenv.ModuleDir(), "backend", "goiosbackend")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building goiosbackend: %v\n%s", err, out)
 	}

@@ -12,8 +12,6 @@ package ddi_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha512"
 	"fmt"
 	"io"
@@ -22,7 +20,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 
@@ -30,6 +27,7 @@ import (
 
 	"github.com/iosmux/iosmux/backend"
 	"github.com/iosmux/iosmux/establish"
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/rsdapi"
@@ -41,24 +39,11 @@ import (
 	"howett.net/plist"
 )
 
-func interopDir() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
-}
-
 // vectorDDI is the synthetic bundle (its second identity, BoardId 14 /
 // ChipID 0x8120, is the first simulated model's).
 func vectorDDI() string {
-	return filepath.Join(interopDir(), "..", "services", "mounter", "ddi", "testdata", "ddi_restore")
+	return filepath.Join(testenv.ModuleDir(), "..", "services", "mounter", "ddi", "testdata", "ddi_restore")
 }
-
-var testKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
 
 // copyDDI copies the vector bundle into a new Restore folder under dir,
 // with the manifest changed by edit (nil: unchanged) and the image
@@ -139,7 +124,7 @@ func digestOf(t testing.TB, path string) []byte {
 // startFleet runs the simulated iPhones with the TSS stand-in.
 func startFleet(t testing.TB, cfg sim.FleetConfig) *sim.Fleet {
 	t.Helper()
-	cfg.LockdownKey = testKey()
+	cfg.LockdownKey = testenv.RSAKey()
 	cfg.TSSAddr = "127.0.0.1:0"
 	return simtest.StartFleet(t, cfg)
 }
@@ -263,7 +248,7 @@ func node(t testing.TB, ctx context.Context, script string, args ...string) []by
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Fatalf("node not installed (scripts/setup.sh installs it): %v", err)
 	}
-	cmd := exec.CommandContext(ctx, "node", append([]string{filepath.Join(interopDir(), "ddi", script)}, args...)...)
+	cmd := exec.CommandContext(ctx, "node", append([]string{filepath.Join(testenv.ModuleDir(), "ddi", script)}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
@@ -297,7 +282,7 @@ func buildIOSMux(t testing.TB) string {
 	// Built in the main module, whose go.mod lists the command's own
 	// dependencies (cobra and the like).
 	build := exec.Command("go", "build", "-o", bin, "./cmd/iosmux")
-	build.Dir = filepath.Dir(interopDir())
+	build.Dir = filepath.Dir(testenv.ModuleDir())
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building iosmux: %v\n%s", err, out)
 	}

@@ -10,8 +10,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"io"
 	"net/netip"
@@ -19,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +25,7 @@ import (
 	"github.com/iosmux/iosmux/interop/internal/pmd3wait"
 
 	"github.com/iosmux/iosmux/internal/ipa/ipatest"
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/services/mounter"
@@ -39,23 +37,10 @@ import (
 	"github.com/iosmux/iosmux/usbmux"
 )
 
-func interopDir() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
-}
-
 // testDDI is the synthetic developer disk image of the mounter's tests.
 func testDDI() string {
-	return filepath.Join(filepath.Dir(interopDir()), "services", "mounter", "ddi", "testdata", "ddi_restore")
+	return filepath.Join(filepath.Dir(testenv.ModuleDir()), "services", "mounter", "ddi", "testdata", "ddi_restore")
 }
-
-var testKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
 
 func testCtx(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -71,7 +56,7 @@ const demoApp = "com.example.demo"
 // installed.
 func startDevice(t testing.TB, realism sim.Realism) (*sim.Fleet, *sim.Device) {
 	t.Helper()
-	f, err := sim.StartFleet(sim.FleetConfig{Count: 1, Profile: sim.MustProfile("18.2"), LockdownKey: testKey(),
+	f, err := sim.StartFleet(sim.FleetConfig{Count: 1, Profile: sim.MustProfile("18.2"), LockdownKey: testenv.RSAKey(),
 		DeveloperMode: true, SeedManifests: []string{testDDI()}, Realism: realism})
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +140,7 @@ func buildIOSMux(t testing.TB, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "iosmux")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/iosmux")
-	build.Dir = filepath.Dir(interopDir())
+	build.Dir = filepath.Dir(testenv.ModuleDir())
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building iosmux: %v\n%s", err, out)
 	}
@@ -181,7 +166,7 @@ func node(t testing.TB, ctx context.Context, script string, args ...string) []by
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Fatalf("node not installed (scripts/setup.sh installs it): %v", err)
 	}
-	cmd := exec.CommandContext(ctx, "node", append([]string{filepath.Join(interopDir(), "launch", script)}, args...)...)
+	cmd := exec.CommandContext(ctx, "node", append([]string{filepath.Join(testenv.ModuleDir(), "launch", script)}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/internal/testkit"
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/iosmux/iosmux/sim"
 )
 
@@ -26,7 +27,7 @@ func syslogClients(t testing.TB) []syslogClient {
 	iosmux := buildIOSMux(t)
 	goios := filepath.Join(t.TempDir(), "goiossyslog")
 	build := exec.Command("go", "build", "-o", goios, "./logs/goiossyslog")
-	build.Dir = interopDir()
+	build.Dir = testenv.ModuleDir()
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building goiossyslog: %v\n%s", err, out)
 	}

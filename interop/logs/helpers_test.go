@@ -10,14 +10,11 @@ package logs_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -25,25 +22,13 @@ import (
 
 	"github.com/iosmux/iosmux/backend"
 	"github.com/iosmux/iosmux/establish"
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/sim"
 	"github.com/iosmux/iosmux/sim/simtest"
 	"github.com/iosmux/iosmux/usbmux"
 )
-
-func interopDir() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
-}
-
-var testKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
 
 func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -65,7 +50,7 @@ func newRig(t testing.TB, cfg sim.FleetConfig) *rig {
 	t.Helper()
 	cfg.Count = 1
 	if cfg.LockdownKey == nil {
-		cfg.LockdownKey = testKey()
+		cfg.LockdownKey = testenv.RSAKey()
 	}
 	if cfg.Profile.Name == "" {
 		cfg.Profile = sim.MustProfile("17.4")
@@ -201,7 +186,7 @@ var iosmuxBin = sync.OnceValues(func() (string, error) {
 	}
 	bin := filepath.Join(dir, "iosmux")
 	build := exec.Command("go", "build", "-o", bin, "github.com/iosmux/iosmux/cmd/iosmux")
-	build.Dir = filepath.Join(interopDir(), "..")
+	build.Dir = filepath.Join(testenv.ModuleDir(), "..")
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building iosmux: %v\n%s", err, out)
 	}

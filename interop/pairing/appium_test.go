@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/iosmux/iosmux/pairing"
 	"howett.net/plist"
 )
@@ -65,7 +66,7 @@ func TestAppiumNetworkPairing(t *testing.T) {
 
 	home := t.TempDir()
 	cmd := exec.CommandContext(ctx, "node", "pairing/appium_pair.mjs", "127.0.0.1", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
-	cmd.Dir = interopDir(t)
+	cmd.Dir = testenv.ModuleDir()
 	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_DATA_HOME="+home+"/data", "XDG_CONFIG_HOME="+home+"/config")
 	cmd.WaitDelay = 5 * time.Second
 	stdin, err := cmd.StdinPipe()

@@ -9,8 +9,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"net"
-	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 
@@ -18,12 +16,6 @@ import (
 )
 
 const simUDID = "00008110-001A2B3C4D5E6F70"
-
-// interopDir is the interop module root, where node_modules lives.
-func interopDir(testing.TB) string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
-}
 
 // simIdentity is the simulated device of the shared vectors.
 func simIdentity() pairing.DeviceIdentity {

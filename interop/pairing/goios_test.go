@@ -18,6 +18,7 @@ import (
 	"github.com/grandcat/zeroconf"
 
 	"github.com/iosmux/iosmux/interop/internal/netns"
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/tlspsk"
@@ -234,7 +235,7 @@ func serveTunnel(t *testing.T, ln net.Listener) {
 func buildGoIOSPair(t *testing.T) string {
 	bin := filepath.Join(t.TempDir(), "goiospair")
 	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = filepath.Join(interopDir(t), "pairing", "goiospair")
+	build.Dir = filepath.Join(testenv.ModuleDir(), "pairing", "goiospair")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the go-ios client: %v\n%s", err, out)
 	}

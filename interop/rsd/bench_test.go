@@ -10,12 +10,13 @@ import (
 
 	goxpc "github.com/danielpaulus/go-ios/ios/xpc"
 
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/iosmux/iosmux/xpc"
 )
 
 // handshakeVector is vector 10, the example device RSD Handshake (3072 bytes).
 func handshakeVector(b *testing.B) []byte {
-	s, err := os.ReadFile(filepath.Join(interopDir(nil), "..", "xpc", "testdata", "10_rsd_handshake_device.hex"))
+	s, err := os.ReadFile(filepath.Join(testenv.ModuleDir(), "..", "xpc", "testdata", "10_rsd_handshake_device.hex"))
 	if err != nil {
 		b.Fatal(err)
 	}

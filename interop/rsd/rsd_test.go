@@ -7,12 +7,11 @@ import (
 	"encoding/json"
 	"net"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/iosmux/iosmux/xpc"
 )
@@ -41,12 +40,6 @@ func startServer(t *testing.T) (*rsd.Server, int) {
 	return srv, ln.Addr().(*net.TCPAddr).Port
 }
 
-// interopDir is the interop module root, where node_modules lives.
-func interopDir(testing.TB) string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
-}
-
 func wantServices(t *testing.T, got map[string]int) {
 	t.Helper()
 	want := rsd.ExampleServices()
@@ -67,7 +60,7 @@ func TestAppiumDiscoverServices(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", "rsd/appium_rsd.mjs", "127.0.0.1", strconv.Itoa(port))
-	cmd.Dir = interopDir(t)
+	cmd.Dir = testenv.ModuleDir()
 	out, err := cmd.Output()
 	if err != nil {
 		var stderr []byte

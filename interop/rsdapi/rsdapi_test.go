@@ -13,18 +13,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"strconv"
 	"testing"
 
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/iosmux/iosmux/rsdapi"
 	"github.com/iosmux/iosmux/rsdapi/rsdapitest"
 )
-
-func interopDir() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
-}
 
 // serve starts h on 127.0.0.1 and returns the port.
 func serve(t *testing.T, h http.Handler) int {
@@ -53,7 +48,7 @@ func registry() *rsdapitest.Registry {
 func node(t *testing.T, script string, args ...string) []byte {
 	t.Helper()
 	cmd := exec.Command("node", append([]string{filepath.Join("rsdapi", script)}, args...)...)
-	cmd.Dir = interopDir()
+	cmd.Dir = testenv.ModuleDir()
 	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+t.TempDir(), "HOME="+t.TempDir())
 	var stderr []byte
 	out, err := cmd.Output()
@@ -113,7 +108,7 @@ func TestGoIOSAgentClient(t *testing.T) {
 
 	bin := filepath.Join(t.TempDir(), "goiosclient")
 	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = filepath.Join(interopDir(), "rsdapi", "goiosclient")
+	build.Dir = filepath.Join(testenv.ModuleDir(), "rsdapi", "goiosclient")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build go-ios client: %v\n%s", err, out)
 	}

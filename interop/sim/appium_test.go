@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/iosmux/iosmux/pairing"
 	"github.com/iosmux/iosmux/sim"
 )
@@ -22,7 +23,7 @@ func node(t *testing.T, env []string, v any, script string, args ...string) {
 	ctx, cancel := context.WithTimeout(testCtx(t), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", append([]string{"sim/" + script}, args...)...)
-	cmd.Dir = interopDir()
+	cmd.Dir = testenv.ModuleDir()
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.Output()
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	ios "github.com/danielpaulus/go-ios/ios"
 
 	"github.com/iosmux/iosmux/interop/internal/netns"
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/iosmux/iosmux/sim"
 )
 
@@ -25,7 +26,7 @@ func buildGoIOSSim(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "goiossim")
 	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = filepath.Join(interopDir(), "sim", "goiossim")
+	build.Dir = filepath.Join(testenv.ModuleDir(), "sim", "goiossim")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building goiossim: %v\n%s", err, out)
 	}

@@ -7,37 +7,18 @@ package sim_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"net"
 	"net/netip"
-	"path/filepath"
-	"runtime"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/iosmux/iosmux/sim"
 	"github.com/iosmux/iosmux/sim/simtest"
 	"github.com/iosmux/iosmux/tunnel"
 	"github.com/iosmux/iosmux/utun"
 )
-
-// interopDir is the interop module root, where node_modules lives.
-func interopDir() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
-}
-
-// One lockdown key for all test devices (RSA generation is slow).
-var testKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
 
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -49,7 +30,7 @@ func testCtx(t *testing.T) context.Context {
 func startFleet(t *testing.T, cfg sim.FleetConfig) *sim.Fleet {
 	t.Helper()
 	if cfg.LockdownKey == nil {
-		cfg.LockdownKey = testKey()
+		cfg.LockdownKey = testenv.RSAKey()
 	}
 	return simtest.StartFleet(t, cfg)
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/interop/internal/netns"
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/iosmux/iosmux/rsd"
 	"github.com/vishvananda/netlink"
 )
@@ -57,9 +58,9 @@ func TestTunneldOutsideClients(t *testing.T) {
 	for _, b := range []struct{ out, pkg, dir string }{
 		// In the main module, whose go.mod lists the command's own
 		// dependencies (cobra and the like).
-		{"iosmux", "./cmd/iosmux", filepath.Dir(interopDir())},
-		{"goiosagent", ".", filepath.Join(interopDir(), "tunneld", "goiosagent")},
-		{"pmd3client", "./pmd3client", filepath.Join(interopDir(), "tunneld", "goiosagent")},
+		{"iosmux", "./cmd/iosmux", filepath.Dir(testenv.ModuleDir())},
+		{"goiosagent", ".", filepath.Join(testenv.ModuleDir(), "tunneld", "goiosagent")},
+		{"pmd3client", "./pmd3client", filepath.Join(testenv.ModuleDir(), "tunneld", "goiosagent")},
 	} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
 		cmd.Dir = b.dir

@@ -27,7 +27,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -36,6 +35,7 @@ import (
 	"time"
 
 	"github.com/iosmux/iosmux/interop/internal/netns"
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/vishvananda/netlink"
 )
 
@@ -45,11 +45,6 @@ const (
 	controlURL = "http://127.0.0.1:47001"
 	pmd3URL    = "http://127.0.0.1:49151"
 )
-
-func interopDir() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
-}
 
 func TestTunneldInterop(t *testing.T) {
 	if os.Getenv(netnsEnv) != "" {
@@ -64,13 +59,13 @@ func TestTunneldInterop(t *testing.T) {
 	// Built in the main module, whose go.mod lists the command's own
 	// dependencies (cobra and the like, which nothing here imports).
 	build := exec.Command("go", "build", "-o", iosmux, "./cmd/iosmux")
-	build.Dir = filepath.Dir(interopDir())
+	build.Dir = filepath.Dir(testenv.ModuleDir())
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build iosmux: %v\n%s", err, out)
 	}
 	agent := filepath.Join(dir, "goiosagent")
 	build = exec.Command("go", "build", "-o", agent, ".")
-	build.Dir = filepath.Join(interopDir(), "tunneld", "goiosagent")
+	build.Dir = filepath.Join(testenv.ModuleDir(), "tunneld", "goiosagent")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the go-ios agent client: %v\n%s", err, out)
 	}
@@ -242,7 +237,7 @@ func tunInterfaces(t *testing.T) []string {
 func node(t *testing.T, script string, args ...string) []byte {
 	t.Helper()
 	cmd := exec.Command("node", append([]string{filepath.Join("tunneld", script)}, args...)...)
-	cmd.Dir = interopDir()
+	cmd.Dir = testenv.ModuleDir()
 	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+t.TempDir(), "HOME="+t.TempDir())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
