@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -100,7 +99,7 @@ func TestUserspaceLoopback(t *testing.T) {
 func TestUserspaceNoLoopbackAliases(t *testing.T) {
 	testkit.CheckLeaks(t)
 	f := fleet(t, 1, "")
-	var logs syncBuffer
+	var logs testkit.Buffer
 	r := daemon(t, f, func(c *tunneld.Config) {
 		c.ListenLoopback = func(network, address string) (net.Listener, error) {
 			return nil, &net.OpError{Op: "listen", Net: network, Err: syscall.EADDRNOTAVAIL}
@@ -120,21 +119,4 @@ func TestUserspaceNoLoopbackAliases(t *testing.T) {
 	if !strings.Contains(logs.String(), "listed at its tunnel address, which only go-ios's userspace proxy reaches") {
 		t.Errorf("the log does not say why the tunnel address is listed:\n%s", logs.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -15,10 +15,10 @@ import (
 	"net"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/tlspsk"
 )
 
@@ -51,24 +51,7 @@ type peer struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	stdout io.Reader
-	stderr *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	stderr *testkit.Buffer
 }
 
 // startOpenSSL starts openssl with args; it is killed when the test ends.
@@ -76,7 +59,7 @@ func startOpenSSL(t *testing.T, ctx context.Context, args ...string) *peer {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, "openssl", args...)
 	cmd.WaitDelay = 2 * time.Second
-	p := &peer{cmd: cmd, stderr: &syncBuffer{}}
+	p := &peer{cmd: cmd, stderr: &testkit.Buffer{}}
 	var err error
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
 		t.Fatal(err)

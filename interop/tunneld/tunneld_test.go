@@ -29,11 +29,11 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/interop/internal/netns"
 	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/vishvananda/netlink"
@@ -75,7 +75,7 @@ func TestTunneldInterop(t *testing.T) {
 // daemonProc is one run of `iosmux tunneld`.
 type daemonProc struct {
 	cmd    *exec.Cmd
-	stdout *syncBuffer
+	stdout *testkit.Buffer
 	exited chan struct{} // closed once the process has been reaped
 	err    error         // Wait's result, set before exited closes
 }
@@ -83,23 +83,6 @@ type daemonProc struct {
 func (p *daemonProc) wait() error {
 	<-p.exited
 	return p.err
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startDaemon(t *testing.T, bin, state, records, logFile string) *daemonProc {
@@ -111,7 +94,7 @@ func startDaemon(t *testing.T, bin, state, records, logFile string) *daemonProc 
 	cmd := exec.Command(bin, "--log-format", "json", "tunneld", "--simulate", "4", "--api", "pmd3,goios,appium",
 		"--simulate-state", filepath.Join(state, "sim"), "--state-dir", state, "--pair-records", records,
 		"--simulate-control", strings.TrimPrefix(controlURL, "http://"))
-	p := &daemonProc{cmd: cmd, stdout: &syncBuffer{}, exited: make(chan struct{})}
+	p := &daemonProc{cmd: cmd, stdout: &testkit.Buffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package usbmux_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -15,6 +14,7 @@ import (
 
 	"howett.net/plist"
 
+	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/usbmux"
 )
 
@@ -29,26 +29,7 @@ type realUsbmuxd struct {
 	cmd            *exec.Cmd
 	done           chan error
 	stopOnce       sync.Once
-	log            syncBuffer
-}
-
-// syncBuffer collects the daemon's output, written by exec's copier
-// goroutine and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	log            testkit.Buffer
 }
 
 func startRealUsbmuxd(t *testing.T, runDir, libDir string) *realUsbmuxd {
