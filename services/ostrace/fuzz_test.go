@@ -6,12 +6,14 @@ import (
 	"encoding/binary"
 	"reflect"
 	"testing"
+
+	"github.com/iosmux/iosmux/internal/testkit"
 )
 
 // FuzzParseRecord: no input panics; a decoded record encodes to bytes that
 // decode to the same record.
 func FuzzParseRecord(f *testing.F) {
-	wire := readHex(f, "log01_os_trace_record.hex")
+	wire := testkit.ReadHex(f, "log01_os_trace_record.hex")
 	f.Add(wire[5:])
 	r := log01
 	r.Subsystem, r.Category, r.Extra = "", "", []byte{1, 2}
@@ -39,8 +41,8 @@ func FuzzParseRecord(f *testing.F) {
 
 // FuzzReadFrame: the frame reader bounds every length and never panics.
 func FuzzReadFrame(f *testing.F) {
-	f.Add(readHex(f, "log01_os_trace_record.hex"))
-	f.Add(readHex(f, "log02_os_trace_start_activity_reply.hex"))
+	f.Add(testkit.ReadHex(f, "log01_os_trace_record.hex"))
+	f.Add(testkit.ReadHex(f, "log02_os_trace_start_activity_reply.hex"))
 	f.Add([]byte{3, 2, 0, 0, 0, 'h', 'i'})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		br := bufio.NewReader(bytes.NewReader(b))

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -20,19 +19,6 @@ import (
 	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/lockdown"
 )
-
-func readHex(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile("testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := hex.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 func uuid(s string) (u [16]byte) {
 	b, _ := hex.DecodeString(strings.ReplaceAll(s, "-", ""))
@@ -54,7 +40,7 @@ var log01 = Record{
 // TestVectorLog01: the record frame decodes to what the three references
 // read, and the encoder writes the same 281 bytes.
 func TestVectorLog01(t *testing.T) {
-	wire := readHex(t, "log01_os_trace_record.hex")
+	wire := testkit.ReadHex(t, "log01_os_trace_record.hex")
 	m, p, err := readFrame(bufio.NewReader(bytes.NewReader(wire)), nil)
 	if err != nil || m != markerRecord {
 		t.Fatalf("readFrame = %#x, %v", m, err)
@@ -77,7 +63,7 @@ func TestVectorLog01(t *testing.T) {
 // TestVectorLog02: the host reads log02 as success; the device role's
 // own reply is a binary plist of the same content, under 256 bytes.
 func TestVectorLog02(t *testing.T) {
-	wire := readHex(t, "log02_os_trace_start_activity_reply.hex")
+	wire := testkit.ReadHex(t, "log02_os_trace_start_activity_reply.hex")
 	m, p, err := readFrame(bufio.NewReader(bytes.NewReader(wire)), nil)
 	if err != nil || m != markerReply {
 		t.Fatalf("readFrame = %#x, %v", m, err)
@@ -102,7 +88,7 @@ func TestVectorLog02(t *testing.T) {
 // TestVectorLp11: the device role reads pymobiledevice3's StartActivity;
 // our client's request holds the same dictionary.
 func TestVectorLp11(t *testing.T) {
-	wire := readHex(t, "lp11_os_trace_start_activity_request.hex")
+	wire := testkit.ReadHex(t, "lp11_os_trace_start_activity_request.hex")
 	want := map[string]any{"MessageFilter": uint64(65535), "Pid": int64(-1), "Request": "StartActivity", "StreamFlags": uint64(60)}
 	payload, rest, err := lockdown.ParseFrame(wire, 0)
 	if err != nil || len(rest) != 0 {

@@ -4,13 +4,15 @@ import (
 	"bytes"
 	"context"
 	"testing"
+
+	"github.com/iosmux/iosmux/internal/testkit"
 )
 
 // FuzzParseLine: any bytes from a device decode and parse without a panic;
 // a parsed line prints back to text that parses to the same entry, and
 // the device's encoding of any text decodes back to it.
 func FuzzParseLine(f *testing.F) {
-	wire := readHex(f, "log03_syslog_relay_stream.hex")
+	wire := testkit.ReadHex(f, "log03_syslog_relay_stream.hex")
 	for _, l := range bytes.Split(wire, []byte("\n\x00")) {
 		f.Add(l)
 	}
@@ -45,7 +47,7 @@ func FuzzParseLine(f *testing.F) {
 // FuzzClient: the reader never panics or returns more than its limit on
 // any stream.
 func FuzzClient(f *testing.F) {
-	f.Add(readHex(f, "log03_syslog_relay_stream.hex"), 0)
+	f.Add(testkit.ReadHex(f, "log03_syslog_relay_stream.hex"), 0)
 	f.Add([]byte("a\x00\n\x00\x00\\M-"), 3)
 	f.Fuzz(func(t *testing.T, wire []byte, max int) {
 		max = max%200 + 1

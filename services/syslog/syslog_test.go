@@ -3,13 +3,11 @@ package syslog
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -19,19 +17,6 @@ import (
 
 	"github.com/iosmux/iosmux/internal/testkit"
 )
-
-func readHex(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile("testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := hex.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // log03's two lines as the device meant them (the second with "é").
 var log03 = []Entry{
@@ -47,7 +32,7 @@ func stamp(mo time.Month, d, h, m, s int) time.Time { return time.Date(0, mo, d,
 // time) into the two entries, vis escape decoded; the device role writes
 // exactly log03's bytes for them.
 func TestVectorLog03(t *testing.T) {
-	wire := readHex(t, "log03_syslog_relay_stream.hex")
+	wire := testkit.ReadHex(t, "log03_syslog_relay_stream.hex")
 	for _, name := range []string{"whole", "onebyte", "half"} {
 		t.Run(name, func(t *testing.T) {
 			a, b := testkit.Pipe()
@@ -438,7 +423,7 @@ func (f fakeConn) SetWriteDeadline(time.Time) error { return nil }
 
 // TestCopy: only the lines that pass are printed, each burst flushed.
 func TestCopy(t *testing.T) {
-	wire := readHex(t, "log03_syslog_relay_stream.hex")
+	wire := testkit.ReadHex(t, "log03_syslog_relay_stream.hex")
 	c := NewClient(fakeConn{bytes.NewReader(wire)}, 0)
 	var out bytes.Buffer
 	n, err := Copy(context.Background(), c, &Filter{Processes: []string{"SpringBoard"}}, NewPrinter(&out, Plain, nil))
