@@ -22,6 +22,10 @@ type fakeDevice struct {
 	state    string
 	passcode bool
 	revealed bool
+	// rebooted receives once per reboot: the server reboots the device
+	// after its arm reply is out, so a host that waits for the reboot
+	// (AwaitReboot) must not look before it has happened.
+	rebooted chan struct{}
 }
 
 func (d *fakeDevice) DeveloperMode() bool { d.mu.Lock(); defer d.mu.Unlock(); return d.state == "on" }
@@ -52,6 +56,7 @@ func (d *fakeDevice) reboot() {
 	if d.state == "armed" {
 		d.state = "awaiting"
 	}
+	d.rebooted <- struct{}{}
 }
 
 // opener serves amfi over pipes; lockdown values come from the device.
@@ -79,11 +84,16 @@ func (o *opener) GetValue(ctx context.Context, domain, key string) (any, error) 
 }
 func (o *opener) AwaitReboot(ctx context.Context) (reach.Opener, error) {
 	o.reboots++
-	return o, nil
+	select {
+	case <-o.d.rebooted:
+		return o, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func newOpener(passcode bool) *opener {
-	d := &fakeDevice{state: "off", passcode: passcode}
+	d := &fakeDevice{state: "off", passcode: passcode, rebooted: make(chan struct{}, 1)}
 	return &opener{d: d, srv: &Server{Device: d, AfterArm: d.reboot}}
 }
 
