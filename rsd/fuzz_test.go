@@ -3,12 +3,13 @@ package rsd
 import (
 	"testing"
 
+	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/xpc"
 )
 
 func FuzzParseHandshake(f *testing.F) {
-	f.Add(vectorBytes(f, "10_rsd_handshake_device.hex"))
-	f.Add(vectorBytes(f, "11_rsd_handshake_host.hex"))
+	f.Add(testkit.ReadHex(f, "10_rsd_handshake_device.hex"))
+	f.Add(testkit.ReadHex(f, "11_rsd_handshake_host.hex"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		m, err := xpc.Decode(in)
 		if err != nil {

@@ -18,19 +18,6 @@ import (
 	"github.com/iosmux/iosmux/xpc"
 )
 
-func vectorBytes(t testing.TB, name string) []byte {
-	t.Helper()
-	s, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := hex.DecodeString(strings.TrimSpace(string(s)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func encode(t *testing.T, m *xpc.Message) []byte {
 	t.Helper()
 	b, err := m.AppendBinary(nil)
@@ -41,7 +28,7 @@ func encode(t *testing.T, m *xpc.Message) []byte {
 }
 
 func TestDeviceHandshakeVector(t *testing.T) {
-	in := vectorBytes(t, "10_rsd_handshake_device.hex")
+	in := testkit.ReadHex(t, "10_rsd_handshake_device.hex")
 	m, err := xpc.Decode(in)
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +65,7 @@ func TestDeviceHandshakeVector(t *testing.T) {
 }
 
 func TestHostHandshakeVector(t *testing.T) {
-	want := vectorBytes(t, "11_rsd_handshake_host.hex")
+	want := testkit.ReadHex(t, "11_rsd_handshake_host.hex")
 	got := encode(t, &xpc.Message{Flags: xpc.FlagsMsg, ID: HostMessageID, Body: HostHandshake(mustUUID("00112233-4455-6677-8899-aabbccddeeff"))})
 	if !bytes.Equal(got, want) {
 		t.Errorf("host handshake:\n got %x\nwant %x", got, want)
@@ -232,7 +219,7 @@ func TestHostUUIDRace(t *testing.T) {
 // (SETTINGS 0x00100000, WINDOW_UPDATE 0x000f0001), our default; with
 // WindowSize 16 MiB we write the 16 MiB frames of xpc.md §1.3–§1.4 instead.
 func TestClientBytesMatchPymobiledevice3(t *testing.T) {
-	want := vectorBytes(t, "h2_client_init_pymobiledevice3_default.hex")
+	want := testkit.ReadHex(t, "h2_client_init_pymobiledevice3_default.hex")
 	if g := clientBytes(t, len(want), 0); !bytes.Equal(g, want) {
 		t.Errorf("client bytes:\n got %x\nwant %x", g, want)
 	}

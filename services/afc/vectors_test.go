@@ -3,7 +3,6 @@ package afc
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -25,15 +24,7 @@ func vector(t testing.TB, prefix string) []byte {
 	if len(m) != 1 {
 		t.Fatalf("vector %s: %v", prefix, m)
 	}
-	h, err := os.ReadFile(m[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := hex.DecodeString(strings.TrimSpace(string(h)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testkit.ReadHex(t, filepath.Base(m[0]))
 }
 
 func ctxT(t testing.TB) context.Context {

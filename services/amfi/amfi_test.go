@@ -2,15 +2,14 @@ package amfi
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/services/reach"
 )
@@ -104,11 +103,7 @@ func ctxT(t *testing.T) context.Context {
 }
 
 func frame(t *testing.T, name string) lockdown.Message {
-	h, _ := os.ReadFile("testdata/" + name)
-	b, err := hex.DecodeString(strings.TrimSpace(string(h)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := testkit.ReadHex(t, name)
 	m, err := lockdown.ParseMessage(b[4:])
 	if err != nil {
 		t.Fatal(err)
@@ -185,9 +180,7 @@ func ctx(t *testing.T) context.Context { return ctxT(t) }
 // payload: no panic, and a reply is either success or an error.
 func FuzzAMFI(f *testing.F) {
 	for _, n := range []string{"lp07_amfi_enable_request.hex", "lp08_amfi_success_reply.hex"} {
-		h, _ := os.ReadFile("testdata/" + n)
-		b, _ := hex.DecodeString(strings.TrimSpace(string(h)))
-		f.Add(b[4:])
+		f.Add(testkit.ReadHex(f, n)[4:])
 	}
 	f.Add([]byte(`<plist><dict><key>action</key><string>1</string></dict></plist>`))
 	srv := &Server{Device: &fakeDevice{state: "off"}}

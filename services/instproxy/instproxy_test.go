@@ -3,7 +3,6 @@ package instproxy
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"net"
 	"os"
@@ -26,12 +25,10 @@ import (
 func frame(t testing.TB, name string) lockdown.Message {
 	t.Helper()
 	m, _ := filepath.Glob("testdata/" + name + "_*.hex")
-	h, _ := os.ReadFile(m[0])
-	b, err := hex.DecodeString(strings.TrimSpace(string(h)))
-	if err != nil {
-		t.Fatal(err)
+	if len(m) != 1 {
+		t.Fatalf("vector %s: %v", name, m)
 	}
-	msg, err := lockdown.ParseMessage(b[4:])
+	msg, err := lockdown.ParseMessage(testkit.ReadHex(t, filepath.Base(m[0]))[4:])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha512"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/services/mounter/ddi"
 	"github.com/iosmux/iosmux/services/mounter/tss"
@@ -93,15 +93,7 @@ func bundle(t *testing.T) *ddi.Bundle {
 
 func hexFrame(t *testing.T, name string) lockdown.Message {
 	t.Helper()
-	h, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := hex.DecodeString(strings.TrimSpace(string(h)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, rest, err := lockdown.ParseFrame(b, 0)
+	payload, rest, err := lockdown.ParseFrame(testkit.ReadHex(t, name), 0)
 	if err != nil || len(rest) != 0 {
 		t.Fatalf("%s: %v (%d bytes left)", name, err, len(rest))
 	}
@@ -352,9 +344,7 @@ func TestMountFailures(t *testing.T) {
 // FuzzReply: the host's reply parsers on any frame payload.
 func FuzzReply(f *testing.F) {
 	for _, n := range []string{"lp02_rsdcheckin_reply.hex", "lp06_mim_mount_not_enabled_reply.hex"} {
-		h, _ := os.ReadFile(filepath.Join("testdata", n))
-		b, _ := hex.DecodeString(strings.TrimSpace(string(h)))
-		f.Add(b[4:])
+		f.Add(testkit.ReadHex(f, n)[4:])
 	}
 	f.Add([]byte(`<plist><dict><key>EntryList</key><array><dict><key>MountPath</key><string>/System/Developer</string><key>ImageSignature</key><data>AAAA</data></dict></array><key>ImageSignature</key><array><data>AA==</data></array><key>PersonalizationIdentifiers</key><dict><key>BoardId</key><integer>14</integer><key>ChipID</key><integer>33056</integer></dict></dict></plist>`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
@@ -373,9 +363,7 @@ func FuzzReply(f *testing.F) {
 // and a reply or a close.
 func FuzzServerRequest(f *testing.F) {
 	for _, n := range []string{"lp04_mim_query_personalization_identifiers_request.hex", "lp05_mim_query_nonce_request.hex"} {
-		h, _ := os.ReadFile(filepath.Join("testdata", n))
-		b, _ := hex.DecodeString(strings.TrimSpace(string(h)))
-		f.Add(b[4:])
+		f.Add(testkit.ReadHex(f, n)[4:])
 	}
 	f.Add([]byte(`<plist><dict><key>Command</key><string>MountImage</string><key>ImageType</key><string>Personalized</string><key>ImageSignature</key><data>AA==</data><key>ImageTrustCache</key><data>AA==</data></dict></plist>`))
 	f.Add([]byte(`<plist><dict><key>Command</key><string>UnmountImage</string><key>MountPath</key><integer>3</integer></dict></plist>`))
