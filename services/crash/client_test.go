@@ -182,6 +182,17 @@ func TestWatch(t *testing.T) {
 	go func() {
 		done <- c.Watch(ctx, WatchOptions{Saved: saved, Interval: 100 * time.Millisecond}, func(r Report) error { got <- r; return nil })
 	}()
+	// next is the next report, or fails the test with missing after 5 s.
+	next := func(missing string) Report {
+		t.Helper()
+		select {
+		case r := <-got:
+			return r
+		case <-time.After(5 * time.Second):
+			t.Fatal(missing)
+		}
+		return Report{}
+	}
 	time.Sleep(50 * time.Millisecond) // the first listing
 	// Announced before the file is whole: the watcher retries.
 	p := filepath.Join(dir, "Demo-2026-01-02-030405.ips")
@@ -189,23 +200,13 @@ func TestWatch(t *testing.T) {
 	saved <- "/private/var/mobile/Library/Logs/CrashReporter/Demo-2026-01-02-030405.ips"
 	time.Sleep(30 * time.Millisecond)
 	os.WriteFile(p, []byte(`{"bug_type":"309","name":"Demo"}`+"\n{}"), 0o644)
-	select {
-	case r := <-got:
-		if r.Path != "Demo-2026-01-02-030405.ips" || r.Header.Name != "Demo" {
-			t.Errorf("report %+v", r)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the announced report was not reported")
+	if r := next("the announced report was not reported"); r.Path != "Demo-2026-01-02-030405.ips" || r.Header.Name != "Demo" {
+		t.Errorf("report %+v", r)
 	}
 	// Unannounced, in a subfolder: found by listing.
 	os.WriteFile(filepath.Join(dir, "Retired", "Quiet.ips"), []byte(`{"bug_type":"309","name":"Quiet"}`+"\n{}"), 0o644)
-	select {
-	case r := <-got:
-		if r.Path != "Retired/Quiet.ips" || r.Header.Name != "Quiet" {
-			t.Errorf("report %+v", r)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the unannounced report was not reported")
+	if r := next("the unannounced report was not reported"); r.Path != "Retired/Quiet.ips" || r.Header.Name != "Quiet" {
+		t.Errorf("report %+v", r)
 	}
 	// Found by listing while still empty, written whole later: reported
 	// with its content, not empty.
@@ -213,23 +214,13 @@ func TestWatch(t *testing.T) {
 	os.WriteFile(quiet2, nil, 0o644)
 	time.Sleep(150 * time.Millisecond) // one or two listings see it empty
 	os.WriteFile(quiet2, []byte(`{"bug_type":"309","name":"Quiet2"}`+"\n{}"), 0o644)
-	select {
-	case r := <-got:
-		if r.Path != "Quiet2.ips" || r.Header.Name != "Quiet2" {
-			t.Errorf("report %+v", r)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the report written after it appeared was not reported")
+	if r := next("the report written after it appeared was not reported"); r.Path != "Quiet2.ips" || r.Header.Name != "Quiet2" {
+		t.Errorf("report %+v", r)
 	}
 	// Not an .ips report: delivered once its size has settled.
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("hello\n"), 0o644)
-	select {
-	case r := <-got:
-		if r.Path != "notes.txt" || string(r.Data) != "hello\n" {
-			t.Errorf("report %+v", r)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a file with no report header was never reported")
+	if r := next("a file with no report header was never reported"); r.Path != "notes.txt" || string(r.Data) != "hello\n" {
+		t.Errorf("report %+v", r)
 	}
 	saved <- "Demo-2026-01-02-030405.ips" // again: not reported twice
 	select {
