@@ -13,12 +13,10 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/iosmux/iosmux/internal/testkit"
-	"golang.org/x/sys/unix"
 )
 
 // BenchmarkTLSPSKSplit's tunnel rows move their bytes with an application
@@ -150,22 +148,6 @@ func TestSplitAppProcess(t *testing.T) {
 		msg = err.Error()
 	}
 	fmt.Printf("app done cpu=%d err=%s\n", testkit.ProcessCPU()-cpu0, msg)
-}
-
-// setAppCongestion is appDialControl for -split-app-cc: the algorithm is
-// chosen before the connection starts, because one chosen later leaves the
-// socket's pacing as BBR set it up.
-func setAppCongestion(_, _ string, rc syscall.RawConn) error {
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION, *splitAppCC)
-	}); err != nil {
-		return err
-	}
-	if serr != nil {
-		return fmt.Errorf("-split-app-cc=%s: %w", *splitAppCC, serr)
-	}
-	return nil
 }
 
 // selfProcess is this test binary re-executed to run one test function as a

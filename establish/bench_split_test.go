@@ -56,7 +56,7 @@ func BenchmarkTLSPSKSplit(b *testing.B) {
 
 func benchTLSPSKSplit(b *testing.B, suite uint16) {
 	if *splitAppCC != "" {
-		appDialControl = setAppCongestion
+		appDialControl = testkit.Congestion(*splitAppCC)
 		b.Cleanup(func() { appDialControl = nil })
 	}
 	hostCPU, devCPU := splitCPUs(b)

@@ -463,7 +463,10 @@ func app(spec string) error {
 func dial(addr string) (net.Conn, error) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		d := net.Dialer{Timeout: 15 * time.Second, Control: appDialControl}
+		d := net.Dialer{Timeout: 15 * time.Second}
+		if cc := os.Getenv(appCCEnv); cc != "" {
+			d.Control = testkit.Congestion(cc)
+		}
 		c, err := d.Dial("tcp6", addr)
 		if err == nil || !errors.Is(err, syscall.EADDRNOTAVAIL) || time.Now().After(deadline) {
 			return c, err
