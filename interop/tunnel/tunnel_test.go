@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -27,6 +26,7 @@ import (
 	"github.com/iosmux/iosmux/establish"
 	"github.com/iosmux/iosmux/internal/testkit"
 	"github.com/iosmux/iosmux/interop/internal/netns"
+	"github.com/iosmux/iosmux/interop/internal/testenv"
 	"github.com/iosmux/iosmux/lockdown"
 	"github.com/iosmux/iosmux/tlspsk"
 	"github.com/iosmux/iosmux/tunnel"
@@ -50,8 +50,8 @@ const (
 	sinkPort   = 9
 	sourcePort = 19
 	clientEnv  = "IOSMUX_INTEROP_TUNNEL_CLIENT"
-	// appEnv runs this test binary as the application: "up|down ADDR
-	// PORT BYTES" (see app). goiostunnel runs it the same way.
+	// appEnv runs this test binary as the application: "up|down
+	// ADDR:PORT BYTES" (see app). goiostunnel runs it the same way.
 	appEnv = "IOSMUX_INTEROP_TUNNEL_APP"
 	// burnEnv makes the application spin until it has used this much CPU
 	// (a time.Duration) before it transfers: the check that its CPU is
@@ -153,26 +153,32 @@ func device(t testing.TB) string {
 	return sock
 }
 
+// span is a process's CPU over a stretch of wall time.
+type span struct{ CPU, Wall time.Duration }
+
+func (s *span) add(o span) {
+	s.CPU += o.CPU
+	s.Wall += o.Wall
+}
+
 // devXfer is the device process's CPU and wall time over each transfer
 // of the client running now (sink: up, source: down); runClient resets
 // it. The clients run one at a time, one transfer at a time.
 var devXfer struct {
 	sync.Mutex
-	upCPU, upWall, downCPU, downWall time.Duration
+	up, down span
 }
 
 // measureDev adds the device's CPU and wall time since cpu0, t0 to one
 // direction of devXfer.
 func measureDev(up bool, cpu0 time.Duration, t0 time.Time) {
-	cpu, wall := testkit.ProcessCPU()-cpu0, time.Since(t0)
+	s := span{CPU: testkit.ProcessCPU() - cpu0, Wall: time.Since(t0)}
 	devXfer.Lock()
 	defer devXfer.Unlock()
 	if up {
-		devXfer.upCPU += cpu
-		devXfer.upWall += wall
+		devXfer.up.add(s)
 	} else {
-		devXfer.downCPU += cpu
-		devXfer.downWall += wall
+		devXfer.down.add(s)
 	}
 }
 
@@ -223,7 +229,7 @@ type result struct {
 	// process's (the device) while the client ran, Wall the client's run
 	// time; DevUp and DevDown the device's over each transfer.
 	CPU, AppCPU, DevCPU, Wall time.Duration `json:"-"`
-	DevUp, DevDown            xfer          `json:"-"`
+	DevUp, DevDown            span          `json:"-"`
 	// SetUp is the tunnel call's time (ConnectTunnelLockdown, Establish).
 	SetUp float64 `json:"setup_ms"`
 	// Steps are iosmux's Tunnel.Steps in ms.
@@ -255,14 +261,13 @@ func runClient(t testing.TB, cmd *exec.Cmd, sock string) result {
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	devXfer.Lock()
-	devXfer.upCPU, devXfer.upWall, devXfer.downCPU, devXfer.downWall = 0, 0, 0, 0
+	devXfer.up, devXfer.down = span{}, span{}
 	devXfer.Unlock()
 	dev0, t0 := testkit.ProcessCPU(), time.Now()
 	out, err := cmd.Output()
 	dev, wall := testkit.ProcessCPU()-dev0, time.Since(t0)
 	devXfer.Lock()
-	devUp := xfer{App: devXfer.upCPU, Wall: devXfer.upWall}
-	devDown := xfer{App: devXfer.downCPU, Wall: devXfer.downWall}
+	devUp, devDown := devXfer.up, devXfer.down
 	devXfer.Unlock()
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", filepath.Base(cmd.Path), err, stderr.String())
@@ -284,8 +289,7 @@ func buildGoIOS(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "goiostunnel")
 	build := exec.Command("go", "build", "-o", bin, ".")
-	_, file, _, _ := runtime.Caller(0)
-	build.Dir = filepath.Join(filepath.Dir(file), "goiostunnel")
+	build.Dir = filepath.Join(testenv.ModuleDir(), "tunnel", "goiostunnel")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building goiostunnel: %v\n%s", err, out)
 	}
@@ -380,7 +384,7 @@ func oursClient(mib int) error {
 	if err != nil {
 		return fmt.Errorf("download: %w", err)
 	}
-	out, _ := json.Marshal(result{Up: up, Down: down, Address: a, UpX: upX, DownX: downX, SelfCPU: selfCPU(), AppCPUs: cpus,
+	out, _ := json.Marshal(result{Up: up, Down: down, Address: a, UpX: upX, DownX: downX, SelfCPU: testkit.ProcessCPU(), AppCPUs: cpus,
 		SetUp: float64(setUp.Microseconds()) / 1000, Steps: tunnelSteps(tn)})
 	fmt.Println(string(out))
 	return nil
@@ -403,9 +407,9 @@ func runApp(app, dir, addr string, size int64) (float64, xfer, string, error) {
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d", appEnv, dir, addr, size))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	cpu0, t0 := selfCPU(), time.Now()
+	cpu0, t0 := testkit.ProcessCPU(), time.Now()
 	out, err := cmd.Output()
-	x := xfer{Client: selfCPU() - cpu0, Wall: time.Since(t0)}
+	x := xfer{Client: testkit.ProcessCPU() - cpu0, Wall: time.Since(t0)}
 	if err != nil {
 		return 0, x, "", fmt.Errorf("%v: %s", err, stderr.Bytes())
 	}
@@ -417,11 +421,8 @@ func runApp(app, dir, addr string, size int64) (float64, xfer, string, error) {
 	return r.MBps, x, r.CPUs, nil
 }
 
-// selfCPU is this process's user+system time, without its children's.
-func selfCPU() time.Duration { return testkit.ProcessCPU() }
-
 // app is the application both clients run through their tunnel, in a
-// process of its own: spec is "up|down ADDR PORT BYTES" (ADDR:PORT as
+// process of its own: spec is "up|down ADDR:PORT BYTES" (ADDR:PORT as
 // net.JoinHostPort gives it). It prints its MB/s and its allowed CPUs.
 func app(spec string) error {
 	f := strings.Fields(spec)
@@ -437,7 +438,7 @@ func app(spec string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", burnEnv, err)
 		}
-		for selfCPU() < d {
+		for testkit.ProcessCPU() < d {
 		}
 	}
 	mbps, err := transfer(f[1], size, f[0] == "up")
@@ -607,15 +608,16 @@ func BenchmarkTunnelClients(b *testing.B) {
 		b.ReportMetric(100*r.CPU.Seconds()/r.Wall.Seconds(), c.name+"-cpu-%")
 		b.ReportMetric(100*r.DevCPU.Seconds()/r.Wall.Seconds(), c.name+"-dev-cpu-%")
 		for _, d := range []struct {
-			dir    string
-			x, dev xfer
+			dir string
+			x   xfer
+			dev span
 		}{{"up", r.UpX, r.DevUp}, {"down", r.DownX, r.DevDown}} {
 			p := c.name + "-" + d.dir + "-"
 			b.ReportMetric(d.x.Client.Seconds()/dirGiB, p+"client-cpu-s/GiB")
 			b.ReportMetric(d.x.App.Seconds()/dirGiB, p+"app-cpu-s/GiB")
 			b.ReportMetric(100*d.x.Client.Seconds()/d.x.Wall.Seconds(), p+"client-%")
 			b.ReportMetric(100*d.x.App.Seconds()/d.x.Wall.Seconds(), p+"app-%")
-			b.ReportMetric(100*d.dev.App.Seconds()/d.dev.Wall.Seconds(), p+"dev-%")
+			b.ReportMetric(100*d.dev.CPU.Seconds()/d.dev.Wall.Seconds(), p+"dev-%")
 		}
 	}
 }
