@@ -338,7 +338,7 @@ func startBenchRig(b *testing.B) *benchRig {
 	br := &benchRig{state: benchDir(b)}
 	br.bin = filepath.Join(br.state, "iosmux")
 	build := exec.Command("go", "build", "-o", br.bin, "./cmd/iosmux")
-	build.Dir = filepath.Dir(testenv.ModuleDir())
+	build.Dir = testenv.RepoDir()
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("building iosmux: %v\n%s", err, out)
 	}

@@ -12,8 +12,6 @@ package apps_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -82,11 +80,7 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(state)
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return 0, err
-	}
-	f, err := sim.StartFleet(sim.FleetConfig{Count: 1, Profile: sim.MustProfile("18.2"), StateDir: filepath.Join(state, "sim"), LockdownKey: key})
+	f, err := sim.StartFleet(sim.FleetConfig{Count: 1, Profile: sim.MustProfile("18.2"), StateDir: filepath.Join(state, "sim"), LockdownKey: testenv.RSAKey()})
 	if err != nil {
 		return 0, err
 	}
@@ -297,7 +291,7 @@ func (r *rig) iosmuxRun(t testing.TB, args ...string) ([]byte, time.Duration, er
 	r.binOnce.Do(func() {
 		r.bin = filepath.Join(r.state, "iosmux")
 		build := exec.Command("go", "build", "-o", r.bin, "./cmd/iosmux")
-		build.Dir = filepath.Dir(testenv.ModuleDir())
+		build.Dir = testenv.RepoDir()
 		if out, err := build.CombinedOutput(); err != nil {
 			r.binErr = fmt.Errorf("building iosmux: %v\n%s", err, out)
 		}

@@ -42,7 +42,7 @@ import (
 // vectorDDI is the synthetic bundle (its second identity, BoardId 14 /
 // ChipID 0x8120, is the first simulated model's).
 func vectorDDI() string {
-	return filepath.Join(testenv.ModuleDir(), "..", "services", "mounter", "ddi", "testdata", "ddi_restore")
+	return filepath.Join(testenv.RepoDir(), "services", "mounter", "ddi", "testdata", "ddi_restore")
 }
 
 // copyDDI copies the vector bundle into a new Restore folder under dir,
@@ -282,7 +282,7 @@ func buildIOSMux(t testing.TB) string {
 	// Built in the main module, whose go.mod lists the command's own
 	// dependencies (cobra and the like).
 	build := exec.Command("go", "build", "-o", bin, "./cmd/iosmux")
-	build.Dir = filepath.Dir(testenv.ModuleDir())
+	build.Dir = testenv.RepoDir()
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building iosmux: %v\n%s", err, out)
 	}

@@ -39,7 +39,7 @@ import (
 
 // testDDI is the synthetic developer disk image of the mounter's tests.
 func testDDI() string {
-	return filepath.Join(filepath.Dir(testenv.ModuleDir()), "services", "mounter", "ddi", "testdata", "ddi_restore")
+	return filepath.Join(testenv.RepoDir(), "services", "mounter", "ddi", "testdata", "ddi_restore")
 }
 
 func testCtx(t testing.TB, d time.Duration) context.Context {
@@ -140,7 +140,7 @@ func buildIOSMux(t testing.TB, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "iosmux")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/iosmux")
-	build.Dir = filepath.Dir(testenv.ModuleDir())
+	build.Dir = testenv.RepoDir()
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building iosmux: %v\n%s", err, out)
 	}

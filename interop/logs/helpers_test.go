@@ -186,7 +186,7 @@ var iosmuxBin = sync.OnceValues(func() (string, error) {
 	}
 	bin := filepath.Join(dir, "iosmux")
 	build := exec.Command("go", "build", "-o", bin, "github.com/iosmux/iosmux/cmd/iosmux")
-	build.Dir = filepath.Join(testenv.ModuleDir(), "..")
+	build.Dir = testenv.RepoDir()
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building iosmux: %v\n%s", err, out)
 	}

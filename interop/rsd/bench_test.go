@@ -16,7 +16,7 @@ import (
 
 // handshakeVector is vector 10, the example device RSD Handshake (3072 bytes).
 func handshakeVector(b *testing.B) []byte {
-	s, err := os.ReadFile(filepath.Join(testenv.ModuleDir(), "..", "xpc", "testdata", "10_rsd_handshake_device.hex"))
+	s, err := os.ReadFile(filepath.Join(testenv.RepoDir(), "xpc", "testdata", "10_rsd_handshake_device.hex"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -34,7 +34,7 @@ var buildIosmux = sync.OnceValues(func() (string, error) {
 	// In the main module: the command's own dependencies (cobra) are not
 	// in this module's go.mod.
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/iosmux")
-	cmd.Dir = filepath.Dir(testenv.ModuleDir())
+	cmd.Dir = testenv.RepoDir()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("%v\n%s", err, out)
 	}

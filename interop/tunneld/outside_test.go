@@ -58,7 +58,7 @@ func TestTunneldOutsideClients(t *testing.T) {
 	for _, b := range []struct{ out, pkg, dir string }{
 		// In the main module, whose go.mod lists the command's own
 		// dependencies (cobra and the like).
-		{"iosmux", "./cmd/iosmux", filepath.Dir(testenv.ModuleDir())},
+		{"iosmux", "./cmd/iosmux", testenv.RepoDir()},
 		{"goiosagent", ".", filepath.Join(testenv.ModuleDir(), "tunneld", "goiosagent")},
 		{"pmd3client", "./pmd3client", filepath.Join(testenv.ModuleDir(), "tunneld", "goiosagent")},
 	} {

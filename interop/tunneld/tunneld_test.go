@@ -59,7 +59,7 @@ func TestTunneldInterop(t *testing.T) {
 	// Built in the main module, whose go.mod lists the command's own
 	// dependencies (cobra and the like, which nothing here imports).
 	build := exec.Command("go", "build", "-o", iosmux, "./cmd/iosmux")
-	build.Dir = filepath.Dir(testenv.ModuleDir())
+	build.Dir = testenv.RepoDir()
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build iosmux: %v\n%s", err, out)
 	}
