@@ -21,9 +21,11 @@ type fakeDevice struct {
 	state    string
 	passcode bool
 	revealed bool
-	// rebooted receives once per reboot: the server reboots the device
-	// after its arm reply is out, so a host that waits for the reboot
-	// (AwaitReboot) must not look before it has happened.
+	// rebooted holds a signal once the device has rebooted since the last
+	// AwaitReboot: the server reboots the device after its arm reply is
+	// out, so a host that waits for the reboot must not look before it has
+	// happened. Reboots nobody awaited leave one signal, never a blocked
+	// server.
 	rebooted chan struct{}
 }
 
@@ -51,11 +53,14 @@ func (d *fakeDevice) Accept() error {
 }
 func (d *fakeDevice) reboot() {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.state == "armed" {
 		d.state = "awaiting"
 	}
-	d.rebooted <- struct{}{}
+	d.mu.Unlock()
+	select {
+	case d.rebooted <- struct{}{}:
+	default: // a signal is already waiting
+	}
 }
 
 // opener serves amfi over pipes; lockdown values come from the device.
